@@ -1,0 +1,118 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  sql,
+  type Migration,
+  type MigrationProvider,
+  type Transaction,
+} from 'kysely';
+import type { Logger } from './logger.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface DatabaseOptions {
+  /** The subgraph that owns the data: its SQLite file name and PostgreSQL schema. */
+  name: string;
+  dataDir: string;
+  databaseUrl?: string | undefined;
+  schemaPrefix?: string;
+  migrations: Record<string, Migration>;
+  logger: Logger;
+}
+
+/** One subgraph's database: the same store code runs on either dialect. */
+export interface Database<DB> {
+  readonly db: Kysely<DB>;
+  readonly dialect: Dialect;
+  /** Where the data lives, for logs and the start banner. */
+  readonly location: string;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type { Kysely, Transaction };
+
+// pg returns int8 (COUNT, SUM) as strings to avoid precision loss; our counts fit in a double.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export async function openDatabase<DB>(opts: DatabaseOptions): Promise<Database<DB>> {
+  const database = opts.databaseUrl ? await openPostgres<DB>(opts, opts.databaseUrl) : openSqlite<DB>(opts);
+  await migrate(database.db, opts);
+  return database;
+}
+
+function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
+  mkdirSync(opts.dataDir, { recursive: true });
+  const file = resolve(opts.dataDir, `${opts.name}.sqlite`);
+  const conn = new BetterSqlite3(file);
+  // WAL lets readers run beside the writer; synchronous=FULL makes a committed transaction
+  // survive power loss as well as a killed process: an acknowledged write is never lost.
+  conn.pragma('journal_mode = WAL');
+  conn.pragma('synchronous = FULL');
+  conn.pragma('foreign_keys = ON');
+  conn.pragma('busy_timeout = 5000');
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: conn }) });
+  return {
+    db,
+    dialect: 'sqlite',
+    location: file,
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Database<DB>> {
+  const schema = `${opts.schemaPrefix ?? ''}${opts.name}`;
+  if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid PostgreSQL schema name "${schema}"`);
+  // Each subgraph owns one schema; search_path on every pooled connection keeps the store's SQL
+  // free of schema names, so it reads the same on SQLite.
+  const bootstrap = new pg.Client({ connectionString: url });
+  await bootstrap.connect();
+  try {
+    await bootstrap.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+  } finally {
+    await bootstrap.end();
+  }
+  const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path="${schema}"` });
+  pool.on('error', (err) => opts.logger.error({ err }, 'idle PostgreSQL client error'));
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  const safeUrl = new URL(url);
+  safeUrl.password = '';
+  return {
+    db,
+    dialect: 'postgres',
+    location: `${safeUrl.toString()} schema ${schema}`,
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+async function migrate<DB>(db: Kysely<DB>, opts: DatabaseOptions): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: async () => opts.migrations };
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  for (const r of results ?? []) {
+    if (r.status === 'Success') opts.logger.info({ migration: r.migrationName }, 'migration applied');
+    if (r.status === 'Error') opts.logger.error({ migration: r.migrationName }, 'migration failed');
+  }
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+}
+
+/** Timestamps are stored as ISO-8601 UTC text on both dialects, so they compare as strings. */
+export function nowIso(clock: () => number = Date.now): string {
+  return new Date(clock()).toISOString();
+}

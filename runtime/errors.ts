@@ -1,0 +1,20 @@
+import { GraphQLError } from 'graphql';
+
+/**
+ * The error codes clients can branch on (extensions.code). Domain code throws these; anything
+ * else that escapes a resolver is masked as INTERNAL_SERVER_ERROR by the server's formatError.
+ */
+export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN' | 'UNAUTHENTICATED';
+
+export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, ...details } });
+}
+
+export const badInput = (message: string, details?: Record<string, unknown>): GraphQLError =>
+  domainError('BAD_USER_INPUT', message, details);
+
+export const notFound = (entity: string, id: string): GraphQLError =>
+  domainError('NOT_FOUND', `${entity} "${id}" not found`, { entity, id });
+
+export const conflict = (message: string, details?: Record<string, unknown>): GraphQLError =>
+  domainError('CONFLICT', message, details);

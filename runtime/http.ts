@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import type { Logger } from './logger.ts';
+
+/**
+ * The node:http transport shared by every subgraph and the gateway: request ids, one JSON log
+ * line per request, a body size limit, /healthz and /readyz, GraphQL through Apollo's
+ * transport-neutral executeHTTPGraphQLRequest, and a graceful close that lets in-flight requests
+ * finish. Extra routes (REST, docs) and WebSocket upgrades are added by the caller.
+ */
+
+export interface RequestInfo {
+  requestId: string;
+  headers: HeaderMap;
+  /** Set by the GraphQL handler so the access log names the operation. */
+  operationName?: string | undefined;
+}
+
+export type Route = (req: IncomingMessage, res: ServerResponse, info: RequestInfo) => Promise<boolean> | boolean;
+
+export interface HttpServerOptions<C extends BaseContext> {
+  logger: Logger;
+  maxBodyBytes: number;
+  graphqlPath?: string;
+  apollo: ApolloServer<C>;
+  context: (info: RequestInfo) => Promise<C>;
+  /** Throws when the service cannot serve (database unreachable...). */
+  readiness: () => Promise<void>;
+  /** Tried in order before GraphQL; a route returns true when it handled the request. */
+  routes?: Route[];
+}
+
+export interface RunningHttpServer {
+  server: Server;
+  port: number;
+  url: string;
+  /** Stops accepting, waits for in-flight requests up to timeoutMs, then drops what is left. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export class BodyTooLargeError extends Error {}
+
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) throw new BodyTooLargeError(`request body exceeds ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) throw new BodyTooLargeError(`request body exceeds ${maxBytes} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': `${contentType}; charset=utf-8`, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function graphqlError(res: ServerResponse, status: number, message: string, code: string): void {
+  sendJson(res, status, { errors: [{ message, extensions: { code } }] }, 'application/graphql-response+json');
+}
+
+export function toHeaderMap(req: IncomingMessage): HeaderMap {
+  const headers = new HeaderMap();
+  for (const [key, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    headers.set(key, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return headers;
+}
+
+export async function startHttpServer<C extends BaseContext>(
+  opts: HttpServerOptions<C>,
+  listen: { host: string; port: number },
+): Promise<RunningHttpServer> {
+  const graphqlPath = opts.graphqlPath ?? '/graphql';
+  let draining = false;
+
+  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, info: RequestInfo, url: URL): Promise<void> {
+    let body: unknown = undefined;
+    if (req.method === 'POST') {
+      let raw: string;
+      try {
+        raw = await readBody(req, opts.maxBodyBytes);
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) return graphqlError(res, 413, err.message, 'PAYLOAD_TOO_LARGE');
+        throw err;
+      }
+      const type = req.headers['content-type'] ?? '';
+      if (type.includes('json')) {
+        try {
+          body = raw === '' ? {} : JSON.parse(raw);
+        } catch (err) {
+          return graphqlError(res, 400, `Malformed JSON body: ${(err as Error).message}`, 'BAD_REQUEST');
+        }
+        if (body && typeof body === 'object' && !Array.isArray(body)) {
+          const name = (body as { operationName?: unknown }).operationName;
+          if (typeof name === 'string') info.operationName = name;
+        }
+      } else {
+        body = raw;
+      }
+    } else {
+      info.operationName = url.searchParams.get('operationName') ?? undefined;
+    }
+    const response = await opts.apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: req.method ?? 'GET', headers: info.headers, search: url.search, body },
+      context: () => opts.context(info),
+    });
+    const headers: Record<string, string> = {};
+    for (const [k, v] of response.headers) headers[k] = v;
+    res.writeHead(response.status ?? 200, headers);
+    if (response.body.kind === 'complete') {
+      res.end(response.body.string);
+      return;
+    }
+    for await (const chunk of response.body.asyncIterator) res.write(chunk);
+    res.end();
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const incomingId = req.headers['x-request-id'];
+    const requestId = typeof incomingId === 'string' && /^[\w.:-]{1,128}$/.test(incomingId) ? incomingId : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    if (draining) res.setHeader('connection', 'close');
+    const info: RequestInfo = { requestId, headers: toHeaderMap(req) };
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    res.on('finish', () => {
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      opts.logger.info(
+        { requestId, method: req.method, path: url.pathname, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, operationName: info.operationName },
+        'request',
+      );
+    });
+    try {
+      if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (url.pathname === '/readyz') {
+        if (draining) return sendJson(res, 503, { status: 'draining' });
+        try {
+          await opts.readiness();
+          return sendJson(res, 200, { status: 'ready' });
+        } catch (err) {
+          return sendJson(res, 503, { status: 'unavailable', reason: (err as Error).message });
+        }
+      }
+      for (const route of opts.routes ?? []) {
+        if (await route(req, res, info)) return;
+      }
+      if (url.pathname === graphqlPath) return await handleGraphQL(req, res, info, url);
+      sendJson(res, 404, { error: 'not found', path: url.pathname });
+    } catch (err) {
+      opts.logger.error({ err, requestId }, 'unhandled request error');
+      if (!res.headersSent) graphqlError(res, 500, `Internal server error (request id ${requestId})`, 'INTERNAL_SERVER_ERROR');
+      else res.destroy();
+    }
+  }
+
+  const server = createServer((req, res) => void handle(req, res));
+  // Keep-alive longer than typical client pools' idle timeouts, so clients do not race a close.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = listen.host === '0.0.0.0' || listen.host === '::' ? 'localhost' : listen.host;
+
+  return {
+    server,
+    port,
+    url: `http://${host}:${port}${graphqlPath}`,
+    async close(timeoutMs: number) {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

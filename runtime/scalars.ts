@@ -1,0 +1,34 @@
+import { GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { JSONResolver } from 'graphql-scalars';
+
+/**
+ * DateTime: ISO-8601 UTC strings on the wire and in the stores (which keep them as text, so they
+ * sort and compare the same on SQLite and PostgreSQL). Inputs are normalised to toISOString().
+ */
+export const DateTimeScalar = new GraphQLScalarType<string, string>({
+  name: 'DateTime',
+  description: 'An instant in time, ISO-8601 in UTC.',
+  serialize(value) {
+    if (value instanceof Date) return value.toISOString();
+    if (typeof value === 'string') return value;
+    throw new TypeError(`DateTime cannot represent ${String(value)}`);
+  },
+  parseValue(value) {
+    return parseInstant(value);
+  },
+  parseLiteral(ast: ValueNode) {
+    if (ast.kind !== Kind.STRING) throw new TypeError('DateTime must be a string');
+    return parseInstant(ast.value);
+  },
+});
+
+function parseInstant(value: unknown): string {
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(Date.parse(value))) {
+    throw new TypeError(`DateTime must be an ISO-8601 date-time string, got ${JSON.stringify(value)}`);
+  }
+  return new Date(value).toISOString();
+}
+
+export const JSONScalar = JSONResolver;
+
+export const scalarResolvers = { DateTime: DateTimeScalar, JSON: JSONScalar };

@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ApolloServer } from '@apollo/server';
+import { buildSubgraphSchema } from '@apollo/subgraph';
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
+import { GraphQLError, parse, type GraphQLFormattedError } from 'graphql';
+import type { Migration } from 'kysely';
+import { commonSpec, env, loadConfig, type CommonConfig } from './config.ts';
+import { DEFAULT_TENANT, type RequestContext } from './context.ts';
+import { openDatabase, type Database } from './db.ts';
+import { createEventBus, type EventBus } from './events.ts';
+import { startHttpServer, type RunningHttpServer } from './http.ts';
+import { createLogger, type Logger } from './logger.ts';
+
+/** What a subgraph gets to build itself with. */
+export interface SubgraphDeps<DB> {
+  database: Database<DB>;
+  bus: EventBus;
+  logger: Logger;
+  config: CommonConfig;
+}
+
+/** What a subgraph's create() returns: its resolvers, its per-request context, its jobs. */
+export interface SubgraphInstance<C extends RequestContext> {
+  /** Typed by the subgraph with its codegen Resolvers type. */
+  resolvers: object;
+  createContext(base: RequestContext): C;
+  /** Background work (sweepers...), started once the server listens. */
+  start?(): void;
+  /** Stops background work; awaited before the database closes. */
+  stop?(): Promise<void> | void;
+}
+
+/** Every subgraph exports one of these from its index.ts; the runtime does the rest. */
+export interface SubgraphDefinition<DB, C extends RequestContext> {
+  name: string;
+  defaultPort: number;
+  migrations: Record<string, Migration>;
+  create(deps: SubgraphDeps<DB>): SubgraphInstance<C>;
+}
+
+export interface RunningSubgraph {
+  name: string;
+  url: string;
+  port: number;
+  database: Database<unknown>;
+  bus: EventBus;
+  stop(): Promise<void>;
+}
+
+export function schemaPath(name: string): string {
+  return fileURLToPath(new URL(`../schema/${name}.graphql`, import.meta.url));
+}
+
+/**
+ * Errors thrown on purpose carry a code (GraphQLError with extensions.code, or Apollo's own
+ * validation and parsing errors). Anything else is a bug: the client gets a correlation id, the
+ * log gets the stack.
+ */
+export function maskErrors(logger: Logger) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+    const code = formatted.extensions?.code;
+    const intended = original instanceof GraphQLError && typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR';
+    if (intended) {
+      const { stacktrace: _drop, ...extensions } = formatted.extensions ?? {};
+      return { ...formatted, extensions };
+    }
+    const correlationId = randomUUID();
+    logger.error({ err: original, correlationId, path: formatted.path }, 'internal error in resolver');
+    return {
+      message: `Internal server error (correlation id ${correlationId})`,
+      ...(formatted.locations ? { locations: formatted.locations } : {}),
+      ...(formatted.path ? { path: formatted.path } : {}),
+      extensions: { code: 'INTERNAL_SERVER_ERROR', correlationId },
+    };
+  };
+}
+
+export async function startSubgraph<DB, C extends RequestContext>(
+  def: SubgraphDefinition<DB, C>,
+  source: Record<string, string | undefined> = process.env,
+): Promise<RunningSubgraph> {
+  const portVar = `${def.name.toUpperCase()}_PORT`;
+  const config = loadConfig({ ...commonSpec, [portVar]: env.port(`port of the ${def.name} subgraph`, def.defaultPort) }, source);
+  const port = config[portVar] as number;
+  const logger = createLogger(def.name, config.LOG_LEVEL);
+
+  const database = await openDatabase<DB>({
+    name: def.name,
+    dataDir: config.DATA_DIR,
+    databaseUrl: config.DATABASE_URL,
+    schemaPrefix: config.DATABASE_SCHEMA_PREFIX,
+    migrations: def.migrations,
+    logger,
+  });
+  const bus = createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
+  const instance = def.create({ database, bus, logger, config });
+
+  const typeDefs = parse(readFileSync(schemaPath(def.name), 'utf8'));
+  // The codegen Resolvers type and @apollo/subgraph's map describe the same object; the
+  // subgraph's resolvers.ts is checked against the generated type, this cast only bridges them.
+  const schema = buildSubgraphSchema({ typeDefs, resolvers: instance.resolvers as GraphQLResolverMap<unknown> });
+  const apollo = new ApolloServer<C>({
+    schema,
+    includeStacktraceInErrorResponses: false,
+    formatError: maskErrors(logger),
+    logger,
+  });
+  await apollo.start();
+
+  let http: RunningHttpServer;
+  try {
+    http = await startHttpServer<C>(
+      {
+        logger,
+        maxBodyBytes: config.MAX_BODY_BYTES,
+        apollo,
+        context: async (info) =>
+          instance.createContext({ tenantId: DEFAULT_TENANT, requestId: info.requestId, logger: logger.child({ requestId: info.requestId }) }),
+        readiness: async () => {
+          await database.ping();
+          await bus.ping();
+        },
+      },
+      { host: config.HOST, port },
+    );
+  } catch (err) {
+    await apollo.stop();
+    await bus.close();
+    await database.close();
+    throw err;
+  }
+  instance.start?.();
+  logger.info({ url: http.url, database: database.location, bus: bus.kind }, `${def.name} subgraph ready`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    name: def.name,
+    url: http.url,
+    port: http.port,
+    database: database as Database<unknown>,
+    bus,
+    stop() {
+      stopping ??= (async () => {
+        await http.close(config.SHUTDOWN_TIMEOUT_MS);
+        await instance.stop?.();
+        await apollo.stop();
+        await bus.close();
+        await database.close();
+        logger.info(`${def.name} subgraph stopped`);
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Stops the given services on SIGINT/SIGTERM, then exits. */
+export function stopOnSignals(logger: Logger, stop: () => Promise<void>): void {
+  let signalled = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info({ signal }, 'shutting down');
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
