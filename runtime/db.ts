@@ -32,6 +32,8 @@ export interface Database<DB> {
   readonly dialect: Dialect;
   /** Where the data lives, for logs and the start banner. */
   readonly location: string;
+  /** Statements executed so far: lets tests prove a batch runs one query, not N. */
+  readonly stats: { queries: number };
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -57,11 +59,13 @@ function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
   conn.pragma('synchronous = FULL');
   conn.pragma('foreign_keys = ON');
   conn.pragma('busy_timeout = 5000');
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: conn }) });
+  const stats = { queries: 0 };
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: conn }), log: countQueries(stats) });
   return {
     db,
     dialect: 'sqlite',
     location: file,
+    stats,
     async ping() {
       await sql`select 1`.execute(db);
     },
@@ -85,19 +89,27 @@ async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Dat
   }
   const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path="${schema}"` });
   pool.on('error', (err) => opts.logger.error({ err }, 'idle PostgreSQL client error'));
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  const stats = { queries: 0 };
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: countQueries(stats) });
   const safeUrl = new URL(url);
   safeUrl.password = '';
   return {
     db,
     dialect: 'postgres',
     location: `${safeUrl.toString()} schema ${schema}`,
+    stats,
     async ping() {
       await sql`select 1`.execute(db);
     },
     async close() {
       await db.destroy();
     },
+  };
+}
+
+function countQueries(stats: { queries: number }) {
+  return () => {
+    stats.queries += 1;
   };
 }
 

@@ -83,8 +83,8 @@ export async function startSubgraph<DB, C extends RequestContext>(
   source: Record<string, string | undefined> = process.env,
 ): Promise<RunningSubgraph> {
   const portVar = `${def.name.toUpperCase()}_PORT`;
-  const config = loadConfig({ ...commonSpec, [portVar]: env.port(`port of the ${def.name} subgraph`, def.defaultPort) }, source);
-  const port = config[portVar] as number;
+  const config = loadConfig(commonSpec, source);
+  const port = loadConfig({ [portVar]: env.port(`port of the ${def.name} subgraph`, def.defaultPort) }, source)[portVar] ?? def.defaultPort;
   const logger = createLogger(def.name, config.LOG_LEVEL);
 
   const database = await openDatabase<DB>({

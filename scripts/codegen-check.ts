@@ -4,7 +4,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { generate } from '@graphql-codegen/cli';
 import config from '../codegen.ts';
 
-const outputs = await generate({ ...config, silent: true }, false);
+const outputs: { filename: string; content: string }[] = await generate({ ...config, silent: true }, false);
 const stale = outputs.filter((o) => !existsSync(o.filename) || readFileSync(o.filename, 'utf8') !== o.content);
 if (stale.length > 0) {
   console.error(`Generated files are stale: ${stale.map((o) => o.filename).join(', ')}\nRun \`npm run codegen\` and commit the result.`);
