@@ -1,0 +1,132 @@
+// Demo data for a first start, written through the gateway with the same mutations a client
+// would use, so the seed exercises the real API and never drifts from it.
+
+export interface SeedResult {
+  seeded: boolean;
+  agents: number;
+  tasks: number;
+  workflowRuns: number;
+}
+
+type Vars = Record<string, unknown>;
+
+async function call<T>(url: string, query: string, variables: Vars = {}): Promise<T> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-request-id': 'seed' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: T; errors?: { message: string }[] };
+  if (body.errors?.length || !body.data) {
+    throw new Error(`seed request failed: ${body.errors?.map((e) => e.message).join('; ') ?? res.status}`);
+  }
+  return body.data;
+}
+
+const REGISTER = `mutation ($input: RegisterAgentInput!) { registerAgent(input: $input) { id } }`;
+const REGISTER_CARD = `mutation ($card: JSON!, $labels: [LabelInput!]) { registerAgentFromCard(card: $card, labels: $labels) { id } }`;
+const SUBMIT = `mutation ($input: SubmitTaskInput!) { submitTask(input: $input) { id } }`;
+const CLAIM = `mutation ($agentId: ID!, $tags: [String!]!) { claimTask(agentId: $agentId, skillTags: $tags, leaseSeconds: 3600) { id } }`;
+
+const skill = (id: string, name: string, tags: string[], description: string) => ({ id, name, tags, description });
+
+export async function seedDemoData(gatewayUrl: string): Promise<SeedResult> {
+  const existing = await call<{ agents: { totalCount: number } }>(gatewayUrl, `{ agents(first: 1) { totalCount } }`);
+  if (existing.agents.totalCount > 0) return { seeded: false, agents: existing.agents.totalCount, tasks: 0, workflowRuns: 0 };
+
+  const register = async (input: Vars) => (await call<{ registerAgent: { id: string } }>(gatewayUrl, REGISTER, { input })).registerAgent.id;
+  const transition = (name: string, id: string) => call(gatewayUrl, `mutation ($id: ID!) { ${name}(id: $id) { id } }`, { id });
+
+  const researcher = await register({
+    name: 'Research Scout',
+    description: 'Finds and summarises sources on a topic.',
+    agentVersion: '1.4.0',
+    endpointUrl: 'https://agents.example.com/research',
+    provider: { organization: 'Example Labs', url: 'https://example.com' },
+    skills: [skill('web-research', 'Web research', ['research', 'search'], 'Searches the web and collects sources.'), skill('summarise', 'Summarise', ['summarize', 'writing'], 'Condenses documents.')],
+    labels: [{ key: 'team', value: 'content' }, { key: 'tier', value: 'gold' }],
+  });
+  const writer = await register({
+    name: 'Draft Writer',
+    description: 'Writes first drafts from research notes.',
+    agentVersion: '2.0.1',
+    endpointUrl: 'https://agents.example.com/writer',
+    skills: [skill('draft', 'Draft', ['writing'], 'Writes long-form drafts.')],
+    labels: [{ key: 'team', value: 'content' }],
+  });
+  const checker = await register({
+    name: 'Fact Checker',
+    description: 'Verifies claims against sources.',
+    skills: [skill('verify', 'Verify claims', ['fact-check', 'research'], 'Checks each claim.')],
+    labels: [{ key: 'team', value: 'quality' }],
+  });
+  const card = {
+    name: 'Code Reviewer',
+    description: 'Reviews pull requests for bugs and style (registered from an A2A Agent Card).',
+    version: '0.9.0',
+    url: 'https://agents.example.com/reviewer/a2a',
+    protocolVersion: '0.3.0',
+    provider: { organization: 'Example Labs', url: 'https://example.com' },
+    capabilities: { streaming: true, pushNotifications: false },
+    defaultInputModes: ['text/plain'],
+    defaultOutputModes: ['text/markdown'],
+    skills: [{ id: 'review', name: 'Code review', description: 'Reviews a diff.', tags: ['code', 'review'], examples: ['Review PR #42'] }],
+  };
+  const reviewer = (await call<{ registerAgentFromCard: { id: string } }>(gatewayUrl, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard.id;
+  const legacy = await register({ name: 'Legacy Translator', description: 'Old translation agent, kept for history.', skills: [skill('translate', 'Translate', ['translation'], 'Translates text.')] });
+
+  for (const id of [researcher, writer, checker, reviewer, legacy]) await transition('activateAgent', id);
+  await transition('pauseAgent', checker);
+  await transition('retireAgent', legacy);
+  for (const id of [researcher, writer, reviewer]) await call(gatewayUrl, `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id });
+
+  const submit = async (input: Vars) => (await call<{ submitTask: { id: string } }>(gatewayUrl, SUBMIT, { input })).submitTask.id;
+  const claim = async (agentId: string, tags: string[]) => (await call<{ claimTask: { id: string } | null }>(gatewayUrl, CLAIM, { agentId, tags })).claimTask?.id;
+
+  // Tasks in several states: one of each the lifecycle reaches.
+  const done = await submit({ title: 'Summarise Q3 market report', requiredSkillTags: ['summarize'], priority: 5, input: { url: 'https://example.com/q3.pdf' } });
+  const doneClaim = await claim(researcher, ['research', 'search', 'summarize', 'writing']);
+  if (doneClaim === done) {
+    await call(gatewayUrl, `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, { t: done, a: researcher });
+  }
+  const working = await submit({ title: 'Draft launch blog post', requiredSkillTags: ['writing'], priority: 3, input: { topic: 'Agent platform launch' } });
+  if ((await claim(writer, ['writing'])) === working) {
+    await call(gatewayUrl, `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`, { t: working, a: writer });
+  }
+  const failed = await submit({ title: 'Review PR #41', requiredSkillTags: ['review'], retryPolicy: { maximumAttempts: 1 } });
+  if ((await claim(reviewer, ['code', 'review'])) === failed) {
+    await call(gatewayUrl, `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`, { t: failed, a: reviewer });
+  }
+  const canceled = await submit({ title: 'Translate FAQ to French', requiredSkillTags: ['translation'] });
+  await call(gatewayUrl, `mutation ($id: ID!) { cancelTask(id: $id) { id } }`, { id: canceled });
+  await submit({ title: 'Review PR #42', requiredSkillTags: ['review'], priority: 1 });
+  await submit({ title: 'Fact-check press release', requiredSkillTags: ['fact-check'], priority: 2 });
+
+  // One workflow: research, then draft and fact-check in parallel, then publish.
+  const def = await call<{ createWorkflowDefinition: { id: string } }>(
+    gatewayUrl,
+    `mutation ($input: CreateWorkflowDefinitionInput!) { createWorkflowDefinition(input: $input) { id } }`,
+    {
+      input: {
+        name: 'blog-post',
+        description: 'Research a topic, draft and fact-check in parallel, then publish.',
+        steps: [
+          { id: 'research', title: 'Research the topic', requiredSkillTags: ['research'] },
+          { id: 'draft', title: 'Write the draft', requiredSkillTags: ['writing'], dependsOn: ['research'] },
+          { id: 'fact-check', title: 'Check the facts', requiredSkillTags: ['fact-check'], dependsOn: ['research'] },
+          { id: 'publish', title: 'Publish the post', requiredSkillTags: ['writing'], dependsOn: ['draft', 'fact-check'] },
+        ],
+      },
+    },
+  );
+  await call(gatewayUrl, `mutation ($id: ID!, $input: JSON) { startWorkflowRun(definitionId: $id, input: $input) { id } }`, {
+    id: def.createWorkflowDefinition.id,
+    input: { topic: 'Federated GraphQL for agent platforms' },
+  });
+
+  const totals = await call<{ agents: { totalCount: number }; tasks: { totalCount: number }; workflowRuns: { totalCount: number } }>(
+    gatewayUrl,
+    `{ agents(first: 1) { totalCount } tasks(first: 1) { totalCount } workflowRuns(first: 1) { totalCount } }`,
+  );
+  return { seeded: true, agents: totals.agents.totalCount, tasks: totals.tasks.totalCount, workflowRuns: totals.workflowRuns.totalCount };
+}
