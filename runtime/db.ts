@@ -45,8 +45,12 @@ pg.types.setTypeParser(20, (v) => Number(v));
 
 export async function openDatabase<DB>(opts: DatabaseOptions): Promise<Database<DB>> {
   const database = opts.databaseUrl ? await openPostgres<DB>(opts, opts.databaseUrl) : openSqlite<DB>(opts);
-  await migrate(database.db, opts);
+  await migrate(database.db, opts, opts.databaseUrl ? postgresSchema(opts) : undefined);
   return database;
+}
+
+function postgresSchema(opts: DatabaseOptions): string {
+  return `${opts.schemaPrefix ?? ''}${opts.name}`;
 }
 
 function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
@@ -76,7 +80,7 @@ function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
 }
 
 async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Database<DB>> {
-  const schema = `${opts.schemaPrefix ?? ''}${opts.name}`;
+  const schema = postgresSchema(opts);
   if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid PostgreSQL schema name "${schema}"`);
   // Each subgraph owns one schema; search_path on every pooled connection keeps the store's SQL
   // free of schema names, so it reads the same on SQLite.
@@ -113,9 +117,12 @@ function countQueries(stats: { queries: number }) {
   };
 }
 
-async function migrate<DB>(db: Kysely<DB>, opts: DatabaseOptions): Promise<void> {
+async function migrate<DB>(db: Kysely<DB>, opts: DatabaseOptions, schema: string | undefined): Promise<void> {
   const provider: MigrationProvider = { getMigrations: async () => opts.migrations };
-  const migrator = new Migrator({ db, provider });
+  // Without migrationTableSchema, kysely looks for its migration tables in every PostgreSQL
+  // schema: another subgraph's (or test's) schema in the same database would make it skip
+  // creating them in this one, and migrating then fails.
+  const migrator = new Migrator({ db, provider, ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results } = await migrator.migrateToLatest();
   for (const r of results ?? []) {
     if (r.status === 'Success') opts.logger.info({ migration: r.migrationName }, 'migration applied');

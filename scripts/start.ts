@@ -4,7 +4,7 @@
 // turns that off) and prints the URLs.
 import { ConfigError, env, loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { startSubgraph, stopOnSignals, type RunningSubgraph } from '../runtime/subgraph.ts';
+import { stopOnSignals, type RunningSubgraph } from '../runtime/subgraph.ts';
 import { startGateway } from '../gateway/server.ts';
 import { subgraphs } from '../subgraphs/index.ts';
 import { seedDemoData } from './seed.ts';
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   };
   stopOnSignals(logger, stopAll);
   try {
-    for (const def of Object.values(subgraphs)) running.push(await startSubgraph(def, source));
+    for (const def of Object.values(subgraphs)) running.push(await def.start(source));
     const urls = Object.fromEntries(running.map((s) => [`SUBGRAPH_${s.name.toUpperCase()}_URL`, s.url]));
     gateway = await startGateway({ ...urls, ...source });
   } catch (err) {

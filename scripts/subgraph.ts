@@ -1,7 +1,7 @@
 // Runs one subgraph as its own process: `npm run subgraph -- agents`.
 import { ConfigError } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { startSubgraph, stopOnSignals } from '../runtime/subgraph.ts';
+import { stopOnSignals } from '../runtime/subgraph.ts';
 import { subgraphs } from '../subgraphs/index.ts';
 
 const name = process.argv[2];
@@ -11,7 +11,7 @@ if (!def) {
   process.exit(2);
 }
 try {
-  const running = await startSubgraph(def);
+  const running = await def.start();
   stopOnSignals(createLogger(def.name, process.env.LOG_LEVEL ?? 'info'), () => running.stop());
 } catch (err) {
   console.error(err instanceof ConfigError ? err.message : `${def.name} failed to start: ${(err as Error).stack ?? String(err)}`);

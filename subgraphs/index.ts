@@ -1,11 +1,21 @@
 // Every subgraph the platform runs, by name. `npm run subgraph -- <name>` and `npm start` read
 // this list; supergraph.yaml lists the same names for composition.
 import type { RequestContext } from '../runtime/context.ts';
-import type { SubgraphDefinition } from '../runtime/subgraph.ts';
+import { startSubgraph, type RunningSubgraph, type SubgraphDefinition } from '../runtime/subgraph.ts';
 import { agents } from './agents/index.ts';
 import { orchestration } from './orchestration/index.ts';
 
-export const subgraphs: Record<string, SubgraphDefinition<unknown, RequestContext>> = {
-  agents,
-  orchestration,
+/** A subgraph with its database and context types closed over, so different ones share a list. */
+export interface RegisteredSubgraph {
+  name: string;
+  start(source?: Record<string, string | undefined>): Promise<RunningSubgraph>;
+}
+
+function register<DB, C extends RequestContext>(def: SubgraphDefinition<DB, C>): RegisteredSubgraph {
+  return { name: def.name, start: (source) => startSubgraph(def, source) };
+}
+
+export const subgraphs: Record<string, RegisteredSubgraph> = {
+  agents: register(agents),
+  orchestration: register(orchestration),
 };

@@ -1,0 +1,19 @@
+// The agents subgraph: the registry of AI agents, their A2A cards, lifecycle and liveness.
+import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
+import { createAgentsContext, type AgentsContext } from './context.ts';
+import { migrations } from './migrations.ts';
+import { resolvers } from './resolvers.ts';
+import { AgentStore, type AgentsDB } from './store.ts';
+
+export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
+  name: 'agents',
+  defaultPort: 4001,
+  migrations,
+  create({ database, bus, logger }) {
+    const store = new AgentStore(database, bus, logger);
+    return {
+      resolvers,
+      createContext: (base) => createAgentsContext(base, store),
+    };
+  },
+};
