@@ -19,6 +19,8 @@ export interface SubgraphDeps<DB> {
   bus: EventBus;
   logger: Logger;
   config: CommonConfig;
+  /** The environment the service was started with, for the subgraph's own settings. */
+  env: Record<string, string | undefined>;
 }
 
 /** What a subgraph's create() returns: its resolvers, its per-request context, its jobs. */
@@ -96,7 +98,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     logger,
   });
   const bus = createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
-  const instance = def.create({ database, bus, logger, config });
+  const instance = def.create({ database, bus, logger, config, env: source });
 
   const typeDefs = parse(readFileSync(schemaPath(def.name), 'utf8'));
   // The codegen Resolvers type and @apollo/subgraph's map describe the same object; the
@@ -106,6 +108,9 @@ export async function startSubgraph<DB, C extends RequestContext>(
     schema,
     includeStacktraceInErrorResponses: false,
     formatError: maskErrors(logger),
+    // stopOnSignals owns shutdown: Apollo's own SIGTERM handler stops the server and re-raises the
+    // signal, which ended the process before in-flight requests finished.
+    stopOnTerminationSignals: false,
     logger,
   });
   await apollo.start();

@@ -20,7 +20,6 @@ export type Scalars = {
   _FieldSet: { input: unknown; output: unknown; }
 };
 
-/** Agents are owned by the agents subgraph; orchestration adds the work they hold. */
 export type Agent = {
   __typename?: 'Agent';
   /** Tasks ASSIGNED to, WORKING on or waiting for INPUT_REQUIRED by this agent. */
@@ -31,7 +30,6 @@ export type Agent = {
 };
 
 
-/** Agents are owned by the agents subgraph; orchestration adds the work they hold. */
 export type AgentTasksArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;

@@ -1,0 +1,51 @@
+// Per-request context: the store and the dataloaders that batch what a query asks for across
+// many parents (N tasks' runs, N agents' counts...) into one statement each.
+import DataLoader from 'dataloader';
+import type { RequestContext } from '../../runtime/context.ts';
+import type { OrchestrationStore, StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store.ts';
+
+export interface OrchestrationLoaders {
+  taskById: DataLoader<string, TaskRow | null>;
+  tasksByRunId: DataLoader<string, TaskRow[]>;
+  activeTaskCountByAgentId: DataLoader<string, number>;
+  definitionById: DataLoader<string, WorkflowDefinitionRow | null>;
+  runById: DataLoader<string, WorkflowRunRow | null>;
+  stepRunsByRunId: DataLoader<string, StepRunRow[]>;
+}
+
+export interface OrchestrationContext extends RequestContext {
+  store: OrchestrationStore;
+  loaders: OrchestrationLoaders;
+}
+
+export function createOrchestrationContext(base: RequestContext, store: OrchestrationStore): OrchestrationContext {
+  return { ...base, store, loaders: createLoaders(store, base.tenantId) };
+}
+
+function byId<T extends { id: string }>(rows: readonly T[], ids: readonly string[]): (T | null)[] {
+  const map = new Map(rows.map((r) => [r.id, r]));
+  return ids.map((id) => map.get(id) ?? null);
+}
+
+function groupBy<T>(rows: readonly T[], keys: readonly string[], keyOf: (row: T) => string | null): T[][] {
+  const groups = new Map<string, T[]>(keys.map((k) => [k, []]));
+  for (const row of rows) {
+    const key = keyOf(row);
+    if (key !== null) groups.get(key)?.push(row);
+  }
+  return keys.map((k) => groups.get(k) ?? []);
+}
+
+export function createLoaders(store: OrchestrationStore, tenantId: string): OrchestrationLoaders {
+  return {
+    taskById: new DataLoader(async (ids) => byId(await store.tasksByIds(tenantId, ids), ids)),
+    tasksByRunId: new DataLoader(async (ids) => groupBy(await store.tasksByRunIds(tenantId, ids), ids, (t) => t.workflowRunId)),
+    activeTaskCountByAgentId: new DataLoader(async (ids) => {
+      const counts = await store.activeTaskCounts(tenantId, ids);
+      return ids.map((id) => counts.get(id) ?? 0);
+    }),
+    definitionById: new DataLoader(async (ids) => byId(await store.definitionsByIds(tenantId, ids), ids)),
+    runById: new DataLoader(async (ids) => byId(await store.runsByIds(tenantId, ids), ids)),
+    stepRunsByRunId: new DataLoader(async (ids) => groupBy(await store.stepRunsByRunIds(tenantId, ids), ids, (r) => r.runId)),
+  };
+}

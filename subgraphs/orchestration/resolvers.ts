@@ -1,0 +1,143 @@
+// GraphQL → store: parse and validate the arguments (BAD_USER_INPUT before anything is read or
+// written), call the store, and let the row types map onto the schema.
+import { parseId } from '../../runtime/ids.ts';
+import { pageRequest } from '../../runtime/pagination.ts';
+import { scalarResolvers } from '../../runtime/scalars.ts';
+import { text } from '../../runtime/validate.ts';
+import {
+  jsonInput,
+  leaseSeconds,
+  message,
+  percent,
+  requiredMessage,
+  skillTags,
+  taskFailure,
+  validateTaskSpec,
+  validateWorkflowDefinition,
+} from './domain.ts';
+import type { Resolvers, TaskFilter, WorkflowRunFilter } from './generated/resolvers-types.ts';
+
+/** Federation references come from the gateway: an id that cannot exist resolves to null. */
+function referenceId(id: string): string | null {
+  try {
+    return parseId(id, 'id');
+  } catch {
+    return null;
+  }
+}
+
+function taskFilter(filter: TaskFilter | null | undefined) {
+  return {
+    state: filter?.state ?? null,
+    agentId: filter?.agentId ? parseId(filter.agentId, 'filter.agentId') : null,
+    skillTag: filter?.skillTag ? text(filter.skillTag, 'filter.skillTag', { min: 1, max: 100 }) : null,
+    workflowRunId: filter?.workflowRunId ? parseId(filter.workflowRunId, 'filter.workflowRunId') : null,
+  };
+}
+
+function runFilter(filter: WorkflowRunFilter | null | undefined) {
+  return {
+    definitionId: filter?.definitionId ? parseId(filter.definitionId, 'filter.definitionId') : null,
+    status: filter?.status ?? null,
+  };
+}
+
+export const resolvers: Resolvers = {
+  ...scalarResolvers,
+
+  Query: {
+    task: (_, { id }, ctx) => ctx.loaders.taskById.load(parseId(id, 'id')),
+    tasks: (_, { filter, first, after }, ctx) => ctx.store.listTasks(ctx.tenantId, taskFilter(filter), pageRequest({ first, after })),
+    workflowDefinition: (_, { id }, ctx) => ctx.loaders.definitionById.load(parseId(id, 'id')),
+    workflowDefinitions: (_, { name, first, after }, ctx) =>
+      ctx.store.listDefinitions(
+        ctx.tenantId,
+        name === null || name === undefined ? null : text(name, 'name', { min: 1, max: 200 }),
+        pageRequest({ first, after }),
+      ),
+    workflowRun: (_, { id }, ctx) => ctx.loaders.runById.load(parseId(id, 'id')),
+    workflowRuns: (_, { filter, first, after }, ctx) => ctx.store.listRuns(ctx.tenantId, runFilter(filter), pageRequest({ first, after })),
+  },
+
+  Mutation: {
+    submitTask: (_, { input }, ctx) => ctx.store.submitTask(ctx.tenantId, validateTaskSpec(input)),
+    cancelTask: (_, { id }, ctx) => ctx.store.cancelTask(ctx.tenantId, parseId(id, 'id')),
+    claimTask: (_, args, ctx) =>
+      ctx.store.claimTask(ctx.tenantId, parseId(args.agentId, 'agentId'), skillTags(args.skillTags, 'skillTags'), leaseSeconds(args.leaseSeconds)),
+    reportTaskProgress: (_, args, ctx) => {
+      const taskId = parseId(args.taskId, 'taskId');
+      return ctx.store.reportProgress(ctx.tenantId, taskId, {
+        agentId: parseId(args.agentId, 'agentId'),
+        percent: percent(args.percent),
+        message: message(args.message),
+        leaseSeconds: leaseSeconds(args.leaseSeconds),
+      });
+    },
+    requestTaskInput: (_, args, ctx) => {
+      const taskId = parseId(args.taskId, 'taskId');
+      return ctx.store.requestInput(ctx.tenantId, taskId, { agentId: parseId(args.agentId, 'agentId'), message: requiredMessage(args.message) });
+    },
+    provideTaskInput: (_, args, ctx) => {
+      const taskId = parseId(args.taskId, 'taskId');
+      return ctx.store.provideInput(ctx.tenantId, taskId, { input: jsonInput(args.input, 'input'), leaseSeconds: leaseSeconds(args.leaseSeconds) });
+    },
+    completeTask: (_, args, ctx) => {
+      const taskId = parseId(args.taskId, 'taskId');
+      return ctx.store.completeTask(ctx.tenantId, taskId, { agentId: parseId(args.agentId, 'agentId'), result: jsonInput(args.result, 'result') });
+    },
+    failTask: (_, args, ctx) => {
+      const taskId = parseId(args.taskId, 'taskId');
+      return ctx.store.failTask(ctx.tenantId, taskId, {
+        agentId: parseId(args.agentId, 'agentId'),
+        error: taskFailure(args.error),
+        retryable: args.retryable ?? true,
+      });
+    },
+    createWorkflowDefinition: (_, { input }, ctx) => ctx.store.createDefinition(ctx.tenantId, validateWorkflowDefinition(input)),
+    startWorkflowRun: (_, args, ctx) =>
+      ctx.store.startRun(ctx.tenantId, parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
+    cancelWorkflowRun: (_, { id }, ctx) => ctx.store.cancelRun(ctx.tenantId, parseId(id, 'id')),
+  },
+
+  Task: {
+    __resolveReference: (ref, ctx) => {
+      const id = referenceId(ref.id);
+      return id ? ctx.loaders.taskById.load(id) : null;
+    },
+    agent: (task) => (task.agentId ? { id: task.agentId } : null),
+    workflowRun: (task, _, ctx) => (task.workflowRunId ? ctx.loaders.runById.load(task.workflowRunId) : null),
+  },
+
+  Agent: {
+    __resolveReference: (ref) => ({ id: ref.id }),
+    tasks: (agent, { state, first, after }, ctx) =>
+      ctx.store.listTasks(ctx.tenantId, { agentId: agent.id, state: state ?? null }, pageRequest({ first, after })),
+    activeTaskCount: (agent, _, ctx) => ctx.loaders.activeTaskCountByAgentId.load(agent.id),
+  },
+
+  WorkflowDefinition: {
+    __resolveReference: (ref, ctx) => {
+      const id = referenceId(ref.id);
+      return id ? ctx.loaders.definitionById.load(id) : null;
+    },
+  },
+
+  WorkflowRun: {
+    __resolveReference: (ref, ctx) => {
+      const id = referenceId(ref.id);
+      return id ? ctx.loaders.runById.load(id) : null;
+    },
+    definition: async (run, _, ctx) => {
+      const definition = await ctx.loaders.definitionById.load(run.definitionId);
+      // Runs reference their definition by foreign key: a miss is corrupted data, not user error.
+      if (!definition) throw new Error(`workflow run ${run.id} references missing definition ${run.definitionId}`);
+      return definition;
+    },
+    steps: (run, _, ctx) => ctx.loaders.stepRunsByRunId.load(run.id),
+    tasks: (run, _, ctx) => ctx.loaders.tasksByRunId.load(run.id),
+  },
+
+  WorkflowStepRun: {
+    task: (stepRun, _, ctx) => (stepRun.taskId ? ctx.loaders.taskById.load(stepRun.taskId) : null),
+  },
+};

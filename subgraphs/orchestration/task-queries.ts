@@ -1,0 +1,192 @@
+// SQL about tasks. Writes run inside a Scope (a transaction); reads take any connection.
+import { conflict } from '../../runtime/errors.ts';
+import type { Cursor } from '../../runtime/pagination.ts';
+import { ACTIVE_STATES, iso, taskStateChanged, type TaskState } from './domain.ts';
+import { decodeTask, encodeTask, type TaskRow } from './rows.ts';
+import { affected, afterCursor, type Reader, type Scope } from './scope.ts';
+
+export interface TaskFilter {
+  state?: TaskState | null;
+  agentId?: string | null;
+  skillTag?: string | null;
+  workflowRunId?: string | null;
+}
+
+export async function insertTask(s: Scope, task: TaskRow): Promise<void> {
+  await s.trx.insertInto('tasks').values(encodeTask(task)).execute();
+  if (task.requiredSkillTags.length > 0) {
+    await s.trx
+      .insertInto('task_required_tags')
+      .values(task.requiredSkillTags.map((tag) => ({ tenant_id: task.tenantId, task_id: task.id, tag })))
+      .execute();
+  }
+  s.emit(taskStateChanged(null, task));
+}
+
+export async function findTask(db: Reader, tenantId: string, id: string): Promise<TaskRow | null> {
+  const row = await db.selectFrom('tasks').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+  return row ? decodeTask(row) : null;
+}
+
+/** Reads the task and, on PostgreSQL, locks its row until the transaction ends. */
+export async function lockTask(s: Scope, id: string): Promise<TaskRow | null> {
+  const row = await s.trx
+    .selectFrom('tasks')
+    .selectAll()
+    .where('tenant_id', '=', s.tenantId)
+    .where('id', '=', id)
+    .$if(s.dialect === 'postgres', (q) => q.forUpdate())
+    .executeTakeFirst();
+  return row ? decodeTask(row) : null;
+}
+
+/**
+ * Writes the task's next version. The guard on the version read (and, for claims, on the state)
+ * makes a lost update impossible even if a caller forgot to lock: the write then fails instead.
+ */
+export async function saveTask(s: Scope, before: TaskRow, after: TaskRow): Promise<void> {
+  if (!(await writeIfUnchanged(s, before, after))) {
+    throw conflict(`Task "${before.id}" was changed concurrently; read it again and retry`, { taskId: before.id });
+  }
+}
+
+/** Like saveTask, but false instead of an error when another writer got there first. */
+export async function writeIfUnchanged(s: Scope, before: TaskRow, after: TaskRow): Promise<boolean> {
+  const { id: _id, tenant_id: _tenant, created_at: _created, ...changes } = encodeTask(after);
+  const result = await s.trx
+    .updateTable('tasks')
+    .set(changes)
+    .where('tenant_id', '=', s.tenantId)
+    .where('id', '=', before.id)
+    .where('version', '=', before.version)
+    .where('state', '=', before.state)
+    .executeTakeFirst();
+  if (affected(result) !== 1) return false;
+  if (after.state !== before.state) s.emit(taskStateChanged(before.state, after));
+  return true;
+}
+
+/**
+ * The task this claimer should get: SUBMITTED, available now, every required tag offered,
+ * highest priority then oldest. On PostgreSQL the row is locked and rows other claimers hold
+ * are skipped, so concurrent claimers each lock a different task instead of queueing on one.
+ */
+export async function claimCandidate(s: Scope, skillTags: readonly string[]): Promise<TaskRow | null> {
+  const row = await s.trx
+    .selectFrom('tasks as t')
+    .selectAll('t')
+    .where('t.tenant_id', '=', s.tenantId)
+    .where('t.state', '=', 'SUBMITTED')
+    .where('t.available_at', '<=', iso(s.now))
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('task_required_tags as r')
+            .select('r.tag')
+            .whereRef('r.task_id', '=', 't.id')
+            .where('r.tenant_id', '=', s.tenantId)
+            .$if(skillTags.length > 0, (q) => q.where('r.tag', 'not in', [...skillTags])),
+        ),
+      ),
+    )
+    .orderBy('t.priority', 'desc')
+    .orderBy('t.created_at', 'asc')
+    .orderBy('t.id', 'asc')
+    .limit(1)
+    .$if(s.dialect === 'postgres', (q) => q.forUpdate().skipLocked())
+    .executeTakeFirst();
+  return row ? decodeTask(row) : null;
+}
+
+export async function listTasks(
+  db: Reader,
+  tenantId: string,
+  filter: TaskFilter,
+  page: { limit: number; after: Cursor | null },
+): Promise<{ rows: TaskRow[]; totalCount: number }> {
+  let q = db.selectFrom('tasks').where('tenant_id', '=', tenantId);
+  if (filter.state) q = q.where('state', '=', filter.state);
+  if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+  if (filter.workflowRunId) q = q.where('workflow_run_id', '=', filter.workflowRunId);
+  const tag = filter.skillTag;
+  if (tag) {
+    q = q.where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('task_required_tags as r')
+          .select('r.tag')
+          .whereRef('r.task_id', '=', 'tasks.id')
+          .where('r.tenant_id', '=', tenantId)
+          .where('r.tag', '=', tag),
+      ),
+    );
+  }
+  const rows = await q
+    .selectAll()
+    .$if(page.after !== null, (p) => p.where(afterCursor(page.after as Cursor)))
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(page.limit)
+    .execute();
+  const count = await q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  return { rows: rows.map(decodeTask), totalCount: Number(count.n) };
+}
+
+export async function tasksByIds(db: Reader, tenantId: string, ids: readonly string[]): Promise<TaskRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.selectFrom('tasks').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', [...ids]).execute();
+  return rows.map(decodeTask);
+}
+
+export async function tasksByRunIds(db: Reader, tenantId: string, runIds: readonly string[]): Promise<TaskRow[]> {
+  if (runIds.length === 0) return [];
+  const rows = await db
+    .selectFrom('tasks')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('workflow_run_id', 'in', [...runIds])
+    .orderBy('created_at', 'asc')
+    .orderBy('id', 'asc')
+    .execute();
+  return rows.map(decodeTask);
+}
+
+/** Active (held) tasks per agent, for any number of agents in one grouped statement. */
+export async function activeTaskCounts(db: Reader, tenantId: string, agentIds: readonly string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  if (agentIds.length === 0) return counts;
+  const rows = await db
+    .selectFrom('tasks')
+    .select((eb) => ['agent_id', eb.fn.countAll<number>().as('n')])
+    .where('tenant_id', '=', tenantId)
+    .where('agent_id', 'in', [...agentIds])
+    .where('state', 'in', [...ACTIVE_STATES])
+    .groupBy('agent_id')
+    .execute();
+  for (const r of rows) if (r.agent_id !== null) counts.set(r.agent_id, Number(r.n));
+  return counts;
+}
+
+/** Attempts whose lease or deadline has passed, in every tenant, oldest deadline first. */
+export async function expiredTasks(db: Reader, now: number, limit: number): Promise<{ id: string; tenantId: string }[]> {
+  const at = iso(now);
+  const rows = await db
+    .selectFrom('tasks')
+    .select(['id', 'tenant_id'])
+    .where('state', 'in', ['ASSIGNED', 'WORKING'])
+    .where((eb) => eb.or([eb('lease_expires_at', '<=', at), eb('attempt_deadline_at', '<=', at)]))
+    .orderBy('updated_at', 'asc')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id }));
+}
+
+/** Results of the given tasks, for the upstream input of released workflow steps. */
+export async function taskResults(s: Scope, ids: readonly string[]): Promise<Map<string, unknown>> {
+  const results = new Map<string, unknown>();
+  if (ids.length === 0) return results;
+  const rows = await s.trx.selectFrom('tasks').select(['id', 'result']).where('tenant_id', '=', s.tenantId).where('id', 'in', [...ids]).execute();
+  for (const r of rows) results.set(r.id, r.result === null ? null : (JSON.parse(r.result) as unknown));
+  return results;
+}

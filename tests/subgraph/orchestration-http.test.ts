@@ -1,0 +1,278 @@
+// The orchestration subgraph as a client sees it: started in-process exactly as
+// `npm run subgraph -- orchestration` starts it, and spoken to over HTTP.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
+import { orchestration } from '../../subgraphs/orchestration/index.ts';
+import { DATABASE_URL, dropSchema } from '../support/databases.ts';
+
+interface GraphQLResponse {
+  data?: Record<string, unknown> | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+let running: RunningSubgraph;
+let dataDir: string;
+const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : undefined;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'orchestration-http-'));
+  running = await startSubgraph(orchestration, {
+    ...process.env,
+    ORCHESTRATION_PORT: '0',
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'silent',
+    LEASE_SWEEP_INTERVAL_MS: '100',
+    ...(schemaPrefix ? { DATABASE_SCHEMA_PREFIX: schemaPrefix } : {}),
+  });
+});
+
+afterAll(async () => {
+  await running?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+  if (schemaPrefix) await dropSchema(`${schemaPrefix}orchestration`);
+});
+
+async function post(body: string): Promise<{ status: number; json: GraphQLResponse }> {
+  const res = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  return { status: res.status, json: (await res.json()) as GraphQLResponse };
+}
+
+async function gql<T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+  const { status, json } = await post(JSON.stringify({ query, variables }));
+  if (json.errors) throw new Error(`unexpected errors (HTTP ${status}): ${JSON.stringify(json.errors)}`);
+  return json.data as T;
+}
+
+/** The single error of a request expected to fail, checked to carry a code and no stack trace. */
+async function gqlError(query: string, variables: Record<string, unknown> = {}) {
+  const { json } = await post(JSON.stringify({ query, variables }));
+  expect(json.errors, JSON.stringify(json)).toHaveLength(1);
+  const error = json.errors![0]!;
+  expect(error.extensions?.code).toEqual(expect.any(String));
+  expect(error.extensions).not.toHaveProperty('stacktrace');
+  expect(error.extensions).not.toHaveProperty('exception');
+  return error;
+}
+
+const TASK_FIELDS = `id state attempts title input priority requiredSkillTags timeoutSeconds version
+  retryPolicy { initialIntervalSeconds backoffCoefficient maximumIntervalSeconds maximumAttempts }
+  progress { percent message updatedAt } result error { message type details }
+  agent { id } leaseExpiresAt availableAt startedAt finishedAt workflowStepId workflowRun { id }`;
+
+interface TaskJson {
+  id: string;
+  state: string;
+  attempts: number;
+  agent: { id: string } | null;
+  leaseExpiresAt: string | null;
+  availableAt: string;
+  error: { message: string; type: string | null } | null;
+  [key: string]: unknown;
+}
+
+const submit = async (input: Record<string, unknown>) =>
+  (await gql<{ submitTask: TaskJson }>(`mutation($input: SubmitTaskInput!) { submitTask(input: $input) { ${TASK_FIELDS} } }`, { input })).submitTask;
+const claim = async (agentId: string, skillTags: string[], leaseSeconds = 60) =>
+  (
+    await gql<{ claimTask: TaskJson | null }>(
+      `mutation($a: ID!, $t: [String!]!, $l: Int) { claimTask(agentId: $a, skillTags: $t, leaseSeconds: $l) { ${TASK_FIELDS} } }`,
+      { a: agentId, t: skillTags, l: leaseSeconds },
+    )
+  ).claimTask;
+const getTask = async (id: string) => (await gql<{ task: TaskJson | null }>(`query($id: ID!) { task(id: $id) { ${TASK_FIELDS} } }`, { id })).task;
+const taskCount = async () => (await gql<{ tasks: { totalCount: number } }>('{ tasks { totalCount } }')).tasks.totalCount;
+const definitionCount = async () => (await gql<{ workflowDefinitions: { totalCount: number } }>('{ workflowDefinitions { totalCount } }')).workflowDefinitions.totalCount;
+
+describe('orchestration subgraph over HTTP', () => {
+  it('answers health and readiness probes', async () => {
+    expect((await fetch(running.url.replace('/graphql', '/healthz'))).status).toBe(200);
+    expect((await fetch(running.url.replace('/graphql', '/readyz'))).status).toBe(200);
+  });
+
+  it('runs a task from submit through claim and progress to completion', async () => {
+    const tag = `http-${randomUUID()}`;
+    const submitted = await submit({ title: 'Summarise report', input: { doc: 'q3.pdf' }, requiredSkillTags: [tag], priority: 3 });
+    expect(submitted).toMatchObject({
+      state: 'SUBMITTED',
+      attempts: 0,
+      agent: null,
+      input: { doc: 'q3.pdf' },
+      requiredSkillTags: [tag],
+      timeoutSeconds: 300,
+      retryPolicy: { initialIntervalSeconds: 1, backoffCoefficient: 2, maximumIntervalSeconds: 100, maximumAttempts: 3 },
+      workflowRun: null,
+    });
+
+    const agentId = randomUUID();
+    expect(await claim(agentId, ['unrelated'])).toBeNull();
+    const claimed = await claim(agentId, [tag, 'other'], 30);
+    expect(claimed).toMatchObject({ id: submitted.id, state: 'ASSIGNED', attempts: 1, agent: { id: agentId } });
+    expect(Date.parse(claimed!.leaseExpiresAt!) - Date.now()).toBeGreaterThan(20_000);
+
+    const progressed = await gql<{ reportTaskProgress: TaskJson }>(
+      `mutation($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 60, message: "reading") { ${TASK_FIELDS} } }`,
+      { t: submitted.id, a: agentId },
+    );
+    expect(progressed.reportTaskProgress).toMatchObject({ state: 'WORKING', progress: { percent: 60, message: 'reading' } });
+
+    // The agents subgraph owns Agent; the gateway asks this one for the work an agent holds.
+    const entities = await gql<{ _entities: { id: string; activeTaskCount: number; tasks: { totalCount: number; nodes: { id: string }[] } }[] }>(
+      `query($r: [_Any!]!) { _entities(representations: $r) { ... on Agent { id activeTaskCount tasks { totalCount nodes { id } } } } }`,
+      { r: [{ __typename: 'Agent', id: agentId }] },
+    );
+    expect(entities._entities).toEqual([{ id: agentId, activeTaskCount: 1, tasks: { totalCount: 1, nodes: [{ id: submitted.id }] } }]);
+
+    const done = await gql<{ completeTask: TaskJson }>(
+      `mutation($t: ID!, $a: ID!, $r: JSON) { completeTask(taskId: $t, agentId: $a, result: $r) { ${TASK_FIELDS} } }`,
+      { t: submitted.id, a: agentId, r: { summary: 'fine' } },
+    );
+    expect(done.completeTask).toMatchObject({ state: 'COMPLETED', result: { summary: 'fine' }, leaseExpiresAt: null, agent: { id: agentId } });
+    expect(done.completeTask.finishedAt).toEqual(expect.any(String));
+    expect((await getTask(submitted.id))?.state).toBe('COMPLETED');
+  });
+
+  it('requeues a task whose lease expired, through the running sweeper', async () => {
+    const tag = `lease-${randomUUID()}`;
+    const submitted = await submit({ title: 'Short lease', requiredSkillTags: [tag], retryPolicy: { initialIntervalSeconds: 30 } });
+    const agentId = randomUUID();
+    const claimed = await claim(agentId, [tag], 5);
+    expect(claimed?.state).toBe('ASSIGNED');
+
+    const deadline = Date.now() + 20_000;
+    let task = await getTask(submitted.id);
+    while (task?.state !== 'SUBMITTED' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      task = await getTask(submitted.id);
+    }
+    expect(task).toMatchObject({ state: 'SUBMITTED', attempts: 1, leaseExpiresAt: null, agent: { id: agentId }, error: { type: 'LEASE_EXPIRED' } });
+    // Not claimable again until the 30 s backoff has passed.
+    expect(Date.parse(task!.availableAt)).toBeGreaterThan(Date.now() + 20_000);
+    expect(await claim(agentId, [tag], 5)).toBeNull();
+  });
+
+  it('runs a workflow, resolving its steps, tasks and definition', async () => {
+    const tag = `wf-${randomUUID()}`;
+    const created = await gql<{ createWorkflowDefinition: { id: string; name: string; version: number; steps: { id: string; dependsOn: string[] }[] } }>(
+      `mutation($input: CreateWorkflowDefinitionInput!) { createWorkflowDefinition(input: $input) { id name version steps { id dependsOn retryPolicy { maximumAttempts } } } }`,
+      {
+        input: {
+          name: `chain-${tag}`,
+          steps: [
+            { id: 'fetch', title: 'Fetch', requiredSkillTags: [tag] },
+            { id: 'summarise', title: 'Summarise', requiredSkillTags: [tag], dependsOn: ['fetch'], input: { words: 100 } },
+          ],
+        },
+      },
+    );
+    const def = created.createWorkflowDefinition;
+    expect(def).toMatchObject({ version: 1, steps: [{ id: 'fetch', dependsOn: [] }, { id: 'summarise', dependsOn: ['fetch'] }] });
+
+    const RUN_FIELDS = 'id status finishedAt definition { id name } steps { stepId status task { id state input } } tasks { id workflowStepId }';
+    const started = await gql<{ startWorkflowRun: { id: string; status: string; steps: { stepId: string; status: string; task: { id: string } | null }[] } }>(
+      `mutation($d: ID!) { startWorkflowRun(definitionId: $d, input: { url: "https://example.com" }) { ${RUN_FIELDS} } }`,
+      { d: def.id },
+    );
+    const run = started.startWorkflowRun;
+    expect(run.status).toBe('RUNNING');
+    expect(run.steps.map((s) => [s.stepId, s.status])).toEqual([
+      ['fetch', 'RUNNING'],
+      ['summarise', 'PENDING'],
+    ]);
+
+    const agentId = randomUUID();
+    for (const [stepId, result] of [
+      ['fetch', 'page text'],
+      ['summarise', 'short text'],
+    ] as const) {
+      const task = await claim(agentId, [tag]);
+      expect(task).toMatchObject({ workflowStepId: stepId, workflowRun: { id: run.id } });
+      await gql(`mutation($t: ID!, $a: ID!, $r: JSON) { completeTask(taskId: $t, agentId: $a, result: $r) { id } }`, { t: task!.id, a: agentId, r: result });
+    }
+
+    const finished = await gql<{ workflowRun: { status: string; finishedAt: string | null; definition: { id: string }; steps: { stepId: string; status: string; task: { input: unknown } }[]; tasks: unknown[] } }>(
+      `query($id: ID!) { workflowRun(id: $id) { ${RUN_FIELDS} } }`,
+      { id: run.id },
+    );
+    expect(finished.workflowRun).toMatchObject({ status: 'SUCCEEDED', definition: { id: def.id } });
+    expect(finished.workflowRun.finishedAt).toEqual(expect.any(String));
+    expect(finished.workflowRun.steps.map((s) => s.status)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    expect(finished.workflowRun.steps[1]?.task.input).toEqual({ words: 100, workflowInput: { url: 'https://example.com' }, upstream: { fetch: 'page text' } });
+    expect(finished.workflowRun.tasks).toHaveLength(2);
+
+    const runs = await gql<{ workflowRuns: { nodes: { id: string }[] } }>(`query($d: ID!) { workflowRuns(filter: { definitionId: $d, status: SUCCEEDED }) { nodes { id } } }`, {
+      d: def.id,
+    });
+    expect(runs.workflowRuns.nodes).toEqual([{ id: run.id }]);
+  });
+
+  describe('errors', () => {
+    it('rejects ids that are not UUIDs with BAD_USER_INPUT, and unknown ids with null or NOT_FOUND', async () => {
+      expect((await gqlError('{ task(id: "nope") { id } }')).extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'id' });
+      expect((await gqlError('mutation { cancelTask(id: "1; drop table tasks") { id } }')).extensions?.code).toBe('BAD_USER_INPUT');
+      expect((await gqlError(`mutation { claimTask(agentId: "agent-7", skillTags: []) { id } }`)).extensions).toMatchObject({ argument: 'agentId' });
+      expect(await getTask(randomUUID())).toBeNull();
+      expect(await gql(`query($id: ID!) { workflowRun(id: $id) { id } }`, { id: randomUUID() })).toEqual({ workflowRun: null });
+      const missing = randomUUID();
+      expect((await gqlError(`mutation($id: ID!) { cancelTask(id: $id) { id } }`, { id: missing })).extensions).toMatchObject({ code: 'NOT_FOUND', id: missing });
+      expect((await gqlError(`mutation($id: ID!) { startWorkflowRun(definitionId: $id) { id } }`, { id: missing })).extensions?.code).toBe('NOT_FOUND');
+    });
+
+    it('rejects illegal transitions with CONFLICT and leaves the task as it was', async () => {
+      const task = await submit({ title: 'Not yet claimed', requiredSkillTags: [`never-${randomUUID()}`] });
+      const err = await gqlError(`mutation($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a) { id } }`, { t: task.id, a: randomUUID() });
+      expect(err.extensions).toMatchObject({ code: 'CONFLICT', from: 'SUBMITTED', to: 'COMPLETED' });
+      expect(await getTask(task.id)).toMatchObject({ state: 'SUBMITTED', version: 1 });
+
+      await gql(`mutation($id: ID!) { cancelTask(id: $id) { id } }`, { id: task.id });
+      const again = await gqlError(`mutation($id: ID!) { cancelTask(id: $id) { id } }`, { id: task.id });
+      expect(again.extensions).toMatchObject({ code: 'CONFLICT', from: 'CANCELED', to: 'CANCELED' });
+      expect(await getTask(task.id)).toMatchObject({ state: 'CANCELED', version: 2 });
+    });
+
+    it('rejects invalid DAGs naming the step, and stores nothing', async () => {
+      const before = await definitionCount();
+      const create = (steps: unknown[]) =>
+        gqlError(`mutation($input: CreateWorkflowDefinitionInput!) { createWorkflowDefinition(input: $input) { id } }`, { input: { name: 'bad', steps } });
+      const cycle = await create([
+        { id: 'a', title: 'A', dependsOn: ['b'] },
+        { id: 'b', title: 'B', dependsOn: ['a'] },
+      ]);
+      expect(cycle.extensions?.code).toBe('BAD_USER_INPUT');
+      expect(cycle.message).toMatch(/cycle/);
+      expect(['a', 'b']).toContain(cycle.extensions?.step);
+      expect((await create([{ id: 'a', title: 'A', dependsOn: ['ghost'] }])).extensions).toMatchObject({ code: 'BAD_USER_INPUT', step: 'a' });
+      expect((await create([{ id: 'a', title: 'A' }, { id: 'a', title: 'A again' }])).extensions).toMatchObject({ code: 'BAD_USER_INPUT', step: 'a' });
+      expect((await create([])).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'steps' });
+      expect(await definitionCount()).toBe(before);
+    });
+
+    it('rejects malformed input with BAD_USER_INPUT (or a 400 for a broken body), and stores nothing', async () => {
+      const before = await taskCount();
+      const submitError = (input: Record<string, unknown>) => gqlError(`mutation($input: SubmitTaskInput!) { submitTask(input: $input) { id } }`, { input });
+      expect((await submitError({ title: '' })).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'title' });
+      expect((await submitError({ title: 'x'.repeat(201) })).extensions).toMatchObject({ field: 'title' });
+      expect((await submitError({ title: 'x', priority: 5000 })).extensions).toMatchObject({ field: 'priority' });
+      expect((await submitError({ title: 'x', timeoutSeconds: 0 })).extensions).toMatchObject({ field: 'timeoutSeconds' });
+      expect((await submitError({ title: 'x', retryPolicy: { backoffCoefficient: 0.5 } })).extensions).toMatchObject({ field: 'retryPolicy.backoffCoefficient' });
+      expect((await submitError({ title: 'x', input: { blob: 'x'.repeat(300 * 1024) } })).extensions).toMatchObject({ field: 'input' });
+      // A variable of the wrong type never reaches a resolver.
+      expect((await submitError({ title: 'x', priority: 'high' })).extensions?.code).toBe('BAD_USER_INPUT');
+      const claimError = await gqlError(`mutation($a: ID!) { claimTask(agentId: $a, skillTags: [], leaseSeconds: 1) { id } }`, { a: randomUUID() });
+      expect(claimError.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'leaseSeconds' });
+      const progressError = await gqlError(`mutation($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 101) { id } }`, {
+        t: randomUUID(),
+        a: randomUUID(),
+      });
+      expect(progressError.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'percent' });
+
+      const broken = await post('{"query": "mutation { submitTask(input: {title: \\"x\\"}) { id } }"');
+      expect(broken.status).toBe(400);
+      expect(broken.json.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+      expect(await taskCount()).toBe(before);
+    });
+  });
+});
