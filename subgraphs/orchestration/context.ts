@@ -2,12 +2,19 @@
 // many parents (N tasks' runs, N agents' counts...) into one statement each.
 import DataLoader from 'dataloader';
 import type { RequestContext } from '../../runtime/context.ts';
-import type { OrchestrationStore, StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store.ts';
+import type { Connection } from '../../runtime/pagination.ts';
+import type { TaskState } from './domain.ts';
+import type { OrchestrationStore, Page, StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store.ts';
 
 export interface OrchestrationLoaders {
   taskById: DataLoader<string, TaskRow | null>;
   tasksByRunId: DataLoader<string, TaskRow[]>;
   activeTaskCountByAgentId: DataLoader<string, number>;
+  /**
+   * Agent id → that agent's page of tasks. One loader per distinct (state, first, after), so
+   * every agent of a batch asking the same page shares one statement pair.
+   */
+  tasksByAgentId(state: TaskState | null, page: Page): DataLoader<string, Connection<TaskRow>>;
   definitionById: DataLoader<string, WorkflowDefinitionRow | null>;
   runById: DataLoader<string, WorkflowRunRow | null>;
   stepRunsByRunId: DataLoader<string, StepRunRow[]>;
@@ -37,6 +44,7 @@ function groupBy<T>(rows: readonly T[], keys: readonly string[], keyOf: (row: T)
 }
 
 export function createLoaders(store: OrchestrationStore, tenantId: string): OrchestrationLoaders {
+  const taskPages = new Map<string, DataLoader<string, Connection<TaskRow>>>();
   return {
     taskById: new DataLoader(async (ids) => byId(await store.tasksByIds(tenantId, ids), ids)),
     tasksByRunId: new DataLoader(async (ids) => groupBy(await store.tasksByRunIds(tenantId, ids), ids, (t) => t.workflowRunId)),
@@ -44,6 +52,15 @@ export function createLoaders(store: OrchestrationStore, tenantId: string): Orch
       const counts = await store.activeTaskCounts(tenantId, ids);
       return ids.map((id) => counts.get(id) ?? 0);
     }),
+    tasksByAgentId(state, page) {
+      const key = JSON.stringify([state, page.first, page.after?.createdAt ?? null, page.after?.id ?? null]);
+      let loader = taskPages.get(key);
+      if (!loader) {
+        loader = new DataLoader((ids) => store.agentTaskConnections(tenantId, ids, state, page));
+        taskPages.set(key, loader);
+      }
+      return loader;
+    },
     definitionById: new DataLoader(async (ids) => byId(await store.definitionsByIds(tenantId, ids), ids)),
     runById: new DataLoader(async (ids) => byId(await store.runsByIds(tenantId, ids), ids)),
     stepRunsByRunId: new DataLoader(async (ids) => groupBy(await store.stepRunsByRunIds(tenantId, ids), ids, (r) => r.runId)),

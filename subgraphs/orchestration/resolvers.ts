@@ -110,8 +110,7 @@ export const resolvers: Resolvers = {
 
   Agent: {
     __resolveReference: (ref) => ({ id: ref.id }),
-    tasks: (agent, { state, first, after }, ctx) =>
-      ctx.store.listTasks(ctx.tenantId, { agentId: agent.id, state: state ?? null }, pageRequest({ first, after })),
+    tasks: (agent, { state, first, after }, ctx) => ctx.loaders.tasksByAgentId(state ?? null, pageRequest({ first, after })).load(agent.id),
     activeTaskCount: (agent, _, ctx) => ctx.loaders.activeTaskCountByAgentId.load(agent.id),
   },
 

@@ -9,7 +9,7 @@ import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import * as domain from './domain.ts';
-import type { Task, TaskFailure, TaskSpec, WorkflowDefinitionSpec } from './domain.ts';
+import type { Task, TaskFailure, TaskSpec, TaskState, WorkflowDefinitionSpec } from './domain.ts';
 import type { StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './rows.ts';
 import { cancelRun, settleTask, startRun } from './run-driver.ts';
 import type { Scope } from './scope.ts';
@@ -109,6 +109,19 @@ export class OrchestrationStore {
   async listTasks(tenantId: string, filter: tasks.TaskFilter, page: Page): Promise<Connection<TaskRow>> {
     const { rows, totalCount } = await tasks.listTasks(this.db, tenantId, filter, page);
     return toConnection(rows, page, totalCount);
+  }
+
+  /**
+   * One page of tasks per agent, the same connection listTasks gives for { agentId, state }, for
+   * all the agents in two statements (a windowed page query and a grouped count) instead of two
+   * per agent. Agents without tasks get an empty connection.
+   */
+  async agentTaskConnections(tenantId: string, agentIds: readonly string[], state: TaskState | null, page: Page): Promise<Connection<TaskRow>[]> {
+    const [pages, counts] = await Promise.all([
+      tasks.firstTasksOfAgents(this.db, tenantId, agentIds, state, page),
+      tasks.taskCountsOfAgents(this.db, tenantId, agentIds, state),
+    ]);
+    return agentIds.map((id) => toConnection(pages.get(id) ?? [], page, counts.get(id) ?? 0));
   }
 
   /**

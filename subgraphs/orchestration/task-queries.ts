@@ -133,6 +133,61 @@ export async function listTasks(
   return { rows: rows.map(decodeTask), totalCount: Number(count.n) };
 }
 
+/**
+ * The first `limit` tasks of each agent in keyset order after the cursor, for any number of
+ * agents in one statement: rows are numbered per agent by a window function and cut at limit.
+ */
+export async function firstTasksOfAgents(
+  db: Reader,
+  tenantId: string,
+  agentIds: readonly string[],
+  state: TaskState | null,
+  page: { limit: number; after: Cursor | null },
+): Promise<Map<string, TaskRow[]>> {
+  const pages = new Map<string, TaskRow[]>();
+  if (agentIds.length === 0) return pages;
+  const ranked = db
+    .selectFrom('tasks')
+    .selectAll()
+    .select((eb) =>
+      eb.fn
+        .agg<number>('row_number')
+        .over((ob) => ob.partitionBy('agent_id').orderBy('created_at', 'desc').orderBy('id', 'desc'))
+        .as('rn'),
+    )
+    .where('tenant_id', '=', tenantId)
+    .where('agent_id', 'in', [...agentIds])
+    .$if(state !== null, (q) => q.where('state', '=', state as TaskState))
+    .$if(page.after !== null, (q) => q.where(afterCursor(page.after as Cursor)));
+  const rows = await db.selectFrom(ranked.as('ranked')).selectAll().where('rn', '<=', page.limit).orderBy('agent_id').orderBy('rn').execute();
+  for (const row of rows) {
+    if (row.agent_id === null) continue;
+    const list = pages.get(row.agent_id) ?? [];
+    list.push(decodeTask(row));
+    pages.set(row.agent_id, list);
+  }
+  return pages;
+}
+
+/**
+ * How many tasks each agent has (in this state, when given), for any number of agents in one
+ * grouped statement. The cursor does not narrow it: totalCount is the whole list's, as in listTasks.
+ */
+export async function taskCountsOfAgents(db: Reader, tenantId: string, agentIds: readonly string[], state: TaskState | null): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  if (agentIds.length === 0) return counts;
+  const rows = await db
+    .selectFrom('tasks')
+    .select((eb) => ['agent_id', eb.fn.countAll<number>().as('n')])
+    .where('tenant_id', '=', tenantId)
+    .where('agent_id', 'in', [...agentIds])
+    .$if(state !== null, (q) => q.where('state', '=', state as TaskState))
+    .groupBy('agent_id')
+    .execute();
+  for (const r of rows) if (r.agent_id !== null) counts.set(r.agent_id, Number(r.n));
+  return counts;
+}
+
 export async function tasksByIds(db: Reader, tenantId: string, ids: readonly string[]): Promise<TaskRow[]> {
   if (ids.length === 0) return [];
   const rows = await db.selectFrom('tasks').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', [...ids]).execute();

@@ -436,6 +436,55 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         expect(counts.slice(0, 3)).toEqual([3, 1, 0]);
         expect(counts.reduce((a, b) => a + b, 0)).toBe(4);
       });
+
+      it('pages the tasks of 50 agents in two statements, exactly as listTasks pages each agent', async () => {
+        const { store, tenant, clock } = setup();
+        const agents = Array.from({ length: 50 }, () => randomUUID());
+        await submitMany(store, tenant, clock, 9);
+        // Agent 0 holds four tasks and completed one, agent 1 holds two, agent 2 one; one task stays unclaimed.
+        for (const a of [0, 0, 0, 0, 0, 1, 1]) await store.claimTask(tenant, agents[a]!, [], 60);
+        const first = await store.listTasks(tenant, { agentId: agents[0]! }, pageRequest({}));
+        await store.completeTask(tenant, first.nodes[2]!.id, { agentId: agents[0]!, result: null });
+        // Another tenant's task held by the same agent id is not theirs to see.
+        const other = `tenant-${randomUUID()}`;
+        await store.submitTask(other, spec({ title: 'elsewhere' }));
+        await store.claimTask(other, agents[0]!, [], 60);
+        await store.claimTask(tenant, agents[2]!, [], 60);
+
+        const page1 = await store.listTasks(tenant, { agentId: agents[0]! }, pageRequest({ first: 2 }));
+        expect(page1.totalCount).toBe(5);
+        expect(page1.pageInfo.hasNextPage).toBe(true);
+        const cases: { state: TaskState | null; first: number; after?: string | null }[] = [
+          { state: null, first: 2 },
+          { state: 'ASSIGNED', first: 1 },
+          { state: 'COMPLETED', first: 3 },
+          { state: null, first: 2, after: page1.pageInfo.endCursor },
+          { state: 'ASSIGNED', first: 2, after: page1.pageInfo.endCursor },
+        ];
+        for (const { state, first: pageSize, after } of cases) {
+          const loaders = createLoaders(store, tenant);
+          const before = t.database.stats.queries;
+          const batched = await Promise.all(agents.map((a) => loaders.tasksByAgentId(state, pageRequest({ first: pageSize, after })).load(a)));
+          expect(t.database.stats.queries - before).toBe(2);
+
+          const oneByOne = await Promise.all(agents.map((a) => store.listTasks(tenant, { agentId: a, state }, pageRequest({ first: pageSize, after }))));
+          expect(batched).toEqual(oneByOne);
+        }
+
+        const loaders = createLoaders(store, tenant);
+        const all = await Promise.all(agents.map((a) => loaders.tasksByAgentId(null, pageRequest({ first: 2 })).load(a)));
+        expect(all.map((c) => c.totalCount).slice(0, 4)).toEqual([5, 2, 1, 0]);
+        expect(all[0]!.nodes.map((n) => n.id)).toEqual(page1.nodes.map((n) => n.id));
+        expect(all[3]).toEqual({ edges: [], nodes: [], pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null }, totalCount: 0 });
+        const second = await Promise.all(agents.map((a) => loaders.tasksByAgentId(null, pageRequest({ first: 2, after: page1.pageInfo.endCursor })).load(a)));
+        expect(second[0]!.nodes.map((n) => n.id)).toEqual(first.nodes.slice(2, 4).map((n) => n.id));
+        expect(second[0]!.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: true });
+        // The same arguments within one request share a loader, so its cache answers without SQL.
+        expect(loaders.tasksByAgentId(null, pageRequest({ first: 2 }))).toBe(loaders.tasksByAgentId(null, pageRequest({ first: 2 })));
+        const before = t.database.stats.queries;
+        await loaders.tasksByAgentId(null, pageRequest({ first: 2 })).load(agents[0]!);
+        expect(t.database.stats.queries).toBe(before);
+      });
     });
 
     describe('workflows', () => {

@@ -14,35 +14,52 @@ interface GraphQLResponse {
   errors?: { message: string; extensions?: Record<string, unknown> }[];
 }
 
-let running: RunningSubgraph;
-let dataDir: string;
-const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : undefined;
+interface Instance {
+  running: RunningSubgraph;
+  close(): Promise<void>;
+}
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'orchestration-http-'));
-  running = await startSubgraph(orchestration, {
+/** One subgraph on a private database (a temp SQLite directory or a PostgreSQL schema). */
+async function startInstance(sweepIntervalMs: number): Promise<Instance> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'orchestration-http-'));
+  const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : undefined;
+  const started = await startSubgraph(orchestration, {
     ...process.env,
     ORCHESTRATION_PORT: '0',
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
-    LEASE_SWEEP_INTERVAL_MS: '100',
+    LEASE_SWEEP_INTERVAL_MS: String(sweepIntervalMs),
     ...(schemaPrefix ? { DATABASE_SCHEMA_PREFIX: schemaPrefix } : {}),
   });
+  return {
+    running: started,
+    async close() {
+      await started.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+      if (schemaPrefix) await dropSchema(`${schemaPrefix}orchestration`);
+    },
+  };
+}
+
+let instance: Instance;
+let running: RunningSubgraph;
+
+beforeAll(async () => {
+  instance = await startInstance(100);
+  running = instance.running;
 });
 
 afterAll(async () => {
-  await running?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-  if (schemaPrefix) await dropSchema(`${schemaPrefix}orchestration`);
+  await instance?.close();
 });
 
-async function post(body: string): Promise<{ status: number; json: GraphQLResponse }> {
-  const res = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+async function post(body: string, target: RunningSubgraph = running): Promise<{ status: number; json: GraphQLResponse }> {
+  const res = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   return { status: res.status, json: (await res.json()) as GraphQLResponse };
 }
 
-async function gql<T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const { status, json } = await post(JSON.stringify({ query, variables }));
+async function gql<T = Record<string, unknown>>(query: string, variables: Record<string, unknown> = {}, target: RunningSubgraph = running): Promise<T> {
+  const { status, json } = await post(JSON.stringify({ query, variables }), target);
   if (json.errors) throw new Error(`unexpected errors (HTTP ${status}): ${JSON.stringify(json.errors)}`);
   return json.data as T;
 }
@@ -209,6 +226,52 @@ describe('orchestration subgraph over HTTP', () => {
     expect(runs.workflowRuns.nodes).toEqual([{ id: run.id }]);
   });
 
+  describe('on an instance whose sweeper never runs during the test', () => {
+    // The statement counter is per database: a sweep tick in the middle would be counted too.
+    let quiet: Instance;
+    beforeAll(async () => {
+      quiet = await startInstance(3_600_000);
+    });
+    afterAll(async () => {
+      await quiet?.close();
+    });
+
+    it('resolves tasks and activeTaskCount for 50 Agent representations in a constant number of statements', async () => {
+      const target = quiet.running;
+      const agents = Array.from({ length: 50 }, () => randomUUID());
+      const submitted: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const { submitTask } = await gql<{ submitTask: { id: string } }>(`mutation($t: String!) { submitTask(input: { title: $t }) { id } }`, { t: `Batch ${i}` }, target);
+        submitted.push(submitTask.id);
+      }
+      // Claims take the oldest first: agent 0 holds tasks 0-2, agent 1 task 3, the other 48 none.
+      for (const [a, expected] of [[0, 0], [0, 1], [0, 2], [1, 3]] as const) {
+        const { claimTask } = await gql<{ claimTask: { id: string } | null }>(
+          `mutation($a: ID!) { claimTask(agentId: $a, skillTags: []) { id } }`,
+          { a: agents[a] },
+          target,
+        );
+        expect(claimTask?.id).toBe(submitted[expected]);
+      }
+
+      const before = target.database.stats.queries;
+      const result = await gql<{ _entities: { id: string; activeTaskCount: number; tasks: { totalCount: number; nodes: { id: string }[] } }[] }>(
+        `query($r: [_Any!]!) { _entities(representations: $r) { ... on Agent { id tasks(first: 2) { totalCount nodes { id } } activeTaskCount } } }`,
+        { r: agents.map((id) => ({ __typename: 'Agent', id })) },
+        target,
+      );
+      const statements = target.database.stats.queries - before;
+
+      expect(result._entities).toHaveLength(50);
+      // Newest first, cut at first: 2.
+      expect(result._entities[0]).toEqual({ id: agents[0], activeTaskCount: 3, tasks: { totalCount: 3, nodes: [{ id: submitted[2] }, { id: submitted[1] }] } });
+      expect(result._entities[1]).toEqual({ id: agents[1], activeTaskCount: 1, tasks: { totalCount: 1, nodes: [{ id: submitted[3] }] } });
+      expect(result._entities.slice(2)).toEqual(agents.slice(2).map((id) => ({ id, activeTaskCount: 0, tasks: { totalCount: 0, nodes: [] } })));
+      // One page query and one count for the tasks of all 50 agents, one grouped active count.
+      expect(statements).toBeLessThanOrEqual(3);
+    });
+  });
+
   describe('errors', () => {
     it('rejects ids that are not UUIDs with BAD_USER_INPUT, and unknown ids with null or NOT_FOUND', async () => {
       expect((await gqlError('{ task(id: "nope") { id } }')).extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'id' });
@@ -219,6 +282,16 @@ describe('orchestration subgraph over HTTP', () => {
       const missing = randomUUID();
       expect((await gqlError(`mutation($id: ID!) { cancelTask(id: $id) { id } }`, { id: missing })).extensions).toMatchObject({ code: 'NOT_FOUND', id: missing });
       expect((await gqlError(`mutation($id: ID!) { startWorkflowRun(definitionId: $id) { id } }`, { id: missing })).extensions?.code).toBe('NOT_FOUND');
+    });
+
+    it('rejects bad page arguments of Agent.tasks with BAD_USER_INPUT', async () => {
+      const agentTasks = (args: string) =>
+        gqlError(`query($r: [_Any!]!) { _entities(representations: $r) { ... on Agent { tasks(${args}) { totalCount } } } }`, {
+          r: [{ __typename: 'Agent', id: randomUUID() }],
+        });
+      expect((await agentTasks('first: 0')).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'first' });
+      expect((await agentTasks('first: 101')).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'first' });
+      expect((await agentTasks('after: "not-a-cursor"')).extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'after' });
     });
 
     it('rejects illegal transitions with CONFLICT and leaves the task as it was', async () => {
