@@ -137,6 +137,9 @@ export async function startHttpServer<C extends BaseContext>(
         { requestId, method: req.method, path: url.pathname, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, operationName: info.operationName },
         'request',
       );
+      // A request in flight when close() began leaves a keep-alive connection behind; close it
+      // once idle, or shutdown would wait for the client to hang up (or for the timeout).
+      if (draining) setImmediate(() => server.closeIdleConnections());
     });
     try {
       if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });

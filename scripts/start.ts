@@ -11,8 +11,8 @@ import { seedDemoData } from './seed.ts';
 
 // One process prints every service's logs; warnings and errors only by default so the banner
 // stays readable. LOG_LEVEL=info shows the per-request access log.
-const source: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
-const logger = createLogger('start', source.LOG_LEVEL ?? 'warn');
+const source: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL || 'warn' };
+const logger = createLogger('start', source.LOG_LEVEL || 'warn');
 
 async function main(): Promise<void> {
   const { SEED } = loadConfig({ SEED: env.bool('seed demo data on first start', true) }, source);

@@ -1,0 +1,29 @@
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import type { Logger } from '../runtime/logger.ts';
+import { maskErrors } from '../runtime/subgraph.ts';
+
+/** The error a client sees in place of the data a subgraph could not deliver. */
+export function subgraphUnavailable(serviceName: string, reason: string): GraphQLError {
+  return new GraphQLError(`Subgraph "${serviceName}" is unavailable: ${reason}`, {
+    extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName },
+  });
+}
+
+/**
+ * Errors naming a subgraph (extensions.serviceName) either came from that subgraph, which already
+ * masked its own internals and gave them a code, or are SUBGRAPH_UNAVAILABLE from the data source:
+ * both reach the client as they are. The gateway wraps a subgraph's error around the plain JSON it
+ * received, so the shared maskErrors (which trusts only GraphQLError instances) would hide them.
+ * Everything else is judged like in a subgraph: coded GraphQL errors pass, the rest is masked.
+ */
+export function formatGatewayError(logger: Logger) {
+  const mask = maskErrors(logger);
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const extensions = formatted.extensions ?? {};
+    if (typeof extensions.serviceName === 'string') {
+      const { stacktrace: _drop, ...rest } = extensions;
+      return { ...formatted, extensions: { code: 'DOWNSTREAM_SERVICE_ERROR', ...rest } };
+    }
+    return mask(formatted, error);
+  };
+}
