@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
-import { startHttpServer, type RunningHttpServer } from '../runtime/http.ts';
+import { startHttpServer, type Route, type RunningHttpServer } from '../runtime/http.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { loadGatewayConfig, subgraphUrlVariable, type GatewayConfig } from './config.ts';
 import { createGatewayContext, type GatewayContext } from './context.ts';
@@ -86,6 +86,10 @@ export async function startGateway(source: Record<string, string | undefined> = 
     if (!routed.has(variable)) logger.warn({ variable }, `${variable} names no subgraph of the supergraph; ignored`);
   }
 
+  // Transports beyond GraphQL over HTTP POST/GET (REST facade, docs, SSE) are thin adapters over
+  // the same core (`apollo` and `gateway`); each registers its routes here.
+  const routes: Route[] = [];
+
   let http: RunningHttpServer;
   try {
     http = await startHttpServer<GatewayContext>(
@@ -93,6 +97,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         logger,
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
+        routes,
         context: async (info) => createGatewayContext(info, logger),
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
