@@ -1,0 +1,112 @@
+// The documentation pages in a real browser (headless Chromium from Debian's `chromium` package,
+// driven by playwright-core) against the real gateway: Swagger UI expands an operation and runs
+// it, Redoc renders the document, GraphiQL runs a query. Every page must work without internet:
+// no request may reach another origin (the pages' Content-Security-Policy blocks any attempt).
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gqlOk, manageProcesses, startPlatform, type Platform } from '../support/processes.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const missing = !existsSync(CHROMIUM);
+if (missing) console.warn(`[tests] browser tests are skipped: ${CHROMIUM} is missing (apt-get install -y chromium; CI installs it).`);
+
+manageProcesses();
+
+let dataDir: string;
+let platform: Platform;
+let base: string;
+let browser: Browser | undefined;
+
+beforeAll(async () => {
+  if (missing) return;
+  dataDir = mkdtempSync(join(tmpdir(), 'browser-docs-'));
+  platform = await startPlatform({ dataDir });
+  base = platform.url.replace(/\/graphql$/, '');
+  await gqlOk(platform.url, `mutation { registerAgent(input: { name: "Browsable" }) { id } }`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await platform?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+interface Visit {
+  page: Page;
+  /** Requests to other origins that were not blocked before leaving the browser. */
+  escaped: string[];
+  /** Uncaught page errors. */
+  errors: string[];
+}
+
+async function visit(path: string): Promise<Visit> {
+  if (!browser) throw new Error('no browser');
+  const page = await browser.newPage();
+  const visitState: Visit = { page, escaped: [], errors: [] };
+  const local = (url: string) => url.startsWith(base) || url.startsWith('data:') || url.startsWith('blob:');
+  page.on('requestfinished', (r) => {
+    if (!local(r.url())) visitState.escaped.push(r.url());
+  });
+  page.on('requestfailed', (r) => {
+    // Blocked by the page's CSP never leaves the browser; any other failure was a real attempt.
+    if (!local(r.url()) && r.failure()?.errorText !== 'csp') visitState.escaped.push(`${r.url()} (${r.failure()?.errorText})`);
+  });
+  page.on('pageerror', (e) => visitState.errors.push(e.message));
+  const response = await page.goto(`${base}${path}`);
+  expect(response?.status()).toBe(200);
+  expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
+  return visitState;
+}
+
+describe.skipIf(missing)(`documentation in a browser${missing ? ` (skipped: ${CHROMIUM} not installed)` : ''}`, () => {
+  it('/docs: Swagger UI lists the operations, expands one and runs it against the gateway', async () => {
+    const { page, escaped, errors } = await visit('/docs');
+    const operation = page.locator('#operations-agents-ListAgents');
+    await operation.locator('.opblock-summary').first().click();
+    const body = operation.locator('.opblock-body');
+    await expect.poll(() => body.innerText(), { timeout: 20_000 }).toContain('Parameters');
+    expect(await body.innerText()).toContain('label');
+    await body.getByRole('button', { name: 'Try it out' }).click();
+    // Swagger UI pre-fills an object parameter with a sample ({"key": "string", ...}): clear it.
+    await body.locator('tr[data-param-name="label"] textarea').fill('');
+    await body.getByRole('button', { name: 'Execute' }).click();
+    const live = body.locator('.live-responses-table tbody .response-col_status');
+    await expect.poll(() => live.first().innerText(), { timeout: 20_000 }).toContain('200');
+    expect(await body.locator('.live-responses-table').innerText()).toContain('Browsable');
+    expect(await page.locator('#operations-tag-tasks').innerText()).toContain('tasks');
+    expect(escaped).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('/redoc: Redoc renders the operations with their schemas', async () => {
+    const { page, escaped, errors } = await visit('/redoc');
+    await expect.poll(() => page.locator('body').innerText(), { timeout: 20_000 }).toContain('Register an agent');
+    const text = await page.locator('body').innerText();
+    expect(text).toContain('Agent platform REST API');
+    // Redoc upper-cases section titles with CSS, which innerText reflects.
+    expect(text.toLowerCase()).toContain('request body schema');
+    expect(text).toContain('/v1/agents/{id}/activate');
+    expect(escaped).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('GET /graphql in a browser: GraphiQL, served locally, runs a query', async () => {
+    const query = encodeURIComponent('{ agents { totalCount nodes { name } } }');
+    const { page, escaped, errors } = await visit(`/graphql?query=${query}`);
+    await page.locator('.graphiql-execute-button').click({ timeout: 20_000 });
+    await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 20_000 }).toContain('Browsable');
+    expect(await page.locator('.graphiql-response').innerText()).toContain('"totalCount": 1');
+    expect(escaped).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
