@@ -1,0 +1,100 @@
+// Federated subscriptions for the gateway: the transport-neutral core (execute.ts) served over
+// graphql-ws on /graphql and over SSE on /graphql/stream, plus a read-only counter route.
+import type { Server } from 'node:http';
+import type { ApolloGateway, GraphQLDataSource } from '@apollo/gateway';
+import type { ApolloServer } from '@apollo/server';
+import type { ValidationRule } from 'graphql';
+import { sendJson, type RequestInfo, type Route } from '../../runtime/http.ts';
+import type { Logger } from '../../runtime/logger.ts';
+import type { GatewayConfig } from '../config.ts';
+import type { GatewayContext } from '../context.ts';
+import { formatGatewayError } from '../errors.ts';
+import type { SubscriptionConfig } from './config.ts';
+import { GatewayOperations, type SubscriptionStats } from './execute.ts';
+import { Planning } from './planning.ts';
+import { createSseTransport } from './sse.ts';
+import { UpstreamSubscriptions } from './upstream.ts';
+import { createWebSocketTransport } from './ws.ts';
+
+export { loadSubscriptionConfig, type SubscriptionConfig } from './config.ts';
+export type { SubscriptionStats } from './execute.ts';
+
+export const SSE_PATH = '/graphql/stream';
+export const STATS_PATH = '/debug/subscriptions';
+
+export interface GatewaySubscriptionStats extends SubscriptionStats {
+  webSocketConnections: number;
+  sseConnections: number;
+}
+
+export interface GatewaySubscriptions {
+  /** SSE and the counters; the gateway adds them to its routes. */
+  routes: Route[];
+  /** Starts answering WebSocket upgrades on /graphql. */
+  attach(server: Server): void;
+  stats(): GatewaySubscriptionStats;
+  /** WebSockets closed with 1001, SSE streams ended with SHUTTING_DOWN, upstream connections closed. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+export interface GatewaySubscriptionOptions {
+  gateway: ApolloGateway;
+  apollo: ApolloServer<GatewayContext>;
+  dataSources: ReadonlyMap<string, GraphQLDataSource<GatewayContext>>;
+  /** The context every gateway transport builds its requests with. */
+  context: (info: RequestInfo) => Promise<GatewayContext>;
+  config: GatewayConfig;
+  subscriptionConfig: SubscriptionConfig;
+  /**
+   * Validation rules the gateway adds to graphql-js's (Apollo Server's validationRules): queries
+   * and mutations over the socket get them from Apollo, subscriptions from here.
+   */
+  validationRules?: readonly ValidationRule[];
+  logger: Logger;
+}
+
+export function createGatewaySubscriptions(options: GatewaySubscriptionOptions): GatewaySubscriptions {
+  const { config, subscriptionConfig: sub, logger } = options;
+  const core = new GatewayOperations({
+    apollo: options.apollo,
+    planning: new Planning(options.gateway),
+    dataSources: options.dataSources,
+    forwardHeaders: config.FORWARD_HEADERS,
+    queueLimit: sub.SUBSCRIPTION_QUEUE_LIMIT,
+    validationRules: options.validationRules ?? [],
+    upstream: new UpstreamSubscriptions({ keepAliveMs: sub.SUBSCRIPTION_KEEPALIVE_MS, timeoutMs: config.SUBGRAPH_TIMEOUT_MS, logger }),
+    format: formatGatewayError(logger),
+    logger,
+  });
+  const ws = createWebSocketTransport(core, {
+    path: '/graphql',
+    keepAliveMs: sub.SUBSCRIPTION_KEEPALIVE_MS,
+    maxBufferedBytes: sub.SUBSCRIPTION_MAX_BUFFERED_BYTES,
+    maxPayloadBytes: config.MAX_BODY_BYTES,
+    context: options.context,
+    logger,
+  });
+  const sse = createSseTransport(core, {
+    path: SSE_PATH,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    maxBufferedBytes: sub.SUBSCRIPTION_MAX_BUFFERED_BYTES,
+    context: options.context,
+    logger,
+  });
+  const stats = (): GatewaySubscriptionStats => ({ ...core.stats(), webSocketConnections: ws.connections, sseConnections: sse.connections });
+  const statsRoute: Route = (req, res) => {
+    if (new URL(req.url ?? '/', 'http://localhost').pathname !== STATS_PATH) return false;
+    sendJson(res, 200, stats());
+    return true;
+  };
+
+  return {
+    routes: [sse.route, statsRoute],
+    attach: (server) => ws.attach(server),
+    stats,
+    async close(timeoutMs) {
+      await ws.close(timeoutMs);
+      await core.close();
+    },
+  };
+}
