@@ -1,0 +1,59 @@
+// The execution core with field-level access control: an ApolloGateway wrapped so every
+// operation is authorized (enforce.ts) before it is planned, and the denials are applied to its
+// result. Everything that executes through Apollo Server (GraphQL over HTTP, the REST facade's
+// executeOperation) gets it by passing the wrapped gateway to `new ApolloServer({ gateway })`.
+import { createHash } from 'node:crypto';
+import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
+import { getOperationAST, GraphQLError, print } from 'graphql';
+import { applyDenials, authorizeOperation } from './enforce.ts';
+import type { Principal } from './principal.ts';
+import { extractAccessPolicy, type AccessPolicy } from './supergraph-policy.ts';
+
+export interface AccessControlOptions {
+  /** The caller of a request, from the context the transport built. */
+  principalOf(context: Record<string, unknown>): Principal;
+}
+
+export function withAccessControl(gateway: GatewayInterface, options: AccessControlOptions): GatewayInterface {
+  let policy: AccessPolicy | undefined;
+  const unsubscribe = gateway.onSchemaLoadOrUpdate(({ coreSupergraphSdl }) => {
+    policy = extractAccessPolicy(coreSupergraphSdl);
+  });
+
+  const secured = (inner: GatewayExecutor): GatewayExecutor =>
+    async (requestContext) => {
+      // Fails closed: without the rules, nothing runs.
+      if (!policy) throw new GraphQLError('Access rules not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } });
+      const authorization = authorizeOperation({
+        schema: requestContext.schema,
+        policy,
+        document: requestContext.document,
+        operationName: requestContext.operationName,
+        variables: requestContext.request.variables ?? null,
+        principal: options.principalOf(requestContext.context),
+      });
+      if (!authorization.rewritten) return inner(requestContext);
+      if (!authorization.document) return applyDenials({ data: {} }, authorization);
+      const document = authorization.document;
+      const operation = getOperationAST(document, requestContext.operationName);
+      if (!operation) throw new GraphQLError('The authorized operation is missing', { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+      const source = print(document);
+      // The gateway caches query plans by queryHash: the rewritten operation must have its own,
+      // or a plan made for one caller (with the fields it may see) would serve another.
+      const queryHash = createHash('sha256').update(source).digest('hex');
+      const result = await inner({ ...requestContext, document, operation, source, queryHash });
+      return applyDenials(result, authorization);
+    };
+
+  return {
+    onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
+    async load(loadOptions) {
+      const loaded = await gateway.load(loadOptions);
+      return { ...loaded, executor: loaded.executor ? secured(loaded.executor) : null };
+    },
+    async stop() {
+      unsubscribe();
+      await gateway.stop();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+// API key rules: what a key may be created with, when its use is recorded, who it acts as.
+// Pure: no I/O, time is passed in.
+import { badInput } from '../../runtime/errors.ts';
+import { PLATFORM_SCOPES } from '../../runtime/identity.ts';
+import { text } from '../../runtime/validate.ts';
+
+export const LIMITS = {
+  name: 100,
+  scopes: 20,
+  /** Active (not revoked) keys per tenant: a leaked admin token cannot mint keys without bound. */
+  activeKeysPerTenant: 100,
+} as const;
+
+/** lastUsedAt is written at most this often per key, so a busy key does not write on every request. */
+export const LAST_USED_RESOLUTION_MS = 60_000;
+
+export const ApiKeyCreated = 'ApiKeyCreated';
+export const ApiKeyRevoked = 'ApiKeyRevoked';
+
+export interface ApiKeyCreatedPayload extends Record<string, unknown> {
+  keyId: string;
+  name: string;
+  scopes: string[];
+  prefix: string;
+  createdBy: string | null;
+}
+
+export interface ApiKeyRevokedPayload extends Record<string, unknown> {
+  keyId: string;
+  revokedBy: string | null;
+}
+
+export interface CreateApiKeyInput {
+  name: string;
+  scopes: readonly string[];
+}
+
+export interface ApiKeyDraft {
+  name: string;
+  /** Known platform scopes, deduplicated and sorted. */
+  scopes: string[];
+}
+
+const KNOWN: ReadonlySet<string> = new Set(PLATFORM_SCOPES);
+
+export function normaliseCreateInput(input: CreateApiKeyInput, field = 'input'): ApiKeyDraft {
+  const name = text(input.name, `${field}.name`, { min: 1, max: LIMITS.name });
+  if (input.scopes.length === 0) throw badInput(`${field}.scopes must list at least one scope`, { field: `${field}.scopes` });
+  if (input.scopes.length > LIMITS.scopes) throw badInput(`${field}.scopes must have at most ${LIMITS.scopes} items`, { field: `${field}.scopes` });
+  input.scopes.forEach((scope, i) => {
+    if (!KNOWN.has(scope)) {
+      throw badInput(`${field}.scopes[${i}] "${scope.slice(0, 64)}" is not a scope; known scopes: ${PLATFORM_SCOPES.join(', ')}`, { field: `${field}.scopes[${i}]` });
+    }
+  });
+  return { name, scopes: [...new Set(input.scopes)].sort() };
+}
+
+/** Use older than this instant is recorded again; newer use is already recorded closely enough. */
+export function lastUsedThreshold(now: Date): string {
+  return new Date(now.getTime() - LAST_USED_RESOLUTION_MS).toISOString();
+}
+
+export function subjectOfKey(keyId: string): string {
+  return `apikey:${keyId}`;
+}

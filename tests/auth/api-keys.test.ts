@@ -1,0 +1,75 @@
+// The gateway's API key check against the real governance subgraph, over HTTP.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApiKeyVerifier } from '../../gateway/auth/api-keys.ts';
+import { AuthError } from '../../gateway/auth/principal.ts';
+import { createIdentityService, loadIdentityConfig } from '../../runtime/identity.ts';
+import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
+import { governance } from '../../subgraphs/governance/index.ts';
+import { DATABASE_URL, dropSchema } from '../support/databases.ts';
+import { gqlOk } from '../support/processes.ts';
+
+describe('API keys at the gateway', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'api-keys-'));
+  const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : '';
+  const identity = createIdentityService(loadIdentityConfig({ NODE_ENV: 'test' }));
+  let subgraph: RunningSubgraph;
+  let calls = 0;
+  const countingFetch: typeof fetch = (input, init) => {
+    calls += 1;
+    return fetch(input, init);
+  };
+
+  beforeAll(async () => {
+    // Until the runtime checks identity tokens (part 2) the development switch stands in for them.
+    subgraph = await startSubgraph(governance, { ...process.env, GOVERNANCE_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_SCHEMA_PREFIX: schemaPrefix, ALLOW_UNSIGNED_DEV: 'true' });
+  });
+  afterAll(async () => {
+    await subgraph?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    if (DATABASE_URL) await dropSchema(`${schemaPrefix}governance`);
+  });
+
+  async function createKey(scopes: string[]) {
+    const data = await gqlOk<{ createApiKey: { secret: string; apiKey: { id: string } } }>(
+      subgraph.url,
+      'mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }',
+      { input: { name: 'partner', scopes } },
+    );
+    return data.createApiKey;
+  }
+
+  it('turns a valid key into its principal, and remembers it for a while', async () => {
+    const { secret, apiKey } = await createKey(['agents:read', 'tasks:write']);
+    let now = 1_000_000;
+    const verifier = createApiKeyVerifier({ url: subgraph.url, identity, fetch: countingFetch, cacheMs: 10_000, clock: () => now });
+    calls = 0;
+    const principal = await verifier.verify(secret, 'req-1');
+    expect(principal).toEqual({ kind: 'apiKey', subject: `apikey:${apiKey.id}`, tenantId: 'default', scopes: ['agents:read', 'tasks:write'], expiresAt: null, apiKeyId: apiKey.id });
+    await verifier.verify(secret);
+    expect(calls).toBe(1);
+    now += 10_001;
+    await verifier.verify(secret);
+    expect(calls).toBe(2);
+  });
+
+  it('refuses a wrong, malformed or revoked key with 401', async () => {
+    const { secret, apiKey } = await createKey(['agents:read']);
+    const verifier = createApiKeyVerifier({ url: subgraph.url, identity, cacheMs: 0 });
+    const reasonOf = (key: string) => verifier.verify(key).then(() => 'accepted', (e: unknown) => (e instanceof AuthError ? `${e.reason} ${e.status}` : String(e)));
+    expect(await reasonOf(secret)).toBe('accepted');
+    expect(await reasonOf(secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A'))).toBe('invalid api key 401');
+    expect(await reasonOf('nonsense')).toBe('invalid api key 401');
+    expect(await reasonOf('x'.repeat(1000))).toBe('invalid api key 401');
+    await gqlOk(subgraph.url, 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: apiKey.id });
+    expect(await reasonOf(secret)).toBe('invalid api key 401');
+  });
+
+  it('says the check is unavailable (503) when governance cannot be reached', async () => {
+    const verifier = createApiKeyVerifier({ url: 'http://127.0.0.1:1/graphql', identity, timeoutMs: 500 });
+    await expect(verifier.verify('ap_0123456789abcdef_' + 'A'.repeat(43))).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
+  });
+});
