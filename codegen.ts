@@ -17,6 +17,9 @@ const mappers: Record<string, Record<string, string>> = {
     WorkflowRun: '../store.ts#WorkflowRunRow',
     WorkflowStepRun: '../store.ts#StepRunRow',
   },
+  governance: {
+    ApiKey: '../store.ts#ApiKeyRow',
+  },
 };
 
 const { subgraphs } = parse(readFileSync('supergraph.yaml', 'utf8')) as { subgraphs: Record<string, unknown> };

@@ -1,13 +1,19 @@
 import type { Server } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer } from '@apollo/server';
-import { startHttpServer, type Route, type RunningHttpServer } from '../runtime/http.ts';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { startHttpServer, type RequestInfo, type Route, type RunningHttpServer } from '../runtime/http.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { loadGatewayConfig, subgraphUrlVariable, type GatewayConfig } from './config.ts';
 import { createGatewayContext, type GatewayContext } from './context.ts';
+import { createDocsRoute } from './docs/index.ts';
 import { formatGatewayError } from './errors.ts';
-import { createSubgraphAgent, SubgraphDataSource } from './subgraph-client.ts';
+import { createRestFacade } from './rest/index.ts';
+import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from './subgraph-client.ts';
+import { createDedup } from './dedup.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
+import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
+import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
 
 export interface RunningGateway {
   url: string;
@@ -19,6 +25,8 @@ export interface RunningGateway {
   gateway: ApolloGateway;
   config: GatewayConfig;
   logger: Logger;
+  /** graphql-ws on /graphql and SSE on /graphql/stream; stats() counts open subscriptions. */
+  subscriptions: GatewaySubscriptions;
   stop(): Promise<void>;
 }
 
@@ -29,11 +37,16 @@ export interface RunningGateway {
  */
 export async function startGateway(source: Record<string, string | undefined> = process.env): Promise<RunningGateway> {
   const config = loadGatewayConfig(source);
+  const subscriptionConfig = loadSubscriptionConfig(source);
+  // One for all subgraph clients: a mutation to any subgraph starts a new epoch for all of them.
+  const dedup = createDedup<RawResponse>(source);
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const initialSdl = await readSupergraph(config.SUPERGRAPH_PATH);
 
   const agent = createSubgraphAgent();
   const routed = new Set<string>();
+  // The subscription executor runs per-event fetches through these same data sources.
+  const dataSources = new Map<string, SubgraphDataSource>();
   const gateway = new ApolloGateway({
     supergraphSdl: watchedSupergraph({
       path: config.SUPERGRAPH_PATH,
@@ -50,14 +63,17 @@ export async function startGateway(source: Record<string, string | undefined> = 
       if (!target) throw new Error(`subgraph "${name}" has no routing URL in the supergraph; set ${variable}`);
       routed.add(variable);
       logger.info({ subgraph: name, url: target, from: override ? variable : 'supergraph' }, 'subgraph route');
-      return new SubgraphDataSource({
+      const source = new SubgraphDataSource({
         name,
         url: target,
         dispatcher: agent,
         timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
         forwardHeaders: config.FORWARD_HEADERS,
+        dedup,
         logger,
       });
+      dataSources.set(name, source);
+      return source;
     },
     logger,
   });
@@ -71,6 +87,13 @@ export async function startGateway(source: Record<string, string | undefined> = 
     introspection: config.NODE_ENV !== 'production',
     includeStacktraceInErrorResponses: false,
     formatError: formatGatewayError(logger),
+    // Compact JSON: Apollo's default pretty-prints every response, a few % of the gateway's CPU (bench/README.md).
+    stringifyResult: (value) => JSON.stringify(value),
+    plugins: [
+      subscriptionsOverHttpRejected<GatewayContext>(`subscribe over graphql-ws (graphql-transport-ws) on this same URL, or over SSE at ${SSE_PATH}`),
+      // Browsers get the local GraphiQL (gateway/docs); Apollo's landing page loads Sandbox from a CDN.
+      ApolloServerPluginLandingPageDisabled(),
+    ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
     stopOnTerminationSignals: false,
@@ -89,6 +112,13 @@ export async function startGateway(source: Record<string, string | undefined> = 
   // Transports beyond GraphQL over HTTP POST/GET (REST facade, docs, SSE) are thin adapters over
   // the same core (`apollo` and `gateway`); each registers its routes here.
   const routes: Route[] = [];
+  // One context factory for every transport, so REST requests run exactly like GraphQL ones.
+  const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger);
+  // REST facade (/v1/..., /openapi.json) and docs (/docs, /redoc, GraphiQL on GET /graphql in a browser).
+  const rest = createRestFacade({ apollo, gateway, logger, maxBodyBytes: config.MAX_BODY_BYTES, context: requestContext });
+  routes.push(createDocsRoute(), rest.route);
+  const subscriptions = createGatewaySubscriptions({ gateway, apollo, dataSources, context: requestContext, config, subscriptionConfig, logger });
+  routes.push(...subscriptions.routes);
 
   let http: RunningHttpServer;
   try {
@@ -98,7 +128,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         routes,
-        context: async (info) => createGatewayContext(info, logger),
+        context: requestContext,
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
         },
@@ -110,6 +140,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     await agent.close();
     throw err;
   }
+  subscriptions.attach(http.server);
   logger.info({ url: http.url, supergraph: config.SUPERGRAPH_PATH }, 'gateway ready');
 
   let stopping: Promise<void> | undefined;
@@ -121,8 +152,11 @@ export async function startGateway(source: Record<string, string | undefined> = 
     gateway,
     config,
     logger,
+    subscriptions,
     stop() {
       stopping ??= (async () => {
+        // WebSockets and SSE streams first: they never finish on their own, http.close() would wait.
+        await subscriptions.close(config.SHUTDOWN_TIMEOUT_MS);
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
         await apollo.stop();
         await agent.close();

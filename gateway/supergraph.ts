@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { ApolloGateway, type SupergraphSdlHook } from '@apollo/gateway';
 import type { Logger } from '../runtime/logger.ts';
+import { toGatewaySupergraph } from './auth/supergraph-policy.ts';
 
 /** The supergraph file is missing or unusable when the gateway starts. */
 export class SupergraphFileError extends Error {
@@ -22,7 +23,7 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
  */
 export async function validateSupergraph(sdl: string): Promise<void> {
   if (sdl.trim() === '') throw new Error('the file is empty');
-  const probe = new ApolloGateway({ supergraphSdl: sdl, logger: quiet, validateSupergraph: true });
+  const probe = new ApolloGateway({ supergraphSdl: toGatewaySupergraph(sdl), logger: quiet, validateSupergraph: true });
   try {
     await probe.load();
   } finally {
@@ -106,7 +107,7 @@ export function watchedSupergraph(options: WatchedSupergraphOptions): Supergraph
       }
       if (closed) return;
       try {
-        update(sdl);
+        update(toGatewaySupergraph(sdl));
       } catch (err) {
         logger.error({ path, reason: (err as Error).message }, 'supergraph update failed; still serving the current schema');
         return;
@@ -166,7 +167,9 @@ export function watchedSupergraph(options: WatchedSupergraphOptions): Supergraph
     }
 
     return {
-      supergraphSdl: options.initialSdl,
+      // The stock gateway refuses the access-control links composition marks `for: SECURITY`;
+      // the gateway enforces those itself (auth/), so it gets them as plain metadata.
+      supergraphSdl: toGatewaySupergraph(options.initialSdl),
       async cleanup() {
         closed = true;
         clearTimeout(timer);

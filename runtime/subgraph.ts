@@ -12,6 +12,7 @@ import { openDatabase, type Database } from './db.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { startHttpServer, type RunningHttpServer } from './http.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { EventStreams, serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
 
 /** What a subgraph gets to build itself with. */
 export interface SubgraphDeps<DB> {
@@ -108,6 +109,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     schema,
     includeStacktraceInErrorResponses: false,
     formatError: maskErrors(logger),
+    plugins: [subscriptionsOverHttpRejected<C>('subscribe over graphql-ws (graphql-transport-ws) on this same URL')],
     // stopOnSignals owns shutdown: Apollo's own SIGTERM handler stops the server and re-raises the
     // signal, which ended the process before in-flight requests finished.
     stopOnTerminationSignals: false,
@@ -137,6 +139,16 @@ export async function startSubgraph<DB, C extends RequestContext>(
     await database.close();
     throw err;
   }
+  // Subscriptions: graphql-ws on the same port and path, for the gateway.
+  const subscriptions = serveSubscriptions({
+    server: http.server,
+    schema,
+    createContext: (base) => instance.createContext(base),
+    streams: new EventStreams(bus),
+    formatError: maskErrors(logger),
+    logger,
+    maxPayloadBytes: config.MAX_BODY_BYTES,
+  });
   instance.start?.();
   logger.info({ url: http.url, database: database.location, bus: bus.kind }, `${def.name} subgraph ready`);
 
@@ -149,6 +161,8 @@ export async function startSubgraph<DB, C extends RequestContext>(
     bus,
     stop() {
       stopping ??= (async () => {
+        // WebSocket connections are not HTTP requests: http.close() would wait for them.
+        await subscriptions.close(config.SHUTDOWN_TIMEOUT_MS);
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
         await instance.stop?.();
         await apollo.stop();

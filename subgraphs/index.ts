@@ -3,6 +3,7 @@
 import type { RequestContext } from '../runtime/context.ts';
 import { startSubgraph, type RunningSubgraph, type SubgraphDefinition } from '../runtime/subgraph.ts';
 import { agents } from './agents/index.ts';
+import { governance } from './governance/index.ts';
 import { orchestration } from './orchestration/index.ts';
 
 /** A subgraph with its database and context types closed over, so different ones share a list. */
@@ -18,4 +19,5 @@ function register<DB, C extends RequestContext>(def: SubgraphDefinition<DB, C>):
 export const subgraphs: Record<string, RegisteredSubgraph> = {
   agents: register(agents),
   orchestration: register(orchestration),
+  governance: register(governance),
 };

@@ -1,9 +1,24 @@
 // Thin GraphQL layer: validate arguments, call the domain and the store, return rows.
+import { notFound } from '../../runtime/errors.ts';
+import type { DomainEvent } from '../../runtime/events.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
+import { eventStreamsOf } from '../../runtime/subscriptions.ts';
 import type { AgentsContext } from './context.ts';
-import { deriveHealth, normaliseFilter, normaliseRegistration, normaliseUpdate, registrationFromCard, type StatusAction } from './domain.ts';
+import {
+  AgentHeartbeat,
+  AgentRegistered,
+  AgentStatusChanged,
+  deriveHealth,
+  normaliseFilter,
+  normaliseRegistration,
+  normaliseUpdate,
+  registrationFromCard,
+  type AgentRegisteredPayload,
+  type AgentStatusChangedPayload,
+  type StatusAction,
+} from './domain.ts';
 import type { Resolvers } from './generated/resolvers-types.ts';
 import type { AgentRow } from './store.ts';
 
@@ -29,6 +44,26 @@ function referenceId(id: string): string | null {
   }
 }
 
+// --- Subscriptions: domain events from the bus, one agent's or the whole tenant's ---------------
+
+/** A subscription's optional id filter, checked before anything is subscribed. */
+function optionalId(value: string | null | undefined, argument: string): string | null {
+  return value === null || value === undefined ? null : parseId(value, argument);
+}
+
+function agentEvents(ctx: AgentsContext, types: string[], agentId: string | null | undefined) {
+  const id = optionalId(agentId, 'agentId');
+  return eventStreamsOf(ctx).stream({ types, tenantId: ctx.tenantId, filter: (event) => id === null || event.subjectId === id });
+}
+
+/** The agent as it is now: each event runs with a fresh context, so this is a fresh read. */
+async function eventAgent(ctx: AgentsContext, event: DomainEvent): Promise<AgentRow> {
+  const agent = await ctx.agentLoader.load(event.subjectId);
+  // Agents are never deleted: a missing one is corrupted data, reported as such.
+  if (!agent) throw notFound('Agent', event.subjectId);
+  return agent;
+}
+
 export const resolvers: Resolvers = {
   ...scalarResolvers,
   Query: {
@@ -48,6 +83,21 @@ export const resolvers: Resolvers = {
     resumeAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'resume', expectedVersion),
     retireAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'retire', expectedVersion),
     recordHeartbeat: async (_parent, { id }, ctx) => remember(ctx, await ctx.store.recordHeartbeat(ctx.tenantId, parseId(id, 'id'))),
+  },
+  Subscription: {
+    agentStatusChanged: {
+      subscribe: (_parent, { agentId }, ctx) => agentEvents(ctx, [AgentStatusChanged, AgentRegistered], agentId),
+      resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => {
+        const agent = await eventAgent(ctx, event);
+        if (event.type === AgentRegistered) return { agent, from: null, to: (event.payload as AgentRegisteredPayload).status, occurredAt: event.occurredAt };
+        const { from, to } = event.payload as AgentStatusChangedPayload;
+        return { agent, from, to, occurredAt: event.occurredAt };
+      },
+    },
+    agentHeartbeat: {
+      subscribe: (_parent, { agentId }, ctx) => agentEvents(ctx, [AgentHeartbeat], agentId),
+      resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => ({ agent: await eventAgent(ctx, event), occurredAt: event.occurredAt }),
+    },
   },
   Agent: {
     __resolveReference: (reference, ctx) => {

@@ -1,10 +1,19 @@
 // GraphQL → store: parse and validate the arguments (BAD_USER_INPUT before anything is read or
 // written), call the store, and let the row types map onto the schema.
+import { notFound } from '../../runtime/errors.ts';
+import type { DomainEvent } from '../../runtime/events.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
+import { eventStreamsOf } from '../../runtime/subscriptions.ts';
 import { text } from '../../runtime/validate.ts';
+import type { OrchestrationContext } from './context.ts';
 import {
+  TASK_PROGRESS_REPORTED,
+  TASK_STATE_CHANGED,
+  WORKFLOW_RUN_STATUS_CHANGED,
+  type TaskStateChangedPayload,
+  type WorkflowRunStatusChangedPayload,
   jsonInput,
   leaseSeconds,
   message,
@@ -40,6 +49,48 @@ function runFilter(filter: WorkflowRunFilter | null | undefined) {
     definitionId: filter?.definitionId ? parseId(filter.definitionId, 'filter.definitionId') : null,
     status: filter?.status ?? null,
   };
+}
+
+// --- Subscriptions: domain events from the bus (mutations, the lease sweeper, the DAG engine) ---
+
+/** A subscription's optional id filter, checked before anything is subscribed. */
+function optionalId(value: string | null | undefined, argument: string): string | null {
+  return value === null || value === undefined ? null : parseId(value, argument);
+}
+
+interface TaskEventFilter {
+  taskId: string | null;
+  agentId: string | null;
+  workflowRunId: string | null;
+}
+
+async function taskEventMatches(ctx: OrchestrationContext, event: DomainEvent, filter: TaskEventFilter): Promise<boolean> {
+  const payload = event.payload as { agentId?: string | null; workflowRunId?: string | null };
+  if (filter.taskId !== null && event.subjectId !== filter.taskId) return false;
+  if (filter.agentId !== null && payload.agentId !== filter.agentId) return false;
+  if (filter.workflowRunId === null) return true;
+  // Progress reports do not name the run; a task never changes run, so its row tells.
+  const runId = event.type === TASK_STATE_CHANGED ? payload.workflowRunId : (await ctx.store.getTask(ctx.tenantId, event.subjectId))?.workflowRunId;
+  return runId === filter.workflowRunId;
+}
+
+/** Entities as they are now: each event runs with a fresh context, so these are fresh reads. */
+async function eventTask(ctx: OrchestrationContext, id: string) {
+  const task = await ctx.loaders.taskById.load(id);
+  // Tasks and runs are never deleted: a missing one is corrupted data, reported as such.
+  if (!task) throw notFound('Task', id);
+  return task;
+}
+
+async function eventRun(ctx: OrchestrationContext, id: string) {
+  const run = await ctx.loaders.runById.load(id);
+  if (!run) throw notFound('WorkflowRun', id);
+  return run;
+}
+
+/** The run a workflowRunUpdated event is about. */
+function runIdOf(event: DomainEvent): string | null {
+  return event.type === WORKFLOW_RUN_STATUS_CHANGED ? event.subjectId : ((event.payload as TaskStateChangedPayload).workflowRunId ?? null);
 }
 
 export const resolvers: Resolvers = {
@@ -97,6 +148,50 @@ export const resolvers: Resolvers = {
     startWorkflowRun: (_, args, ctx) =>
       ctx.store.startRun(ctx.tenantId, parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
     cancelWorkflowRun: (_, { id }, ctx) => ctx.store.cancelRun(ctx.tenantId, parseId(id, 'id')),
+  },
+
+  Subscription: {
+    taskUpdated: {
+      subscribe: (_, args, ctx) => {
+        const filter = {
+          taskId: optionalId(args.taskId, 'taskId'),
+          agentId: optionalId(args.agentId, 'agentId'),
+          workflowRunId: optionalId(args.workflowRunId, 'workflowRunId'),
+        };
+        return eventStreamsOf(ctx).stream({
+          types: [TASK_STATE_CHANGED, TASK_PROGRESS_REPORTED],
+          tenantId: ctx.tenantId,
+          filter: (event) => taskEventMatches(ctx, event, filter),
+        });
+      },
+      resolve: async (event: DomainEvent, _: unknown, ctx: OrchestrationContext) => {
+        const task = await eventTask(ctx, event.subjectId);
+        if (event.type === TASK_PROGRESS_REPORTED) return { kind: 'PROGRESS_REPORTED' as const, task, from: null, to: null, occurredAt: event.occurredAt };
+        const { from, to } = event.payload as TaskStateChangedPayload;
+        return { kind: 'STATE_CHANGED' as const, task, from, to, occurredAt: event.occurredAt };
+      },
+    },
+    workflowRunUpdated: {
+      subscribe: (_, args, ctx) => {
+        const runId = optionalId(args.runId, 'runId');
+        return eventStreamsOf(ctx).stream({
+          types: [WORKFLOW_RUN_STATUS_CHANGED, TASK_STATE_CHANGED],
+          tenantId: ctx.tenantId,
+          filter: (event) => {
+            const id = runIdOf(event);
+            return id !== null && (runId === null || id === runId);
+          },
+        });
+      },
+      resolve: async (event: DomainEvent, _: unknown, ctx: OrchestrationContext) => {
+        const run = await eventRun(ctx, runIdOf(event) ?? event.subjectId);
+        if (event.type === WORKFLOW_RUN_STATUS_CHANGED) {
+          const { from, to } = event.payload as WorkflowRunStatusChangedPayload;
+          return { kind: 'STATUS_CHANGED' as const, run, from, to, task: null, occurredAt: event.occurredAt };
+        }
+        return { kind: 'TASK_UPDATED' as const, run, from: null, to: null, task: await eventTask(ctx, event.subjectId), occurredAt: event.occurredAt };
+      },
+    },
   },
 
   Task: {

@@ -30,6 +30,8 @@ describe('npm start', () => {
       GATEWAY_PORT: String(gatewayPort),
       AGENTS_PORT: String(agentsPort),
       ORCHESTRATION_PORT: String(orchestrationPort),
+      // npm start runs every registered subgraph; a free port keeps parallel runs apart.
+      GOVERNANCE_PORT: String(await getFreePort()),
       DATABASE_URL: '',
       REDIS_URL: '',
       LOG_LEVEL: '',

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_SUPERGRAPH_PATH } from '../../gateway/config.ts';
+import { toGatewaySupergraph } from '../../gateway/auth/supergraph-policy.ts';
 import { readSupergraph, SupergraphFileError, validateSupergraph, watchedSupergraph } from '../../gateway/supergraph.ts';
 
 const composed = readFileSync(DEFAULT_SUPERGRAPH_PATH, 'utf8');
@@ -95,7 +96,8 @@ describe('watchedSupergraph', () => {
     const hook = watchedSupergraph({ path, initialSdl: composed, watch: options.watch ?? true, pollMs: options.pollMs ?? 200, debounceMs: 100, logger });
     const result = await hook({ update: (sdl) => void updates.push(sdl), healthCheck: noop, getDataSource: () => { throw new Error('unused'); } });
     cleanup = result.cleanup;
-    expect(result.supergraphSdl).toBe(composed);
+    // What the gateway is handed is the file in the form it loads (see toGatewaySupergraph).
+    expect(result.supergraphSdl).toBe(toGatewaySupergraph(composed));
     return lines;
   }
 
@@ -108,7 +110,7 @@ describe('watchedSupergraph', () => {
     }
     await until(() => updates.length > 0);
     await sleep(400);
-    expect(updates).toEqual([versions[4]]);
+    expect(updates).toEqual([toGatewaySupergraph(versions[4]!)]);
   });
 
   it('picks up a file replaced by a rename (how editors and deploy tools write)', async () => {
@@ -117,7 +119,7 @@ describe('watchedSupergraph', () => {
     writeFileSync(join(dir, 'incoming.tmp'), next);
     renameSync(join(dir, 'incoming.tmp'), path);
     await until(() => updates.length > 0);
-    expect(updates).toEqual([next]);
+    expect(updates).toEqual([toGatewaySupergraph(next)]);
   });
 
   it('logs an invalid file, keeps the current schema, and takes the next valid one', async () => {
@@ -132,7 +134,7 @@ describe('watchedSupergraph', () => {
     const fixed = withDescription('Fixed.');
     writeFileSync(path, fixed);
     await until(() => updates.length > 0);
-    expect(updates).toEqual([fixed]);
+    expect(updates).toEqual([toGatewaySupergraph(fixed)]);
     expect(lines.some((l) => l.msg === 'supergraph reloaded')).toBe(true);
   });
 

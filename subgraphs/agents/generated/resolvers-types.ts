@@ -98,6 +98,14 @@ export type AgentHealth =
   | 'OFFLINE'
   | 'STALE';
 
+/** An agent sent a heartbeat. */
+export type AgentHeartbeatEvent = {
+  __typename?: 'AgentHeartbeatEvent';
+  /** The agent as it is when the event is delivered. */
+  agent: Agent;
+  occurredAt: Scalars['DateTime']['output'];
+};
+
 /** The organization that provides the agent (A2A AgentProvider). */
 export type AgentProvider = {
   __typename?: 'AgentProvider';
@@ -147,6 +155,18 @@ export type AgentStatus =
   | 'PAUSED'
   | 'REGISTERED'
   | 'RETIRED';
+
+/** An agent changed lifecycle status, or was registered. */
+export type AgentStatusEvent = {
+  __typename?: 'AgentStatusEvent';
+  /** The agent as it is when the event is delivered. */
+  agent: Agent;
+  /** The status before; null when the agent was just registered. */
+  from?: Maybe<AgentStatus>;
+  occurredAt: Scalars['DateTime']['output'];
+  /** The status the change led to. */
+  to: AgentStatus;
+};
 
 /** A key/value label, as on Kubernetes objects. */
 export type Label = {
@@ -285,6 +305,24 @@ export type RegisterAgentInput = {
   skills?: InputMaybe<Array<AgentSkillInput>>;
 };
 
+export type Subscription = {
+  __typename?: 'Subscription';
+  /** Heartbeats of one agent, or of every agent of the tenant when agentId is omitted. */
+  agentHeartbeat: AgentHeartbeatEvent;
+  /** Status changes and registrations of one agent, or of every agent of the tenant when agentId is omitted. */
+  agentStatusChanged: AgentStatusEvent;
+};
+
+
+export type SubscriptionAgentHeartbeatArgs = {
+  agentId?: InputMaybe<Scalars['ID']['input']>;
+};
+
+
+export type SubscriptionAgentStatusChangedArgs = {
+  agentId?: InputMaybe<Scalars['ID']['input']>;
+};
+
 /** Fields to change; omitted fields stay as they are. */
 export type UpdateAgentInput = {
   agentVersion?: InputMaybe<Scalars['String']['input']>;
@@ -405,11 +443,13 @@ export type ResolversTypes = {
   AgentEdge: ResolverTypeWrapper<Omit<AgentEdge, 'node'> & { node: ResolversTypes['Agent'] }>;
   AgentFilter: AgentFilter;
   AgentHealth: AgentHealth;
+  AgentHeartbeatEvent: ResolverTypeWrapper<Omit<AgentHeartbeatEvent, 'agent'> & { agent: ResolversTypes['Agent'] }>;
   AgentProvider: ResolverTypeWrapper<AgentProvider>;
   AgentProviderInput: AgentProviderInput;
   AgentSkill: ResolverTypeWrapper<AgentSkill>;
   AgentSkillInput: AgentSkillInput;
   AgentStatus: AgentStatus;
+  AgentStatusEvent: ResolverTypeWrapper<Omit<AgentStatusEvent, 'agent'> & { agent: ResolversTypes['Agent'] }>;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   JSON: ResolverTypeWrapper<Scalars['JSON']['output']>;
   Label: ResolverTypeWrapper<Label>;
@@ -419,6 +459,7 @@ export type ResolversTypes = {
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RegisterAgentInput: RegisterAgentInput;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   UpdateAgentInput: UpdateAgentInput;
 };
 
@@ -434,10 +475,12 @@ export type ResolversParentTypes = {
   AgentConnection: Omit<AgentConnection, 'edges' | 'nodes'> & { edges: Array<ResolversParentTypes['AgentEdge']>, nodes: Array<ResolversParentTypes['Agent']> };
   AgentEdge: Omit<AgentEdge, 'node'> & { node: ResolversParentTypes['Agent'] };
   AgentFilter: AgentFilter;
+  AgentHeartbeatEvent: Omit<AgentHeartbeatEvent, 'agent'> & { agent: ResolversParentTypes['Agent'] };
   AgentProvider: AgentProvider;
   AgentProviderInput: AgentProviderInput;
   AgentSkill: AgentSkill;
   AgentSkillInput: AgentSkillInput;
+  AgentStatusEvent: Omit<AgentStatusEvent, 'agent'> & { agent: ResolversParentTypes['Agent'] };
   DateTime: Scalars['DateTime']['output'];
   JSON: Scalars['JSON']['output'];
   Label: Label;
@@ -447,6 +490,7 @@ export type ResolversParentTypes = {
   PageInfo: PageInfo;
   Query: Record<PropertyKey, never>;
   RegisterAgentInput: RegisterAgentInput;
+  Subscription: Record<PropertyKey, never>;
   UpdateAgentInput: UpdateAgentInput;
 };
 
@@ -490,6 +534,11 @@ export type AgentEdgeResolvers<ContextType = AgentsContext, ParentType extends R
   node?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
 };
 
+export type AgentHeartbeatEventResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentHeartbeatEvent'] = ResolversParentTypes['AgentHeartbeatEvent']> = {
+  agent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
+  occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+};
+
 export type AgentProviderResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentProvider'] = ResolversParentTypes['AgentProvider']> = {
   organization?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   url?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
@@ -503,6 +552,13 @@ export type AgentSkillResolvers<ContextType = AgentsContext, ParentType extends 
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   outputModes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   tags?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+};
+
+export type AgentStatusEventResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentStatusEvent'] = ResolversParentTypes['AgentStatusEvent']> = {
+  agent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
+  from?: Resolver<Maybe<ResolversTypes['AgentStatus']>, ParentType, ContextType>;
+  occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  to?: Resolver<ResolversTypes['AgentStatus'], ParentType, ContextType>;
 };
 
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
@@ -541,18 +597,26 @@ export type QueryResolvers<ContextType = AgentsContext, ParentType extends Resol
   agents?: Resolver<ResolversTypes['AgentConnection'], ParentType, ContextType, RequireFields<QueryAgentsArgs, 'first'>>;
 };
 
+export type SubscriptionResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = {
+  agentHeartbeat?: SubscriptionResolver<ResolversTypes['AgentHeartbeatEvent'], "agentHeartbeat", ParentType, ContextType, Partial<SubscriptionAgentHeartbeatArgs>>;
+  agentStatusChanged?: SubscriptionResolver<ResolversTypes['AgentStatusEvent'], "agentStatusChanged", ParentType, ContextType, Partial<SubscriptionAgentStatusChangedArgs>>;
+};
+
 export type Resolvers<ContextType = AgentsContext> = {
   Agent?: AgentResolvers<ContextType>;
   AgentCapabilities?: AgentCapabilitiesResolvers<ContextType>;
   AgentConnection?: AgentConnectionResolvers<ContextType>;
   AgentEdge?: AgentEdgeResolvers<ContextType>;
+  AgentHeartbeatEvent?: AgentHeartbeatEventResolvers<ContextType>;
   AgentProvider?: AgentProviderResolvers<ContextType>;
   AgentSkill?: AgentSkillResolvers<ContextType>;
+  AgentStatusEvent?: AgentStatusEventResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
   JSON?: GraphQLScalarType;
   Label?: LabelResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
+  Subscription?: SubscriptionResolvers<ContextType>;
 };
 

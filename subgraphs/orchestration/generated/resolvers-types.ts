@@ -245,6 +245,29 @@ export type SubmitTaskInput = {
   title: Scalars['String']['input'];
 };
 
+export type Subscription = {
+  __typename?: 'Subscription';
+  /**
+   * State changes and progress reports of tasks; every given filter must match (all tasks of the
+   * tenant when none is given).
+   */
+  taskUpdated: TaskEvent;
+  /** Status changes of workflow runs and state changes of their tasks; of one run, or of all when runId is omitted. */
+  workflowRunUpdated: WorkflowRunEvent;
+};
+
+
+export type SubscriptionTaskUpdatedArgs = {
+  agentId?: InputMaybe<Scalars['ID']['input']>;
+  taskId?: InputMaybe<Scalars['ID']['input']>;
+  workflowRunId?: InputMaybe<Scalars['ID']['input']>;
+};
+
+
+export type SubscriptionWorkflowRunUpdatedArgs = {
+  runId?: InputMaybe<Scalars['ID']['input']>;
+};
+
 /** A unit of work that an agent with the required skills claims, works on and completes. */
 export type Task = {
   __typename?: 'Task';
@@ -310,6 +333,25 @@ export type TaskErrorInput = {
   message: Scalars['String']['input'];
   type?: InputMaybe<Scalars['String']['input']>;
 };
+
+/** Something happened to a task: a mutation, the lease sweeper or the workflow engine changed it. */
+export type TaskEvent = {
+  __typename?: 'TaskEvent';
+  /** STATE_CHANGED: the state before; null when the task was just submitted, and for PROGRESS_REPORTED. */
+  from?: Maybe<TaskState>;
+  kind: TaskEventKind;
+  occurredAt: Scalars['DateTime']['output'];
+  /** The task as it is when the event is delivered (it may have moved on since the event). */
+  task: Task;
+  /** STATE_CHANGED: the state the change led to; null for PROGRESS_REPORTED. */
+  to?: Maybe<TaskState>;
+};
+
+export type TaskEventKind =
+  /** The holding agent reported progress (the task's progress field). */
+  | 'PROGRESS_REPORTED'
+  /** The task moved to another state (from → to); from is null for a newly submitted task. */
+  | 'STATE_CHANGED';
 
 /** All given conditions must hold. */
 export type TaskFilter = {
@@ -400,6 +442,27 @@ export type WorkflowRunEdge = {
   cursor: Scalars['String']['output'];
   node: WorkflowRun;
 };
+
+/** Something happened to a workflow run: its status changed, or one of its tasks did. */
+export type WorkflowRunEvent = {
+  __typename?: 'WorkflowRunEvent';
+  /** STATUS_CHANGED: the status before; null when the run started, and for TASK_UPDATED. */
+  from?: Maybe<WorkflowRunStatus>;
+  kind: WorkflowRunEventKind;
+  occurredAt: Scalars['DateTime']['output'];
+  /** The run as it is when the event is delivered. */
+  run: WorkflowRun;
+  /** TASK_UPDATED: the task that changed state. */
+  task?: Maybe<Task>;
+  /** STATUS_CHANGED: the status the change led to; null for TASK_UPDATED. */
+  to?: Maybe<WorkflowRunStatus>;
+};
+
+export type WorkflowRunEventKind =
+  /** The run's status changed (from → to); from is null when the run started. */
+  | 'STATUS_CHANGED'
+  /** One of the run's tasks changed state (see task). */
+  | 'TASK_UPDATED';
 
 export type WorkflowRunFilter = {
   definitionId?: InputMaybe<Scalars['ID']['input']>;
@@ -567,11 +630,14 @@ export type ResolversTypes = {
   RetryPolicyInput: RetryPolicyInput;
   StepRunStatus: StepRunStatus;
   SubmitTaskInput: SubmitTaskInput;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Task: ResolverTypeWrapper<TaskRow>;
   TaskConnection: ResolverTypeWrapper<Omit<TaskConnection, 'edges' | 'nodes'> & { edges: Array<ResolversTypes['TaskEdge']>, nodes: Array<ResolversTypes['Task']> }>;
   TaskEdge: ResolverTypeWrapper<Omit<TaskEdge, 'node'> & { node: ResolversTypes['Task'] }>;
   TaskError: ResolverTypeWrapper<TaskError>;
   TaskErrorInput: TaskErrorInput;
+  TaskEvent: ResolverTypeWrapper<Omit<TaskEvent, 'task'> & { task: ResolversTypes['Task'] }>;
+  TaskEventKind: TaskEventKind;
   TaskFilter: TaskFilter;
   TaskProgress: ResolverTypeWrapper<TaskProgress>;
   TaskState: TaskState;
@@ -581,6 +647,8 @@ export type ResolversTypes = {
   WorkflowRun: ResolverTypeWrapper<WorkflowRunRow>;
   WorkflowRunConnection: ResolverTypeWrapper<Omit<WorkflowRunConnection, 'edges' | 'nodes'> & { edges: Array<ResolversTypes['WorkflowRunEdge']>, nodes: Array<ResolversTypes['WorkflowRun']> }>;
   WorkflowRunEdge: ResolverTypeWrapper<Omit<WorkflowRunEdge, 'node'> & { node: ResolversTypes['WorkflowRun'] }>;
+  WorkflowRunEvent: ResolverTypeWrapper<Omit<WorkflowRunEvent, 'run' | 'task'> & { run: ResolversTypes['WorkflowRun'], task?: Maybe<ResolversTypes['Task']> }>;
+  WorkflowRunEventKind: WorkflowRunEventKind;
   WorkflowRunFilter: WorkflowRunFilter;
   WorkflowRunStatus: WorkflowRunStatus;
   WorkflowStep: ResolverTypeWrapper<WorkflowStep>;
@@ -605,11 +673,13 @@ export type ResolversParentTypes = {
   Float: Scalars['Float']['output'];
   RetryPolicyInput: RetryPolicyInput;
   SubmitTaskInput: SubmitTaskInput;
+  Subscription: Record<PropertyKey, never>;
   Task: TaskRow;
   TaskConnection: Omit<TaskConnection, 'edges' | 'nodes'> & { edges: Array<ResolversParentTypes['TaskEdge']>, nodes: Array<ResolversParentTypes['Task']> };
   TaskEdge: Omit<TaskEdge, 'node'> & { node: ResolversParentTypes['Task'] };
   TaskError: TaskError;
   TaskErrorInput: TaskErrorInput;
+  TaskEvent: Omit<TaskEvent, 'task'> & { task: ResolversParentTypes['Task'] };
   TaskFilter: TaskFilter;
   TaskProgress: TaskProgress;
   WorkflowDefinition: WorkflowDefinitionRow;
@@ -618,6 +688,7 @@ export type ResolversParentTypes = {
   WorkflowRun: WorkflowRunRow;
   WorkflowRunConnection: Omit<WorkflowRunConnection, 'edges' | 'nodes'> & { edges: Array<ResolversParentTypes['WorkflowRunEdge']>, nodes: Array<ResolversParentTypes['WorkflowRun']> };
   WorkflowRunEdge: Omit<WorkflowRunEdge, 'node'> & { node: ResolversParentTypes['WorkflowRun'] };
+  WorkflowRunEvent: Omit<WorkflowRunEvent, 'run' | 'task'> & { run: ResolversParentTypes['WorkflowRun'], task?: Maybe<ResolversParentTypes['Task']> };
   WorkflowRunFilter: WorkflowRunFilter;
   WorkflowStep: WorkflowStep;
   WorkflowStepInput: WorkflowStepInput;
@@ -676,6 +747,11 @@ export type RetryPolicyResolvers<ContextType = OrchestrationContext, ParentType 
   maximumIntervalSeconds?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
 };
 
+export type SubscriptionResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = {
+  taskUpdated?: SubscriptionResolver<ResolversTypes['TaskEvent'], "taskUpdated", ParentType, ContextType, Partial<SubscriptionTaskUpdatedArgs>>;
+  workflowRunUpdated?: SubscriptionResolver<ResolversTypes['WorkflowRunEvent'], "workflowRunUpdated", ParentType, ContextType, Partial<SubscriptionWorkflowRunUpdatedArgs>>;
+};
+
 export type TaskResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['Task'] = ResolversParentTypes['Task'], FederationReferenceType extends FederationReferenceTypes['Task'] = FederationReferenceTypes['Task']> = {
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Task']> | FederationReferenceType, FederationReferenceType, ContextType>;
   agent?: Resolver<Maybe<ResolversTypes['Agent']>, ParentType, ContextType>;
@@ -719,6 +795,14 @@ export type TaskErrorResolvers<ContextType = OrchestrationContext, ParentType ex
   details?: Resolver<Maybe<ResolversTypes['JSON']>, ParentType, ContextType>;
   message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   type?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+};
+
+export type TaskEventResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['TaskEvent'] = ResolversParentTypes['TaskEvent']> = {
+  from?: Resolver<Maybe<ResolversTypes['TaskState']>, ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['TaskEventKind'], ParentType, ContextType>;
+  occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  task?: Resolver<ResolversTypes['Task'], ParentType, ContextType>;
+  to?: Resolver<Maybe<ResolversTypes['TaskState']>, ParentType, ContextType>;
 };
 
 export type TaskProgressResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['TaskProgress'] = ResolversParentTypes['TaskProgress']> = {
@@ -774,6 +858,15 @@ export type WorkflowRunEdgeResolvers<ContextType = OrchestrationContext, ParentT
   node?: Resolver<ResolversTypes['WorkflowRun'], ParentType, ContextType>;
 };
 
+export type WorkflowRunEventResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['WorkflowRunEvent'] = ResolversParentTypes['WorkflowRunEvent']> = {
+  from?: Resolver<Maybe<ResolversTypes['WorkflowRunStatus']>, ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['WorkflowRunEventKind'], ParentType, ContextType>;
+  occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  run?: Resolver<ResolversTypes['WorkflowRun'], ParentType, ContextType>;
+  task?: Resolver<Maybe<ResolversTypes['Task']>, ParentType, ContextType>;
+  to?: Resolver<Maybe<ResolversTypes['WorkflowRunStatus']>, ParentType, ContextType>;
+};
+
 export type WorkflowStepResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['WorkflowStep'] = ResolversParentTypes['WorkflowStep']> = {
   dependsOn?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -799,10 +892,12 @@ export type Resolvers<ContextType = OrchestrationContext> = {
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   RetryPolicy?: RetryPolicyResolvers<ContextType>;
+  Subscription?: SubscriptionResolvers<ContextType>;
   Task?: TaskResolvers<ContextType>;
   TaskConnection?: TaskConnectionResolvers<ContextType>;
   TaskEdge?: TaskEdgeResolvers<ContextType>;
   TaskError?: TaskErrorResolvers<ContextType>;
+  TaskEvent?: TaskEventResolvers<ContextType>;
   TaskProgress?: TaskProgressResolvers<ContextType>;
   WorkflowDefinition?: WorkflowDefinitionResolvers<ContextType>;
   WorkflowDefinitionConnection?: WorkflowDefinitionConnectionResolvers<ContextType>;
@@ -810,6 +905,7 @@ export type Resolvers<ContextType = OrchestrationContext> = {
   WorkflowRun?: WorkflowRunResolvers<ContextType>;
   WorkflowRunConnection?: WorkflowRunConnectionResolvers<ContextType>;
   WorkflowRunEdge?: WorkflowRunEdgeResolvers<ContextType>;
+  WorkflowRunEvent?: WorkflowRunEventResolvers<ContextType>;
   WorkflowStep?: WorkflowStepResolvers<ContextType>;
   WorkflowStepRun?: WorkflowStepRunResolvers<ContextType>;
 };
