@@ -19,7 +19,7 @@ export interface BenchOptions {
   oursEnv: Record<string, string>;
   /** More instances of our gateway with other settings, measured as targets of their own. */
   variants: { name: string; env: Record<string, string> }[];
-  /** Send a development token (npm run token's default admin) on every request to every target. */
+  /** Send a development token (npm run token's default admin) on every request to every target; false with --anonymous. */
   token: boolean;
   /** Free text stored in the result file (e.g. "before dedup"). */
   label: string;
@@ -42,8 +42,8 @@ export const USAGE = `usage: npm run bench -- [flags]
   --ours-env K=V        extra environment for our gateway (repeatable)
   --variant name:K=V,…  also measure our gateway with these settings, in the same run, as
                         "our gateway (name)" (repeatable), e.g. --variant no-dedup:SUBGRAPH_DEDUP=false
-  --token               send Authorization: Bearer <development token> (npm run token's default
-                        admin) with every request, to every target
+  --anonymous           send no credentials (by default every request to every target carries
+                        Authorization: Bearer <development token>, npm run token's default admin)
   --label <text>        stored in the result file
   --seed <n>            seed of the random ids (default 42)
   --out <dir>           where the result file goes (default bench/results)
@@ -85,7 +85,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): BenchOption
       profile: { type: 'boolean' },
       'ours-env': { type: 'string', multiple: true },
       variant: { type: 'string', multiple: true },
-      token: { type: 'boolean' },
+      anonymous: { type: 'boolean' },
       label: { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
@@ -118,7 +118,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): BenchOption
     profile: values.profile ?? false,
     oursEnv,
     variants,
-    token: values.token ?? false,
+    token: !(values.anonymous ?? false),
     label: values.label ?? (quick ? 'quick' : ''),
     seed: positiveInt('seed', values.seed, 42, 0),
     outDir: values.out ?? defaultOutDir,

@@ -75,7 +75,7 @@ export function markdownTable(scenarios: readonly ScenarioSummary[]): string {
   ];
   for (const s of scenarios) {
     if (s.skipped) {
-      lines.push(`| ${s.title} | (skipped) | | | | | | | | ${s.skipped} |`);
+      lines.push(`| ${s.title} | (skipped) | | | | | | | | ${s.skipped.slice(0, 160).replace(/\|/g, "/")} |`);
       continue;
     }
     const same = s.sameData ? (s.sameData.same ? 'yes' : `NO: ${s.sameData.detail.slice(0, 80)}`) : 'n/a';

@@ -40,8 +40,10 @@ async function restSkipReason(services: Services, scenario: Scenario, headers: R
   if (!scenario.needsRestRoute) return null;
   const ours = [...services.gateways.entries()].find(([kind]) => isOurs(kind))?.[1];
   if (!ours) return 'our gateway is not among the targets';
-  const { status } = await send(ours.baseUrl, { method: 'GET', path: scenario.needsRestRoute }, headers);
-  return status === 200 ? null : `GET ${scenario.needsRestRoute} answered ${status} on our gateway: the REST facade (gateway/rest/) is not there yet`;
+  const { status, body } = await send(ours.baseUrl, { method: 'GET', path: scenario.needsRestRoute }, headers);
+  if (status === 200) return null;
+  if (status === 404) return `GET ${scenario.needsRestRoute} answered 404 on our gateway: the REST facade (gateway/rest/) does not serve it yet`;
+  return `GET ${scenario.needsRestRoute} answered ${status} on our gateway: ${JSON.stringify(body).slice(0, 200)}`;
 }
 
 async function main(opts: BenchOptions): Promise<void> {
@@ -76,11 +78,13 @@ async function main(opts: BenchOptions): Promise<void> {
         .map((kind) => ({ kind, baseUrl: endpointOf(running, scenario, kind) }))
         .filter((t): t is TargetEndpoint => t.baseUrl !== undefined);
       summary.skipped = await restSkipReason(running, scenario, headers);
-      if (summary.skipped) log(`skipping "${scenario.title}": ${summary.skipped}`);
-      else {
+      if (!summary.skipped) {
         summary.sameData = await checkSameData(scenario, targets, headers);
         log(`same data for "${scenario.title}": ${summary.sameData.same ? 'yes' : `NO (${summary.sameData.detail})`}`);
+        // Timing a target that answers with errors (or other data) would only measure the error path.
+        if (!summary.sameData.same) summary.skipped = `not timed: the targets do not return the same data (${summary.sameData.detail})`;
       }
+      if (summary.skipped) log(`skipping "${scenario.title}": ${summary.skipped}`);
       plans.push({ scenario, targets, summary });
     }
     const active = plans.filter((p) => !p.summary.skipped);

@@ -3,7 +3,11 @@ import { commonSpec, ConfigError, env, loadConfig, type ConfigOf } from '../runt
 
 export const DEFAULT_SUPERGRAPH_PATH = fileURLToPath(new URL('../schema/supergraph.graphql', import.meta.url));
 
-export const DEFAULT_FORWARD_HEADERS = ['authorization', 'x-request-id', 'traceparent', 'tracestate', 'accept-language'];
+export const DEFAULT_FORWARD_HEADERS = ['x-request-id', 'traceparent', 'tracestate', 'accept-language'];
+
+// Credentials end at the gateway: subgraphs learn who is calling only from the identity token the
+// gateway signs, so a client-chosen value must never reach them under these names.
+const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key', 'x-gateway-identity', 'cookie']);
 
 // Hop-by-hop and body-framing headers: copying them would corrupt the subgraph request.
 const NOT_FORWARDABLE = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'content-type', 'content-encoding', 'expect']);
@@ -21,9 +25,17 @@ function headerList(doc: string, def: string[]): { doc: string; default: string[
       if (bad.length > 0) throw new Error(`expected comma-separated header names, got ${bad.map((b) => `"${b}"`).join(', ')}`);
       const framing = names.filter((h) => NOT_FORWARDABLE.has(h) || h.startsWith('proxy-'));
       if (framing.length > 0) throw new Error(`${framing.join(', ')} describe the client's own connection or body and cannot be forwarded`);
+      const credentials = names.filter((h) => CREDENTIAL_HEADERS.has(h));
+      if (credentials.length > 0) throw new Error(`${credentials.join(', ')} carry credentials, which end at the gateway (subgraphs get a signed identity instead) and cannot be forwarded`);
       return [...new Set(names)];
     },
   };
+}
+
+/** Unset means "decided by NODE_ENV" (on outside production). */
+function optionalBool(doc: string): { doc: string; default: undefined; parse(raw: string): boolean | undefined } {
+  const field = env.bool(doc, false);
+  return { doc, default: undefined, parse: (raw) => field.parse(raw) };
 }
 
 export const gatewaySpec = {
@@ -33,6 +45,10 @@ export const gatewaySpec = {
   SUPERGRAPH_WATCH: env.bool('reload the supergraph when its file changes', true),
   SUPERGRAPH_POLL_MS: env.int('how often the supergraph file is also stat-polled, for filesystems where change events are missed; 0 = events only', 1000, 0),
   SUBGRAPH_TIMEOUT_MS: env.int('longest a single subgraph request may take', 10_000, 1),
+  INTROSPECTION: optionalBool('answer introspection queries; default: on outside production, off in production'),
+  GRAPHIQL: optionalBool('serve GraphiQL to browsers at /graphql; default: on outside production, off in production'),
+  API_KEY_CACHE_MS: env.int('how long a valid API key is trusted without asking the governance subgraph again; a revoked key stops working within this', 10_000, 0),
+  TRUST_PROXY: env.bool('take the client address (for rate limits of anonymous callers) from X-Forwarded-For; only behind a reverse proxy you run', false),
   FORWARD_HEADERS: headerList('client request headers passed on to every subgraph (comma-separated)', DEFAULT_FORWARD_HEADERS),
 };
 

@@ -4,8 +4,18 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { startHttpServer, type RequestInfo, type Route, type RunningHttpServer } from '../runtime/http.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
+import { ConfigError } from '../runtime/config.ts';
+import { createIdentityService, loadIdentityConfig } from '../runtime/identity.ts';
+import { createApiKeyVerifier } from './auth/api-keys.ts';
+import { loadAuthConfig } from './auth/config.ts';
+import { createJwtVerifier } from './auth/jwt.ts';
+import { withAccessControl } from './auth/secured-gateway.ts';
+import { extractAccessPolicy, type AccessPolicy } from './auth/supergraph-policy.ts';
 import { loadGatewayConfig, subgraphUrlVariable, type GatewayConfig } from './config.ts';
-import { createGatewayContext, type GatewayContext } from './context.ts';
+import { createAuthenticator, createGatewayContext, rateLimitHeadersPlugin, type GatewayContext } from './context.ts';
+import { apolloLimits, limitRules, parseOptions } from './limits/armor.ts';
+import { loadLimitsConfig } from './limits/config.ts';
+import { createRateLimiter } from './limits/rate-limit.ts';
 import { createDocsRoute } from './docs/index.ts';
 import { formatGatewayError } from './errors.ts';
 import { createRestFacade } from './rest/index.ts';
@@ -30,18 +40,43 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+/** Every configuration problem of the gateway at once, as one ConfigError. */
+function loadAll(source: Record<string, string | undefined>) {
+  const problems: string[] = [];
+  function attempt<T>(load: () => T): T | undefined {
+    try {
+      return load();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return undefined;
+    }
+  }
+  const config = attempt(() => loadGatewayConfig(source));
+  const subscriptionConfig = attempt(() => loadSubscriptionConfig(source));
+  const auth = attempt(() => loadAuthConfig(source));
+  const identity = attempt(() => loadIdentityConfig(source));
+  const limits = attempt(() => loadLimitsConfig(source));
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits) throw new ConfigError([...new Set(problems)]);
+  return { config, subscriptionConfig, auth, identity, limits };
+}
+
 /**
  * Starts the gateway: the supergraph from SUPERGRAPH_PATH (reloaded when the file changes),
  * subgraphs reached at their routing URLs or SUBGRAPH_<NAME>_URL, served over runtime/http.ts.
  * Throws ConfigError for bad variables and SupergraphFileError for a missing or invalid file.
  */
 export async function startGateway(source: Record<string, string | undefined> = process.env): Promise<RunningGateway> {
-  const config = loadGatewayConfig(source);
-  const subscriptionConfig = loadSubscriptionConfig(source);
+  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits } = loadAll(source);
+  const production = config.NODE_ENV === 'production';
+  const identity = createIdentityService(identityConfig);
   // One for all subgraph clients: a mutation to any subgraph starts a new epoch for all of them.
   const dedup = createDedup<RawResponse>(source);
   const logger = createLogger('gateway', config.LOG_LEVEL);
   const initialSdl = await readSupergraph(config.SUPERGRAPH_PATH);
+  const rateLimiter = createRateLimiter(limits.rateLimit, logger);
+  await rateLimiter.ready().catch((err: unknown) => logger.warn({ err }, 'rate limiter: Redis not ready; counting per replica until it is'));
+  let governanceUrl = config.subgraphUrls[subgraphUrlVariable('governance')];
 
   const agent = createSubgraphAgent();
   const routed = new Set<string>();
@@ -62,6 +97,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
       const target = override ?? url;
       if (!target) throw new Error(`subgraph "${name}" has no routing URL in the supergraph; set ${variable}`);
       routed.add(variable);
+      if (name === 'governance') governanceUrl = target;
       logger.info({ subgraph: name, url: target, from: override ? variable : 'supergraph' }, 'subgraph route');
       const source = new SubgraphDataSource({
         name,
@@ -70,6 +106,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
         forwardHeaders: config.FORWARD_HEADERS,
         dedup,
+        identity,
         logger,
       });
       dataSources.set(name, source);
@@ -78,13 +115,20 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   let loaded = false;
-  gateway.onSchemaLoadOrUpdate(() => {
+  // The access rules of the supergraph served now, for the transports that authorize outside
+  // Apollo's executor (subscriptions); withAccessControl keeps its own copy for everything else.
+  let policy: AccessPolicy | undefined;
+  gateway.onSchemaLoadOrUpdate(({ coreSupergraphSdl }) => {
     loaded = true;
+    policy = extractAccessPolicy(coreSupergraphSdl);
   });
 
   const apollo = new ApolloServer<GatewayContext>({
-    gateway,
-    introspection: config.NODE_ENV !== 'production',
+    // Field-level access control (@authenticated, @requiresScopes) before every execution.
+    gateway: withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }),
+    ...apolloLimits(limits.query, { production }),
+    introspection: config.INTROSPECTION ?? !production,
+    csrfPrevention: true,
     includeStacktraceInErrorResponses: false,
     formatError: formatGatewayError(logger),
     // Compact JSON: Apollo's default pretty-prints every response, a few % of the gateway's CPU (bench/README.md).
@@ -93,6 +137,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
       subscriptionsOverHttpRejected<GatewayContext>(`subscribe over graphql-ws (graphql-transport-ws) on this same URL, or over SSE at ${SSE_PATH}`),
       // Browsers get the local GraphiQL (gateway/docs); Apollo's landing page loads Sandbox from a CDN.
       ApolloServerPluginLandingPageDisabled(),
+      rateLimitHeadersPlugin(),
     ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
@@ -103,6 +148,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     await apollo.start();
   } catch (err) {
     await agent.close();
+    await rateLimiter.close();
     throw err;
   }
   for (const variable of Object.keys(config.subgraphUrls)) {
@@ -112,12 +158,35 @@ export async function startGateway(source: Record<string, string | undefined> = 
   // Transports beyond GraphQL over HTTP POST/GET (REST facade, docs, SSE) are thin adapters over
   // the same core (`apollo` and `gateway`); each registers its routes here.
   const routes: Route[] = [];
+  // API keys are checked by the governance subgraph; the URL is known once the supergraph loaded.
+  const apiKeys = createApiKeyVerifier({
+    url: governanceUrl ?? '',
+    identity,
+    timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
+    cacheMs: config.API_KEY_CACHE_MS,
+  });
+  if (!governanceUrl) logger.warn('no governance subgraph routed: API keys cannot be checked (answered 503)');
+  const authenticator = createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter });
   // One context factory for every transport, so REST requests run exactly like GraphQL ones.
-  const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger);
+  const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger, authenticator);
   // REST facade (/v1/..., /openapi.json) and docs (/docs, /redoc, GraphiQL on GET /graphql in a browser).
   const rest = createRestFacade({ apollo, gateway, logger, maxBodyBytes: config.MAX_BODY_BYTES, context: requestContext });
-  routes.push(createDocsRoute(), rest.route);
-  const subscriptions = createGatewaySubscriptions({ gateway, apollo, dataSources, context: requestContext, config, subscriptionConfig, logger });
+  routes.push(createDocsRoute({ graphiql: config.GRAPHIQL ?? !production }), rest.route);
+  const subscriptions = createGatewaySubscriptions({
+    gateway,
+    apollo,
+    dataSources,
+    context: requestContext,
+    authenticator,
+    identity,
+    policy: () => policy,
+    trustProxy: config.TRUST_PROXY,
+    config,
+    subscriptionConfig,
+    validationRules: limitRules(limits.query),
+    parseOptions: parseOptions(limits.query),
+    logger,
+  });
   routes.push(...subscriptions.routes);
 
   let http: RunningHttpServer;
@@ -128,6 +197,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         routes,
+        trustProxy: config.TRUST_PROXY,
         context: requestContext,
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
@@ -138,6 +208,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
   } catch (err) {
     await apollo.stop();
     await agent.close();
+    await rateLimiter.close();
     throw err;
   }
   subscriptions.attach(http.server);
@@ -160,6 +231,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
         await apollo.stop();
         await agent.close();
+        await rateLimiter.close();
         logger.info('gateway stopped');
       })();
       return stopping;

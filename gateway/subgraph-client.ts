@@ -3,6 +3,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, type DocumentNode, type GraphQLFormattedError } from 'graphql';
 import { Agent, request, type Dispatcher } from 'undici';
+import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../runtime/identity.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { GatewayContext } from './context.ts';
 import { InflightDedup } from './dedup.ts';
@@ -28,6 +29,22 @@ export interface SubgraphClientOptions {
   logger: Logger;
   /** Shares one request among identical queries in flight (SUBGRAPH_DEDUP): one instance for all of a gateway's subgraph clients. */
   dedup?: InflightDedup<RawResponse> | undefined;
+  /**
+   * Signs the caller's identity into every request (IDENTITY_HEADER), the only thing subgraphs
+   * trust about who is calling. The gateway always sets it; without it subgraphs answer 401
+   * unless they run with ALLOW_UNSIGNED_DEV.
+   */
+  identity?: IdentityService | undefined;
+}
+
+/** The gateway acting for itself (no client request behind it). */
+const GATEWAY_SERVICE: IdentityClaims = { kind: 'service', subject: 'gateway', tenantId: null, scopes: [] };
+
+/** Who a request acts as: the caller the gateway authenticated (GatewayContext.principal). */
+function identityOf(options: GraphQLDataSourceProcessOptions<GatewayContext>): IdentityClaims {
+  if (!isIncoming(options)) return GATEWAY_SERVICE;
+  const { principal } = options.context;
+  return { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes };
 }
 
 /** A non-2xx answer; keeps the GraphQL errors when the body was a GraphQL response. */
@@ -91,9 +108,13 @@ function isQuery(document: DocumentNode | undefined, query: string): boolean {
 // are left out of the key under which identical queries share one subgraph request.
 const CORRELATION_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate']);
 
-function dedupKey(subgraph: string, url: string, headers: Record<string, string>, body: string): string {
-  let key = `${subgraph}\n${url}\n${body}`;
-  for (const name in headers) if (!CORRELATION_HEADERS.has(name)) key += `\n${name}:${headers[name]}`;
+/**
+ * Requests share an answer only when they act as the same caller: the identity (kind, subject,
+ * tenant, scopes) is part of the key, not the signed token, which differs on every request.
+ */
+function dedupKey(subgraph: string, url: string, headers: Record<string, string>, body: string, who: IdentityClaims): string {
+  let key = `${subgraph}\n${url}\n${body}\n${JSON.stringify([who.kind, who.subject, who.tenantId, [...who.scopes].sort()])}`;
+  for (const name in headers) if (!CORRELATION_HEADERS.has(name) && name !== IDENTITY_HEADER) key += `\n${name}:${headers[name]}`;
   return key;
 }
 
@@ -208,6 +229,9 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
     try {
       if (!operation.query) throw new Error('Missing query');
       const headers = this.headersFor(options);
+      const who = identityOf(options);
+      const requestId = isIncoming(options) ? options.context.requestId : null;
+      if (this.options.identity) headers[IDENTITY_HEADER] = await this.options.identity.signIdentity(who, this.options.name, requestId);
       const body = JSON.stringify({ query: operation.query, variables: operation.variables, operationName: operation.operationName, extensions: operation.extensions });
       const document = isIncoming(options) ? options.document : undefined;
       const dedup = isIncoming(options) ? this.dedup : undefined;
@@ -215,7 +239,7 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       const raw = !dedup
         ? await send()
         : isQuery(document, operation.query)
-          ? await dedup.run(dedupKey(this.options.name, this.url, headers, body), send)
+          ? await dedup.run(dedupKey(this.options.name, this.url, headers, body, who), send)
           : await dedup.write(send);
       const response = this.parse(raw);
       restrictCachePolicy(options, raw.cacheControl);

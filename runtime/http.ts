@@ -14,6 +14,11 @@ import type { Logger } from './logger.ts';
 export interface RequestInfo {
   requestId: string;
   headers: HeaderMap;
+  /**
+   * The client's address: the socket's peer, or with trustProxy the first X-Forwarded-For entry
+   * (only a proxy the operator put in front can be trusted to set it).
+   */
+  remoteAddress: string;
   /** Set by the GraphQL handler so the access log names the operation. */
   operationName?: string | undefined;
 }
@@ -30,6 +35,8 @@ export interface HttpServerOptions<C extends BaseContext> {
   readiness: () => Promise<void>;
   /** Tried in order before GraphQL; a route returns true when it handled the request. */
   routes?: Route[];
+  /** Take the client address from X-Forwarded-For (behind a reverse proxy the operator runs). */
+  trustProxy?: boolean;
 }
 
 export interface RunningHttpServer {
@@ -72,6 +79,16 @@ export function toHeaderMap(req: IncomingMessage): HeaderMap {
     headers.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
   return headers;
+}
+
+/** The client address of a request (see RequestInfo.remoteAddress). */
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = req.headers['x-forwarded-for'];
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+    if (first) return first.slice(0, 64);
+  }
+  return req.socket.remoteAddress ?? 'unknown';
 }
 
 export async function startHttpServer<C extends BaseContext>(
@@ -129,7 +146,7 @@ export async function startHttpServer<C extends BaseContext>(
     const requestId = typeof incomingId === 'string' && /^[\w.:-]{1,128}$/.test(incomingId) ? incomingId : randomUUID();
     res.setHeader('x-request-id', requestId);
     if (draining) res.setHeader('connection', 'close');
-    const info: RequestInfo = { requestId, headers: toHeaderMap(req) };
+    const info: RequestInfo = { requestId, headers: toHeaderMap(req), remoteAddress: clientAddress(req, opts.trustProxy ?? false) };
     const url = new URL(req.url ?? '/', 'http://localhost');
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;

@@ -7,10 +7,11 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import { GraphQLError, parse, type GraphQLFormattedError } from 'graphql';
 import type { Migration } from 'kysely';
 import { commonSpec, env, loadConfig, type CommonConfig } from './config.ts';
-import { DEFAULT_TENANT, type RequestContext } from './context.ts';
+import { baseContext, type RequestContext } from './context.ts';
 import { openDatabase, type Database } from './db.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { startHttpServer, type RunningHttpServer } from './http.ts';
+import { createIdentityService, IDENTITY_HEADER, IdentityError, loadIdentityConfig, type IdentityService, type RequestIdentity } from './identity.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { EventStreams, serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
 
@@ -81,6 +82,19 @@ export function maskErrors(logger: Logger) {
   };
 }
 
+/**
+ * The identity the gateway signed for this subgraph; a missing or invalid token is refused with
+ * 401 UNAUTHENTICATED (ALLOW_UNSIGNED_DEV aside), so calling a subgraph directly bypasses nothing.
+ */
+export async function verifiedIdentity(identity: IdentityService, headerValue: string | null | undefined, audience: string): Promise<RequestIdentity> {
+  try {
+    return await identity.verifyIdentity(headerValue, audience);
+  } catch (err) {
+    if (err instanceof IdentityError) throw err.toGraphQLError();
+    throw err;
+  }
+}
+
 export async function startSubgraph<DB, C extends RequestContext>(
   def: SubgraphDefinition<DB, C>,
   source: Record<string, string | undefined> = process.env,
@@ -88,6 +102,8 @@ export async function startSubgraph<DB, C extends RequestContext>(
   const portVar = `${def.name.toUpperCase()}_PORT`;
   const config = loadConfig(commonSpec, source);
   const port = loadConfig({ [portVar]: env.port(`port of the ${def.name} subgraph`, def.defaultPort) }, source)[portVar] ?? def.defaultPort;
+  // Before anything is opened: production refuses to start without its own signing secret.
+  const identity = createIdentityService(loadIdentityConfig(source));
   const logger = createLogger(def.name, config.LOG_LEVEL);
 
   const database = await openDatabase<DB>({
@@ -125,7 +141,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         context: async (info) =>
-          instance.createContext({ tenantId: DEFAULT_TENANT, requestId: info.requestId, logger: logger.child({ requestId: info.requestId }) }),
+          instance.createContext(baseContext(await verifiedIdentity(identity, info.headers.get(IDENTITY_HEADER), def.name), info.requestId, logger)),
         readiness: async () => {
           await database.ping();
           await bus.ping();
@@ -144,6 +160,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     server: http.server,
     schema,
     createContext: (base) => instance.createContext(base),
+    verifyIdentity: (headerValue) => verifiedIdentity(identity, headerValue, def.name),
     streams: new EventStreams(bus),
     formatError: maskErrors(logger),
     logger,

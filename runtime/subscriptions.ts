@@ -22,13 +22,15 @@ import {
   type GraphQLFormattedError,
   type GraphQLSchema,
   type OperationDefinitionNode,
+  type ParseOptions,
   type SelectionSetNode,
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import { DEFAULT_TENANT, type RequestContext } from './context.ts';
+import { baseContext, type RequestContext } from './context.ts';
+import { IDENTITY_HEADER, type RequestIdentity } from './identity.ts';
 import type { DomainEvent, EventBus } from './events.ts';
 import type { Logger } from './logger.ts';
 
@@ -358,7 +360,12 @@ export function NoConditionalSubscriptionRootRule(context: ValidationContext): A
  * variables, with the codes Apollo Server uses over HTTP (GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED,
  * OPERATION_RESOLUTION_FAILURE, BAD_USER_INPUT, BAD_REQUEST). Errors mean nothing may run.
  */
-export function checkOperation(schema: GraphQLSchema, request: OperationRequest, extraRules: readonly ValidationRule[] = []): CheckedOperation | GraphQLError[] {
+export function checkOperation(
+  schema: GraphQLSchema,
+  request: OperationRequest,
+  extraRules: readonly ValidationRule[] = [],
+  parseOptions: ParseOptions = {},
+): CheckedOperation | GraphQLError[] {
   const { query, operationName, variables } = request;
   if (typeof query !== 'string' || query.trim() === '') {
     return [new GraphQLError('The request must contain a non-empty "query" string', { extensions: { code: 'BAD_REQUEST' } })];
@@ -371,7 +378,7 @@ export function checkOperation(schema: GraphQLSchema, request: OperationRequest,
   }
   let document: DocumentNode;
   try {
-    document = parse(query);
+    document = parse(query, parseOptions);
   } catch (err) {
     if (err instanceof GraphQLError) return coded('GRAPHQL_PARSE_FAILED', [err]);
     throw err;
@@ -426,6 +433,8 @@ export interface SubscriptionEndpointOptions<C extends RequestContext> {
   server: Server;
   schema: GraphQLSchema;
   createContext: (base: RequestContext) => C;
+  /** The identity in a gateway identity token (header value); throws a coded GraphQLError (401) when invalid. */
+  verifyIdentity: (headerValue: string | undefined) => Promise<RequestIdentity>;
   streams: EventStreams;
   /** The subgraph's HTTP error formatting (masking), applied to every error sent. */
   formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
@@ -449,8 +458,8 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
   };
   opts.server.on('upgrade', onUpgrade);
 
-  const contextFor = (requestId: string): C => {
-    const context = opts.createContext({ tenantId: DEFAULT_TENANT, requestId, logger: logger.child({ requestId }) });
+  const contextFor = (identity: RequestIdentity, requestId: string): C => {
+    const context = opts.createContext(baseContext(identity, requestId, logger));
     bindEventStreams(context, streams);
     return context;
   };
@@ -459,16 +468,23 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
   const requestIdOf = (contextValue: unknown) => (contextValue as RequestContext).requestId;
   const ws = useServer(
     {
-      onSubscribe: (_ctx, _id, payload) => {
+      onSubscribe: async (_ctx, _id, payload) => {
+        let identity: RequestIdentity;
+        try {
+          identity = await opts.verifyIdentity(forwardedHeader(payload.extensions, IDENTITY_HEADER));
+        } catch (err) {
+          if (err instanceof GraphQLError) return [err];
+          throw err;
+        }
         const checked = checkOperation(opts.schema, payload);
         if (Array.isArray(checked)) return checked;
         if (checked.operation.operation !== 'subscription') {
           return [new GraphQLError('Only subscriptions are served over WebSocket; send queries and mutations over HTTP', { extensions: { code: 'BAD_REQUEST' } })];
         }
-        const contextValue = contextFor(forwardedRequestId(payload.extensions));
+        const contextValue = contextFor(identity, forwardedRequestId(payload.extensions));
         return { schema: opts.schema, document: checked.document, operationName: checked.operationName, variableValues: checked.variables, contextValue };
       },
-      subscribe: (args) => subscribeWithFreshContext(args, () => contextFor(requestIdOf(args.contextValue))),
+      subscribe: (args) => subscribeWithFreshContext(args, () => contextFor((args.contextValue as RequestContext).identity, requestIdOf(args.contextValue))),
       onOperation: (ctx, id, payload, args, result) => {
         const requestId = requestIdOf(args.contextValue);
         if (!(Symbol.asyncIterator in result)) return void logger.info({ id, operationName: payload.operationName, requestId }, 'subscription refused');
@@ -498,8 +514,13 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
   };
 }
 
-function forwardedRequestId(extensions: Record<string, unknown> | undefined | null): string {
+function forwardedHeader(extensions: Record<string, unknown> | undefined | null, name: string): string | undefined {
   const headers = extensions?.headers;
-  const id = typeof headers === 'object' && headers !== null ? (headers as Record<string, unknown>)['x-request-id'] : undefined;
-  return typeof id === 'string' && /^[\w.:-]{1,128}$/.test(id) ? id : randomUUID();
+  const value = typeof headers === 'object' && headers !== null ? (headers as Record<string, unknown>)[name] : undefined;
+  return typeof value === 'string' ? value : undefined;
+}
+
+function forwardedRequestId(extensions: Record<string, unknown> | undefined | null): string {
+  const id = forwardedHeader(extensions, 'x-request-id');
+  return id !== undefined && /^[\w.:-]{1,128}$/.test(id) ? id : randomUUID();
 }

@@ -10,10 +10,16 @@ export interface SeedResult {
 
 type Vars = Record<string, unknown>;
 
-async function call<T>(url: string, query: string, variables: Vars = {}): Promise<T> {
-  const res = await fetch(url, {
+/** The gateway, and who the seed acts as there. */
+interface Api {
+  url: string;
+  authorization: string;
+}
+
+async function call<T>(api: Api, query: string, variables: Vars = {}): Promise<T> {
+  const res = await fetch(api.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-request-id': 'seed' },
+    headers: { 'content-type': 'application/json', 'x-request-id': 'seed', authorization: api.authorization },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await res.json()) as { data?: T; errors?: { message: string }[] };
@@ -30,12 +36,14 @@ const CLAIM = `mutation ($agentId: ID!, $tags: [String!]!) { claimTask(agentId: 
 
 const skill = (id: string, name: string, tags: string[], description: string) => ({ id, name, tags, description });
 
-export async function seedDemoData(gatewayUrl: string): Promise<SeedResult> {
-  const existing = await call<{ agents: { totalCount: number } }>(gatewayUrl, `{ agents(first: 1) { totalCount } }`);
+/** Writes the demo data through the gateway as the holder of `token` (needs agents:* and tasks:* scopes). */
+export async function seedDemoData(gatewayUrl: string, token: string): Promise<SeedResult> {
+  const api: Api = { url: gatewayUrl, authorization: `Bearer ${token}` };
+  const existing = await call<{ agents: { totalCount: number } }>(api, `{ agents(first: 1) { totalCount } }`);
   if (existing.agents.totalCount > 0) return { seeded: false, agents: existing.agents.totalCount, tasks: 0, workflowRuns: 0 };
 
-  const register = async (input: Vars) => (await call<{ registerAgent: { id: string } }>(gatewayUrl, REGISTER, { input })).registerAgent.id;
-  const transition = (name: string, id: string) => call(gatewayUrl, `mutation ($id: ID!) { ${name}(id: $id) { id } }`, { id });
+  const register = async (input: Vars) => (await call<{ registerAgent: { id: string } }>(api, REGISTER, { input })).registerAgent.id;
+  const transition = (name: string, id: string) => call(api, `mutation ($id: ID!) { ${name}(id: $id) { id } }`, { id });
 
   const researcher = await register({
     name: 'Research Scout',
@@ -72,39 +80,39 @@ export async function seedDemoData(gatewayUrl: string): Promise<SeedResult> {
     defaultOutputModes: ['text/markdown'],
     skills: [{ id: 'review', name: 'Code review', description: 'Reviews a diff.', tags: ['code', 'review'], examples: ['Review PR #42'] }],
   };
-  const reviewer = (await call<{ registerAgentFromCard: { id: string } }>(gatewayUrl, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard.id;
+  const reviewer = (await call<{ registerAgentFromCard: { id: string } }>(api, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard.id;
   const legacy = await register({ name: 'Legacy Translator', description: 'Old translation agent, kept for history.', skills: [skill('translate', 'Translate', ['translation'], 'Translates text.')] });
 
   for (const id of [researcher, writer, checker, reviewer, legacy]) await transition('activateAgent', id);
   await transition('pauseAgent', checker);
   await transition('retireAgent', legacy);
-  for (const id of [researcher, writer, reviewer]) await call(gatewayUrl, `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id });
+  for (const id of [researcher, writer, reviewer]) await call(api, `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id });
 
-  const submit = async (input: Vars) => (await call<{ submitTask: { id: string } }>(gatewayUrl, SUBMIT, { input })).submitTask.id;
-  const claim = async (agentId: string, tags: string[]) => (await call<{ claimTask: { id: string } | null }>(gatewayUrl, CLAIM, { agentId, tags })).claimTask?.id;
+  const submit = async (input: Vars) => (await call<{ submitTask: { id: string } }>(api, SUBMIT, { input })).submitTask.id;
+  const claim = async (agentId: string, tags: string[]) => (await call<{ claimTask: { id: string } | null }>(api, CLAIM, { agentId, tags })).claimTask?.id;
 
   // Tasks in several states: one of each the lifecycle reaches.
   const done = await submit({ title: 'Summarise Q3 market report', requiredSkillTags: ['summarize'], priority: 5, input: { url: 'https://example.com/q3.pdf' } });
   const doneClaim = await claim(researcher, ['research', 'search', 'summarize', 'writing']);
   if (doneClaim === done) {
-    await call(gatewayUrl, `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, { t: done, a: researcher });
+    await call(api, `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, { t: done, a: researcher });
   }
   const working = await submit({ title: 'Draft launch blog post', requiredSkillTags: ['writing'], priority: 3, input: { topic: 'Agent platform launch' } });
   if ((await claim(writer, ['writing'])) === working) {
-    await call(gatewayUrl, `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`, { t: working, a: writer });
+    await call(api, `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`, { t: working, a: writer });
   }
   const failed = await submit({ title: 'Review PR #41', requiredSkillTags: ['review'], retryPolicy: { maximumAttempts: 1 } });
   if ((await claim(reviewer, ['code', 'review'])) === failed) {
-    await call(gatewayUrl, `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`, { t: failed, a: reviewer });
+    await call(api, `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`, { t: failed, a: reviewer });
   }
   const canceled = await submit({ title: 'Translate FAQ to French', requiredSkillTags: ['translation'] });
-  await call(gatewayUrl, `mutation ($id: ID!) { cancelTask(id: $id) { id } }`, { id: canceled });
+  await call(api, `mutation ($id: ID!) { cancelTask(id: $id) { id } }`, { id: canceled });
   await submit({ title: 'Review PR #42', requiredSkillTags: ['review'], priority: 1 });
   await submit({ title: 'Fact-check press release', requiredSkillTags: ['fact-check'], priority: 2 });
 
   // One workflow: research, then draft and fact-check in parallel, then publish.
   const def = await call<{ createWorkflowDefinition: { id: string } }>(
-    gatewayUrl,
+    api,
     `mutation ($input: CreateWorkflowDefinitionInput!) { createWorkflowDefinition(input: $input) { id } }`,
     {
       input: {
@@ -119,13 +127,13 @@ export async function seedDemoData(gatewayUrl: string): Promise<SeedResult> {
       },
     },
   );
-  await call(gatewayUrl, `mutation ($id: ID!, $input: JSON) { startWorkflowRun(definitionId: $id, input: $input) { id } }`, {
+  await call(api, `mutation ($id: ID!, $input: JSON) { startWorkflowRun(definitionId: $id, input: $input) { id } }`, {
     id: def.createWorkflowDefinition.id,
     input: { topic: 'Federated GraphQL for agent platforms' },
   });
 
   const totals = await call<{ agents: { totalCount: number }; tasks: { totalCount: number }; workflowRuns: { totalCount: number } }>(
-    gatewayUrl,
+    api,
     `{ agents(first: 1) { totalCount } tasks(first: 1) { totalCount } workflowRuns(first: 1) { totalCount } }`,
   );
   return { seeded: true, agents: totals.agents.totalCount, tasks: totals.tasks.totalCount, workflowRuns: totals.workflowRuns.totalCount };

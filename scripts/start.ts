@@ -1,13 +1,15 @@
 // `npm start`: every subgraph and the gateway in one process on embedded defaults (SQLite files
 // under DATA_DIR, in-process event bus), each subgraph on its own port and reached by the gateway
 // over HTTP exactly as separate services would be. Seeds demo data on first start (SEED=false
-// turns that off) and prints the URLs.
+// turns that off) and prints the URLs and a development token (admin of the demo tenant); in
+// production it prints no token and seeds nothing (tokens come from the identity provider).
 import { ConfigError, env, loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stopOnSignals, type RunningSubgraph } from '../runtime/subgraph.ts';
 import { startGateway } from '../gateway/server.ts';
 import { subgraphs } from '../subgraphs/index.ts';
 import { seedDemoData } from './seed.ts';
+import { mintDevToken } from './token.ts';
 
 // One process prints every service's logs; warnings and errors only by default so the banner
 // stays readable. LOG_LEVEL=info shows the per-request access log.
@@ -32,9 +34,12 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  let seedLine = 'demo data: off (SEED=false)';
-  if (SEED) {
-    const seed = await seedDemoData(gateway.url);
+  const production = source.NODE_ENV === 'production';
+  // Nothing mints tokens in production: mintDevToken refuses, and nothing is seeded without one.
+  const token = production ? undefined : await mintDevToken({}, source);
+  let seedLine = production ? 'demo data: off (NODE_ENV=production)' : 'demo data: off (SEED=false)';
+  if (SEED && token) {
+    const seed = await seedDemoData(gateway.url, token);
     seedLine = seed.seeded
       ? `demo data: seeded ${seed.agents} agents, ${seed.tasks} tasks, ${seed.workflowRuns} workflow run`
       : `demo data: already present (${seed.agents} agents), not seeded again`;
@@ -53,8 +58,16 @@ async function main(): Promise<void> {
     `  events              ${running[0]?.bus.kind ?? 'in-process'} bus`,
     `  ${seedLine}`,
     '',
-    `  try: curl -s ${gateway.url} -H 'content-type: application/json' \\`,
-    `         -d '{"query":"{ agents { nodes { name status health tasks { nodes { title state } } } } }"}'`,
+    ...(token
+      ? [
+          `  development token (admin of the demo tenant "default", every scope, 12 h; more: npm run token -- --help):`,
+          `  ${token}`,
+          '',
+          `  try: curl -s ${gateway.url} -H 'content-type: application/json' \\`,
+          `         -H 'authorization: Bearer ${token}' \\`,
+          `         -d '{"query":"{ agents { nodes { name status health tasks { nodes { title state } } } } }"}'`,
+        ]
+      : ['  requests need a token from your identity provider (Authorization: Bearer …) or an API key (X-API-Key)']),
     '',
     'Ctrl+C stops everything.',
     '',

@@ -43,14 +43,15 @@ const PAGES: Record<string, string> = {
   '/redoc/': REDOC_PAGE,
 };
 
-export function createDocsRoute(options: { graphqlPath?: string } = {}): Route {
+export function createDocsRoute(options: { graphqlPath?: string; graphiql?: boolean } = {}): Route {
   const graphqlPath = options.graphqlPath ?? '/graphql';
+  const graphiql = options.graphiql ?? true;
   return (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const headOnly = req.method === 'HEAD';
     if (path.startsWith('/assets/')) return sendAsset(res, path, headOnly);
-    const html = PAGES[path] ?? (path === graphqlPath && prefersHtml(req.headers) ? GRAPHIQL_PAGE : undefined);
+    const html = PAGES[path] ?? (graphiql && path === graphqlPath && prefersHtml(req.headers) ? GRAPHIQL_PAGE : undefined);
     if (html === undefined) return false;
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',

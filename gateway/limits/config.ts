@@ -8,7 +8,7 @@ export const limitsSpec = {
   MAX_QUERY_ALIASES: env.int('most aliases in one operation', 15, 0),
   MAX_QUERY_DIRECTIVES: env.int('most directives in one operation', 50, 0),
   MAX_QUERY_TOKENS: env.int('most lexical tokens in one GraphQL document; parsing stops there', 2000, 1),
-  MAX_QUERY_COST: env.int('highest estimated cost of one operation (GraphQL Armor: objects 2, scalars 1, ×1.5 per level)', 5000, 1),
+  MAX_QUERY_COST: env.int('highest estimated cost of one operation (GraphQL Armor: objects 2, scalars 1, ×1.5 per level)', 20000, 1),
   RATE_LIMIT_ENABLED: env.bool('rate limit callers (per API key, user, or address for anonymous callers)', true),
   RATE_LIMIT_HTTP_REQUESTS: env.int('GraphQL-over-HTTP and REST requests a caller may make per window', 600, 1),
   RATE_LIMIT_HTTP_WINDOW_SECONDS: env.int('the HTTP rate limit window, in seconds', 60, 1),

@@ -71,7 +71,23 @@ const RESPONSES: Record<string, Record<string, unknown>> = {
   NotFound: problemResponse('No such resource (code NOT_FOUND).'),
   Conflict: problemResponse('Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale. Nothing was changed.'),
   ServiceUnavailable: problemResponse('A subgraph needed for the answer is unavailable (code SUBGRAPH_UNAVAILABLE); retry later.'),
-  Error: problemResponse('Any other error: 401 UNAUTHENTICATED, 403 FORBIDDEN, 413, 415, 429, 500, 502.'),
+  Error: problemResponse('Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502.'),
+};
+
+const SECURITY_SCHEMES: Record<string, Record<string, unknown>> = {
+  bearerAuth: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description:
+      'A user token from the identity provider (development: `npm run token`), with the tenant in its `tenant` claim and scopes such as agents:read, agents:write, tasks:read, tasks:write, admin in `scope`. Missing or invalid: 401 UNAUTHENTICATED; a scope the route needs is missing: 403 FORBIDDEN.',
+  },
+  apiKeyAuth: {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-API-Key',
+    description: 'A partner API key created by a tenant admin (GraphQL `createApiKey`); also accepted as `Authorization: ApiKey <key>`.',
+  },
 };
 
 const responseRef = (name: string) => ({ $ref: `#/components/responses/${name}` });
@@ -140,8 +156,8 @@ export function buildOpenApiDocument(compiled: CompiledRoutes): OpenApiDocument 
       license: { name: 'MIT', identifier: 'MIT' },
     },
     servers: [{ url: '/', description: 'The gateway serving this document' }],
-    // Stated explicitly: the gateway has no authentication yet. Auth adds its scheme here.
-    security: [],
+    // Either credential; what each route then needs is the scopes of its GraphQL fields.
+    security: [{ bearerAuth: [] }, { apiKeyAuth: [] }],
     tags: compiled.tags
       .filter((t) => compiled.routes.some((r) => r.declaration.tag === t.name))
       .map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}) })),
@@ -149,6 +165,7 @@ export function buildOpenApiDocument(compiled: CompiledRoutes): OpenApiDocument 
     components: {
       schemas: { ...compiled.components, ...PROBLEM_SCHEMAS },
       responses: RESPONSES,
+      securitySchemes: SECURITY_SCHEMES,
     },
   };
 }

@@ -194,9 +194,12 @@ export async function handleRestRequest(
     // A context that refuses the request (e.g. bad credentials) says why with a coded GraphQLError.
     if (!(err instanceof GraphQLError) || typeof err.extensions.code !== 'string') throw err;
     const code = err.extensions.code;
-    const httpStatus = (err.extensions.http as { status?: unknown } | undefined)?.status;
-    const status = statusOf(code) ?? (typeof httpStatus === 'number' ? httpStatus : 500);
-    sendProblem(res, problem(status, code, err.message, where));
+    const http = err.extensions.http as { status?: unknown; headers?: Map<string, string> } | undefined;
+    const status = statusOf(code) ?? (typeof http?.status === 'number' ? http.status : 500);
+    // Retry-After and the RateLimit fields of a refused request, as over GraphQL.
+    const headers: Record<string, string> = {};
+    if (http?.headers) for (const [name, value] of http.headers) headers[name] = value;
+    sendProblem(res, problem(status, code, err.message, where), headers);
     return true;
   }
   const response = await deps.apollo.executeOperation(

@@ -5,8 +5,11 @@
 // its outcomes into their messages.
 import type { GraphQLDataSource } from '@apollo/gateway';
 import type { ApolloServer } from '@apollo/server';
-import { GraphQLError, type FormattedExecutionResult, type GraphQLFormattedError, type ValidationRule } from 'graphql';
+import { getOperationAST, GraphQLError, print, type FormattedExecutionResult, type GraphQLFormattedError, type ParseOptions, type ValidationRule } from 'graphql';
+import { IDENTITY_HEADER, type IdentityService } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
+import { applyDenials, authorizeOperation, type Authorization } from '../auth/enforce.ts';
+import type { AccessPolicy } from '../auth/supergraph-policy.ts';
 import { checkOperation, EventQueue, type CheckedOperation, type OperationRequest } from '../../runtime/subscriptions.ts';
 import type { GatewayContext } from '../context.ts';
 import { eventExecutor, type ErrorFormatter } from './event-execution.ts';
@@ -19,7 +22,14 @@ export interface PreparedOperation {
   supergraph: Supergraph;
   /** Subscriptions only. */
   plan?: SubscriptionPlan;
+  /** Subscriptions, once authorized: what the caller may not see, taken out of every event. */
+  authorization?: Authorization;
+  /** Subscriptions, once authorized: the caller's identity, signed for the owning subgraph. */
+  identityToken?: string;
 }
+
+/** A subscription the core may run: authorize() checked the caller and signed its identity. */
+type AuthorizedSubscription = Required<Pick<PreparedOperation, 'plan' | 'identityToken'>> & PreparedOperation;
 
 export type OperationOutcome =
   | { kind: 'single'; result: FormattedExecutionResult }
@@ -49,6 +59,13 @@ export interface CoreOptions {
   queueLimit: number;
   /** Validation rules beyond graphql-js's; give the ones Apollo Server gets (limits...), so subscriptions obey them too. */
   validationRules: readonly ValidationRule[];
+  /** Apollo Server's parse options (the token limit). */
+  parseOptions?: ParseOptions;
+  /** The access rules of the supergraph served now (undefined before the first load). */
+  policy: () => AccessPolicy | undefined;
+  /** Counts a subscription start against the caller's budget; an error (RATE_LIMITED) when refused. */
+  admitSubscription: (context: GatewayContext) => Promise<GraphQLError | null>;
+  identity: IdentityService;
   upstream: UpstreamSubscriptions;
   format: ErrorFormatter;
   logger: Logger;
@@ -59,6 +76,9 @@ export interface CoreOptions {
 const PER_REQUEST_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate']);
 
 const SHUTTING_DOWN: GraphQLFormattedError = { message: 'The gateway is shutting down; subscribe again', extensions: { code: 'SHUTTING_DOWN' } };
+const EXPIRED: GraphQLFormattedError = { message: 'The credentials of this subscription expired; subscribe again with fresh ones', extensions: { code: 'UNAUTHENTICATED', reason: 'expired' } };
+// setTimeout's limit (about 24.8 days); a later expiry is checked again when this one fires.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** JSON with object keys sorted, so equal variables give equal keys. */
 function canonical(value: unknown): string {
@@ -86,7 +106,7 @@ export class GatewayOperations {
       if (!(err instanceof SupergraphNotLoadedError)) throw err;
       return [new GraphQLError('The gateway is starting: no supergraph is loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
     }
-    const operation = checkOperation(supergraph.apiSchema, request, this.options.validationRules);
+    const operation = checkOperation(supergraph.apiSchema, request, this.options.validationRules, this.options.parseOptions);
     if (Array.isArray(operation)) return operation;
     if (operation.operation.operation !== 'subscription') return { operation, supergraph };
     try {
@@ -97,6 +117,51 @@ export class GatewayOperations {
     }
   }
 
+  /**
+   * Before a subscription runs: the caller's subscription budget, then the access rules. A denied
+   * root field refuses the subscription (errors); denied nested fields are taken out of the
+   * operation, which is planned again, and come back as null with an error in every event. Queries
+   * and mutations pass unchanged: Apollo Server's executor (withAccessControl) authorizes them.
+   */
+  async authorize(prepared: PreparedOperation, context: GatewayContext): Promise<PreparedOperation | GraphQLError[]> {
+    if (!prepared.plan) return prepared;
+    const refused = await this.options.admitSubscription(context);
+    if (refused) return [refused];
+    const policy = this.options.policy();
+    if (!policy) return [new GraphQLError('Access rules not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
+    const { supergraph, operation } = prepared;
+    const authorization = authorizeOperation({
+      schema: supergraph.apiSchema,
+      policy,
+      document: operation.document,
+      operationName: operation.operationName ?? null,
+      variables: operation.variables,
+      principal: context.principal,
+    });
+    let authorized: PreparedOperation = prepared;
+    if (authorization.rewritten) {
+      const document = authorization.document;
+      // One root field, so nothing left means it was the one denied.
+      if (!document) return (applyDenials({ data: {} }, authorization).errors ?? []).filter((e): e is GraphQLError => e instanceof GraphQLError);
+      const definition = getOperationAST(document, operation.operationName);
+      if (!definition) return [new GraphQLError('The authorized operation is missing', { extensions: { code: 'INTERNAL_SERVER_ERROR' } })];
+      const query = print(document);
+      try {
+        const plan = supergraph.plan(document, query, operation.operationName);
+        authorized = { supergraph, plan, authorization, operation: { ...operation, query, document, operation: definition } };
+      } catch (err) {
+        return [new GraphQLError(`Could not plan the subscription: ${(err as Error).message}`, { originalError: err as Error })];
+      }
+    }
+    const { principal } = context;
+    const identityToken = await this.options.identity.signIdentity(
+      { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes },
+      authorized.plan!.primary.serviceName,
+      context.requestId,
+    );
+    return { ...authorized, identityToken };
+  }
+
   formatErrors(errors: readonly GraphQLError[]): GraphQLFormattedError[] {
     return errors.map((e) => this.options.format(e.toJSON(), e));
   }
@@ -104,7 +169,8 @@ export class GatewayOperations {
   async run(prepared: PreparedOperation, context: GatewayContext, hooks: RunHooks): Promise<OperationOutcome> {
     if (this.closed) return { kind: 'single', result: { errors: [SHUTTING_DOWN] } };
     if (!prepared.plan) return { kind: 'single', result: await this.execute(prepared.operation, context) };
-    return { kind: 'stream', stream: this.subscribe(prepared as Required<PreparedOperation>, context, hooks) };
+    if (!prepared.identityToken) throw new Error('a subscription must be authorized before it runs');
+    return { kind: 'stream', stream: this.subscribe(prepared as AuthorizedSubscription, context, hooks) };
   }
 
   stats(): SubscriptionStats {
@@ -127,9 +193,10 @@ export class GatewayOperations {
     return { errors: [{ message: 'Incremental delivery (@defer, @stream) is not supported here', extensions: { code: 'BAD_REQUEST' } }] };
   }
 
-  private subscribe(prepared: Required<PreparedOperation>, context: GatewayContext, hooks: RunHooks): EventQueue<FormattedExecutionResult> {
+  private subscribe(prepared: AuthorizedSubscription, context: GatewayContext, hooks: RunHooks): EventQueue<FormattedExecutionResult> {
     const key = this.streamKey(prepared, context);
     let stream: SharedStream | undefined;
+    let expiry: NodeJS.Timeout | undefined;
     this.clients += 1;
     const queue = new EventQueue<FormattedExecutionResult>({
       limit: this.options.queueLimit,
@@ -140,10 +207,26 @@ export class GatewayOperations {
         hooks.onOverflow();
       },
       onClose: () => {
+        clearTimeout(expiry);
         this.clients -= 1;
         stream?.leave(queue);
       },
     });
+    // A subscription lives no longer than the credentials it was started with.
+    const expiresAt = context.principal.expiresAt?.getTime();
+    if (expiresAt !== undefined) {
+      const check = () => {
+        const left = expiresAt - Date.now();
+        if (left > 0) {
+          expiry = setTimeout(check, Math.min(left, MAX_TIMER_MS));
+          return;
+        }
+        context.logger.info({ operationName: prepared.operation.operationName }, 'subscription ended: credentials expired');
+        queue.push({ errors: [EXPIRED] });
+        queue.end();
+      };
+      check();
+    }
     stream = this.streams.get(key);
     if (!stream || !stream.join(queue)) {
       stream = this.createStream(key, prepared, context);
@@ -153,8 +236,8 @@ export class GatewayOperations {
     return queue;
   }
 
-  private createStream(key: string, prepared: Required<PreparedOperation>, context: GatewayContext): SharedStream {
-    const { plan, supergraph, operation } = prepared;
+  private createStream(key: string, prepared: AuthorizedSubscription, context: GatewayContext): SharedStream {
+    const { plan, supergraph, operation, authorization } = prepared;
     const { primary } = plan;
     const source = this.options.dataSources.get(primary.serviceName);
     const url = source && 'url' in source && typeof source.url === 'string' ? source.url : undefined;
@@ -164,8 +247,13 @@ export class GatewayOperations {
     }
     const stream: SharedStream = new SharedStream({
       subgraph: { name: primary.serviceName, url: url ?? '' },
-      request: { query: primary.operation, operationName: primary.operationName, variables, extensions: { headers: this.forwardedHeaders(context) } },
-      execute: eventExecutor({ supergraph, plan, operation, context, dataSources: () => this.options.dataSources, format: this.options.format }),
+      request: {
+        query: primary.operation,
+        operationName: primary.operationName,
+        variables,
+        extensions: { headers: { ...this.forwardedHeaders(context), [IDENTITY_HEADER]: prepared.identityToken } },
+      },
+      execute: withDenials(eventExecutor({ supergraph, plan, operation, context, dataSources: () => this.options.dataSources, format: this.options.format }), authorization, this.options.format),
       upstream: this.options.upstream,
       format: this.options.format,
       onFinished: () => {
@@ -186,9 +274,30 @@ export class GatewayOperations {
     return headers;
   }
 
-  private streamKey(prepared: Required<PreparedOperation>, context: GatewayContext): string {
+  /**
+   * Subscribers share a stream only when they would get the same results: the same operation (as
+   * authorized), variables and headers, and the same tenant and scopes, which decide what the
+   * subgraphs deliver and what the access rules take out.
+   */
+  private streamKey(prepared: AuthorizedSubscription, context: GatewayContext): string {
     const headers = this.options.forwardHeaders.filter((h) => !PER_REQUEST_HEADERS.has(h)).map((h) => [h, context.headers.get(h) ?? null]);
     const { operation } = prepared;
-    return canonical([prepared.supergraph.id, operation.operationName ?? null, operation.query, operation.variables, headers]);
+    const { principal } = context;
+    const who = [principal.kind, principal.tenantId, [...principal.scopes].sort()];
+    return canonical([prepared.supergraph.id, operation.operationName ?? null, operation.query, operation.variables, headers, who]);
   }
+}
+
+/** The access rules' denials applied to every event's result, their errors formatted like the rest. */
+function withDenials(
+  execute: (event: FormattedExecutionResult) => Promise<FormattedExecutionResult>,
+  authorization: Authorization | undefined,
+  format: ErrorFormatter,
+): (event: FormattedExecutionResult) => Promise<FormattedExecutionResult> {
+  if (!authorization?.rewritten) return execute;
+  return async (event) => {
+    const denied = applyDenials(await execute(event), authorization);
+    const errors = denied.errors?.map((e) => (e instanceof GraphQLError ? format(e.toJSON(), e) : e));
+    return { data: denied.data ?? null, ...(errors && errors.length > 0 ? { errors } : {}) };
+  };
 }

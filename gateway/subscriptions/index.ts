@@ -3,11 +3,13 @@
 import type { Server } from 'node:http';
 import type { ApolloGateway, GraphQLDataSource } from '@apollo/gateway';
 import type { ApolloServer } from '@apollo/server';
-import type { ValidationRule } from 'graphql';
+import type { ParseOptions, ValidationRule } from 'graphql';
+import type { IdentityService } from '../../runtime/identity.ts';
+import type { AccessPolicy } from '../auth/supergraph-policy.ts';
 import { sendJson, type RequestInfo, type Route } from '../../runtime/http.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import type { GatewayConfig } from '../config.ts';
-import type { GatewayContext } from '../context.ts';
+import type { Authenticator, GatewayContext } from '../context.ts';
 import { formatGatewayError } from '../errors.ts';
 import type { SubscriptionConfig } from './config.ts';
 import { GatewayOperations, type SubscriptionStats } from './execute.ts';
@@ -50,6 +52,15 @@ export interface GatewaySubscriptionOptions {
    * and mutations over the socket get them from Apollo, subscriptions from here.
    */
   validationRules?: readonly ValidationRule[];
+  /** Apollo Server's parse options (the token limit), for subscriptions too. */
+  parseOptions?: ParseOptions;
+  /** Checks graphql-ws connections' credentials and counts subscription starts. */
+  authenticator: Authenticator;
+  /** The access rules of the supergraph served now. */
+  policy: () => AccessPolicy | undefined;
+  identity: IdentityService;
+  /** Client addresses from X-Forwarded-For (TRUST_PROXY). */
+  trustProxy?: boolean;
   logger: Logger;
 }
 
@@ -62,6 +73,10 @@ export function createGatewaySubscriptions(options: GatewaySubscriptionOptions):
     forwardHeaders: config.FORWARD_HEADERS,
     queueLimit: sub.SUBSCRIPTION_QUEUE_LIMIT,
     validationRules: options.validationRules ?? [],
+    ...(options.parseOptions ? { parseOptions: options.parseOptions } : {}),
+    policy: options.policy,
+    admitSubscription: async (context) => (await options.authenticator.admit('subscription', context.principal, context.remoteAddress)).refused,
+    identity: options.identity,
     upstream: new UpstreamSubscriptions({ keepAliveMs: sub.SUBSCRIPTION_KEEPALIVE_MS, timeoutMs: config.SUBGRAPH_TIMEOUT_MS, logger }),
     format: formatGatewayError(logger),
     logger,
@@ -71,7 +86,8 @@ export function createGatewaySubscriptions(options: GatewaySubscriptionOptions):
     keepAliveMs: sub.SUBSCRIPTION_KEEPALIVE_MS,
     maxBufferedBytes: sub.SUBSCRIPTION_MAX_BUFFERED_BYTES,
     maxPayloadBytes: config.MAX_BODY_BYTES,
-    context: options.context,
+    authenticator: options.authenticator,
+    trustProxy: options.trustProxy ?? false,
     logger,
   });
   const sse = createSseTransport(core, {

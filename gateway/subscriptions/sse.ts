@@ -64,7 +64,13 @@ export function createSseTransport(core: GatewayOperations, options: SseTranspor
         return response;
       }
       info.operationName = prepared.operation.operationName;
-      const outcome = await core.run(prepared, context, {
+      const authorized = await core.authorize(prepared, context);
+      if (Array.isArray(authorized)) {
+        const { status, headers } = refusalHead(authorized);
+        const response: SseResponse = [JSON.stringify({ errors: core.formatErrors(authorized) }), { status, statusText: 'Refused', headers: { ...JSON_HEADERS, ...headers } }];
+        return response;
+      }
+      const outcome = await core.run(authorized, context, {
         onOverflow: () => {
           logger.warn({ requestId: info.requestId, reason: 'subscription queue full' }, 'SSE client too slow; closing its stream');
           res.destroy();
@@ -140,6 +146,19 @@ export function createSseTransport(core: GatewayOperations, options: SseTranspor
       return open;
     },
   };
+}
+
+const STATUS_BY_CODE: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, SERVICE_UNAVAILABLE: 503 };
+
+/** The HTTP status (and headers, e.g. Retry-After) of a subscription the core refused to start. */
+function refusalHead(errors: readonly GraphQLError[]): { status: number; headers: Record<string, string> } {
+  const first = errors[0];
+  const http = first?.extensions.http as { status?: unknown; headers?: Map<string, string> } | undefined;
+  const headers: Record<string, string> = {};
+  if (http?.headers) for (const [k, v] of http.headers) headers[k] = v;
+  const code = typeof first?.extensions.code === 'string' ? first.extensions.code : '';
+  const status = typeof http?.status === 'number' ? http.status : (STATUS_BY_CODE[code] ?? 400);
+  return { status, headers };
 }
 
 function toHeader(value: string | string[] | undefined): string | undefined {

@@ -6,20 +6,30 @@ import type { Duplex } from 'node:stream';
 import { GraphQLError, type ExecutionResult } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import WebSocket, { WebSocketServer } from 'ws';
-import { toHeaderMap, type RequestInfo } from '../../runtime/http.ts';
+import { clientAddress, toHeaderMap } from '../../runtime/http.ts';
 import type { Logger } from '../../runtime/logger.ts';
-import type { GatewayContext } from '../context.ts';
+import { credentialsFromConnectionParams, readCredentials, type Credentials } from '../auth/credentials.ts';
+import { AuthError, type Principal } from '../auth/principal.ts';
+import { contextFor, type Authenticator, type GatewayContext } from '../context.ts';
 import type { GatewayOperations, PreparedOperation } from './execute.ts';
 
 /** Close code for a client that fell behind (RFC 6455 1013, "try again later"). */
 export const SLOW_CONSUMER_CLOSE_CODE = 1013;
+/** connection_init without credentials, or the connection's credentials expired (graphql-ws convention). */
+export const UNAUTHORIZED_CLOSE_CODE = 4401;
+/** connection_init with credentials the gateway does not accept. */
+export const FORBIDDEN_CLOSE_CODE = 4403;
+/** The credentials could not be checked right now (identity provider or key store unreachable). */
+const TRY_AGAIN_CLOSE_CODE = 1013;
 
 export interface WebSocketTransportOptions {
   path: string;
   keepAliveMs: number;
   maxBufferedBytes: number;
   maxPayloadBytes: number;
-  context: (info: RequestInfo) => Promise<GatewayContext>;
+  authenticator: Authenticator;
+  /** Client addresses from X-Forwarded-For. */
+  trustProxy: boolean;
   logger: Logger;
 }
 
@@ -44,6 +54,16 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes });
   let server: Server | undefined;
   let closing = false;
+  // Who each connection authenticated as in connection_init.
+  const principals = new WeakMap<WebSocket, Principal>();
+
+  /** connection_init's credentials, else (for non-browser clients) the upgrade request's headers. */
+  function credentialsOf(params: Readonly<Record<string, unknown>> | undefined, request: IncomingMessage): Credentials {
+    const fromParams = credentialsFromConnectionParams(params);
+    if (fromParams.kind !== 'none') return fromParams;
+    const headers = toHeaderMap(request);
+    return readCredentials((name) => headers.get(name));
+  }
 
   function dropSlow(socket: WebSocket, why: Record<string, unknown>): void {
     if (socket.readyState !== WebSocket.OPEN) return;
@@ -63,25 +83,55 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
 
   const graphqlWs = useServer(
     {
+      // The socket is the session: its credentials are checked once, here; every operation on it
+      // acts as that caller. Refused: closed with 4401 (none) or 4403 (not accepted).
+      onConnect: async (ctx) => {
+        const socket = ctx.extra.socket;
+        const requestId = randomUUID();
+        try {
+          const credentials = credentialsOf(ctx.connectionParams, ctx.extra.request);
+          if (credentials.kind === 'none') {
+            socket.close(UNAUTHORIZED_CLOSE_CODE, 'Unauthorized: send a token (or apiKey) in connection_init');
+            return false;
+          }
+          principals.set(socket, await options.authenticator.authenticate(credentials, requestId));
+          return true;
+        } catch (err) {
+          if (!(err instanceof AuthError)) throw err;
+          logger.info({ requestId, reason: err.reason }, 'WebSocket connection refused');
+          if (err.status === 503) socket.close(TRY_AGAIN_CLOSE_CODE, 'Credentials cannot be checked right now');
+          else socket.close(FORBIDDEN_CLOSE_CODE, `Forbidden: ${err.reason}`.slice(0, 120));
+          return false;
+        }
+      },
       onSubscribe: async (ctx, id, payload) => {
+        const socket = ctx.extra.socket;
+        const principal = principals.get(socket);
+        if (!principal) return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
+        if (principal.expiresAt && principal.expiresAt.getTime() <= Date.now()) {
+          socket.close(UNAUTHORIZED_CLOSE_CODE, 'Unauthorized: the token expired');
+          return [new GraphQLError('The credentials of this connection expired', { extensions: { code: 'UNAUTHENTICATED', reason: 'expired' } })];
+        }
         const prepared = core.prepare(payload);
         if (Array.isArray(prepared)) return prepared;
-        let context: GatewayContext;
-        try {
-          context = await options.context({ requestId: randomUUID(), headers: toHeaderMap(ctx.extra.request) });
-        } catch (err) {
-          // A caller the gateway refuses (credentials...) is told so like any refused operation.
-          if (err instanceof GraphQLError) return [err];
-          throw err;
+        const request = ctx.extra.request;
+        const context = contextFor({ requestId: randomUUID(), headers: toHeaderMap(request), remoteAddress: clientAddress(request, options.trustProxy) }, logger, principal);
+        const kind = prepared.operation.operation.operation;
+        // Queries and mutations count like HTTP requests; subscription starts are counted by authorize().
+        if (kind !== 'subscription') {
+          const { refused } = await options.authenticator.admit('http', principal, context.remoteAddress);
+          if (refused) return [refused];
         }
-        context.logger.info({ transport: 'ws', id, operationName: prepared.operation.operationName, kind: prepared.operation.operation.operation }, 'operation');
-        const { operation } = prepared;
+        const authorized = await core.authorize(prepared, context);
+        if (Array.isArray(authorized)) return authorized;
+        context.logger.info({ transport: 'ws', id, operationName: prepared.operation.operationName, kind }, 'operation');
+        const { operation } = authorized;
         return {
-          schema: prepared.supergraph.apiSchema,
+          schema: authorized.supergraph.apiSchema,
           document: operation.document,
           operationName: operation.operationName,
           variableValues: operation.variables,
-          contextValue: new SocketOperation(prepared, context, ctx.extra.socket),
+          contextValue: new SocketOperation(authorized, context, socket),
         };
       },
       execute: (args) => run(args.contextValue),

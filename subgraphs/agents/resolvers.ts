@@ -1,6 +1,7 @@
 // Thin GraphQL layer: validate arguments, call the domain and the store, return rows.
 import { notFound } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
+import { requireScopes } from '../../runtime/identity.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
@@ -22,6 +23,18 @@ import {
 import type { Resolvers } from './generated/resolvers-types.ts';
 import type { AgentRow } from './store.ts';
 
+// Defence in depth: the gateway already removed what the caller's scopes do not allow
+// (@requiresScopes in schema/agents.graphql); these refuse it again from the signed identity.
+function reading(ctx: AgentsContext): AgentsContext {
+  requireScopes(ctx.identity, [['agents:read']]);
+  return ctx;
+}
+
+function writing(ctx: AgentsContext): AgentsContext {
+  requireScopes(ctx.identity, [['agents:write']]);
+  return ctx;
+}
+
 /** Later reads in the same request (e.g. an _entities batch) see what this mutation wrote. */
 function remember(ctx: AgentsContext, row: AgentRow): AgentRow {
   ctx.agentLoader.clear(row.id).prime(row.id, row);
@@ -29,7 +42,7 @@ function remember(ctx: AgentsContext, row: AgentRow): AgentRow {
 }
 
 async function changeStatus(ctx: AgentsContext, id: string, action: StatusAction, expectedVersion?: number | null): Promise<AgentRow> {
-  return remember(ctx, await ctx.store.changeStatus(ctx.tenantId, parseId(id, 'id'), action, expectedVersion));
+  return remember(ctx, await writing(ctx).store.changeStatus(ctx.tenantId, parseId(id, 'id'), action, expectedVersion));
 }
 
 /**
@@ -53,7 +66,7 @@ function optionalId(value: string | null | undefined, argument: string): string 
 
 function agentEvents(ctx: AgentsContext, types: string[], agentId: string | null | undefined) {
   const id = optionalId(agentId, 'agentId');
-  return eventStreamsOf(ctx).stream({ types, tenantId: ctx.tenantId, filter: (event) => id === null || event.subjectId === id });
+  return eventStreamsOf(reading(ctx)).stream({ types, tenantId: ctx.tenantId, filter: (event) => id === null || event.subjectId === id });
 }
 
 /** The agent as it is now: each event runs with a fresh context, so this is a fresh read. */
@@ -67,14 +80,15 @@ async function eventAgent(ctx: AgentsContext, event: DomainEvent): Promise<Agent
 export const resolvers: Resolvers = {
   ...scalarResolvers,
   Query: {
-    agent: (_parent, { id }, ctx) => ctx.agentLoader.load(parseId(id, 'id')),
-    agents: (_parent, { filter, first, after }, ctx) => ctx.store.list(ctx.tenantId, normaliseFilter(filter), pageRequest({ first, after })),
+    agent: (_parent, { id }, ctx) => reading(ctx).agentLoader.load(parseId(id, 'id')),
+    agents: (_parent, { filter, first, after }, ctx) => reading(ctx).store.list(ctx.tenantId, normaliseFilter(filter), pageRequest({ first, after })),
   },
   Mutation: {
-    registerAgent: async (_parent, { input }, ctx) => remember(ctx, await ctx.store.register(ctx.tenantId, normaliseRegistration(input))),
+    registerAgent: async (_parent, { input }, ctx) => remember(ctx, await writing(ctx).store.register(ctx.tenantId, normaliseRegistration(input))),
     registerAgentFromCard: async (_parent, { card, labels, heartbeatIntervalSeconds }, ctx) =>
-      remember(ctx, await ctx.store.register(ctx.tenantId, registrationFromCard(card, { labels, heartbeatIntervalSeconds }))),
+      remember(ctx, await writing(ctx).store.register(ctx.tenantId, registrationFromCard(card, { labels, heartbeatIntervalSeconds }))),
     updateAgent: async (_parent, { id, input, expectedVersion }, ctx) => {
+      writing(ctx);
       const agentId = parseId(id, 'id');
       return remember(ctx, await ctx.store.update(ctx.tenantId, agentId, normaliseUpdate(input), expectedVersion));
     },
@@ -82,7 +96,7 @@ export const resolvers: Resolvers = {
     pauseAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'pause', expectedVersion),
     resumeAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'resume', expectedVersion),
     retireAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'retire', expectedVersion),
-    recordHeartbeat: async (_parent, { id }, ctx) => remember(ctx, await ctx.store.recordHeartbeat(ctx.tenantId, parseId(id, 'id'))),
+    recordHeartbeat: async (_parent, { id }, ctx) => remember(ctx, await writing(ctx).store.recordHeartbeat(ctx.tenantId, parseId(id, 'id'))),
   },
   Subscription: {
     agentStatusChanged: {
@@ -101,6 +115,8 @@ export const resolvers: Resolvers = {
   },
   Agent: {
     __resolveReference: (reference, ctx) => {
+      // Reached through Task.agent, which requires agents:read.
+      reading(ctx);
       const id = referenceId(reference.id);
       return id === null ? null : ctx.agentLoader.load(id);
     },

@@ -1,7 +1,8 @@
 // Thin GraphQL layer: check the caller (again: the gateway already enforced @requiresScopes),
 // validate arguments, call the store.
 import { parseId } from '../../runtime/ids.ts';
-import { requireIdentity, requireScopes } from '../../runtime/identity.ts';
+import { GraphQLError } from 'graphql';
+import { requireScopes } from '../../runtime/identity.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
 import type { GovernanceContext } from './context.ts';
@@ -25,9 +26,9 @@ export const resolvers: Resolvers = {
       ctx.store.list(admin(ctx).tenantId, { includeRevoked: includeRevoked ?? false }, pageRequest({ first, after })),
     apiKey: (_parent, { id }, ctx) => ctx.store.get(admin(ctx).tenantId, parseId(id, 'id')),
     verifyApiKey: (_parent, { key }, ctx) => {
-      // Only the gateway calls this (the field is @inaccessible); it does so before it knows the
-      // caller, so any identity it signed will do.
-      requireIdentity(ctx.identity);
+      // Only the gateway calls this (the field is @inaccessible), for itself, before it knows the
+      // caller: a caller's identity (even an admin's) may not probe keys.
+      if (ctx.identity.kind !== 'service') throw new GraphQLError('Only the gateway verifies API keys', { extensions: { code: 'FORBIDDEN' } });
       return key.length > MAX_KEY_LENGTH ? null : ctx.store.verify(key);
     },
   },

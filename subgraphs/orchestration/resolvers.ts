@@ -2,6 +2,7 @@
 // written), call the store, and let the row types map onto the schema.
 import { notFound } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
+import { requireScopes } from '../../runtime/identity.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
@@ -25,6 +26,18 @@ import {
   validateWorkflowDefinition,
 } from './domain.ts';
 import type { Resolvers, TaskFilter, WorkflowRunFilter } from './generated/resolvers-types.ts';
+
+// Defence in depth: the gateway already removed what the caller's scopes do not allow
+// (@requiresScopes in schema/orchestration.graphql); these refuse it again from the signed identity.
+function reading(ctx: OrchestrationContext): OrchestrationContext {
+  requireScopes(ctx.identity, [['tasks:read']]);
+  return ctx;
+}
+
+function writing(ctx: OrchestrationContext): OrchestrationContext {
+  requireScopes(ctx.identity, [['tasks:write']]);
+  return ctx;
+}
 
 /** Federation references come from the gateway: an id that cannot exist resolves to null. */
 function referenceId(id: string): string | null {
@@ -97,25 +110,26 @@ export const resolvers: Resolvers = {
   ...scalarResolvers,
 
   Query: {
-    task: (_, { id }, ctx) => ctx.loaders.taskById.load(parseId(id, 'id')),
-    tasks: (_, { filter, first, after }, ctx) => ctx.store.listTasks(ctx.tenantId, taskFilter(filter), pageRequest({ first, after })),
-    workflowDefinition: (_, { id }, ctx) => ctx.loaders.definitionById.load(parseId(id, 'id')),
+    task: (_, { id }, ctx) => reading(ctx).loaders.taskById.load(parseId(id, 'id')),
+    tasks: (_, { filter, first, after }, ctx) => reading(ctx).store.listTasks(ctx.tenantId, taskFilter(filter), pageRequest({ first, after })),
+    workflowDefinition: (_, { id }, ctx) => reading(ctx).loaders.definitionById.load(parseId(id, 'id')),
     workflowDefinitions: (_, { name, first, after }, ctx) =>
-      ctx.store.listDefinitions(
+      reading(ctx).store.listDefinitions(
         ctx.tenantId,
         name === null || name === undefined ? null : text(name, 'name', { min: 1, max: 200 }),
         pageRequest({ first, after }),
       ),
-    workflowRun: (_, { id }, ctx) => ctx.loaders.runById.load(parseId(id, 'id')),
-    workflowRuns: (_, { filter, first, after }, ctx) => ctx.store.listRuns(ctx.tenantId, runFilter(filter), pageRequest({ first, after })),
+    workflowRun: (_, { id }, ctx) => reading(ctx).loaders.runById.load(parseId(id, 'id')),
+    workflowRuns: (_, { filter, first, after }, ctx) => reading(ctx).store.listRuns(ctx.tenantId, runFilter(filter), pageRequest({ first, after })),
   },
 
   Mutation: {
-    submitTask: (_, { input }, ctx) => ctx.store.submitTask(ctx.tenantId, validateTaskSpec(input)),
-    cancelTask: (_, { id }, ctx) => ctx.store.cancelTask(ctx.tenantId, parseId(id, 'id')),
+    submitTask: (_, { input }, ctx) => writing(ctx).store.submitTask(ctx.tenantId, validateTaskSpec(input)),
+    cancelTask: (_, { id }, ctx) => writing(ctx).store.cancelTask(ctx.tenantId, parseId(id, 'id')),
     claimTask: (_, args, ctx) =>
-      ctx.store.claimTask(ctx.tenantId, parseId(args.agentId, 'agentId'), skillTags(args.skillTags, 'skillTags'), leaseSeconds(args.leaseSeconds)),
+      writing(ctx).store.claimTask(ctx.tenantId, parseId(args.agentId, 'agentId'), skillTags(args.skillTags, 'skillTags'), leaseSeconds(args.leaseSeconds)),
     reportTaskProgress: (_, args, ctx) => {
+      writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
       return ctx.store.reportProgress(ctx.tenantId, taskId, {
         agentId: parseId(args.agentId, 'agentId'),
@@ -125,18 +139,22 @@ export const resolvers: Resolvers = {
       });
     },
     requestTaskInput: (_, args, ctx) => {
+      writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
       return ctx.store.requestInput(ctx.tenantId, taskId, { agentId: parseId(args.agentId, 'agentId'), message: requiredMessage(args.message) });
     },
     provideTaskInput: (_, args, ctx) => {
+      writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
       return ctx.store.provideInput(ctx.tenantId, taskId, { input: jsonInput(args.input, 'input'), leaseSeconds: leaseSeconds(args.leaseSeconds) });
     },
     completeTask: (_, args, ctx) => {
+      writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
       return ctx.store.completeTask(ctx.tenantId, taskId, { agentId: parseId(args.agentId, 'agentId'), result: jsonInput(args.result, 'result') });
     },
     failTask: (_, args, ctx) => {
+      writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
       return ctx.store.failTask(ctx.tenantId, taskId, {
         agentId: parseId(args.agentId, 'agentId'),
@@ -144,10 +162,10 @@ export const resolvers: Resolvers = {
         retryable: args.retryable ?? true,
       });
     },
-    createWorkflowDefinition: (_, { input }, ctx) => ctx.store.createDefinition(ctx.tenantId, validateWorkflowDefinition(input)),
+    createWorkflowDefinition: (_, { input }, ctx) => writing(ctx).store.createDefinition(ctx.tenantId, validateWorkflowDefinition(input)),
     startWorkflowRun: (_, args, ctx) =>
-      ctx.store.startRun(ctx.tenantId, parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
-    cancelWorkflowRun: (_, { id }, ctx) => ctx.store.cancelRun(ctx.tenantId, parseId(id, 'id')),
+      writing(ctx).store.startRun(ctx.tenantId, parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
+    cancelWorkflowRun: (_, { id }, ctx) => writing(ctx).store.cancelRun(ctx.tenantId, parseId(id, 'id')),
   },
 
   Subscription: {
@@ -158,7 +176,7 @@ export const resolvers: Resolvers = {
           agentId: optionalId(args.agentId, 'agentId'),
           workflowRunId: optionalId(args.workflowRunId, 'workflowRunId'),
         };
-        return eventStreamsOf(ctx).stream({
+        return eventStreamsOf(reading(ctx)).stream({
           types: [TASK_STATE_CHANGED, TASK_PROGRESS_REPORTED],
           tenantId: ctx.tenantId,
           filter: (event) => taskEventMatches(ctx, event, filter),
@@ -174,7 +192,7 @@ export const resolvers: Resolvers = {
     workflowRunUpdated: {
       subscribe: (_, args, ctx) => {
         const runId = optionalId(args.runId, 'runId');
-        return eventStreamsOf(ctx).stream({
+        return eventStreamsOf(reading(ctx)).stream({
           types: [WORKFLOW_RUN_STATUS_CHANGED, TASK_STATE_CHANGED],
           tenantId: ctx.tenantId,
           filter: (event) => {
@@ -197,29 +215,32 @@ export const resolvers: Resolvers = {
   Task: {
     __resolveReference: (ref, ctx) => {
       const id = referenceId(ref.id);
-      return id ? ctx.loaders.taskById.load(id) : null;
+      return id ? reading(ctx).loaders.taskById.load(id) : null;
     },
-    agent: (task) => (task.agentId ? { id: task.agentId } : null),
+    agent: (task, _, ctx) => {
+      requireScopes(ctx.identity, [['agents:read']]);
+      return task.agentId ? { id: task.agentId } : null;
+    },
     workflowRun: (task, _, ctx) => (task.workflowRunId ? ctx.loaders.runById.load(task.workflowRunId) : null),
   },
 
   Agent: {
     __resolveReference: (ref) => ({ id: ref.id }),
-    tasks: (agent, { state, first, after }, ctx) => ctx.loaders.tasksByAgentId(state ?? null, pageRequest({ first, after })).load(agent.id),
-    activeTaskCount: (agent, _, ctx) => ctx.loaders.activeTaskCountByAgentId.load(agent.id),
+    tasks: (agent, { state, first, after }, ctx) => reading(ctx).loaders.tasksByAgentId(state ?? null, pageRequest({ first, after })).load(agent.id),
+    activeTaskCount: (agent, _, ctx) => reading(ctx).loaders.activeTaskCountByAgentId.load(agent.id),
   },
 
   WorkflowDefinition: {
     __resolveReference: (ref, ctx) => {
       const id = referenceId(ref.id);
-      return id ? ctx.loaders.definitionById.load(id) : null;
+      return id ? reading(ctx).loaders.definitionById.load(id) : null;
     },
   },
 
   WorkflowRun: {
     __resolveReference: (ref, ctx) => {
       const id = referenceId(ref.id);
-      return id ? ctx.loaders.runById.load(id) : null;
+      return id ? reading(ctx).loaders.runById.load(id) : null;
     },
     definition: async (run, _, ctx) => {
       const definition = await ctx.loaders.definitionById.load(run.definitionId);

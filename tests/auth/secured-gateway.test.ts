@@ -65,12 +65,21 @@ describe('gateway with access control', () => {
 
   it('nulls what the caller may not see, without asking the subgraph that owns it', async () => {
     const before = governanceSubgraph.database.stats.queries;
-    const result = await run(anonymous, QUERY, { id: keyId });
+    const result = await run(anonymous, 'query Key($id: ID!) { apiKey(id: $id) { name } }', { id: keyId });
     expect(result).toEqual({
-      data: { agents: { totalCount: 0 }, apiKey: null },
+      data: { apiKey: null },
       errors: [{ path: ['apiKey'], code: 'UNAUTHENTICATED', message: 'Authentication is required to access Query.apiKey' }],
     });
     expect(governanceSubgraph.database.stats.queries).toBe(before);
+    // A non-null field denied takes its parent with it, like any field error.
+    const agentsBefore = agentsSubgraph.database.stats.queries;
+    const both = await run(anonymous, QUERY, { id: keyId });
+    expect(both.data).toBeNull();
+    expect(both.errors?.map((e) => [e.path, e.code])).toEqual([
+      [['agents'], 'UNAUTHENTICATED'],
+      [['apiKey'], 'UNAUTHENTICATED'],
+    ]);
+    expect(agentsSubgraph.database.stats.queries).toBe(agentsBefore);
   });
 
   it('serves the same operation in full to a caller allowed to see it, and keeps plans apart', async () => {

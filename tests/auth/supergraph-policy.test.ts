@@ -31,13 +31,22 @@ function compose(subgraphs: Record<string, string>): string {
 }
 
 describe('the access policy of the composed supergraph', () => {
-  it('requires admin for the API key operations and nothing for the rest', () => {
+  it('requires admin for the API key operations and the domain scopes for the rest', () => {
     const policy = extractAccessPolicy(composed);
     for (const coordinate of ['Query.apiKeys', 'Query.apiKey', 'Mutation.createApiKey', 'Mutation.revokeApiKey']) {
       expect(policy.fields.get(coordinate), coordinate).toEqual(ADMIN);
     }
+    const signedIn = (scope: string) => ({ authenticated: true, scopes: [[[scope]]] });
+    expect(policy.fields.get('Query.agents')).toEqual(signedIn('agents:read'));
+    expect(policy.fields.get('Mutation.registerAgent')).toEqual(signedIn('agents:write'));
+    expect(policy.fields.get('Subscription.agentHeartbeat')).toEqual(signedIn('agents:read'));
+    expect(policy.fields.get('Query.tasks')).toEqual(signedIn('tasks:read'));
+    expect(policy.fields.get('Mutation.claimTask')).toEqual(signedIn('tasks:write'));
+    expect(policy.fields.get('Subscription.taskUpdated')).toEqual(signedIn('tasks:read'));
+    // Fields crossing into another domain need that domain's scope too.
+    expect(policy.fields.get('Task.agent')).toEqual({ authenticated: false, scopes: [[['agents:read']]] });
+    expect(policy.fields.get('Agent.tasks')).toEqual({ authenticated: false, scopes: [[['tasks:read']]] });
     expect(policy.fields.get('Query.verifyApiKey')).toBeUndefined();
-    expect(policy.fields.get('Query.agents')).toBeUndefined();
     expect(policy.types.size).toBe(0);
   });
 
@@ -118,10 +127,14 @@ describe('toGatewaySupergraph', () => {
     const policy = extractAccessPolicy(rewritten);
     const document = parse('{ agents { totalCount } apiKeys { totalCount } }');
     const anonymous = authorizeOperation({ schema, policy, document, principal: ANONYMOUS });
-    expect(anonymous.denials.map((d) => [d.steps.map((s) => s.key), d.error.code])).toEqual([[['apiKeys'], 'UNAUTHENTICATED']]);
+    expect(anonymous.denials.map((d) => [d.steps.map((s) => s.key), d.error.code])).toEqual([
+      [['agents'], 'UNAUTHENTICATED'],
+      [['apiKeys'], 'UNAUTHENTICATED'],
+    ]);
     const reader = authorizeOperation({ schema, policy, document, principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['agents:read'], expiresAt: null } });
+    expect(reader.denials).toHaveLength(1);
     expect(reader.denials[0]?.error).toMatchObject({ code: 'FORBIDDEN', missingScopes: ['admin'] });
-    const admin = authorizeOperation({ schema, policy, document, principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['admin'], expiresAt: null } });
+    const admin = authorizeOperation({ schema, policy, document, principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['admin', 'agents:read'], expiresAt: null } });
     expect(admin.rewritten).toBe(false);
   });
 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultAuthorization } from '../support/auth.ts';
 import { gqlOk, manageProcesses, startPlatform, type Platform } from '../support/processes.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -46,9 +47,14 @@ interface Visit {
   errors: string[];
 }
 
-async function visit(path: string): Promise<Visit> {
+/** `storage`: localStorage entries the page starts with (GraphiQL's persisted headers). */
+async function visit(path: string, storage: Record<string, string> = {}): Promise<Visit> {
   if (!browser) throw new Error('no browser');
   const page = await browser.newPage();
+  await page.addInitScript((entries: Record<string, string>) => {
+    const storage = (globalThis as unknown as { localStorage: { setItem(key: string, value: string): void } }).localStorage;
+    for (const [key, value] of Object.entries(entries)) storage.setItem(key, value);
+  }, storage);
   const visitState: Visit = { page, escaped: [], errors: [] };
   const local = (url: string) => url.startsWith(base) || url.startsWith('data:') || url.startsWith('blob:');
   page.on('requestfinished', (r) => {
@@ -68,6 +74,12 @@ async function visit(path: string): Promise<Visit> {
 describe.skipIf(missing)(`documentation in a browser${missing ? ` (skipped: ${CHROMIUM} not installed)` : ''}`, () => {
   it('/docs: Swagger UI lists the operations, expands one and runs it against the gateway', async () => {
     const { page, escaped, errors } = await visit('/docs');
+    // Authorize with a token, as a developer pastes the one npm start prints.
+    await page.locator('.btn.authorize').first().click({ timeout: 20_000 });
+    const bearerForm = page.locator('.auth-container').filter({ hasText: 'bearerAuth' });
+    await bearerForm.locator('input').fill((await defaultAuthorization()).slice('Bearer '.length));
+    await bearerForm.locator('button.authorize').click();
+    await page.locator('.auth-wrapper button.btn-done, .modal-ux button.btn-done').first().click();
     const operation = page.locator('#operations-agents-ListAgents');
     await operation.locator('.opblock-summary').first().click();
     const body = operation.locator('.opblock-body');
@@ -101,7 +113,7 @@ describe.skipIf(missing)(`documentation in a browser${missing ? ` (skipped: ${CH
 
   it('GET /graphql in a browser: GraphiQL, served locally, runs a query', async () => {
     const query = encodeURIComponent('{ agents { totalCount nodes { name } } }');
-    const { page, escaped, errors } = await visit(`/graphql?query=${query}`);
+    const { page, escaped, errors } = await visit(`/graphql?query=${query}`, { 'graphiql:headers': JSON.stringify({ authorization: await defaultAuthorization() }) });
     await page.locator('.graphiql-execute-button').click({ timeout: 20_000 });
     await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 20_000 }).toContain('Browsable');
     expect(await page.locator('.graphiql-response').innerText()).toContain('"totalCount": 1');

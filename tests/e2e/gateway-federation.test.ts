@@ -1,6 +1,7 @@
 // The gateway as a client sees it: the agents and orchestration subgraphs and the gateway run as
 // separate processes; data is created with the real mutations through the gateway and read back
 // with queries that join across the two subgraphs.
+import { defaultAuthorization } from '../support/auth.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -127,7 +128,7 @@ describe('gateway over the agents and orchestration subgraphs', () => {
       platform.url,
       `query Joined($id: ID!) { task(id: $id) { title agent { name } } }`,
       { id: claimedTaskId },
-      { 'x-request-id': requestId, traceparent, authorization: 'Bearer e2e-token', 'accept-language': 'fr-FR', cookie: 'private=1' },
+      { 'x-request-id': requestId, traceparent, authorization: await defaultAuthorization(), 'accept-language': 'fr-FR', cookie: 'private=1' },
     );
     expect(result.status).toBe(200);
     expect(result.headers.get('x-request-id')).toBe(requestId);
@@ -142,8 +143,10 @@ describe('gateway over the agents and orchestration subgraphs', () => {
     // What the gateway sent to agents, read off the wire.
     const sent = agentsTap.requestHeaders().filter((h) => h['x-request-id'] === requestId);
     expect(sent).toHaveLength(1);
-    expect(sent[0]).toMatchObject({ traceparent, authorization: 'Bearer e2e-token', 'accept-language': 'fr-FR' });
+    expect(sent[0]).toMatchObject({ traceparent, 'accept-language': 'fr-FR', 'x-gateway-identity': expect.stringMatching(/^[\w-]+\.[\w-]+\.[\w-]+$/) });
+    // Credentials end at the gateway: the subgraph learns the caller only from the signed identity.
     expect(sent[0]).not.toHaveProperty('cookie');
+    expect(sent[0]).not.toHaveProperty('authorization');
   });
 
   it('reuses keep-alive connections to a subgraph across sequential requests', async () => {

@@ -11,7 +11,7 @@ manageProcesses();
 
 const original = readFileSync(DEFAULT_SUPERGRAPH_PATH, 'utf8');
 const ORIGINAL_DESCRIPTION = 'One agent, or null when there is none with this id.';
-const ACTIVE_TASK_COUNT = '  activeTaskCount: Int! @join__field(graph: ORCHESTRATION)\n';
+const ACTIVE_TASK_COUNT = '  activeTaskCount: Int! @join__field(graph: ORCHESTRATION) @requiresScopes(scopes: [["tasks:read"]])\n';
 
 let dir: string;
 let supergraphPath: string;
@@ -29,7 +29,7 @@ async function schemaView(): Promise<{ agentDescription: string | null | undefin
 }
 
 /** Three clients sending the join query back to back until stopped; returns every result. */
-function keepQuerying(): { stop(): Promise<GqlResult[]> } {
+function keepQuerying(): { count(): number; stop(): Promise<GqlResult[]> } {
   const results: GqlResult[] = [];
   let running = true;
   const client = async () => {
@@ -37,6 +37,7 @@ function keepQuerying(): { stop(): Promise<GqlResult[]> } {
   };
   const clients = [client(), client(), client()];
   return {
+    count: () => results.length,
     async stop() {
       running = false;
       await Promise.all(clients);
@@ -68,7 +69,7 @@ describe('supergraph file reload', () => {
     // Drop the field together with its description block.
     const changed = original
       .replace(ORIGINAL_DESCRIPTION, 'Looks up one agent by id.')
-      .replace(/(\n *"""(?:(?!""")[\s\S])*""")?\n *activeTaskCount: Int! @join__field\(graph: ORCHESTRATION\)\n/, '\n');
+      .replace(/(\n *"""(?:(?!""")[\s\S])*""")?\n *activeTaskCount: Int! @join__field\(graph: ORCHESTRATION\)[^\n]*\n/, '\n');
     expect(changed).not.toContain('activeTaskCount');
     expect(changed).not.toContain('Tasks ASSIGNED to, WORKING on');
 
@@ -77,6 +78,8 @@ describe('supergraph file reload', () => {
     writeFileSync(supergraphPath, changed);
     await expect.poll(async () => (await schemaView()).agentDescription, { timeout: 15_000, interval: 100 }).toBe('Looks up one agent by id.');
     await new Promise((resolve) => setTimeout(resolve, 300));
+    // Enough traffic around the swap however loaded the machine is (the whole suite runs in parallel).
+    await expect.poll(() => load.count(), { timeout: 15_000 }).toBeGreaterThan(30);
     const results = await load.stop();
 
     expect(results.length).toBeGreaterThan(30);
@@ -96,7 +99,7 @@ describe('supergraph file reload', () => {
 
   it('ignores an invalid supergraph file: logged, and the current schema keeps serving', async () => {
     const before = await schemaView();
-    writeFileSync(supergraphPath, original.replace(ACTIVE_TASK_COUNT, '  activeTaskCount: Int! @join__field(graph: NOWHERE)\n'));
+    writeFileSync(supergraphPath, original.replace(ACTIVE_TASK_COUNT, '  activeTaskCount: Int! @join__field(graph: NOWHERE) @requiresScopes(scopes: [["tasks:read"]])\n'));
     await expect
       .poll(() => platform.gateway.jsonLogs().filter((l) => l.msg === 'supergraph file rejected; still serving the current schema'), { timeout: 15_000 })
       .toEqual([expect.objectContaining({ level: 50, path: supergraphPath, reason: expect.stringMatching(/NOWHERE/) })]);

@@ -2,6 +2,7 @@
 // is called with valid input and its answer checked against the schema the document declares;
 // each is called with invalid input and must answer 400 problem+json naming the bad value; the
 // 404 and 409 paths, REST/GraphQL equality, and the status codes of the transport itself.
+import { defaultAuthorization } from '../support/auth.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -343,7 +344,7 @@ describe('REST and GraphQL', () => {
 
 describe('the typed example client (README)', () => {
   it('registers, reads, and lists across pages with the generated types', async () => {
-    const client = agentsClient(base);
+    const client = agentsClient(base, { authorization: await defaultAuthorization() });
     const made = [];
     for (const name of ['Pager A', 'Pager B', 'Pager C']) made.push(await client.register({ name, skills: [{ id: 'p', name: 'Paging', tags: ['paging'] }] }));
     expect((await client.activate(made[0]?.id ?? '')).status).toBe('ACTIVE');

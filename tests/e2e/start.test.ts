@@ -46,6 +46,11 @@ describe('npm start', () => {
     expect(banner).toContain(`http://127.0.0.1:${orchestrationPort}/graphql`);
     expect(banner).toMatch(/demo data: seeded 5 agents, \d+ tasks, 1 workflow run/);
     expect(banner).toContain(join(dataDir, 'agents.sqlite'));
+    // The printed development token and curl example work as they are.
+    const printed = /authorization: Bearer ([\w-]+\.[\w-]+\.[\w-]+)/.exec(banner)?.[1];
+    expect(printed).toBeDefined();
+    const asPrinted = await gqlOk<{ agents: { totalCount: number } }>(`http://127.0.0.1:${gatewayPort}/graphql`, '{ agents { totalCount } }', undefined, { authorization: `Bearer ${printed}` });
+    expect(asPrinted.agents.totalCount).toBe(5);
 
     const url = `http://127.0.0.1:${gatewayPort}/graphql`;
     const data = await gqlOk<{

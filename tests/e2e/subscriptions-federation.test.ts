@@ -3,6 +3,7 @@
 // real mutations. Each test works on its own agent and skill tag, so tests never claim each
 // other's tasks; "only matching events" is shown by ordering: a non-matching change is made
 // first, so had it been delivered it would be the first result.
+import { defaultAuthorization } from '../support/auth.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -306,7 +307,7 @@ describe('GraphQL over SSE and over plain HTTP', () => {
   it('streams subscription events over SSE (graphql-sse client, distinct connections)', async () => {
     const w = await worker('SSE worker');
     const taskId = await submit('SSE task', w.tag);
-    const sse = createSseClient({ url: streamUrl(), retryAttempts: 0 });
+    const sse = createSseClient({ url: streamUrl(), retryAttempts: 0, headers: async () => ({ authorization: await defaultAuthorization() }) });
     const before = subgraphOpenSubscriptions(platform.orchestration).opened;
     const received: unknown[] = [];
     const dispose = sse.subscribe(
@@ -329,19 +330,19 @@ describe('GraphQL over SSE and over plain HTTP', () => {
   it('answers an invalid SSE request with 400 and coded errors, and runs queries over SSE', async () => {
     const bad = await fetch(streamUrl(), {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: await defaultAuthorization() },
       body: JSON.stringify({ query: 'subscription { taskUpdated { nope } }' }),
     });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ errors: [expect.objectContaining({ message: expect.stringMatching(/Cannot query field "nope"/), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })] });
 
-    const malformed = await fetch(streamUrl(), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: '{"query": 5}' });
+    const malformed = await fetch(streamUrl(), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: await defaultAuthorization() }, body: '{"query": 5}' });
     expect(malformed.status).toBe(400);
     expect(await malformed.json()).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'BAD_REQUEST' } })] });
 
     const query = await fetch(streamUrl(), {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: await defaultAuthorization() },
       body: JSON.stringify({ query: '{ agents(first: 1) { totalCount } }' }),
     });
     const text = await query.text();

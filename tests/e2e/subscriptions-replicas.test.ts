@@ -2,6 +2,7 @@
 // gateway's upstream subscription is held by replica 1; the mutations go to replica 2 directly.
 // The event crosses through Redis and still reaches the subscriber, resolved across subgraphs.
 // Needs DATABASE_URL and REDIS_URL (CI sets both); skipped, visibly, otherwise.
+import { identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,7 +34,7 @@ describe.skipIf(!enabled)('subscriptions across orchestration replicas (PostgreS
       name: 'orchestration-2',
       args: ['scripts/subgraph.ts', 'orchestration'],
       port,
-      env: { ...shared, DATA_DIR: dataDir, ORCHESTRATION_PORT: String(port) },
+      env: { ...shared, ...TEST_SECURITY_ENV, DATA_DIR: dataDir, ORCHESTRATION_PORT: String(port) },
     });
     client = wsClient(platform.url);
   });
@@ -44,6 +45,7 @@ describe.skipIf(!enabled)('subscriptions across orchestration replicas (PostgreS
     await platform?.stop();
     await dropSchema(`${prefix}agents`);
     await dropSchema(`${prefix}orchestration`);
+    await dropSchema(`${prefix}governance`);
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -58,13 +60,14 @@ describe.skipIf(!enabled)('subscriptions across orchestration replicas (PostgreS
     const sub = subscribe(client, { query: `subscription($a: ID) { taskUpdated(agentId: $a) { kind from to task { title state progress { percent } agent { name } } } }`, variables: { a: agentId } });
     await subgraphSubscribed(platform.orchestration, before);
 
-    // Straight to replica 2: neither the gateway nor replica 1 sees these requests.
-    const submitted = await gqlOk<{ submitTask: { id: string } }>(replica2.url, `mutation { submitTask(input: { title: "Cross-replica", requiredSkillTags: ["replicas"] }) { id } }`);
-    await gqlOk(replica2.url, `mutation Claim($a: ID!) { claimTask(agentId: $a, skillTags: ["replicas"]) { id } }`, { a: agentId });
+    // Straight to replica 2 (signed as the gateway would): neither the gateway nor replica 1 sees these requests.
+    const asGateway = await identityHeaders('orchestration');
+    const submitted = await gqlOk<{ submitTask: { id: string } }>(replica2.url, `mutation { submitTask(input: { title: "Cross-replica", requiredSkillTags: ["replicas"] }) { id } }`, undefined, asGateway);
+    await gqlOk(replica2.url, `mutation Claim($a: ID!) { claimTask(agentId: $a, skillTags: ["replicas"]) { id } }`, { a: agentId }, asGateway);
     expect((await sub.next()).data).toEqual({
       taskUpdated: { kind: 'STATE_CHANGED', from: 'SUBMITTED', to: 'ASSIGNED', task: { title: 'Cross-replica', state: 'ASSIGNED', progress: null, agent: { name: 'Replica worker' } } },
     });
-    await gqlOk(replica2.url, `mutation Progress($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 75) { id } }`, { t: submitted.submitTask.id, a: agentId });
+    await gqlOk(replica2.url, `mutation Progress($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 75) { id } }`, { t: submitted.submitTask.id, a: agentId }, asGateway);
     expect((await sub.next()).data).toMatchObject({ taskUpdated: { kind: 'STATE_CHANGED', from: 'ASSIGNED', to: 'WORKING' } });
     expect((await sub.next()).data).toEqual({
       taskUpdated: { kind: 'PROGRESS_REPORTED', from: null, to: null, task: { title: 'Cross-replica', state: 'WORKING', progress: { percent: 75 }, agent: { name: 'Replica worker' } } },

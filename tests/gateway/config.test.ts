@@ -19,7 +19,7 @@ describe('gateway configuration', () => {
     expect(config.SUPERGRAPH_PATH).toBe(DEFAULT_SUPERGRAPH_PATH);
     expect(DEFAULT_SUPERGRAPH_PATH).toMatch(/schema\/supergraph\.graphql$/);
     expect(config.SUBGRAPH_TIMEOUT_MS).toBe(10_000);
-    expect(config.FORWARD_HEADERS).toEqual(['authorization', 'x-request-id', 'traceparent', 'tracestate', 'accept-language']);
+    expect(config.FORWARD_HEADERS).toEqual(['x-request-id', 'traceparent', 'tracestate', 'accept-language']);
     expect(DEFAULT_FORWARD_HEADERS).toEqual(config.FORWARD_HEADERS);
     expect(config.SUPERGRAPH_WATCH).toBe(true);
     expect(config.subgraphUrls).toEqual({});
@@ -34,8 +34,8 @@ describe('gateway configuration', () => {
   });
 
   it('normalises the forwarded header list', () => {
-    const config = loadGatewayConfig({ FORWARD_HEADERS: ' Authorization, X-Tenant ,,x-tenant' });
-    expect(config.FORWARD_HEADERS).toEqual(['authorization', 'x-tenant']);
+    const config = loadGatewayConfig({ FORWARD_HEADERS: ' Accept-Language, X-Tenant ,,x-tenant' });
+    expect(config.FORWARD_HEADERS).toEqual(['accept-language', 'x-tenant']);
   });
 
   it('reports every bad value at once, naming the variable', () => {
@@ -45,7 +45,7 @@ describe('gateway configuration', () => {
         SUBGRAPH_TIMEOUT_MS: '0',
         SUBGRAPH_AGENTS_URL: 'ftp://agents',
         SUBGRAPH_ORCHESTRATION_URL: 'not a url',
-        FORWARD_HEADERS: 'authorization, bad header',
+        FORWARD_HEADERS: 'accept-language, bad header',
       }),
     );
     expect(problems).toHaveLength(5);
@@ -57,7 +57,14 @@ describe('gateway configuration', () => {
   });
 
   it('refuses to forward headers that describe the client connection or body', () => {
-    const problems = problemsOf(() => loadGatewayConfig({ FORWARD_HEADERS: 'authorization,Host,content-length,proxy-authorization' }));
+    const problems = problemsOf(() => loadGatewayConfig({ FORWARD_HEADERS: 'accept-language,Host,content-length,proxy-authorization' }));
     expect(problems).toEqual([expect.stringMatching(/^FORWARD_HEADERS: host, content-length, proxy-authorization .*cannot be forwarded/)]);
+  });
+
+  it('refuses to forward credentials: subgraphs trust only the identity the gateway signs', () => {
+    for (const header of ['Authorization', 'x-api-key', 'X-Gateway-Identity', 'cookie']) {
+      const problems = problemsOf(() => loadGatewayConfig({ FORWARD_HEADERS: `accept-language,${header}` }));
+      expect(problems).toEqual([expect.stringMatching(new RegExp(`^FORWARD_HEADERS: ${header.toLowerCase()} carry credentials`))]);
+    }
   });
 });

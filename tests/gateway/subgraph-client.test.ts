@@ -15,6 +15,8 @@ import { startGateway, type RunningGateway } from '../../gateway/server.ts';
 import { createSubgraphAgent, SubgraphDataSource } from '../../gateway/subgraph-client.ts';
 import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
 import { agents } from '../../subgraphs/agents/index.ts';
+import { createIdentityService, loadIdentityConfig } from '../../runtime/identity.ts';
+import { defaultAuthorization, identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { silentLogger } from '../support/databases.ts';
 import { getFreePort, gql, gqlOk, startTcpTap, type TcpTap } from '../support/processes.ts';
 
@@ -27,8 +29,8 @@ const taps: TcpTap[] = [];
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'gateway-client-'));
-  subgraph = await startSubgraph(agents, { DATA_DIR: dataDir, AGENTS_PORT: '0', LOG_LEVEL: 'silent' });
-  const data = await gqlOk<{ registerAgent: { id: string } }>(subgraph.url, 'mutation { registerAgent(input: { name: "Keeper" }) { id } }');
+  subgraph = await startSubgraph(agents, { DATA_DIR: dataDir, AGENTS_PORT: '0', LOG_LEVEL: 'silent', ...TEST_SECURITY_ENV });
+  const data = await gqlOk<{ registerAgent: { id: string } }>(subgraph.url, 'mutation { registerAgent(input: { name: "Keeper" }) { id } }', undefined, await identityHeaders('agents'));
   agentId = data.registerAgent.id;
   closedPortUrl = `http://127.0.0.1:${await getFreePort()}/graphql`;
 });
@@ -57,6 +59,8 @@ async function gateway(env: Record<string, string> = {}): Promise<RunningGateway
     SUPERGRAPH_WATCH: 'false',
     SUBGRAPH_AGENTS_URL: subgraph.url,
     SUBGRAPH_ORCHESTRATION_URL: closedPortUrl,
+    SUBGRAPH_GOVERNANCE_URL: closedPortUrl,
+    ...TEST_SECURITY_ENV,
     ...env,
   });
   gateways.push(g);
@@ -71,8 +75,10 @@ describe('SubgraphDataSource', () => {
   it('reuses keep-alive connections for sequential requests', async () => {
     const t = await tap();
     const dispatcher = createSubgraphAgent();
-    const source = new SubgraphDataSource({ name: 'agents', url: t.url, dispatcher, timeoutMs: 5_000, forwardHeaders: [], logger: silentLogger });
-    const context: GatewayContext = { requestId: 'keepalive-1', headers: new HeaderMap(), logger: silentLogger };
+    const identity = createIdentityService(loadIdentityConfig(TEST_SECURITY_ENV));
+    const source = new SubgraphDataSource({ name: 'agents', url: t.url, dispatcher, timeoutMs: 5_000, forwardHeaders: [], logger: silentLogger, identity });
+    const principal = { kind: 'user', subject: 'keeper', tenantId: 'default', scopes: ['agents:read'], expiresAt: null } as const;
+    const context: GatewayContext = { requestId: 'keepalive-1', headers: new HeaderMap(), logger: silentLogger, principal, remoteAddress: '127.0.0.1' };
     try {
       for (let i = 0; i < 25; i++) {
         const response = await source.process({
@@ -104,12 +110,13 @@ describe('gateway → subgraph transport', () => {
     expect(t.connections()).toBeLessThanOrEqual(2);
   });
 
-  it('sends the request id and the configured client headers to the subgraph, and nothing else', async () => {
+  it('sends the request id, the configured client headers and a signed identity to the subgraph, and nothing else', async () => {
     const t = await tap();
     const g = await gateway({ SUBGRAPH_AGENTS_URL: t.url });
+    const authorization = await defaultAuthorization();
     const result = await gql(g.url, AGENT_QUERY, { id: agentId }, {
       'x-request-id': 'client-chosen-id-1',
-      authorization: 'Bearer secret-token',
+      authorization,
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
       tracestate: 'vendor=abc',
       'accept-language': 'de-CH',
@@ -119,7 +126,10 @@ describe('gateway → subgraph transport', () => {
     expect(result.headers.get('x-request-id')).toBe('client-chosen-id-1');
     const sent = t.received().toLowerCase();
     expect(sent).toContain('x-request-id: client-chosen-id-1');
-    expect(sent).toContain('authorization: bearer secret-token');
+    // Credentials end at the gateway; the subgraph gets the caller as an identity token it signed.
+    expect(sent).not.toContain('authorization:');
+    expect(sent).not.toContain(authorization.slice(7).toLowerCase());
+    expect(sent).toMatch(/x-gateway-identity: [\w-]+\.[\w-]+\.[\w-]+/);
     expect(sent).toContain('traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
     expect(sent).toContain('tracestate: vendor=abc');
     expect(sent).toContain('accept-language: de-ch');
@@ -138,10 +148,11 @@ describe('gateway → subgraph transport', () => {
   it('forwards exactly the headers FORWARD_HEADERS names', async () => {
     const t = await tap();
     const g = await gateway({ SUBGRAPH_AGENTS_URL: t.url, FORWARD_HEADERS: 'x-tenant' });
-    await gql(g.url, AGENT_QUERY, { id: agentId }, { 'x-tenant': 'acme', authorization: 'Bearer nope' });
+    await gql(g.url, AGENT_QUERY, { id: agentId }, { 'x-tenant': 'acme', 'accept-language': 'fr' });
     const sent = t.received().toLowerCase();
     expect(sent).toContain('x-tenant: acme');
-    expect(sent).not.toContain('bearer nope');
+    expect(sent).not.toContain('accept-language: fr');
+    expect(sent).not.toContain('bearer');
   });
 });
 

@@ -14,6 +14,9 @@ import { InflightDedup } from '../../gateway/dedup.ts';
 import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from '../../gateway/subgraph-client.ts';
 import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
 import { agents } from '../../subgraphs/agents/index.ts';
+import type { Principal } from '../../gateway/auth/principal.ts';
+import { createIdentityService, loadIdentityConfig } from '../../runtime/identity.ts';
+import { identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { silentLogger } from '../support/databases.ts';
 import { gqlOk, startTcpTap, type TcpTap } from '../support/processes.ts';
 
@@ -26,10 +29,10 @@ let dedup: InflightDedup<RawResponse> | undefined;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'gateway-dedup-'));
-  subgraph = await startSubgraph(agents, { DATA_DIR: dataDir, AGENTS_PORT: '0', LOG_LEVEL: 'silent', ALLOW_UNSIGNED_DEV: 'true' });
+  subgraph = await startSubgraph(agents, { DATA_DIR: dataDir, AGENTS_PORT: '0', LOG_LEVEL: 'silent', ...TEST_SECURITY_ENV });
   ids = [];
   for (const name of ['Ada', 'Grace']) {
-    const data = await gqlOk<{ registerAgent: { id: string } }>(subgraph.url, 'mutation ($name: String!) { registerAgent(input: { name: $name }) { id } }', { name });
+    const data = await gqlOk<{ registerAgent: { id: string } }>(subgraph.url, 'mutation ($name: String!) { registerAgent(input: { name: $name }) { id } }', { name }, await identityHeaders('agents'));
     ids.push(data.registerAgent.id);
   }
 });
@@ -51,13 +54,16 @@ async function source(withDedup: boolean, forwardHeaders: string[] = []): Promis
   tap = await startTcpTap(subgraph.port);
   dispatcher = createSubgraphAgent();
   dedup = withDedup ? new InflightDedup<RawResponse>() : undefined;
-  return new SubgraphDataSource({ name: 'agents', url: tap.url, dispatcher, timeoutMs: 5_000, forwardHeaders, logger: silentLogger, dedup });
+  const identity = createIdentityService(loadIdentityConfig(TEST_SECURITY_ENV));
+  return new SubgraphDataSource({ name: 'agents', url: tap.url, dispatcher, timeoutMs: 5_000, forwardHeaders, logger: silentLogger, dedup, identity });
 }
 
-function call(s: SubgraphDataSource, query: string, variables: Record<string, unknown>, clientHeaders: Record<string, string> = {}, requestId = 'r') {
+const ADMIN: Principal = { kind: 'user', subject: 'admin', tenantId: 'default', scopes: ['agents:read', 'agents:write'], expiresAt: null };
+
+function call(s: SubgraphDataSource, query: string, variables: Record<string, unknown>, clientHeaders: Record<string, string> = {}, requestId = 'r', principal: Principal = ADMIN) {
   const headers = new HeaderMap();
   for (const [k, v] of Object.entries(clientHeaders)) headers.set(k, v);
-  const context: GatewayContext = { requestId, headers, logger: silentLogger };
+  const context: GatewayContext = { requestId, headers, logger: silentLogger, principal, remoteAddress: '127.0.0.1' };
   return s.process({
     kind: GraphQLDataSourceRequestKind.INCOMING_OPERATION,
     request: { query, variables },
@@ -100,6 +106,29 @@ describe('in-flight deduplication of subgraph queries', () => {
     ]);
     const sent = tap.requestHeaders();
     expect(sent.map((h) => h.authorization).sort()).toEqual(['Bearer one', 'Bearer two']);
+  });
+
+  it('never shares an answer between callers acting as different identities (tenant, scopes, subject)', async () => {
+    const s = await source(true);
+    const other: Principal = { ...ADMIN, tenantId: 'other-tenant' };
+    const fewerScopes: Principal = { ...ADMIN, scopes: ['agents:read'] };
+    const otherSubject: Principal = { ...ADMIN, subject: 'someone-else' };
+    const [mine, theirs, narrower, sameAsMine, someoneElse] = await Promise.all([
+      call(s, AGENT, { id: ids[0] }, {}, 'a', ADMIN),
+      call(s, AGENT, { id: ids[0] }, {}, 'b', other),
+      call(s, AGENT, { id: ids[0] }, {}, 'c', fewerScopes),
+      call(s, AGENT, { id: ids[0] }, {}, 'd', { ...ADMIN, scopes: [...ADMIN.scopes].reverse() }),
+      call(s, AGENT, { id: ids[0] }, {}, 'e', otherSubject),
+    ]);
+    // The other tenant's request reached the subgraph with its own identity: the agent is not its.
+    expect(mine.data).toEqual({ agent: { id: ids[0], name: 'Ada' } });
+    expect(theirs.data).toEqual({ agent: null });
+    expect(narrower.data).toEqual(mine.data);
+    expect(sameAsMine.data).toEqual(mine.data);
+    expect(someoneElse.data).toEqual(mine.data);
+    // Only the caller with the same identity (scopes in another order) joined.
+    expect(sentRequests()).toBe(4);
+    expect(dedup?.stats()).toMatchObject({ sent: 4, joined: 1 });
   });
 
   it('sends every mutation, however identical', async () => {

@@ -48,7 +48,7 @@ describe('operation limits', () => {
       const check = checkOperationLimits(schema, query, defaults);
       expect(check.ok ? [] : check.errors.map((e) => e.message), query.slice(0, 60)).toEqual([]);
     }
-    expect(defaults).toEqual({ maxDepth: 12, maxAliases: 15, maxDirectives: 50, maxTokens: 2000, maxCost: 5000 });
+    expect(defaults).toEqual({ maxDepth: 12, maxAliases: 15, maxDirectives: 50, maxTokens: 2000, maxCost: 20000 });
   });
 
   it('refuse a depth bomb', () => {

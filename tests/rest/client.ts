@@ -3,6 +3,7 @@
 // document is registered whole; route schemas are checked through JSON pointers into it).
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import { withDefaultAuth } from '../support/processes.ts';
 
 export interface RestResponse {
   status: number;
@@ -25,7 +26,8 @@ export async function rest(base: string, method: string, path: string, request: 
   const hasBody = request.rawBody !== undefined || request.body !== undefined;
   const res = await fetch(`${base}${path}${query ? `?${query}` : ''}`, {
     method,
-    headers: { ...(hasBody ? { 'content-type': 'application/json' } : {}), accept: 'application/json', ...request.headers },
+    // As the tests' default admin unless request.headers carry other credentials.
+    headers: { ...(hasBody ? { 'content-type': 'application/json' } : {}), accept: 'application/json', ...(await withDefaultAuth(request.headers)) },
     ...(hasBody ? { body: request.rawBody ?? JSON.stringify(request.body) } : {}),
   });
   const text = await res.text();

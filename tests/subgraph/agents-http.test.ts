@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
 import { agents } from '../../subgraphs/agents/index.ts';
+import { identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { DATABASE_URL, dropSchema } from '../support/databases.ts';
 
 interface GraphQLErrorBody {
@@ -34,6 +35,7 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
       DATA_DIR: dataDir,
       LOG_LEVEL: 'silent',
       DATABASE_SCHEMA_PREFIX: schemaPrefix,
+      ...TEST_SECURITY_ENV,
     });
   });
   afterAll(async () => {
@@ -44,7 +46,8 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
 
   /** Posts a raw body; every response, whatever it is, must be free of stack traces. */
   async function post(body: string, contentType = 'application/json'): Promise<{ status: number; json: Record<string, unknown> }> {
-    const res = await fetch(running.url, { method: 'POST', headers: { 'content-type': contentType }, body });
+    // Signed as the gateway signs an admin of the default tenant.
+    const res = await fetch(running.url, { method: 'POST', headers: { 'content-type': contentType, ...(await identityHeaders('agents')) }, body });
     const text = await res.text();
     expect(text).not.toMatch(/stacktrace|\\n\s*at\s|\.ts:\d+/);
     return { status: res.status, json: JSON.parse(text) as Record<string, unknown> };

@@ -1,6 +1,6 @@
-// The governance subgraph as a client sees it: the real server in-process, spoken to over HTTP.
-// Until the runtime verifies gateway identity tokens (issue 5, part 2), the subgraph acts on the
-// development identity only when ALLOW_UNSIGNED_DEV=true, and refuses everything otherwise.
+// The governance subgraph as a client sees it: the real server in-process, spoken to over HTTP
+// with gateway identity tokens (an admin of the default tenant, or the gateway itself), or with
+// none, which it refuses.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
 import { governance } from '../../subgraphs/governance/index.ts';
 import { DATABASE_URL, dropSchema } from '../support/databases.ts';
+import { identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { runToExit } from '../support/processes.ts';
 
 interface GraphQLErrorBody {
@@ -26,8 +27,14 @@ const KEY_FIELDS = 'id name scopes prefix createdAt lastUsedAt revokedAt created
 const CREATE = `mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { ${KEY_FIELDS} } } }`;
 const VERIFY = 'query($key: String!) { verifyApiKey(key: $key) { keyId tenantId subject scopes } }';
 
-async function gql<D = Record<string, unknown>>(url: string, query: string, variables?: Record<string, unknown>): Promise<Response<D>> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+/** Where a request goes and who it acts as (the identity headers, or none). */
+interface Caller {
+  url: string;
+  headers: Record<string, string>;
+}
+
+async function gql<D = Record<string, unknown>>(caller: Caller, query: string, variables?: Record<string, unknown>): Promise<Response<D>> {
+  const res = await fetch(caller.url, { method: 'POST', headers: { 'content-type': 'application/json', ...caller.headers }, body: JSON.stringify({ query, variables }) });
   const text = await res.text();
   expect(text).not.toMatch(/stacktrace|\\n\s*at\s|\.ts:\d+/);
   return { status: res.status, ...(JSON.parse(text) as Omit<Response<D>, 'status'>) };
@@ -36,18 +43,22 @@ async function gql<D = Record<string, unknown>>(url: string, query: string, vari
 describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`, () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'governance-http-'));
   const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : '';
-  let dev: RunningSubgraph;
-  let strict: RunningSubgraph;
+  let running: RunningSubgraph;
+  // An admin of the default tenant, as the gateway signs it.
+  let dev: Caller;
+  // The gateway acting for itself (verifyApiKey).
+  let gateway: Caller;
+  // No identity token at all.
+  let strict: Caller;
 
   beforeAll(async () => {
-    const env = { ...process.env, GOVERNANCE_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_SCHEMA_PREFIX: schemaPrefix };
-    dev = await startSubgraph(governance, { ...env, ALLOW_UNSIGNED_DEV: 'true' });
-    // The same database, without the development switch.
-    strict = await startSubgraph(governance, { ...env, ALLOW_UNSIGNED_DEV: 'false' });
+    running = await startSubgraph(governance, { ...process.env, GOVERNANCE_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_SCHEMA_PREFIX: schemaPrefix, ...TEST_SECURITY_ENV });
+    dev = { url: running.url, headers: await identityHeaders('governance') };
+    gateway = { url: running.url, headers: await identityHeaders('governance', { kind: 'service', subject: 'gateway', tenantId: null, scopes: [] }) };
+    strict = { url: running.url, headers: {} };
   });
   afterAll(async () => {
-    await dev?.stop();
-    await strict?.stop();
+    await running?.stop();
     rmSync(dataDir, { recursive: true, force: true });
     if (DATABASE_URL) await dropSchema(`${schemaPrefix}governance`);
   });
@@ -55,7 +66,7 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
   type Created = { createApiKey: { secret: string; apiKey: Record<string, unknown> & { id: string; prefix: string } } };
 
   async function create(name = 'Partner', scopes = ['agents:read']): Promise<Created['createApiKey']> {
-    const res = await gql<Created>(dev.url, CREATE, { input: { name, scopes } });
+    const res = await gql<Created>(dev, CREATE, { input: { name, scopes } });
     expect(res.errors).toBeUndefined();
     return res.data!.createApiKey;
   }
@@ -63,43 +74,43 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
   it('creates a key, shows its secret once, and lists it without', async () => {
     const { secret, apiKey } = await create('Billing sync', ['tasks:write', 'agents:read']);
     expect(secret).toMatch(/^ap_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
-    expect(apiKey).toMatchObject({ name: 'Billing sync', scopes: ['agents:read', 'tasks:write'], prefix: secret.slice(0, 19), lastUsedAt: null, revokedAt: null, createdBy: 'development' });
+    expect(apiKey).toMatchObject({ name: 'Billing sync', scopes: ['agents:read', 'tasks:write'], prefix: secret.slice(0, 19), lastUsedAt: null, revokedAt: null, createdBy: 'test-admin' });
 
-    const listed = await gql<{ apiKeys: { totalCount: number; nodes: Record<string, unknown>[] } }>(dev.url, `{ apiKeys(first: 100) { totalCount nodes { ${KEY_FIELDS} } } }`);
+    const listed = await gql<{ apiKeys: { totalCount: number; nodes: Record<string, unknown>[] } }>(dev, `{ apiKeys(first: 100) { totalCount nodes { ${KEY_FIELDS} } } }`);
     expect(listed.data!.apiKeys.nodes).toContainEqual(apiKey);
     expect(JSON.stringify(listed)).not.toContain(secret.slice(20));
-    const one = await gql<{ apiKey: Record<string, unknown> }>(dev.url, `query($id: ID!) { apiKey(id: $id) { ${KEY_FIELDS} } }`, { id: apiKey.id });
+    const one = await gql<{ apiKey: Record<string, unknown> }>(dev, `query($id: ID!) { apiKey(id: $id) { ${KEY_FIELDS} } }`, { id: apiKey.id });
     expect(one.data!.apiKey).toEqual(apiKey);
     // The type has no field that could carry the secret or its hash.
-    const fields = await gql<{ __type: { fields: { name: string }[] } }>(dev.url, '{ __type(name: "ApiKey") { fields { name } } }');
+    const fields = await gql<{ __type: { fields: { name: string }[] } }>(dev, '{ __type(name: "ApiKey") { fields { name } } }');
     expect(fields.data!.__type.fields.map((f) => f.name).sort()).toEqual(KEY_FIELDS.split(' ').sort());
   });
 
   it('verifies a key for the gateway, recording its use; a revoked or wrong key verifies as null', async () => {
     const { secret, apiKey } = await create();
-    const ok = await gql<{ verifyApiKey: unknown }>(dev.url, VERIFY, { key: secret });
+    const ok = await gql<{ verifyApiKey: unknown }>(gateway, VERIFY, { key: secret });
     expect(ok.data!.verifyApiKey).toEqual({ keyId: apiKey.id, tenantId: 'default', subject: `apikey:${apiKey.id}`, scopes: ['agents:read'] });
-    const after = await gql<{ apiKey: { lastUsedAt: string | null } }>(dev.url, `query($id: ID!) { apiKey(id: $id) { lastUsedAt } }`, { id: apiKey.id });
+    const after = await gql<{ apiKey: { lastUsedAt: string | null } }>(dev, `query($id: ID!) { apiKey(id: $id) { lastUsedAt } }`, { id: apiKey.id });
     expect(after.data!.apiKey.lastUsedAt).not.toBeNull();
 
     const wrong = secret.slice(0, -3) + (secret.endsWith('AAA') ? 'BBB' : 'AAA');
-    for (const key of [wrong, 'garbage', 'x'.repeat(5000)]) expect((await gql(dev.url, VERIFY, { key })).data).toEqual({ verifyApiKey: null });
+    for (const key of [wrong, 'garbage', 'x'.repeat(5000)]) expect((await gql(gateway, VERIFY, { key })).data).toEqual({ verifyApiKey: null });
 
-    const revoked = await gql<{ revokeApiKey: { revokedAt: string | null } }>(dev.url, 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', { id: apiKey.id });
+    const revoked = await gql<{ revokeApiKey: { revokedAt: string | null } }>(dev, 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', { id: apiKey.id });
     expect(revoked.data!.revokeApiKey.revokedAt).not.toBeNull();
-    expect((await gql(dev.url, VERIFY, { key: secret })).data).toEqual({ verifyApiKey: null });
+    expect((await gql(gateway, VERIFY, { key: secret })).data).toEqual({ verifyApiKey: null });
   });
 
   it('refuses bad input with BAD_USER_INPUT naming the field, creating nothing', async () => {
-    const count = async () => (await gql<{ apiKeys: { totalCount: number } }>(dev.url, '{ apiKeys(includeRevoked: true) { totalCount } }')).data!.apiKeys.totalCount;
+    const count = async () => (await gql<{ apiKeys: { totalCount: number } }>(dev, '{ apiKeys(includeRevoked: true) { totalCount } }')).data!.apiKeys.totalCount;
     const before = await count();
-    const unknownScope = await gql(dev.url, CREATE, { input: { name: 'x', scopes: ['agents:read', 'root'] } });
+    const unknownScope = await gql(dev, CREATE, { input: { name: 'x', scopes: ['agents:read', 'root'] } });
     expect(unknownScope.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.scopes[1]' });
-    const noName = await gql(dev.url, CREATE, { input: { name: '', scopes: ['admin'] } });
+    const noName = await gql(dev, CREATE, { input: { name: '', scopes: ['admin'] } });
     expect(noName.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.name' });
-    const badId = await gql(dev.url, 'mutation { revokeApiKey(id: "42") { id } }');
+    const badId = await gql(dev, 'mutation { revokeApiKey(id: "42") { id } }');
     expect(badId.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'id' });
-    const unknown = await gql(dev.url, 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: randomUUID() });
+    const unknown = await gql(dev, 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: randomUUID() });
     expect(unknown.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     expect(await count()).toBe(before);
   });
@@ -113,10 +124,14 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
       ['mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: randomUUID() }],
       [VERIFY, { key: secret }],
     ] as const) {
-      const res = await gql(strict.url, query, variables);
+      const res = await gql(strict, query, variables);
+      expect(res.status).toBe(401);
       expect(res.errors?.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
     }
-    const names = await gql<{ apiKeys: { nodes: { name: string }[] } }>(dev.url, '{ apiKeys(first: 100) { nodes { name } } }');
+    // Only the gateway itself may probe keys: even a tenant admin may not.
+    const probe = await gql(dev, VERIFY, { key: secret });
+    expect(probe.errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
+    const names = await gql<{ apiKeys: { nodes: { name: string }[] } }>(dev, '{ apiKeys(first: 100) { nodes { name } } }');
     expect(names.data!.apiKeys.nodes.map((n) => n.name)).not.toContain('sneaky');
   });
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
 import { orchestration } from '../../subgraphs/orchestration/index.ts';
+import { identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { DATABASE_URL, dropSchema } from '../support/databases.ts';
 
 interface GraphQLResponse {
@@ -29,6 +30,7 @@ async function startInstance(sweepIntervalMs: number): Promise<Instance> {
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
     LEASE_SWEEP_INTERVAL_MS: String(sweepIntervalMs),
+    ...TEST_SECURITY_ENV,
     ...(schemaPrefix ? { DATABASE_SCHEMA_PREFIX: schemaPrefix } : {}),
   });
   return {
@@ -54,7 +56,8 @@ afterAll(async () => {
 });
 
 async function post(body: string, target: RunningSubgraph = running): Promise<{ status: number; json: GraphQLResponse }> {
-  const res = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  // Signed as the gateway signs an admin of the default tenant.
+  const res = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json', ...(await identityHeaders('orchestration')) }, body });
   return { status: res.status, json: (await res.json()) as GraphQLResponse };
 }
 

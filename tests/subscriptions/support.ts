@@ -3,6 +3,7 @@
 import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import { createClient, type Client, type ClientOptions } from 'graphql-ws';
 import WebSocket from 'ws';
+import { defaultAuthorization } from '../support/auth.ts';
 import type { ServiceProcess } from '../support/processes.ts';
 
 export type Result = FormattedExecutionResult<Record<string, unknown>>;
@@ -19,8 +20,16 @@ export interface TestSubscription {
   unsubscribe(): void;
 }
 
+/** A client of the gateway (or a subgraph); connects as the tests' default admin unless connectionParams say otherwise. */
 export function wsClient(httpUrl: string, options: Partial<ClientOptions> = {}): Client {
-  return createClient({ url: httpUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, ...options });
+  return createClient({
+    url: httpUrl.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    lazy: true,
+    connectionParams: async () => ({ authorization: await defaultAuthorization() }),
+    ...options,
+  });
 }
 
 // graphql-ws's client.iterate() never settles if the server ends the subscription before the

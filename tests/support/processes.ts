@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach } from 'vitest';
+import { defaultAuthorization, TEST_SECURITY_ENV } from './auth.ts';
 import { dropSchema } from './databases.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -216,11 +217,15 @@ export function manageProcesses(): void {
 export interface Platform {
   agents: ServiceProcess;
   orchestration: ServiceProcess;
+  governance: ServiceProcess;
   gateway: ServiceProcess;
   /** The gateway's GraphQL endpoint. */
   url: string;
   stop(): Promise<void>;
 }
+
+/** Budgets no functional test reaches (the rate limit itself is tested with small ones). */
+export const TEST_RATE_LIMITS = { RATE_LIMIT_HTTP_REQUESTS: '1000000', RATE_LIMIT_SUBSCRIPTIONS: '1000000' } as const;
 
 export interface PlatformOptions {
   /** Where the subgraphs keep their SQLite files. */
@@ -230,19 +235,21 @@ export interface PlatformOptions {
   /** For the gateway only (SUPERGRAPH_PATH, SUBGRAPH_TIMEOUT_MS...). */
   gatewayEnv?: Record<string, string | undefined>;
   /** Ports to use instead of free ones (e.g. one a TcpTap already forwards to). */
-  ports?: { agents?: number; orchestration?: number; gateway?: number };
+  ports?: { agents?: number; orchestration?: number; governance?: number; gateway?: number };
   /** Where the gateway reaches a subgraph instead of its own port (e.g. through a TcpTap). */
   subgraphUrls?: { agents?: string; orchestration?: string };
 }
 
 /**
- * The agents and orchestration subgraphs and the gateway, each its own process on a free port.
+ * The agents, orchestration and governance subgraphs and the gateway, each its own process on a
+ * free port, sharing one identity-signing secret (TEST_SIGNING_SECRET).
  * On PostgreSQL (DATABASE_URL set) the platform gets its own schemas, dropped by stop(); with
  * REDIS_URL set, its own event channels.
  */
 export async function startPlatform(options: PlatformOptions): Promise<Platform> {
   const agentsPort = options.ports?.agents ?? (await getFreePort());
   const orchestrationPort = options.ports?.orchestration ?? (await getFreePort());
+  const governancePort = options.ports?.governance ?? (await getFreePort());
   const gatewayPort = options.ports?.gateway ?? (await getFreePort());
   const isolation = `e2e${randomBytes(4).toString('hex')}_`;
   const common = {
@@ -250,9 +257,10 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     DATABASE_SCHEMA_PREFIX: isolation,
     EVENT_CHANNEL_PREFIX: isolation,
     LOG_LEVEL: 'info',
+    ...TEST_SECURITY_ENV,
     ...options.env,
   };
-  const [agents, orchestration] = await Promise.all([
+  const [agents, orchestration, governance] = await Promise.all([
     startProcess({ name: 'agents', args: ['scripts/subgraph.ts', 'agents'], port: agentsPort, env: { ...common, AGENTS_PORT: String(agentsPort) } }),
     startProcess({
       name: 'orchestration',
@@ -260,6 +268,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       port: orchestrationPort,
       env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort) },
     }),
+    startProcess({ name: 'governance', args: ['scripts/subgraph.ts', 'governance'], port: governancePort, env: { ...common, GOVERNANCE_PORT: String(governancePort) } }),
   ]);
   const gateway = await startProcess({
     name: 'gateway',
@@ -270,21 +279,26 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       GATEWAY_PORT: String(gatewayPort),
       SUBGRAPH_AGENTS_URL: options.subgraphUrls?.agents ?? agents.url,
       SUBGRAPH_ORCHESTRATION_URL: options.subgraphUrls?.orchestration ?? orchestration.url,
+      SUBGRAPH_GOVERNANCE_URL: governance.url,
+      // Suites make thousands of requests as one caller; the rate limit tests set their own.
+      ...TEST_RATE_LIMITS,
       ...options.gatewayEnv,
     },
   });
   return {
     agents,
     orchestration,
+    governance,
     gateway,
     url: gateway.url,
     async stop() {
       await gateway.stop();
-      await Promise.all([agents.stop(), orchestration.stop()]);
+      await Promise.all([agents.stop(), orchestration.stop(), governance.stop()]);
       const databaseUrl = options.env?.DATABASE_URL ?? process.env.DATABASE_URL;
       if (databaseUrl) {
         await dropSchema(`${isolation}agents`);
         await dropSchema(`${isolation}orchestration`);
+        await dropSchema(`${isolation}governance`);
       }
     },
   };
@@ -297,6 +311,18 @@ export interface GqlResult<T = Record<string, unknown>> {
   errors: { message: string; path?: (string | number)[]; extensions?: Record<string, unknown> }[] | undefined;
 }
 
+/**
+ * Headers for a request as the test's default caller: the admin of the default tenant, unless the
+ * caller set authorization or x-api-key itself. A header given as '' is left out (`{ authorization:
+ * '' }` sends no credentials at all).
+ */
+export async function withDefaultAuth(headers: Record<string, string> = {}): Promise<Record<string, string>> {
+  const names = Object.keys(headers).map((h) => h.toLowerCase());
+  const out: Record<string, string> = names.includes('authorization') || names.includes('x-api-key') ? {} : { authorization: await defaultAuthorization() };
+  for (const [name, value] of Object.entries(headers)) if (value !== '') out[name] = value;
+  return out;
+}
+
 export async function gql<T = Record<string, unknown>>(
   url: string,
   query: string,
@@ -305,7 +331,7 @@ export async function gql<T = Record<string, unknown>>(
 ): Promise<GqlResult<T>> {
   const res = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...headers },
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...(await withDefaultAuth(headers)) },
     body: JSON.stringify({ query, variables }),
   });
   const text = await res.text();

@@ -6,6 +6,8 @@ ReactDOM.createRoot(document.getElementById('graphiql')).render(
   React.createElement(GraphiQL, {
     fetcher,
     defaultEditorToolsVisibility: true,
+    // Headers ({"authorization": "Bearer …"}, the token npm start prints) are kept across reloads.
+    shouldPersistHeaders: true,
     ...(params.get('query') ? { query: params.get('query') } : {}),
   }),
 );

@@ -7,4 +7,6 @@ window.ui = SwaggerUIBundle({
   validatorUrl: null,
   presets: [SwaggerUIBundle.presets.apis],
   layout: 'BaseLayout',
+  // The token given under "Authorize" survives a reload of the page.
+  persistAuthorization: true,
 });

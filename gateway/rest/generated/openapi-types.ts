@@ -1020,7 +1020,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Any other error: 401 UNAUTHENTICATED, 403 FORBIDDEN, 413, 415, 429, 500, 502. */
+        /** @description Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502. */
         Error: {
             headers: {
                 [name: string]: unknown;
