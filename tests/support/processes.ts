@@ -9,20 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach } from 'vitest';
 import { defaultAuthorization, TEST_SECURITY_ENV } from './auth.ts';
 import { dropSchema } from './databases.ts';
+import { getFreePort } from '../../scripts/free-port.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export async function getFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { getFreePort };
 
 export interface ProcessOptions {
   /** Shown in front of every captured line. */
