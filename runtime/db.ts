@@ -5,7 +5,6 @@ import pg from 'pg';
 import {
   Kysely,
   Migrator,
-  PostgresDialect,
   SqliteDialect,
   sql,
   type Migration,
@@ -13,6 +12,7 @@ import {
   type Transaction,
 } from 'kysely';
 import type { Logger } from './logger.ts';
+import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -94,7 +94,7 @@ async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Dat
   const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path="${schema}"` });
   pool.on('error', (err) => opts.logger.error({ err }, 'idle PostgreSQL client error'));
   const stats = { queries: 0 };
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: countQueries(stats) });
+  const db = new Kysely<DB>({ dialect: new SchemaScopedPostgresDialect({ pool }, schema), log: countQueries(stats) });
   const safeUrl = new URL(url);
   safeUrl.password = '';
   return {
