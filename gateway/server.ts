@@ -24,6 +24,7 @@ import { createDedup } from './dedup.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
 import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
+import { loadTrustedDocuments, subscriptionDocumentGate, trustedDocumentsPlugin } from './trusted-documents/index.ts';
 
 export interface RunningGateway {
   url: string;
@@ -57,8 +58,9 @@ function loadAll(source: Record<string, string | undefined>) {
   const auth = attempt(() => loadAuthConfig(source));
   const identity = attempt(() => loadIdentityConfig(source));
   const limits = attempt(() => loadLimitsConfig(source));
-  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits) throw new ConfigError([...new Set(problems)]);
-  return { config, subscriptionConfig, auth, identity, limits };
+  const trustedDocuments = attempt(() => loadTrustedDocuments(source));
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments) throw new ConfigError([...new Set(problems)]);
+  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments };
 }
 
 /**
@@ -67,12 +69,13 @@ function loadAll(source: Record<string, string | undefined>) {
  * Throws ConfigError for bad variables and SupergraphFileError for a missing or invalid file.
  */
 export async function startGateway(source: Record<string, string | undefined> = process.env): Promise<RunningGateway> {
-  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits } = loadAll(source);
+  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits, trustedDocuments } = loadAll(source);
   const production = config.NODE_ENV === 'production';
   const identity = createIdentityService(identityConfig);
   // One for all subgraph clients: a mutation to any subgraph starts a new epoch for all of them.
   const dedup = createDedup<RawResponse>(source);
   const logger = createLogger('gateway', config.LOG_LEVEL);
+  if (trustedDocuments.registry.mode !== 'off') logger.info(trustedDocuments.summary, 'trusted documents');
   const initialSdl = await readSupergraph(config.SUPERGRAPH_PATH);
   const rateLimiter = createRateLimiter(limits.rateLimit, logger);
   await rateLimiter.ready().catch((err: unknown) => logger.warn({ err }, 'rate limiter: Redis not ready; counting per replica until it is'));
@@ -138,6 +141,8 @@ export async function startGateway(source: Record<string, string | undefined> = 
       // Browsers get the local GraphiQL (gateway/docs); Apollo's landing page loads Sandbox from a CDN.
       ApolloServerPluginLandingPageDisabled(),
       rateLimitHeadersPlugin(),
+      // TRUSTED_DOCUMENTS: unregistered documents are refused (or logged) before they are parsed.
+      ...(trustedDocuments.registry.mode === 'off' ? [] : [trustedDocumentsPlugin(trustedDocuments.registry)]),
     ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
@@ -158,9 +163,9 @@ export async function startGateway(source: Record<string, string | undefined> = 
   // Transports beyond GraphQL over HTTP POST/GET (REST facade, docs, SSE) are thin adapters over
   // the same core (`apollo` and `gateway`); each registers its routes here.
   const routes: Route[] = [];
-  // API keys are checked by the governance subgraph; the URL is known once the supergraph loaded.
+  // API keys are checked by the governance subgraph, wherever the supergraph served now routes it.
   const apiKeys = createApiKeyVerifier({
-    url: governanceUrl ?? '',
+    url: () => governanceUrl,
     identity,
     timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
     cacheMs: config.API_KEY_CACHE_MS,
@@ -180,6 +185,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     authenticator,
     identity,
     policy: () => policy,
+    admitDocument: subscriptionDocumentGate(trustedDocuments.registry, logger),
     trustProxy: config.TRUST_PROXY,
     config,
     subscriptionConfig,

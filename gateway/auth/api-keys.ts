@@ -12,8 +12,11 @@ const MAX_KEY_LENGTH = 256;
 const MAX_CACHED = 10_000;
 
 export interface ApiKeyVerifierOptions {
-  /** The governance subgraph's GraphQL endpoint. */
-  url: string;
+  /**
+   * The governance subgraph's GraphQL endpoint, or where to read it on every check: a supergraph
+   * reload may move governance, and the gateway's routing follows. None: 503 'keys unavailable'.
+   */
+  url: string | (() => string | undefined);
   identity: IdentityService;
   /** The governance subgraph's name: the audience of the identity token. */
   audience?: string;
@@ -39,14 +42,18 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
   const clock = options.clock ?? Date.now;
   const cacheMs = options.cacheMs ?? 10_000;
   const audience = options.audience ?? 'governance';
+  const { url: configured } = options;
+  const currentUrl = typeof configured === 'function' ? configured : () => configured;
   // By hash: the cache never holds a usable key.
   const cache = new Map<string, { principal: AuthenticatedPrincipal; until: number }>();
 
   async function ask(key: string, requestId: string | undefined): Promise<AuthenticatedPrincipal> {
+    const url = currentUrl();
+    if (!url) throw new AuthError('keys unavailable', 'no governance subgraph is routed, so API keys cannot be checked');
     const token = await options.identity.signIdentity({ kind: 'service', subject: 'gateway', tenantId: null, scopes: [] }, audience, requestId ?? null);
     let body: VerifyResponse;
     try {
-      const res = await doFetch(options.url, {
+      const res = await doFetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-gateway-identity': token, ...(requestId ? { 'x-request-id': requestId } : {}) },
         body: JSON.stringify({ query: VERIFY, variables: { key } }),

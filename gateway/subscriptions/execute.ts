@@ -65,6 +65,8 @@ export interface CoreOptions {
   policy: () => AccessPolicy | undefined;
   /** Counts a subscription start against the caller's budget; an error (RATE_LIMITED) when refused. */
   admitSubscription: (context: GatewayContext) => Promise<GraphQLError | null>;
+  /** Trusted documents (gateway/trusted-documents): the request to run (an id replaced by its text), or the refusal. */
+  admitDocument?: (request: OperationRequest) => OperationRequest | GraphQLError;
   identity: IdentityService;
   upstream: UpstreamSubscriptions;
   format: ErrorFormatter;
@@ -106,7 +108,9 @@ export class GatewayOperations {
       if (!(err instanceof SupergraphNotLoadedError)) throw err;
       return [new GraphQLError('The gateway is starting: no supergraph is loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } })];
     }
-    const operation = checkOperation(supergraph.apiSchema, request, this.options.validationRules, this.options.parseOptions);
+    const admitted = this.options.admitDocument ? this.options.admitDocument(request) : request;
+    if (admitted instanceof GraphQLError) return [admitted];
+    const operation = checkOperation(supergraph.apiSchema, admitted, this.options.validationRules, this.options.parseOptions);
     if (Array.isArray(operation)) return operation;
     if (operation.operation.operation !== 'subscription') return { operation, supergraph };
     try {
@@ -163,7 +167,12 @@ export class GatewayOperations {
   }
 
   formatErrors(errors: readonly GraphQLError[]): GraphQLFormattedError[] {
-    return errors.map((e) => this.options.format(e.toJSON(), e));
+    // extensions.http tells the transport its status (as to Apollo, which drops it too); clients never see it.
+    return errors.map((e) => {
+      const { extensions, ...json } = e.toJSON();
+      const { http: _status, ...rest } = extensions ?? {};
+      return this.options.format(extensions ? { ...json, extensions: rest } : json, e);
+    });
   }
 
   async run(prepared: PreparedOperation, context: GatewayContext, hooks: RunHooks): Promise<OperationOutcome> {

@@ -12,7 +12,7 @@ import type { GatewayConfig } from '../config.ts';
 import type { Authenticator, GatewayContext } from '../context.ts';
 import { formatGatewayError } from '../errors.ts';
 import type { SubscriptionConfig } from './config.ts';
-import { GatewayOperations, type SubscriptionStats } from './execute.ts';
+import { GatewayOperations, type CoreOptions, type SubscriptionStats } from './execute.ts';
 import { Planning } from './planning.ts';
 import { createSseTransport } from './sse.ts';
 import { UpstreamSubscriptions } from './upstream.ts';
@@ -58,6 +58,8 @@ export interface GatewaySubscriptionOptions {
   authenticator: Authenticator;
   /** The access rules of the supergraph served now. */
   policy: () => AccessPolicy | undefined;
+  /** Trusted documents: checks (and resolves ids of) every operation before it is parsed. */
+  admitDocument?: CoreOptions['admitDocument'];
   identity: IdentityService;
   /** Client addresses from X-Forwarded-For (TRUST_PROXY). */
   trustProxy?: boolean;
@@ -75,6 +77,7 @@ export function createGatewaySubscriptions(options: GatewaySubscriptionOptions):
     validationRules: options.validationRules ?? [],
     ...(options.parseOptions ? { parseOptions: options.parseOptions } : {}),
     policy: options.policy,
+    ...(options.admitDocument ? { admitDocument: options.admitDocument } : {}),
     admitSubscription: async (context) => (await options.authenticator.admit('subscription', context.principal, context.remoteAddress)).refused,
     identity: options.identity,
     upstream: new UpstreamSubscriptions({ keepAliveMs: sub.SUBSCRIPTION_KEEPALIVE_MS, timeoutMs: config.SUBGRAPH_TIMEOUT_MS, logger }),

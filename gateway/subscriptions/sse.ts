@@ -49,7 +49,9 @@ export function createSseTransport(core: GatewayOperations, options: SseTranspor
     onSubscribe: async (req, params) => {
       const prepared = core.prepare(params);
       if (Array.isArray(prepared)) {
-        const response: SseResponse = [JSON.stringify({ errors: core.formatErrors(prepared) }), { status: 400, statusText: 'Bad Request', headers: JSON_HEADERS }];
+        // 400 unless the refusal names its status (trusted documents: 403, 404).
+        const status = (prepared[0]?.extensions.http as { status?: unknown } | undefined)?.status;
+        const response: SseResponse = [JSON.stringify({ errors: core.formatErrors(prepared) }), { status: typeof status === 'number' ? status : 400, statusText: 'Refused', headers: JSON_HEADERS }];
         return response;
       }
       const { info, res } = req.context;

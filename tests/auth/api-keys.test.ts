@@ -68,6 +68,24 @@ describe('API keys at the gateway', () => {
     expect(await reasonOf(secret)).toBe('invalid api key 401');
   });
 
+  it('asks governance wherever the url function says at the time of each check, and 503 when it says nowhere', async () => {
+    const { secret } = await createKey(['agents:read']);
+    let url: string | undefined;
+    const asked: string[] = [];
+    const recordingFetch: typeof fetch = (input, init) => {
+      asked.push(String(input));
+      return fetch(input, init);
+    };
+    const verifier = createApiKeyVerifier({ url: () => url, identity, fetch: recordingFetch, cacheMs: 0 });
+    await expect(verifier.verify(secret)).rejects.toMatchObject({ reason: 'keys unavailable', status: 503, message: expect.stringContaining('no governance subgraph is routed') });
+    expect(asked).toEqual([]);
+    url = 'http://127.0.0.1:1/graphql';
+    await expect(verifier.verify(secret)).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
+    url = subgraph.url;
+    await expect(verifier.verify(secret)).resolves.toMatchObject({ kind: 'apiKey', scopes: ['agents:read'] });
+    expect(asked).toEqual(['http://127.0.0.1:1/graphql', subgraph.url]);
+  });
+
   it('says the check is unavailable (503) when governance cannot be reached', async () => {
     const verifier = createApiKeyVerifier({ url: 'http://127.0.0.1:1/graphql', identity, timeoutMs: 500 });
     await expect(verifier.verify('ap_0123456789abcdef_' + 'A'.repeat(43))).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
