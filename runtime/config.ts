@@ -126,4 +126,9 @@ export const commonSpec = {
   MAX_BODY_BYTES: env.int('largest accepted request body in bytes', 1_048_576, 1024),
 };
 
+/** The variables only subgraphs read. */
+export const subgraphSpec = {
+  SQLITE_GROUP_COMMIT_MAX: env.int('most concurrent SQLite writes committed together with one fsync (1: each alone)', 64, 1),
+};
+
 export type CommonConfig = ConfigOf<typeof commonSpec>;

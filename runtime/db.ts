@@ -11,8 +11,10 @@ import {
   type MigrationProvider,
   type Transaction,
 } from 'kysely';
+import { GroupCommit, type Work } from './group-commit.ts';
 import type { Logger } from './logger.ts';
 import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';
+import { withStatementCache } from './sqlite-statements.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -24,7 +26,12 @@ export interface DatabaseOptions {
   schemaPrefix?: string;
   migrations: Record<string, Migration>;
   logger: Logger;
+  /** SQLite: most concurrent write transactions committed together (runtime/group-commit.ts); 1 turns grouping off. */
+  groupCommitMax?: number;
 }
+
+/** SQLITE_GROUP_COMMIT_MAX's default. */
+export const DEFAULT_GROUP_COMMIT_MAX = 64;
 
 /** One subgraph's database: the same store code runs on either dialect. */
 export interface Database<DB> {
@@ -32,8 +39,18 @@ export interface Database<DB> {
   readonly dialect: Dialect;
   /** Where the data lives, for logs and the start banner. */
   readonly location: string;
-  /** Statements executed so far: lets tests prove a batch runs one query, not N. */
-  readonly stats: { queries: number };
+  /**
+   * Statements executed so far (lets tests prove a batch runs one query, not N) and write
+   * transactions committed (on SQLite, concurrent writes share one).
+   */
+  readonly stats: { queries: number; commits: number };
+  /**
+   * Runs work in a write transaction and resolves once it committed. On SQLite, writes that
+   * arrive together share one transaction and one COMMIT, each in its own savepoint
+   * (runtime/group-commit.ts); PostgreSQL groups commits itself, so each write is its own
+   * transaction from the pool there.
+   */
+  transaction<T>(work: Work<DB, T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -44,8 +61,14 @@ export type { Kysely, Transaction };
 pg.types.setTypeParser(20, (v) => Number(v));
 
 export async function openDatabase<DB>(opts: DatabaseOptions): Promise<Database<DB>> {
-  const database = opts.databaseUrl ? await openPostgres<DB>(opts, opts.databaseUrl) : openSqlite<DB>(opts);
-  await migrate(database.db, opts, opts.databaseUrl ? postgresSchema(opts) : undefined);
+  if (opts.databaseUrl) {
+    const database = await openPostgres<DB>(opts, opts.databaseUrl);
+    await migrate(database.db, opts, postgresSchema(opts));
+    return database;
+  }
+  const { database, statements } = openSqlite<DB>(opts);
+  await migrate(database.db, opts, undefined);
+  statements.clear();
   return database;
 }
 
@@ -53,7 +76,7 @@ function postgresSchema(opts: DatabaseOptions): string {
   return `${opts.schemaPrefix ?? ''}${opts.name}`;
 }
 
-function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
+function openSqlite<DB>(opts: DatabaseOptions): { database: Database<DB>; statements: { clear(): void } } {
   mkdirSync(opts.dataDir, { recursive: true });
   const file = resolve(opts.dataDir, `${opts.name}.sqlite`);
   const conn = new BetterSqlite3(file);
@@ -63,13 +86,23 @@ function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
   conn.pragma('synchronous = FULL');
   conn.pragma('foreign_keys = ON');
   conn.pragma('busy_timeout = 5000');
-  const stats = { queries: 0 };
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: conn }), log: countQueries(stats) });
-  return {
+  const stats = { queries: 0, commits: 0 };
+  const statements = withStatementCache(conn);
+  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }), log: countQueries(stats) });
+  const writes = new GroupCommit(db, {
+    maxGroupSize: opts.groupCommitMax ?? DEFAULT_GROUP_COMMIT_MAX,
+    inTransaction: () => conn.inTransaction,
+    onCommit: () => {
+      stats.commits += 1;
+    },
+    logger: opts.logger,
+  });
+  const database: Database<DB> = {
     db,
     dialect: 'sqlite',
     location: file,
     stats,
+    transaction: (work) => writes.run(work),
     async ping() {
       await sql`select 1`.execute(db);
     },
@@ -77,6 +110,7 @@ function openSqlite<DB>(opts: DatabaseOptions): Database<DB> {
       await db.destroy();
     },
   };
+  return { database, statements };
 }
 
 async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Database<DB>> {
@@ -93,7 +127,7 @@ async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Dat
   }
   const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path="${schema}"` });
   pool.on('error', (err) => opts.logger.error({ err }, 'idle PostgreSQL client error'));
-  const stats = { queries: 0 };
+  const stats = { queries: 0, commits: 0 };
   const db = new Kysely<DB>({ dialect: new SchemaScopedPostgresDialect({ pool }, schema), log: countQueries(stats) });
   const safeUrl = new URL(url);
   safeUrl.password = '';
@@ -102,6 +136,11 @@ async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Dat
     dialect: 'postgres',
     location: `${safeUrl.toString()} schema ${schema}`,
     stats,
+    async transaction(work) {
+      const value = await db.transaction().execute(work);
+      stats.commits += 1;
+      return value;
+    },
     async ping() {
       await sql`select 1`.execute(db);
     },

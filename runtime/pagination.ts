@@ -45,22 +45,34 @@ export function pageRequest(args: PageArgs): { first: number; limit: number; aft
   return { first, limit: first + 1, after: args.after ? decodeCursor(args.after) : null };
 }
 
-/** Builds the connection from up to first+1 rows fetched in keyset order. */
+/**
+ * Builds the connection from up to first+1 rows fetched in keyset order. Cursors are encoded only
+ * when asked for: a federated join of 50 agents' `tasks { nodes }` asks for none, and encoding
+ * them all was 3 % of its CPU.
+ */
 export function toConnection<T extends { createdAt: string; id: string }>(
   rows: T[],
   page: { first: number; after: Cursor | null },
   totalCount: number,
 ): Connection<T> {
   const nodes = rows.slice(0, page.first);
-  const edges = nodes.map((node) => ({ cursor: encodeCursor(node), node }));
+  let edges: Connection<T>['edges'] | undefined;
+  const edgesOf = () => (edges ??= nodes.map((node) => ({ cursor: encodeCursor(node), node })));
   return {
-    edges,
+    get edges() {
+      return edgesOf();
+    },
     nodes,
     pageInfo: {
       hasNextPage: rows.length > page.first,
       hasPreviousPage: page.after !== null,
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges[edges.length - 1]?.cursor ?? null,
+      get startCursor() {
+        return edgesOf()[0]?.cursor ?? null;
+      },
+      get endCursor() {
+        const all = edgesOf();
+        return all[all.length - 1]?.cursor ?? null;
+      },
     },
     totalCount,
   };

@@ -176,7 +176,7 @@ export class AgentStore {
   }
 
   async register(tenantId: string, draft: AgentDraft): Promise<AgentRow> {
-    return inTransaction(this.database.db, this.bus, this.logger, async (trx, emit) => {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const now = nowIso(this.clock);
       const id = newId();
       const inserted = await trx
@@ -237,7 +237,7 @@ export class AgentStore {
 
   /** Sets lastHeartbeatAt to now. Liveness is not a change of the agent: version and updatedAt stay. */
   async recordHeartbeat(tenantId: string, id: string): Promise<AgentRow> {
-    return inTransaction(this.database.db, this.bus, this.logger, async (trx, emit) => {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const at = nowIso(this.clock);
       const updated = await trx
         .updateTable('agents')
@@ -269,7 +269,7 @@ export class AgentStore {
     expectedVersion: number | null | undefined,
     change: (current: AgentRow) => Change,
   ): Promise<AgentRow> {
-    return inTransaction(this.database.db, this.bus, this.logger, async (trx, emit) => {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const current = await find(trx, tenantId, id);
       if (!current) throw notFound('Agent', id);
       if (expectedVersion !== null && expectedVersion !== undefined && expectedVersion !== current.version) {

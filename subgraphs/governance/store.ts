@@ -109,7 +109,7 @@ export class ApiKeyStore {
 
   /** The new key and, this once, its whole secret. */
   async create(tenantId: string, draft: ApiKeyDraft, createdBy: string | null): Promise<{ apiKey: ApiKeyRow; secret: string }> {
-    return inTransaction(this.database.db, this.bus, this.logger, async (trx, emit) => {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const { active } = await trx
         .selectFrom('api_keys')
         .select((eb) => eb.fn.countAll<number>().as('active'))
@@ -152,7 +152,7 @@ export class ApiKeyStore {
 
   /** Revokes for good; a key already revoked is returned as it is (a retried call changes nothing). */
   async revoke(tenantId: string, id: string, revokedBy: string | null): Promise<ApiKeyRow> {
-    return inTransaction(this.database.db, this.bus, this.logger, async (trx, emit) => {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const now = nowIso(this.clock);
       const updated = await trx
         .updateTable('api_keys')

@@ -1,6 +1,7 @@
 // Schema of the orchestration subgraph. Only portable types (text, integer, double precision), so
 // the same migrations run on SQLite and PostgreSQL.
 import type { Kysely, Migration } from 'kysely';
+import { claimAndAgentPageIndexes } from './migration-0002-indexes.ts';
 
 const initial: Migration = {
   async up(db: Kysely<unknown>) {
@@ -107,4 +108,5 @@ const initial: Migration = {
 
 export const migrations: Record<string, Migration> = {
   '0001_orchestration': initial,
+  '0002_claim_and_agent_page_indexes': claimAndAgentPageIndexes,
 };

@@ -72,7 +72,7 @@ export class OrchestrationStore {
   private async transaction<T>(tenantId: string, fn: (s: Scope) => Promise<T>, now: number = this.clock()): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await inTransaction(this.db, this.bus, this.logger, (trx, emit) => fn({ trx, dialect: this.database.dialect, tenantId, now, emit }));
+        return await inTransaction(this.database, this.bus, this.logger, (trx, emit) => fn({ trx, dialect: this.database.dialect, tenantId, now, emit }));
       } catch (err) {
         if (attempt >= 3 || !RETRYABLE_PG_CODES.has(String(errorCode(err)))) throw err;
         this.logger.warn({ err, attempt }, 'transaction aborted by the database; retrying');

@@ -70,6 +70,12 @@ export async function writeIfUnchanged(s: Scope, before: TaskRow, after: TaskRow
  * The task this claimer should get: SUBMITTED, available now, every required tag offered,
  * highest priority then oldest. On PostgreSQL the row is locked and rows other claimers hold
  * are skipped, so concurrent claimers each lock a different task instead of queueing on one.
+ *
+ * Index-driven: the tenant's SUBMITTED tasks are read in claim order from tasks_claim_order and
+ * the first one that passes the tag check is taken, so a claim reads the tasks ahead of its
+ * result that it may not take (about a microsecond each), never sorts the backlog. The tag check
+ * looks up the candidate's own tags by task id (the primary key): the tenant is already the
+ * candidate's, and naming it there made SQLite scan every tag of the tenant for each candidate.
  */
 export async function claimCandidate(s: Scope, skillTags: readonly string[]): Promise<TaskRow | null> {
   const row = await s.trx
@@ -85,7 +91,6 @@ export async function claimCandidate(s: Scope, skillTags: readonly string[]): Pr
             .selectFrom('task_required_tags as r')
             .select('r.tag')
             .whereRef('r.task_id', '=', 't.id')
-            .where('r.tenant_id', '=', s.tenantId)
             .$if(skillTags.length > 0, (q) => q.where('r.tag', 'not in', [...skillTags])),
         ),
       ),
@@ -135,7 +140,10 @@ export async function listTasks(
 
 /**
  * The first `limit` tasks of each agent in keyset order after the cursor, for any number of
- * agents in one statement: rows are numbered per agent by a window function and cut at limit.
+ * agents in one statement: tasks are numbered per agent by a window function over the narrow
+ * tasks_agent_recent index (no table row read, no sort), and only the rows within the limit are
+ * then read whole. Numbering whole rows made SQLite sort every task of the agents with all its
+ * columns, twice.
  */
 export async function firstTasksOfAgents(
   db: Reader,
@@ -148,18 +156,26 @@ export async function firstTasksOfAgents(
   if (agentIds.length === 0) return pages;
   const ranked = db
     .selectFrom('tasks')
-    .selectAll()
-    .select((eb) =>
+    .select((eb) => [
+      'id',
       eb.fn
         .agg<number>('row_number')
         .over((ob) => ob.partitionBy('agent_id').orderBy('created_at', 'desc').orderBy('id', 'desc'))
         .as('rn'),
-    )
+    ])
     .where('tenant_id', '=', tenantId)
     .where('agent_id', 'in', [...agentIds])
     .$if(state !== null, (q) => q.where('state', '=', state as TaskState))
     .$if(page.after !== null, (q) => q.where(afterCursor(page.after as Cursor)));
-  const rows = await db.selectFrom(ranked.as('ranked')).selectAll().where('rn', '<=', page.limit).orderBy('agent_id').orderBy('rn').execute();
+  const rows = await db
+    .selectFrom(ranked.as('ranked'))
+    .innerJoin('tasks', 'tasks.id', 'ranked.id')
+    .selectAll('tasks')
+    .select('ranked.rn')
+    .where('ranked.rn', '<=', page.limit)
+    .execute();
+  // Ordered here rather than by the database: sorting a few rows in memory beats a sort of whole rows.
+  rows.sort((a, b) => Number(a.rn) - Number(b.rn));
   for (const row of rows) {
     if (row.agent_id === null) continue;
     const list = pages.get(row.agent_id) ?? [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, commonSpec, env, loadConfig } from '../../runtime/config.ts';
+import { ConfigError, commonSpec, env, loadConfig, subgraphSpec } from '../../runtime/config.ts';
 
 describe('config from environment', () => {
   it('applies defaults when variables are absent', () => {
@@ -22,6 +22,13 @@ describe('config from environment', () => {
     expect(problems.join('\n')).toMatch(/AGENTS_PORT: expected a port number/);
     expect(problems.join('\n')).toMatch(/DATABASE_URL: expected a postgres or postgresql URL/);
     expect(problems.join('\n')).toMatch(/LOG_LEVEL: expected one of fatal, error/);
+  });
+
+  it('bounds the SQLite group commit size: 64 by default, 1 (each write alone) at least', () => {
+    expect(loadConfig(subgraphSpec, {}).SQLITE_GROUP_COMMIT_MAX).toBe(64);
+    expect(loadConfig(subgraphSpec, { SQLITE_GROUP_COMMIT_MAX: '1' }).SQLITE_GROUP_COMMIT_MAX).toBe(1);
+    expect(() => loadConfig(subgraphSpec, { SQLITE_GROUP_COMMIT_MAX: '0' })).toThrow(/SQLITE_GROUP_COMMIT_MAX: expected an integer >= 1/);
+    expect(() => loadConfig(subgraphSpec, { SQLITE_GROUP_COMMIT_MAX: 'many' })).toThrow(/SQLITE_GROUP_COMMIT_MAX/);
   });
 
   it('parses booleans and integers strictly', () => {

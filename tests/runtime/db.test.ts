@@ -39,12 +39,12 @@ describe.each(backends)('database: $backend', ({ backend, skip }) => {
       const seen: DomainEvent[] = [];
       await t.bus.subscribe('NoteAdded', (e) => seen.push(e));
       const ev = (id: string): DomainEvent => ({ type: 'NoteAdded', tenantId: 'default', subjectId: id, occurredAt: new Date().toISOString(), payload: {} });
-      await inTransaction(t.database.db, t.bus, t.logger, async (trx, emit) => {
+      await inTransaction(t.database, t.bus, t.logger, async (trx, emit) => {
         await trx.insertInto('notes').values({ id: 'ok', body: 'x' }).execute();
         emit(ev('ok'));
       });
       await expect(
-        inTransaction(t.database.db, t.bus, t.logger, async (trx, emit) => {
+        inTransaction(t.database, t.bus, t.logger, async (trx, emit) => {
           await trx.insertInto('notes').values({ id: 'bad', body: 'x' }).execute();
           emit(ev('bad'));
           throw new Error('rolled back');

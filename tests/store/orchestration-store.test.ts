@@ -84,10 +84,14 @@ function observedBus(inner: EventBus, reader: () => CommittedReader | undefined)
   const bus: EventBus = {
     kind: inner.kind,
     async publish(event) {
+      // Recorded in the order of the calls, the order the real buses deliver in; the state is
+      // read from the moment of the call.
+      const entry: (typeof seen)[number] = { event, committedState: undefined };
+      seen.push(entry);
       const r = reader();
-      const committedState = event.type === TASK_STATE_CHANGED && r ? await r.stateOf(event.subjectId) : undefined;
-      seen.push({ event, committedState });
-      await inner.publish(event);
+      const delivered = inner.publish(event);
+      if (event.type === TASK_STATE_CHANGED && r) entry.committedState = await r.stateOf(event.subjectId);
+      await delivered;
     },
     subscribe: (type, handler) => inner.subscribe(type, handler),
     ping: () => inner.ping(),

@@ -260,7 +260,44 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
     expect(listed.sort()).toEqual([...ids].sort());
   });
 
+  it('answers compact JSON that no cache may store', async () => {
+    const res = await fetch(running.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(await identityHeaders('agents')) },
+      body: JSON.stringify({ query: '{ agents(first: 1) { totalCount } }' }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(text).toBe(JSON.stringify(JSON.parse(text)));
+    expect(res.headers.get('cache-control')).toBe('no-store');
+  });
+
+  it('answers concurrent heartbeats each with its own agent, every one committed', async () => {
+    const agentsToBeat = await Promise.all(Array.from({ length: 5 }, (_, i) => register(`Beating ${i}`)));
+    for (const a of agentsToBeat) {
+      const activated = await gql(`mutation($id: ID!) { activateAgent(id: $id) { id } }`, { id: a.id });
+      expect(activated.errors).toBeUndefined();
+    }
+    const missing = randomUUID();
+    const commitsBefore = running.database.stats.commits;
+    const ids = [...agentsToBeat.map((a) => a.id), missing, ...agentsToBeat.map((a) => a.id)];
+    const answers = await Promise.all(ids.map((id) => gql<{ recordHeartbeat: { id: string; lastHeartbeatAt: string } }>(`mutation($id: ID!) { recordHeartbeat(id: $id) { id lastHeartbeatAt } }`, { id })));
+    answers.forEach((res, i) => {
+      if (ids[i] === missing) {
+        expect(onlyError(res).extensions?.code).toBe('NOT_FOUND');
+      } else {
+        expect(res.errors).toBeUndefined();
+        expect(res.data?.recordHeartbeat.id).toBe(ids[i]);
+      }
+    });
+    const commits = running.database.stats.commits - commitsBefore;
+    // Ten successful writes: PostgreSQL commits each on its own; SQLite groups those that arrive together.
+    if (DATABASE_URL) expect(commits).toBe(10);
+    else expect(commits).toBeLessThanOrEqual(10);
+  });
+
   it('resolves 50 entity references with one SQL statement', async () => {
+
     const aliases = Array.from({ length: 50 }, (_, i) => `a${i}: registerAgent(input: { name: "Entity ${i}" }) { id }`).join('\n');
     const created = await gql<Record<string, { id: string }>>(`mutation { ${aliases} }`);
     expect(created.errors).toBeUndefined();
