@@ -18,6 +18,8 @@ export interface LaunchOptions {
   port: number;
   /** Node flags before the script (e.g. --inspect). */
   nodeArgs?: string[];
+  /** The working directory (default: this repository): another checkout for --compare. */
+  cwd?: string;
   /** False runs a plain JavaScript file without the TypeScript loader. */
   tsx?: boolean;
   logDir: string;
@@ -50,7 +52,7 @@ export async function launch(options: LaunchOptions): Promise<Service> {
   const fd = openSync(logFile, 'a');
   const loader = options.tsx === false ? [] : ['--import', 'tsx'];
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...loader, ...options.args], {
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', fd, fd],
   });

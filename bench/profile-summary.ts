@@ -1,12 +1,14 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof) as text: self time by package or source area and
 // by function, in percent of the busy (non-idle) samples. `npm run bench -- --profile` writes the
 // profiles; then: npx tsx bench/profile-summary.ts <file.cpuprofile> [--top 30]
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap, type SourceMapPayload } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number };
   hitCount?: number;
   children?: number[];
 }
@@ -89,7 +91,37 @@ export function areaOf(url: string, functionName: string): string {
   return url.replace(/^file:\/\//, '');
 }
 
-export function summarise(profile: CpuProfile, top = 25): ProfileSummary {
+/**
+ * Frames of a bundle with a source map next to it (our gateway runs as dist/gateway.mjs) are
+ * put back at their source file and line, so they count for their own area and stage. The map
+ * must be the one of the bundle that was profiled (it is rewritten by every build).
+ */
+function withSourceLocations(profile: CpuProfile): CpuProfile {
+  const maps = new Map<string, SourceMap | null>();
+  const mapOf = (url: string): SourceMap | null => {
+    let map = maps.get(url);
+    if (map === undefined) {
+      map = null;
+      if (url.startsWith('file://') && !url.includes('/node_modules/')) {
+        const file = `${fileURLToPath(url)}.map`;
+        if (existsSync(file)) map = new SourceMap(JSON.parse(readFileSync(file, 'utf8')) as SourceMapPayload);
+      }
+      maps.set(url, map);
+    }
+    return map;
+  };
+  const nodes = profile.nodes.map((node) => {
+    const { url, lineNumber, columnNumber } = node.callFrame;
+    const map = url ? mapOf(url) : null;
+    const entry = map?.findEntry(lineNumber, columnNumber ?? 0);
+    if (!entry || !('originalSource' in entry)) return node;
+    return { ...node, callFrame: { ...node.callFrame, url: entry.originalSource, lineNumber: entry.originalLine } };
+  });
+  return { ...profile, nodes };
+}
+
+export function summarise(original: CpuProfile, top = 25): ProfileSummary {
+  const profile = withSourceLocations(original);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);

@@ -159,7 +159,7 @@ async function main(opts: BenchOptions): Promise<void> {
     finished = true;
   } finally {
     await services?.stop();
-    if (finished) rmSync(work, { recursive: true, force: true });
+    if (finished && !opts.keep) rmSync(work, { recursive: true, force: true });
     else log(`kept the data and the services' logs in ${work}`);
   }
 }

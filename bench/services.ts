@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { subgraphs as subgraphRegistry } from '../subgraphs/index.ts';
+import { buildGateway, GATEWAY_NODE_ARGS } from '../scripts/build-gateway.ts';
 import { InspectorProfiler } from './inspector-profiler.ts';
 import { answersGraphQL, freePort, launch, readyz, REPO_ROOT, type Service } from './launcher.ts';
 import type { BenchOptions } from './options.ts';
@@ -35,7 +36,9 @@ export interface Services {
 /** SUBGRAPH_<NAME>_URL, as both gateways read it. */
 const urlVariable = (name: string) => `SUBGRAPH_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_URL`;
 
+
 export async function startServices(options: BenchOptions, work: string, dataDir: string, logDir: string): Promise<Services> {
+  let bundle: string | undefined;
   // Development mode everywhere: stock @apollo/gateway cannot sign the gateway identity our
   // subgraphs expect in production, so the subgraphs accept unsigned requests (ALLOW_UNSIGNED_DEV)
   // and our gateway runs on its development auth defaults. Logging: warn in the subgraphs (the same
@@ -85,10 +88,14 @@ export async function startServices(options: BenchOptions, work: string, dataDir
         });
       } else {
         const variant = kind === 'ours' ? undefined : options.variants.find((v) => `ours:${v.name}` === kind);
+        // As `npm run gateway` runs it: the built bundle under plain node. Another checkout
+        // (--compare) runs from its sources under tsx, as they are.
+        const how = variant?.root
+          ? { args: ['gateway/main.ts'], cwd: variant.root, nodeArgs }
+          : { args: [(bundle ??= await buildGateway())], tsx: false, nodeArgs: [...GATEWAY_NODE_ARGS, ...options.oursNodeArgs, ...(variant?.nodeArgs ?? []), ...nodeArgs] };
         service = await launch({
           name: kind,
-          args: ['gateway/main.ts'],
-          nodeArgs,
+          ...how,
           port,
           env: {
             NODE_ENV: 'development',

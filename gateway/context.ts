@@ -74,7 +74,10 @@ export async function createGatewayContext(info: RequestInfo, logger: Logger, au
   }
   const { refused, headers } = await auth.admit('http', principal, info.remoteAddress);
   if (refused) throw refused;
-  return { ...contextFor(info, logger, principal), rateLimitHeaders: headers };
+  // Assigned, not spread into a new object: on Node 20 a spread followed by more properties costs microseconds.
+  const context = contextFor(info, logger, principal);
+  context.rateLimitHeaders = headers;
+  return context;
 }
 
 /** A context for a caller already authenticated (a graphql-ws connection's). */

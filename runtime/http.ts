@@ -81,6 +81,22 @@ export function toHeaderMap(req: IncomingMessage): HeaderMap {
   return headers;
 }
 
+/** A request target's path and query ("?..." or ""), as `new URL(target, base)` gives them. */
+export function splitTarget(target: string): { pathname: string; search: string } {
+  // The common case without building a WHATWG URL: a plain absolute path (no dot segments, percent
+  // escapes, backslashes or "//") and a query of characters the URL parser keeps as they are.
+  if (PLAIN_TARGET.test(target) && !DOT_SEGMENT.test(target)) {
+    const q = target.indexOf('?');
+    if (q === -1) return { pathname: target, search: '' };
+    return { pathname: target.slice(0, q), search: q === target.length - 1 ? '' : target.slice(q) };
+  }
+  const url = new URL(target, 'http://localhost');
+  return { pathname: url.pathname, search: url.search };
+}
+
+const PLAIN_TARGET = /^\/(?!\/)[A-Za-z0-9\-._~!$&()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%[\]{}|^`\\]*)?$/;
+const DOT_SEGMENT = /\/\.\.?(?:[/?]|$)/;
+
 /** The client address of a request (see RequestInfo.remoteAddress). */
 export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
   if (trustProxy) {
@@ -98,7 +114,7 @@ export async function startHttpServer<C extends BaseContext>(
   const graphqlPath = opts.graphqlPath ?? '/graphql';
   let draining = false;
 
-  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, info: RequestInfo, url: URL): Promise<void> {
+  async function handleGraphQL(req: IncomingMessage, res: ServerResponse, info: RequestInfo, search: string): Promise<void> {
     let body: unknown = undefined;
     if (req.method === 'POST') {
       let raw: string;
@@ -123,19 +139,24 @@ export async function startHttpServer<C extends BaseContext>(
         body = raw;
       }
     } else {
-      info.operationName = url.searchParams.get('operationName') ?? undefined;
+      info.operationName = new URLSearchParams(search).get('operationName') ?? undefined;
     }
     const response = await opts.apollo.executeHTTPGraphQLRequest({
-      httpGraphQLRequest: { method: req.method ?? 'GET', headers: info.headers, search: url.search, body },
+      httpGraphQLRequest: { method: req.method ?? 'GET', headers: info.headers, search, body },
       context: () => opts.context(info),
     });
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string | number> = {};
     for (const [k, v] of response.headers) headers[k] = v;
-    res.writeHead(response.status ?? 200, headers);
     if (response.body.kind === 'complete') {
-      res.end(response.body.string);
+      // With its length, the answer goes out in one write; without, writeHead commits to chunked
+      // encoding (more bytes, and more writes for this side and more parsing for the client's).
+      const text = response.body.string;
+      headers['content-length'] = Buffer.byteLength(text);
+      res.writeHead(response.status ?? 200, headers);
+      res.end(text);
       return;
     }
+    res.writeHead(response.status ?? 200, headers);
     for await (const chunk of response.body.asyncIterator) res.write(chunk);
     res.end();
   }
@@ -147,11 +168,11 @@ export async function startHttpServer<C extends BaseContext>(
     res.setHeader('x-request-id', requestId);
     if (draining) res.setHeader('connection', 'close');
     const info: RequestInfo = { requestId, headers: toHeaderMap(req), remoteAddress: clientAddress(req, opts.trustProxy ?? false) };
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const { pathname, search } = splitTarget(req.url ?? '/');
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       opts.logger.info(
-        { requestId, method: req.method, path: url.pathname, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, operationName: info.operationName },
+        { requestId, method: req.method, path: pathname, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, operationName: info.operationName },
         'request',
       );
       // A request in flight when close() began leaves a keep-alive connection behind; close it
@@ -159,8 +180,8 @@ export async function startHttpServer<C extends BaseContext>(
       if (draining) setImmediate(() => server.closeIdleConnections());
     });
     try {
-      if (url.pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (url.pathname === '/readyz') {
+      if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (pathname === '/readyz') {
         if (draining) return sendJson(res, 503, { status: 'draining' });
         try {
           await opts.readiness();
@@ -172,8 +193,8 @@ export async function startHttpServer<C extends BaseContext>(
       for (const route of opts.routes ?? []) {
         if (await route(req, res, info)) return;
       }
-      if (url.pathname === graphqlPath) return await handleGraphQL(req, res, info, url);
-      sendJson(res, 404, { error: 'not found', path: url.pathname });
+      if (pathname === graphqlPath) return await handleGraphQL(req, res, info, search);
+      sendJson(res, 404, { error: 'not found', path: pathname });
     } catch (err) {
       opts.logger.error({ err, requestId }, 'unhandled request error');
       if (!res.headersSent) graphqlError(res, 500, `Internal server error (request id ${requestId})`, 'INTERNAL_SERVER_ERROR');

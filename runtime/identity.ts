@@ -4,9 +4,10 @@
 // bypasses nothing. Without a token a subgraph answers 401, except with ALLOW_UNSIGNED_DEV=true,
 // which production refuses to start with.
 import { GraphQLError } from 'graphql';
-import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { commonSpec, ConfigError, env, loadConfig } from './config.ts';
 import { DEFAULT_TENANT } from './context.ts';
+import { encodeSegment, hmacKey, signHs256, verifyHs256 } from './hs256.ts';
 
 /** The request header the gateway puts the token in. Clients must never be able to set it. */
 export const IDENTITY_HEADER = 'x-gateway-identity';
@@ -23,6 +24,7 @@ const ISSUER = 'agent-platform-gateway';
 // even if an operator reused one secret for both.
 const TOKEN_TYPE = 'gateway-identity+jwt';
 const CLOCK_TOLERANCE_SECONDS = 5;
+const REQUIRED_CLAIMS = ['exp', 'iat'] as const;
 const MIN_SECRET_BYTES = 32;
 
 export const identitySpec = {
@@ -119,20 +121,23 @@ export interface IdentityService {
 }
 
 export function createIdentityService(config: IdentityConfig, clock: () => number = Date.now): IdentityService {
-  const currentDate = () => new Date(clock());
+  // Signed and checked with node:crypto (runtime/hs256.ts): one per subgraph request on both
+  // sides, where jose's WebCrypto path cost about a tenth of a lookup's CPU. jose still decides
+  // every token the fast path does not vouch for, so refusals and their reasons are its own.
+  const key = hmacKey(config.secret);
+  const header = encodeSegment({ alg: 'HS256', typ: TOKEN_TYPE });
   return {
     async signIdentity(claims, audience, requestId = null) {
       const nowSeconds = Math.floor(clock() / 1000);
+      // The claims in the order jose's SignJWT wrote them, so the tokens are the same bytes.
       const payload: JWTPayload = { knd: claims.kind, ten: claims.tenantId, scp: [...claims.scopes] };
       if (requestId) payload.rid = requestId;
-      const jwt = new SignJWT(payload)
-        .setProtectedHeader({ alg: 'HS256', typ: TOKEN_TYPE })
-        .setIssuer(ISSUER)
-        .setAudience(audience)
-        .setIssuedAt(nowSeconds)
-        .setExpirationTime(nowSeconds + config.ttlSeconds);
-      if (claims.subject !== null) jwt.setSubject(claims.subject);
-      return jwt.sign(config.secret);
+      payload.iss = ISSUER;
+      payload.aud = audience;
+      payload.iat = nowSeconds;
+      payload.exp = nowSeconds + config.ttlSeconds;
+      if (claims.subject !== null) payload.sub = claims.subject;
+      return signHs256(key, header, payload);
     },
 
     async verifyIdentity(headerValue, audience) {
@@ -141,21 +146,34 @@ export function createIdentityService(config: IdentityConfig, clock: () => numbe
         if (config.allowUnsignedDev) return developmentIdentity(audience, DEFAULT_TENANT, new Date(clock() + config.ttlSeconds * 1000));
         throw new IdentityError('missing');
       }
-      let payload: JWTPayload;
-      try {
-        ({ payload } = await jwtVerify(token, config.secret, {
-          algorithms: ['HS256'],
-          issuer: ISSUER,
-          audience,
-          typ: TOKEN_TYPE,
-          requiredClaims: ['exp', 'iat'],
-          clockTolerance: CLOCK_TOLERANCE_SECONDS,
-          currentDate: currentDate(),
-        }));
-      } catch (err) {
-        throw new IdentityError(failureOf(err));
+      const now = clock();
+      // The fast path checked iss, aud, typ, exp and iat as jose would, so the claims have jose's shape.
+      let payload = verifyHs256(key, token, {
+        issuer: ISSUER,
+        audience,
+        typ: TOKEN_TYPE,
+        requiredClaims: REQUIRED_CLAIMS,
+        clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+        nowSeconds: Math.floor(now / 1000),
+      }) as JWTPayload | undefined;
+      if (!payload) {
+        try {
+          ({ payload } = await jwtVerify(token, config.secret, {
+            algorithms: ['HS256'],
+            issuer: ISSUER,
+            audience,
+            typ: TOKEN_TYPE,
+            requiredClaims: [...REQUIRED_CLAIMS],
+            clockTolerance: CLOCK_TOLERANCE_SECONDS,
+            currentDate: new Date(now),
+          }));
+        } catch (err) {
+          throw new IdentityError(failureOf(err));
+        }
       }
-      return { ...claimsOf(payload), requestId: typeof payload.rid === 'string' ? payload.rid : null, audience, expiresAt: new Date((payload.exp ?? 0) * 1000), signed: true };
+      const { kind, subject, tenantId, scopes } = claimsOf(payload);
+      // Written out rather than spread: a spread plus more properties costs microseconds on Node 20.
+      return { kind, subject, tenantId, scopes, requestId: typeof payload.rid === 'string' ? payload.rid : null, audience, expiresAt: new Date((payload.exp ?? 0) * 1000), signed: true };
     },
   };
 }

@@ -9,6 +9,7 @@
 // on an interface is denied when the interface field or any implementation's field requires what
 // the caller lacks, and a field returning an abstract type requires what any possible type does.
 import {
+  BREAK,
   GraphQLError,
   Kind,
   getDirectiveValues,
@@ -217,6 +218,58 @@ export function authorizeOperation(input: AuthorizeInput): Authorization {
     denials: [...denials.values()],
     rewritten: true,
   };
+}
+
+/**
+ * authorizeOperation, remembered. Its answer depends only on the schema, the access policy, the
+ * document, the operation name, whether the caller is anonymous, the scopes it holds and, through
+ * @skip/@include, the variables: so per document (Apollo Server hands out the same parsed object
+ * for the same query until its document cache drops it or the schema changes) it keeps one answer
+ * per operation name and scope set, and none for documents with @skip or @include. Entries go
+ * with their document (a WeakMap), are dropped when the schema or policy differs from the one
+ * they were made for (a supergraph reload), and are at most `maxPerDocument` per document.
+ * Refusals (thrown errors) are not remembered.
+ */
+export function createAuthorizer(maxPerDocument = 64): (input: AuthorizeInput) => Authorization {
+  const byDocument = new WeakMap<DocumentNode, { schema: GraphQLSchema; policy: AccessPolicy; cacheable: boolean; answers: Map<string, Authorization> }>();
+  const scopeKeys = new WeakMap<Principal, string>();
+  return (input) => {
+    let entry = byDocument.get(input.document);
+    if (!entry || entry.schema !== input.schema || entry.policy !== input.policy) {
+      entry = { schema: input.schema, policy: input.policy, cacheable: !hasConditionalSelections(input.document), answers: new Map() };
+      byDocument.set(input.document, entry);
+    }
+    if (!entry.cacheable) return authorizeOperation(input);
+    const { principal } = input;
+    let scopes = scopeKeys.get(principal);
+    if (scopes === undefined) {
+      scopes = principal.kind === 'anonymous' ? '\u0000anonymous' : [...new Set(principal.scopes)].sort().join(' ');
+      scopeKeys.set(principal, scopes);
+    }
+    const key = `${input.operationName ?? ''}\n${scopes}`;
+    let answer = entry.answers.get(key);
+    if (!answer) {
+      answer = authorizeOperation(input);
+      if (entry.answers.size >= maxPerDocument) entry.answers.clear();
+      entry.answers.set(key, answer);
+    }
+    return answer;
+  };
+}
+
+/** Whether any selection carries @skip or @include, whose outcome depends on the variables. */
+function hasConditionalSelections(document: DocumentNode): boolean {
+  let found = false;
+  visit(document, {
+    Directive(node) {
+      if (node.name.value === 'skip' || node.name.value === 'include') {
+        found = true;
+        return BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 function selectOperation(document: DocumentNode, operationName: string | null | undefined): OperationDefinitionNode {

@@ -4,7 +4,7 @@
 // the same way) and errors at the same paths, and the rewritten document must be valid GraphQL.
 import { buildSchema, defaultFieldResolver, execute, GraphQLError, parse, print, validate, type DocumentNode, type GraphQLFieldResolver } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { applyDenials, authorizeOperation, HIDDEN_TYPENAME, type Authorization } from '../../gateway/auth/enforce.ts';
+import { applyDenials, authorizeOperation, createAuthorizer, HIDDEN_TYPENAME, type Authorization } from '../../gateway/auth/enforce.ts';
 import { ANONYMOUS, type Principal } from '../../gateway/auth/principal.ts';
 import { extractAccessPolicy } from '../../gateway/auth/supergraph-policy.ts';
 
@@ -359,5 +359,51 @@ describe('authorizeOperation + applyDenials', () => {
     const byPath = Object.fromEntries(authorization.denials.map((d: Authorization['denials'][number]) => [d.steps.map((s) => s.key).join('.'), d]));
     expect(byPath['me.friends.e']).toMatchObject({ types: null, steps: [{ key: 'me', type: 'User' }, { key: 'friends', type: '[User!]!' }, { key: 'e', type: 'String' }] });
     expect(byPath['search.body']).toMatchObject({ types: ['Document'] });
+  });
+});
+
+describe('createAuthorizer (authorizeOperation remembered)', () => {
+  it('answers as authorizeOperation does, once per document, operation and scope set', () => {
+    const authorize = createAuthorizer();
+    const document = parse('query A { hello secret me { email } } query B { me { ssn } }');
+    for (const [principal, operationName] of [
+      [user(['users:read']), 'A'],
+      [user(['admin']), 'A'],
+      [ANONYMOUS, 'A'],
+      [user([]), 'B'],
+    ] as const) {
+      const first = authorize({ schema, policy, document, operationName, principal });
+      expect(first).toEqual(authorizeOperation({ schema, policy, document, operationName, principal }));
+      // Another principal object with the same scopes (in another order) gets the same answer object.
+      const again = authorize({ schema, policy, document, operationName, principal: principal.kind === 'anonymous' ? ANONYMOUS : user([...principal.scopes].reverse()) });
+      expect(again).toBe(first);
+    }
+    // A signed-in caller without scopes is not anonymous.
+    const none = authorize({ schema, policy, document, operationName: 'A', principal: user([]) });
+    expect(none.denials.map((d) => d.error.code)).toEqual(['FORBIDDEN', 'FORBIDDEN']);
+    expect(authorize({ schema, policy, document, operationName: 'A', principal: ANONYMOUS }).denials.map((d) => d.error.code)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED']);
+  });
+
+  it('decides again for another schema or policy, and every time when @skip/@include depend on variables', () => {
+    const authorize = createAuthorizer();
+    const document = parse('{ hello secret }');
+    const first = authorize({ schema, policy, document, principal: user([]) });
+    expect(authorize({ schema, policy: extractAccessPolicy(SDL), document, principal: user([]) })).not.toBe(first);
+    const otherSchema = buildSchema(SDL);
+    expect(authorize({ schema: otherSchema, policy, document, principal: user([]) })).not.toBe(first);
+
+    const conditional = parse('query($s: Boolean!) { hello secret @skip(if: $s) }');
+    const skipped = authorize({ schema, policy, document: conditional, variables: { s: true }, principal: user([]) });
+    const kept = authorize({ schema, policy, document: conditional, variables: { s: false }, principal: user([]) });
+    expect(skipped.denials).toEqual([]);
+    expect(kept.denials).toHaveLength(1);
+  });
+
+  it('does not remember refusals', () => {
+    const authorize = createAuthorizer();
+    const document = parse('query A { hello }');
+    expect(() => authorize({ schema, policy, document, operationName: 'B', principal: ANONYMOUS })).toThrow(/Unknown operation/);
+    expect(() => authorize({ schema, policy, document, operationName: 'B', principal: ANONYMOUS })).toThrow(/Unknown operation/);
+    expect(authorize({ schema, policy, document, operationName: 'A', principal: ANONYMOUS }).rewritten).toBe(false);
   });
 });

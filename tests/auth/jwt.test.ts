@@ -93,6 +93,20 @@ describe('HS256 tokens (development)', () => {
     expect(await reason(dev.verify(await token({ alg: 'RS256', key: privateKey })))).toBe('unsupported alg');
   });
 
+  it('remembers a verified token, but checks its time window again at every use', async () => {
+    const now = nowSeconds();
+    const t = await token({ exp: now + 60, nbf: now - 10 });
+    const first = await dev.verify(t);
+    // The same principal object: the signature was not checked again.
+    expect(await dev.verify(t)).toBe(first);
+    expect(await reason(dev.verify(t, new Date((now + 66) * 1000)))).toBe('expired');
+    expect(await reason(dev.verify(t, new Date((now - 16) * 1000)))).toBe('not yet valid');
+    expect(await dev.verify(t, new Date((now + 64) * 1000))).toBe(first);
+    // Another verifier (another secret) shares nothing.
+    const other = createJwtVerifier(loadAuthConfig({ NODE_ENV: 'development', AUTH_JWT_SECRET: 'another-secret-that-is-at-least-32-bytes' }));
+    expect(await reason(other.verify(t))).toBe('bad signature');
+  });
+
   it('refuses malformed tokens and tokens missing what the platform needs', async () => {
     expect(await reason(dev.verify('not-a-jwt'))).toBe('malformed');
     expect(await reason(dev.verify('a.b.c'))).toBe('malformed');
@@ -166,6 +180,22 @@ describe('JWKS tokens (production)', () => {
     expect(await verifier.verify(fresh)).toMatchObject({ subject: 'alice' });
     expect(fetches).toBe(3);
     expect(await reason(verifier.verify(await signed('rsa-1')))).toBe('unknown key');
+  });
+
+  it('remembers a verified token only while the key set resolves its kid to the same key', async () => {
+    keys = [pairs['rsa-1']!.jwk];
+    fetches = 0;
+    const verifier = production();
+    const t = await signed('rsa-1');
+    const first = await verifier.verify(t);
+    expect(await verifier.verify(t)).toBe(first);
+    expect(fetches).toBe(1);
+
+    // Keys are trusted for no time at all: each use refetches them, and rsa-1 is gone.
+    const strict = production({ AUTH_JWKS_CACHE_MS: '0' });
+    expect(await strict.verify(t)).toMatchObject({ subject: 'alice' });
+    keys = [pairs['rsa-2']!.jwk];
+    expect(await reason(strict.verify(t))).toBe('unknown key');
   });
 
   it('does not refetch for unknown kids within the cooldown', async () => {

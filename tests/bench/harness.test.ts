@@ -116,6 +116,17 @@ describe('flags', () => {
     if (options === 'help') throw new Error('unexpected help');
     expect(options.targets).toEqual(['subgraph', 'stock', 'ours', 'ours:no-dedup']);
     expect(options.variants).toEqual([{ name: 'no-dedup', env: { LOG_LEVEL: 'warn', SUBGRAPH_DEDUP: 'false', FOO: '1' } }]);
+    const gc = parseOptions(['--variant', 'gc:--max-semi-space-size=32,--heap-growing-percent=50,X=1'], '/out');
+    if (gc === 'help') throw new Error('unexpected help');
+    expect(gc.variants).toEqual([{ name: 'gc', env: { X: '1' }, nodeArgs: ['--max-semi-space-size=32', '--heap-growing-percent=50'] }]);
+  });
+
+  it('adds a target per --compare checkout, run from that directory', () => {
+    const options = parseOptions(['--ours-env', 'LOG_LEVEL=warn', '--compare', 'head=/tmp/base'], '/out');
+    if (options === 'help') throw new Error('unexpected help');
+    expect(options.targets).toEqual(['subgraph', 'stock', 'ours', 'ours:head']);
+    expect(options.variants).toEqual([{ name: 'head', env: { LOG_LEVEL: 'warn' }, root: '/tmp/base' }]);
+    expect(() => parseOptions(['--compare', 'head'], '/out')).toThrow(/--compare/);
   });
 
   it('refuses bad values, naming the flag', () => {

@@ -2,6 +2,7 @@
 // startSubgraph. A TCP tap between them counts the connections the client really opens and
 // records the bytes it really sends.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -187,6 +188,49 @@ describe('subgraph failures reach the client as SUBGRAPH_UNAVAILABLE naming the 
     } finally {
       for (const s of held) s.destroy();
       await new Promise<void>((resolve) => blackHole.close(() => resolve()));
+    }
+  });
+
+  it('reads an answer sent in pieces, a character split between them and a byte order mark first, as undici would', async () => {
+    const text = Buffer.from(`\ufeff${JSON.stringify({ data: { agent: { id: agentId, name: 'Zoë ✓' } } })}`);
+    const split = text.indexOf(Buffer.from('✓')) + 1;
+    const pieces = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write(text.subarray(0, split));
+        setTimeout(() => res.end(text.subarray(split)), 20);
+      });
+    });
+    await new Promise<void>((resolve) => pieces.listen(0, '127.0.0.1', resolve));
+    try {
+      const g = await gateway({ SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${(pieces.address() as { port: number }).port}/graphql` });
+      expect(await gql(g.url, AGENT_QUERY, { id: agentId })).toMatchObject({ status: 200, data: { agent: { id: agentId, name: 'Zoë ✓' } } });
+    } finally {
+      await new Promise<void>((resolve) => pieces.close(() => resolve()));
+    }
+  });
+
+  it('gives up at SUBGRAPH_TIMEOUT_MS even while the answer is still trickling in', async () => {
+    const trickle = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"data":');
+        const timer = setInterval(() => res.write(' '), 50);
+        res.on('close', () => clearInterval(timer));
+      });
+    });
+    await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+    try {
+      const g = await gateway({ SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${(trickle.address() as { port: number }).port}/graphql`, SUBGRAPH_TIMEOUT_MS: '300' });
+      const result = await gql(g.url, AGENT_QUERY, { id: agentId });
+      expect(result.errors).toEqual([
+        { message: 'Subgraph "agents" is unavailable: no response within 300 ms', extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'agents' } },
+      ]);
+    } finally {
+      trickle.closeAllConnections();
+      await new Promise<void>((resolve) => trickle.close(() => resolve()));
     }
   });
 
