@@ -145,7 +145,8 @@ function fileComment(lines: string[], firstDefinitionLine: number): string | und
 
 const SEGMENT = /^(?:[a-z0-9][a-z0-9-]*|\{[A-Za-z_][A-Za-z0-9_]*\})$/;
 
-function fragmentsUsed(node: DefinitionNode, fragments: Map<string, FragmentDefinitionNode>, into = new Set<string>()): Set<string> {
+/** The fragments a definition spreads, directly or through other fragments (also used for trusted-document manifests). */
+export function fragmentsUsed(node: DefinitionNode, fragments: ReadonlyMap<string, FragmentDefinitionNode>, into = new Set<string>()): Set<string> {
   visit(node, {
     FragmentSpread(spread) {
       const name = spread.name.value;

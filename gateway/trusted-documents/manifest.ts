@@ -3,7 +3,8 @@
 //     "operations": [{ "id": "<sha256 of body>", "name": "GetAgent", "type": "query", "body": "query GetAgent …" }] }
 // what @apollo/generate-persisted-query-manifest writes and `npm run trusted-documents` writes.
 import { Ajv, type ErrorObject } from 'ajv';
-import { Kind, parse, print, visit, type DefinitionNode, type DocumentNode, type FragmentDefinitionNode, type OperationDefinitionNode } from 'graphql';
+import { Kind, parse, print, type DocumentNode, type FragmentDefinitionNode, type OperationDefinitionNode } from 'graphql';
+import { fragmentsUsed } from '../rest/operations.ts';
 import { documentIdOf } from './documents.ts';
 
 export const MANIFEST_FORMAT = 'apollo-persisted-query-manifest';
@@ -80,19 +81,6 @@ export function checkManifest(value: unknown): { operations: ManifestOperation[]
     else if (operation.operation !== op.type) problems.push(`${where}: type is "${op.type}" but the operation is a ${operation.operation}`);
   });
   return { operations: value.operations, problems };
-}
-
-function fragmentsUsed(node: DefinitionNode, fragments: ReadonlyMap<string, FragmentDefinitionNode>, into = new Set<string>()): Set<string> {
-  visit(node, {
-    FragmentSpread(spread) {
-      const name = spread.name.value;
-      if (into.has(name)) return;
-      into.add(name);
-      const fragment = fragments.get(name);
-      if (fragment) fragmentsUsed(fragment, fragments, into);
-    },
-  });
-  return into;
 }
 
 export interface OperationSource {
