@@ -70,12 +70,15 @@ afterAll(async () => {
 
 describe('API keys after a supergraph reload moves governance', () => {
   it('are checked with the governance the new supergraph routes to', async () => {
+    const atStart = graphqlRequests(governance);
     const created = await gqlOk<{ createApiKey: { secret: string } }>(
       gateway.url,
       'mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }',
       { input: { name: 'partner', scopes: ['agents:read'] } },
     );
     const key = { 'x-api-key': created.createApiKey.secret };
+    // Log lines may reach us a moment after the answer did: count from createApiKey's own line.
+    await expect.poll(() => graphqlRequests(governance)).toBe(atStart + 1);
     // `{ __typename }` needs no subgraph: the only request it causes is the key check.
     const before = graphqlRequests(governance);
     const first = await gql(gateway.url, '{ __typename }', undefined, key);
