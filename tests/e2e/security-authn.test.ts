@@ -9,8 +9,8 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEV_AUDIENCE, DEV_ISSUER } from '../../gateway/auth/config.ts';
-import { bearer, identityHeaders, TEST_SECURITY_ENV, userToken } from '../support/auth.ts';
-import { getFreePort, gql, gqlOk, manageProcesses, startPlatform, startProcess, TEST_RATE_LIMITS, type Platform, type ServiceProcess } from '../support/processes.ts';
+import { bearer, identityHeaders, userToken } from '../support/auth.ts';
+import { gql, gqlOk, manageProcesses, startGatewayProcess, startPlatform, subgraphsOf, type Platform, type ServiceProcess } from '../support/processes.ts';
 import { subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
@@ -118,21 +118,10 @@ describe('tokens from an identity provider (JWKS), with key rotation', () => {
       res.end(JSON.stringify(jwks));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = await getFreePort();
-    gateway = await startProcess({
+    gateway = await startGatewayProcess({
       name: 'gateway-jwks',
-      args: ['gateway/main.ts'],
-      port,
-      env: {
-        GATEWAY_PORT: String(port),
-        SUBGRAPH_AGENTS_URL: platform.agents.url,
-        SUBGRAPH_ORCHESTRATION_URL: platform.orchestration.url,
-        SUBGRAPH_GOVERNANCE_URL: platform.governance.url,
-        AUTH_JWKS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`,
-        AUTH_JWKS_COOLDOWN_MS: '0',
-        ...TEST_SECURITY_ENV,
-        ...TEST_RATE_LIMITS,
-      },
+      subgraphs: subgraphsOf(platform),
+      env: { AUTH_JWKS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, AUTH_JWKS_COOLDOWN_MS: '0' },
     });
   });
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_JWT_SECRET } from '../../gateway/auth/config.ts';
 import { DEV_GATEWAY_SIGNING_SECRET } from '../../runtime/identity.ts';
 import { TEST_SECURITY_ENV, userToken } from '../support/auth.ts';
-import { getFreePort, gql, manageProcesses, runToExit, startPlatform, startProcess, TEST_RATE_LIMITS, type Platform, type ServiceProcess } from '../support/processes.ts';
+import { gql, manageProcesses, runToExit, startGatewayProcess, startPlatform, subgraphsOf, type Platform, type ServiceProcess } from '../support/processes.ts';
 
 manageProcesses();
 
@@ -83,23 +83,10 @@ describe('INTROSPECTION=true and GRAPHIQL=true in production', () => {
   let gateway: ServiceProcess;
 
   beforeAll(async () => {
-    const port = await getFreePort();
-    gateway = await startProcess({
+    gateway = await startGatewayProcess({
       name: 'gateway-introspection',
-      args: ['gateway/main.ts'],
-      port,
-      env: {
-        ...PRODUCTION,
-        ...AUTH,
-        ...TEST_SECURITY_ENV,
-        ...TEST_RATE_LIMITS,
-        GATEWAY_PORT: String(port),
-        SUBGRAPH_AGENTS_URL: platform.agents.url,
-        SUBGRAPH_ORCHESTRATION_URL: platform.orchestration.url,
-        SUBGRAPH_GOVERNANCE_URL: platform.governance.url,
-        INTROSPECTION: 'true',
-        GRAPHIQL: 'true',
-      },
+      subgraphs: subgraphsOf(platform),
+      env: { ...PRODUCTION, ...AUTH, INTROSPECTION: 'true', GRAPHIQL: 'true' },
     });
   });
 

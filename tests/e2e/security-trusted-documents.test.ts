@@ -8,20 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentIdOf, type PersistedQueryManifest } from '../../gateway/trusted-documents/index.ts';
-import { TEST_SECURITY_ENV } from '../support/auth.ts';
-import {
-  getFreePort,
-  gql,
-  gqlOk,
-  manageProcesses,
-  runToExit,
-  startPlatform,
-  startProcess,
-  TEST_RATE_LIMITS,
-  withDefaultAuth,
-  type Platform,
-  type ServiceProcess,
-} from '../support/processes.ts';
+import { gql, gqlOk, manageProcesses, runToExit, startGatewayProcess, startPlatform, subgraphsOf, withDefaultAuth, type Platform, type ServiceProcess } from '../support/processes.ts';
 import { refusal, subscribe, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
@@ -66,23 +53,8 @@ async function get(url: string, params: Record<string, string>) {
 
 const graphqlRequests = (p: ServiceProcess) => p.jsonLogs().filter((l) => l.msg === 'request' && l.path === '/graphql').length;
 
-async function startGateway(name: string, env: Record<string, string>): Promise<ServiceProcess> {
-  const port = await getFreePort();
-  return startProcess({
-    name,
-    args: ['gateway/main.ts'],
-    port,
-    env: {
-      GATEWAY_PORT: String(port),
-      SUBGRAPH_AGENTS_URL: platform.agents.url,
-      SUBGRAPH_ORCHESTRATION_URL: platform.orchestration.url,
-      SUBGRAPH_GOVERNANCE_URL: platform.governance.url,
-      LOG_LEVEL: 'info',
-      ...TEST_SECURITY_ENV,
-      ...TEST_RATE_LIMITS,
-      ...env,
-    },
-  });
+function startGateway(name: string, env: Record<string, string>): Promise<ServiceProcess> {
+  return startGatewayProcess({ name, subgraphs: subgraphsOf(platform), env });
 }
 
 beforeAll(async () => {

@@ -1,7 +1,7 @@
 // Subscriptions when things go wrong, with real processes and real sockets: clients that leave
 // (1,000 times), a subgraph that restarts, an entity subgraph that is down for one event, clients
 // that stop reading or stop answering pings, and the gateway shutting down.
-import { defaultAuthorization, TEST_SECURITY_ENV } from '../support/auth.ts';
+import { defaultAuthorization } from '../support/auth.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { getFreePort, gqlOk, manageProcesses, startPlatform, startProcess, TEST_RATE_LIMITS, type Platform, type ServiceProcess } from '../support/processes.ts';
+import { gqlOk, manageProcesses, startGatewayProcess, startPlatform, subgraphsOf, type Platform, type ServiceProcess } from '../support/processes.ts';
 import { gatewayStats, subgraphOpenSubscriptions, subgraphSubscribed, subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
@@ -240,21 +240,10 @@ describe('keep-alive (a second gateway with a short interval)', () => {
   let gateway: ServiceProcess;
 
   beforeAll(async () => {
-    const port = await getFreePort();
-    gateway = await startProcess({
+    gateway = await startGatewayProcess({
       name: 'gateway-keepalive',
-      args: ['gateway/main.ts'],
-      port,
-      env: {
-        GATEWAY_PORT: String(port),
-        SUBSCRIPTION_KEEPALIVE_MS: String(keepAliveMs),
-        SUBGRAPH_TIMEOUT_MS: '1000',
-        SUBGRAPH_AGENTS_URL: platform.agents.url,
-        SUBGRAPH_ORCHESTRATION_URL: platform.orchestration.url,
-        SUBGRAPH_GOVERNANCE_URL: platform.governance.url,
-        ...TEST_SECURITY_ENV,
-        ...TEST_RATE_LIMITS,
-      },
+      subgraphs: subgraphsOf(platform),
+      env: { SUBSCRIPTION_KEEPALIVE_MS: String(keepAliveMs), SUBGRAPH_TIMEOUT_MS: '1000' },
     });
   });
 

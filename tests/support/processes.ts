@@ -261,20 +261,15 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     }),
     startProcess({ name: 'governance', args: ['scripts/subgraph.ts', 'governance'], port: governancePort, env: { ...common, GOVERNANCE_PORT: String(governancePort) } }),
   ]);
-  const gateway = await startProcess({
+  const gateway = await startGatewayProcess({
     name: 'gateway',
-    args: ['gateway/main.ts'],
     port: gatewayPort,
-    env: {
-      ...common,
-      GATEWAY_PORT: String(gatewayPort),
-      SUBGRAPH_AGENTS_URL: options.subgraphUrls?.agents ?? agents.url,
-      SUBGRAPH_ORCHESTRATION_URL: options.subgraphUrls?.orchestration ?? orchestration.url,
-      SUBGRAPH_GOVERNANCE_URL: governance.url,
-      // Suites make thousands of requests as one caller; the rate limit tests set their own.
-      ...TEST_RATE_LIMITS,
-      ...options.gatewayEnv,
+    subgraphs: {
+      agents: options.subgraphUrls?.agents ?? agents.url,
+      orchestration: options.subgraphUrls?.orchestration ?? orchestration.url,
+      governance: governance.url,
     },
+    env: { ...common, ...options.gatewayEnv },
   });
   return {
     agents,
@@ -293,6 +288,41 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       }
     },
   };
+}
+
+/**
+ * A gateway process (gateway/main.ts) in front of the given subgraph URLs, on a free port unless
+ * one is given: the platform's own, or an extra one with other settings beside it. The test
+ * signing secret and budgets no functional test reaches come first, so `env` can change them.
+ */
+export async function startGatewayProcess(options: {
+  name: string;
+  subgraphs: { agents: string; orchestration: string; governance: string };
+  env?: Record<string, string | undefined>;
+  port?: number;
+}): Promise<ServiceProcess> {
+  const port = options.port ?? (await getFreePort());
+  return startProcess({
+    name: options.name,
+    args: ['gateway/main.ts'],
+    port,
+    env: {
+      LOG_LEVEL: 'info',
+      ...TEST_SECURITY_ENV,
+      // Suites make thousands of requests as one caller; the rate limit tests set their own.
+      ...TEST_RATE_LIMITS,
+      ...options.env,
+      GATEWAY_PORT: String(port),
+      SUBGRAPH_AGENTS_URL: options.subgraphs.agents,
+      SUBGRAPH_ORCHESTRATION_URL: options.subgraphs.orchestration,
+      SUBGRAPH_GOVERNANCE_URL: options.subgraphs.governance,
+    },
+  });
+}
+
+/** The subgraph URLs of a platform, for another gateway in front of them. */
+export function subgraphsOf(platform: Platform): { agents: string; orchestration: string; governance: string } {
+  return { agents: platform.agents.url, orchestration: platform.orchestration.url, governance: platform.governance.url };
 }
 
 export interface GqlResult<T = Record<string, unknown>> {
