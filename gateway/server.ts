@@ -21,10 +21,11 @@ import { formatGatewayError } from './errors.ts';
 import { createRestFacade } from './rest/index.ts';
 import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from './subgraph-client.ts';
 import { createDedup } from './dedup.ts';
+import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
 import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
-import { loadTrustedDocuments, subscriptionDocumentGate, trustedDocumentsPlugin } from './trusted-documents/index.ts';
+import { loadTrustedDocuments, resolveTrustedDocument, subscriptionDocumentGate, trustedDocumentsPlugin } from './trusted-documents/index.ts';
 
 export interface RunningGateway {
   url: string;
@@ -38,6 +39,8 @@ export interface RunningGateway {
   logger: Logger;
   /** graphql-ws on /graphql and SSE on /graphql/stream; stats() counts open subscriptions. */
   subscriptions: GatewaySubscriptions;
+  /** The fast path for documents Apollo Server has executed before; stats() counts its use. */
+  prepared: PreparedOperations;
   stop(): Promise<void>;
 }
 
@@ -126,9 +129,16 @@ export async function startGateway(source: Record<string, string | undefined> = 
     policy = extractAccessPolicy(coreSupergraphSdl);
   });
 
+  // Repeats of a document Apollo Server executed skip its request pipeline (gateway/prepared-operations.ts).
+  const prepared = createPreparedOperations({
+    max: config.PREPARED_OPERATIONS_MAX,
+    // With TRUSTED_DOCUMENTS=log, each use of an unregistered document is logged by its plugin.
+    admits: (query) => trustedDocuments.registry.mode === 'off' || !(resolveTrustedDocument(trustedDocuments.registry, { query }) instanceof Error),
+    logger,
+  });
   const apollo = new ApolloServer<GatewayContext>({
     // Field-level access control (@authenticated, @requiresScopes) before every execution.
-    gateway: withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }),
+    gateway: prepared.wrap(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal })),
     ...apolloLimits(limits.query, { production }),
     introspection: config.INTROSPECTION ?? !production,
     csrfPrevention: true,
@@ -143,6 +153,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
       rateLimitHeadersPlugin(),
       // TRUSTED_DOCUMENTS: unregistered documents are refused (or logged) before they are parsed.
       ...(trustedDocuments.registry.mode === 'off' ? [] : [trustedDocumentsPlugin(trustedDocuments.registry)]),
+      prepared.plugin,
     ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
@@ -175,7 +186,13 @@ export async function startGateway(source: Record<string, string | undefined> = 
   // One context factory for every transport, so REST requests run exactly like GraphQL ones.
   const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger, authenticator);
   // REST facade (/v1/..., /openapi.json) and docs (/docs, /redoc, GraphiQL on GET /graphql in a browser).
-  const rest = createRestFacade({ apollo, gateway, logger, maxBodyBytes: config.MAX_BODY_BYTES, context: requestContext });
+  const rest = createRestFacade({
+    execute: (request, contextValue) => prepared.executeOperation(apollo, request, contextValue),
+    gateway,
+    logger,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    context: requestContext,
+  });
   routes.push(createDocsRoute({ graphiql: config.GRAPHIQL ?? !production }), rest.route);
   const subscriptions = createGatewaySubscriptions({
     gateway,
@@ -205,6 +222,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         routes,
         trustProxy: config.TRUST_PROXY,
         context: requestContext,
+        execute: (request, context) => prepared.execute(apollo, request, context),
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
         },
@@ -230,6 +248,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     config,
     logger,
     subscriptions,
+    prepared,
     stop() {
       stopping ??= (async () => {
         // WebSockets and SSE streams first: they never finish on their own, http.close() would wait.

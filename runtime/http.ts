@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
 
 /**
@@ -37,6 +37,8 @@ export interface HttpServerOptions<C extends BaseContext> {
   routes?: Route[];
   /** Take the client address from X-Forwarded-For (behind a reverse proxy the operator runs). */
   trustProxy?: boolean;
+  /** Answers GraphQL requests in place of apollo.executeHTTPGraphQLRequest (the gateway's prepared operations). */
+  execute?: (request: HTTPGraphQLRequest, context: () => Promise<C>) => Promise<HTTPGraphQLResponse>;
 }
 
 export interface RunningHttpServer {
@@ -141,10 +143,9 @@ export async function startHttpServer<C extends BaseContext>(
     } else {
       info.operationName = new URLSearchParams(search).get('operationName') ?? undefined;
     }
-    const response = await opts.apollo.executeHTTPGraphQLRequest({
-      httpGraphQLRequest: { method: req.method ?? 'GET', headers: info.headers, search, body },
-      context: () => opts.context(info),
-    });
+    const httpGraphQLRequest: HTTPGraphQLRequest = { method: req.method ?? 'GET', headers: info.headers, search, body };
+    const context = () => opts.context(info);
+    const response = opts.execute ? await opts.execute(httpGraphQLRequest, context) : await opts.apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
     const headers: Record<string, string | number> = {};
     for (const [k, v] of response.headers) headers[k] = v;
     if (response.body.kind === 'complete') {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ApolloServer } from '@apollo/server';
+import type { GraphQLRequest, GraphQLResponse } from '@apollo/server';
 import { GraphQLError } from 'graphql';
 import { BodyTooLargeError, readBody, type RequestInfo } from '../../runtime/http.ts';
 import type { Logger } from '../../runtime/logger.ts';
@@ -15,7 +15,8 @@ import { bodyError, fieldErrors, parameterError, type Validator } from './valida
 /**
  * The REST transport: match the route, turn path, query and body into the operation's variables,
  * validate them against the route's JSON Schemas, run the operation through the gateway's own
- * executor (apollo.executeOperation, so plugins, limits and error formatting are the graph's),
+ * executor (Apollo Server's executeOperation, or the gateway's prepared operations, which answer as it
+ * does: plugins, limits and error formatting are the graph's),
  * and answer with the root field's value or a problem document.
  */
 
@@ -31,7 +32,8 @@ export interface RuntimeRoute {
 }
 
 export interface RouterDeps {
-  apollo: ApolloServer<GatewayContext>;
+  /** Runs an operation as apollo.executeOperation does (gateway/prepared-operations.ts executeOperation). */
+  execute(request: GraphQLRequest, contextValue: GatewayContext): Promise<GraphQLResponse>;
   /** The same context factory as the GraphQL endpoint's, so every transport runs alike. */
   context: (info: RequestInfo) => Promise<GatewayContext>;
   maxBodyBytes: number;
@@ -202,7 +204,7 @@ export async function handleRestRequest(
     sendProblem(res, problem(status, code, err.message, where), headers);
     return true;
   }
-  const response = await deps.apollo.executeOperation(
+  const response = await deps.execute(
     {
       query: route.declaration.document,
       operationName: route.declaration.operationId,
@@ -210,7 +212,7 @@ export async function handleRestRequest(
       // Plugins (auth, limits) read the request head from here, as for GraphQL over HTTP.
       http: { method, headers: info.headers, search: url.search, body: undefined },
     },
-    { contextValue },
+    contextValue,
   );
   const headers: Record<string, string> = {};
   for (const [k, v] of response.http.headers) if (k !== 'content-type' && k !== 'content-length') headers[k] = v;
