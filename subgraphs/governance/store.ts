@@ -13,14 +13,17 @@ import { inTransaction } from '../../runtime/unit-of-work.ts';
 import {
   ApiKeyCreated,
   ApiKeyRevoked,
+  displayPrefix,
+  generateKey,
+  keyMatches,
   lastUsedThreshold,
   LIMITS,
+  prefixOf,
   subjectOfKey,
   type ApiKeyCreatedPayload,
   type ApiKeyDraft,
   type ApiKeyRevokedPayload,
 } from './domain.ts';
-import { displayPrefix, generateKey, keyMatches, prefixOf } from './keys.ts';
 
 export interface ApiKeysTable {
   id: string;

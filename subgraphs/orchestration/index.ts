@@ -1,12 +1,12 @@
 // The orchestration subgraph: tasks that agents claim under a lease, with retries, and workflow
 // runs that release their steps' tasks as a DAG.
 import { env, loadConfig } from '../../runtime/config.ts';
+import { createPeriodicJob } from '../../runtime/periodic-job.ts';
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createOrchestrationContext, type OrchestrationContext } from './context.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
 import { OrchestrationStore, type OrchestrationDB } from './store.ts';
-import { createSweeper } from './sweeper.ts';
 
 export const orchestrationSpec = {
   LEASE_SWEEP_INTERVAL_MS: env.int('how often expired task leases and timed-out attempts are swept, in milliseconds', 1000, 10),
@@ -19,7 +19,7 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
   create({ database, bus, logger, env: source }) {
     const config = loadConfig(orchestrationSpec, source);
     const store = new OrchestrationStore({ database, bus, logger });
-    const sweeper = createSweeper({ intervalMs: config.LEASE_SWEEP_INTERVAL_MS, sweep: () => store.sweep(), logger });
+    const sweeper = createPeriodicJob({ name: 'lease sweep', intervalMs: config.LEASE_SWEEP_INTERVAL_MS, run: () => store.sweep(), logger });
     return {
       resolvers,
       createContext: (base) => createOrchestrationContext(base, store),

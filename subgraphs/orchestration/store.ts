@@ -10,17 +10,17 @@ import { toConnection, type Connection, type Cursor } from '../../runtime/pagina
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import * as domain from './domain.ts';
 import type { Task, TaskFailure, TaskSpec, TaskState, WorkflowDefinitionSpec } from './domain.ts';
-import type { StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './rows.ts';
-import { cancelRun, settleTask, startRun } from './run-driver.ts';
-import type { Scope } from './scope.ts';
-import type { OrchestrationDB } from './tables.ts';
-import * as tasks from './task-queries.ts';
-import * as workflows from './workflow-queries.ts';
+import type { StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store/rows.ts';
+import { cancelRun, settleTask, startRun } from './store/run-driver.ts';
+import type { Scope } from './store/scope.ts';
+import type { OrchestrationDB } from './store/tables.ts';
+import * as tasks from './store/task-queries.ts';
+import * as workflows from './store/workflow-queries.ts';
 
-export type { OrchestrationDB } from './tables.ts';
-export type { AgentRef, StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './rows.ts';
-export type { TaskFilter } from './task-queries.ts';
-export type { WorkflowRunFilter } from './workflow-queries.ts';
+export type { OrchestrationDB } from './store/tables.ts';
+export type { AgentRef, StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store/rows.ts';
+export type { TaskFilter } from './store/task-queries.ts';
+export type { WorkflowRunFilter } from './store/workflow-queries.ts';
 
 export interface Page {
   first: number;

@@ -1,7 +1,17 @@
 import { GraphQLError } from 'graphql';
 import { describe, expect, it } from 'vitest';
-import { LAST_USED_RESOLUTION_MS, lastUsedThreshold, LIMITS, normaliseCreateInput, subjectOfKey } from '../../subgraphs/governance/domain.ts';
-import { displayPrefix, generateKey, hashKey, keyMatches, prefixOf } from '../../subgraphs/governance/keys.ts';
+import {
+  displayPrefix,
+  generateKey,
+  hashKey,
+  keyMatches,
+  LAST_USED_RESOLUTION_MS,
+  lastUsedThreshold,
+  LIMITS,
+  normaliseCreateInput,
+  prefixOf,
+  subjectOfKey,
+} from '../../subgraphs/governance/domain.ts';
 
 function badInputField(fn: () => unknown): unknown {
   try {

@@ -1,8 +1,8 @@
 // Moves workflow runs forward inside the transaction that changed one of their tasks, so a run
 // and its tasks never disagree: a completion releases the next steps, a final failure fails the
 // run and skips what is pending, a cancellation cancels the open tasks.
-import { newId } from '../../runtime/ids.ts';
-import { advanceRun, cancel, isTerminal, newTask, stepStatusOf, stepTaskInput, type WorkflowStep } from './domain.ts';
+import { newId } from '../../../runtime/ids.ts';
+import { advanceRun, cancel, isTerminal, newTask, stepStatusOf, stepTaskInput, type WorkflowStep } from '../domain.ts';
 import type { TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './rows.ts';
 import type { Scope } from './scope.ts';
 import { insertTask, lockTask, saveTask, taskResults } from './task-queries.ts';

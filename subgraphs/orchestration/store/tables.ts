@@ -1,6 +1,6 @@
 // The orchestration database as kysely sees it: one interface per table, columns as stored.
 // JSON values are TEXT and timestamps ISO-8601 UTC TEXT on both dialects (see runtime/db.ts).
-import type { StepRunStatus, TaskState, WorkflowRunStatus } from './domain.ts';
+import type { StepRunStatus, TaskState, WorkflowRunStatus } from '../domain.ts';
 
 export interface TasksTable {
   id: string;

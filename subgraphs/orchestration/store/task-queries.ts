@@ -1,7 +1,7 @@
 // SQL about tasks. Writes run inside a Scope (a transaction); reads take any connection.
-import { conflict } from '../../runtime/errors.ts';
-import type { Cursor } from '../../runtime/pagination.ts';
-import { ACTIVE_STATES, iso, taskStateChanged, type TaskState } from './domain.ts';
+import { conflict } from '../../../runtime/errors.ts';
+import type { Cursor } from '../../../runtime/pagination.ts';
+import { ACTIVE_STATES, iso, taskStateChanged, type TaskState } from '../domain.ts';
 import { decodeTask, encodeTask, type TaskRow } from './rows.ts';
 import { affected, afterCursor, type Reader, type Scope } from './scope.ts';
 

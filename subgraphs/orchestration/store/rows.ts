@@ -1,6 +1,6 @@
 // What the store hands out (decoded, camelCase, ISO strings) and the mapping to and from columns.
 // These are the types codegen maps the GraphQL objects to.
-import type { StepRunStatus, Task, TaskFailure, WorkflowRunStatus, WorkflowStep } from './domain.ts';
+import type { StepRunStatus, Task, TaskFailure, WorkflowRunStatus, WorkflowStep } from '../domain.ts';
 import type { TasksTable, WorkflowDefinitionsTable, WorkflowRunsTable, WorkflowStepRunsTable } from './tables.ts';
 
 export type TaskRow = Task;

@@ -1,8 +1,8 @@
 // What every write helper works in: one transaction of one tenant, at one instant.
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Dialect } from '../../runtime/db.ts';
-import type { Cursor } from '../../runtime/pagination.ts';
-import type { Emit } from '../../runtime/unit-of-work.ts';
+import type { Dialect } from '../../../runtime/db.ts';
+import type { Cursor } from '../../../runtime/pagination.ts';
+import type { Emit } from '../../../runtime/unit-of-work.ts';
 import type { OrchestrationDB } from './tables.ts';
 
 export interface Scope {

@@ -1,6 +1,6 @@
 // SQL about workflow definitions, runs and step runs. Writes run inside a Scope (a transaction).
-import type { Cursor } from '../../runtime/pagination.ts';
-import { iso, workflowRunStatusChanged, type StepRunStatus, type WorkflowDefinitionSpec, type WorkflowRunStatus } from './domain.ts';
+import type { Cursor } from '../../../runtime/pagination.ts';
+import { iso, workflowRunStatusChanged, type StepRunStatus, type WorkflowDefinitionSpec, type WorkflowRunStatus } from '../domain.ts';
 import {
   decodeDefinition,
   decodeRun,
