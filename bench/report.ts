@@ -19,6 +19,11 @@ export interface TargetSummary {
   range: [number, number];
   /** Requests/s divided by stock @apollo/gateway's, medians of the same run. */
   ratioToStock: number | null;
+  /**
+   * Lowest and highest ratio of a single round (each round measures every target in turn, so a
+   * round's ratio compares targets under the same machine state): how firm the median ratio is.
+   */
+  ratioRange: [number, number] | null;
   failures: number;
 }
 
@@ -44,7 +49,7 @@ export function cpuProcessOf(target: TargetKind, directSubgraph: string | undefi
   return target === 'subgraph' ? (directSubgraph ?? 'agents') : target;
 }
 
-export function summarise(target: TargetKind, rounds: Measurement[], cpuProcess: string): Omit<TargetSummary, 'ratioToStock'> {
+export function summarise(target: TargetKind, rounds: Measurement[], cpuProcess: string): Omit<TargetSummary, 'ratioToStock' | 'ratioRange'> {
   const rps = rounds.map((m) => m.requestsPerSecond);
   const cpu = rounds.map((m) => m.cpuMsPerRequest[cpuProcess]).filter((v): v is number => typeof v === 'number');
   return {
@@ -61,16 +66,34 @@ export function summarise(target: TargetKind, rounds: Measurement[], cpuProcess:
   };
 }
 
-export function withRatios(targets: Omit<TargetSummary, 'ratioToStock'>[]): TargetSummary[] {
-  const stock = targets.find((t) => t.target === 'stock')?.median.requestsPerSecond;
-  return targets.map((t) => ({ ...t, ratioToStock: stock ? round(t.median.requestsPerSecond / stock, 2) : null }));
+export function withRatios(targets: Omit<TargetSummary, 'ratioToStock' | 'ratioRange'>[]): TargetSummary[] {
+  const stockTarget = targets.find((t) => t.target === 'stock');
+  const stock = stockTarget?.median.requestsPerSecond;
+  return targets.map((t) => {
+    const perRound = t.rounds.flatMap((m, i) => {
+      const stockRound = stockTarget?.rounds[i]?.requestsPerSecond;
+      return stockRound ? [round(m.requestsPerSecond / stockRound, 2)] : [];
+    });
+    return {
+      ...t,
+      ratioToStock: stock ? round(t.median.requestsPerSecond / stock, 2) : null,
+      ratioRange: perRound.length > 0 ? [Math.min(...perRound), Math.max(...perRound)] : null,
+    };
+  });
+}
+
+function ratioCell(t: TargetSummary): string {
+  if (t.ratioToStock === null) return 'n/a';
+  const median = `${t.ratioToStock.toFixed(2)}×`;
+  if (!t.ratioRange || t.target === 'stock' || t.rounds.length < 2) return median;
+  return `${median} (${t.ratioRange[0].toFixed(2)}–${t.ratioRange[1].toFixed(2)})`;
 }
 
 const fmt = (value: number | null, digits = 0) => (value === null || Number.isNaN(value) ? 'n/a' : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
 export function markdownTable(scenarios: readonly ScenarioSummary[]): string {
   const lines = [
-    '| scenario | target | req/s (median) | req/s range | p50 ms | p99 ms | CPU ms/req | × stock | failures | same data |',
+    '| scenario | target | req/s (median) | req/s range | p50 ms | p99 ms | CPU ms/req | × stock (rounds) | failures | same data |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const s of scenarios) {
@@ -81,7 +104,7 @@ export function markdownTable(scenarios: readonly ScenarioSummary[]): string {
     const same = s.sameData ? (s.sameData.same ? 'yes' : `NO: ${s.sameData.detail.slice(0, 80)}`) : 'n/a';
     for (const t of s.targets) {
       lines.push(
-        `| ${s.title} | ${targetLabel(t.target)} | ${fmt(t.median.requestsPerSecond)} | ${fmt(t.range[0])}–${fmt(t.range[1])} | ${fmt(t.median.p50, 1)} | ${fmt(t.median.p99, 1)} | ${fmt(t.median.cpuMsPerRequest, 2)} | ${t.ratioToStock === null ? 'n/a' : `${t.ratioToStock.toFixed(2)}×`} | ${t.failures} | ${same} |`,
+        `| ${s.title} | ${targetLabel(t.target)} | ${fmt(t.median.requestsPerSecond)} | ${fmt(t.range[0])}–${fmt(t.range[1])} | ${fmt(t.median.p50, 1)} | ${fmt(t.median.p99, 1)} | ${fmt(t.median.cpuMsPerRequest, 2)} | ${ratioCell(t)} | ${t.failures} | ${same} |`,
       );
     }
   }

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ApolloGateway } from '@apollo/gateway';
 import { parseOptions } from '../../bench/options.ts';
 import { cpuMs, peakRssMb } from '../../bench/proc.ts';
-import { median, summarise, withRatios } from '../../bench/report.ts';
+import { markdownTable, median, summarise, withRatios } from '../../bench/report.ts';
 import { AGENT_JOIN, AGENT_LIST, idsOf, restEquivalentQuery, seededRandom } from '../../bench/scenarios.ts';
 import { stockSupergraph, withSubgraphUrls } from '../../bench/stock-supergraph.ts';
 import { normalise } from '../../bench/verify.ts';
@@ -54,6 +54,17 @@ describe('summaries', () => {
     expect(stock?.ratioToStock).toBe(1);
     expect(ours?.ratioToStock).toBe(2.5);
     expect(withRatios([summarise('ours', [measurement(250, 1)], 'ours')])[0]?.ratioToStock).toBeNull();
+  });
+
+  it('keeps the lowest and highest ratio of a single round: the ratio under one machine state', () => {
+    const [, ours] = withRatios([
+      summarise('stock', [measurement(100, 1), measurement(200, 1), measurement(150, 1)], 'stock'),
+      summarise('ours', [measurement(250, 1), measurement(380, 1), measurement(360, 1)], 'ours'),
+    ]);
+    // Medians 360 / 150 = 2.4; per round 2.5, 1.9, 2.4.
+    expect(ours?.ratioToStock).toBe(2.4);
+    expect(ours?.ratioRange).toEqual([1.9, 2.5]);
+    expect(markdownTable([{ id: 'x', title: 'x', sameData: null, skipped: null, targets: ours ? [ours] : [] }])).toContain('| 2.40× (1.90–2.50) |');
   });
 });
 
