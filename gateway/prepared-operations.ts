@@ -215,7 +215,9 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
   const viaApollo = async <R>(context: GatewayContext, replay: Replay, answer: () => Promise<R>): Promise<R> => {
     const pending: PendingReplay = { replay, delivered: false };
     // On the context, under a symbol, because executeOperation hands the executor a copy of it
-    // (Object.assign keeps enumerable symbol properties: the copy points at the same slot).
+    // (Object.assign keeps enumerable symbol properties: the copy points at the same slot). Safe
+    // because HTTP and REST build one context per request; a context shared by concurrent
+    // operations (a graphql-ws connection's) must never come here, so those transports do not.
     Object.defineProperty(context, REPLAY, { value: pending, enumerable: true, configurable: true });
     try {
       return await answer();
