@@ -216,8 +216,8 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
     const pending: PendingReplay = { replay, delivered: false };
     // On the context, under a symbol, because executeOperation hands the executor a copy of it
     // (Object.assign keeps enumerable symbol properties: the copy points at the same slot). Safe
-    // because HTTP and REST build one context per request; a context shared by concurrent
-    // operations (a graphql-ws connection's) must never come here, so those transports do not.
+    // only because every transport builds one context per request (or graphql-ws operation): a
+    // context shared by concurrent operations would let one take the other's result.
     Object.defineProperty(context, REPLAY, { value: pending, enumerable: true, configurable: true });
     try {
       return await answer();
