@@ -50,7 +50,7 @@ export const gatewaySpec = {
   API_KEY_CACHE_MS: env.int('how long a valid API key is trusted without asking the governance subgraph again; a revoked key stops working within this', 10_000, 0),
   TRUST_PROXY: env.bool('take the client address (for rate limits of anonymous callers) from X-Forwarded-For; only behind a reverse proxy you run', false),
   PREPARED_OPERATIONS_MAX: env.int(
-    'documents the gateway remembers after Apollo Server executed them, so repeats (HTTP POST, REST routes) skip its request pipeline (README, Design notes); 0 turns this fast path off',
+    'documents the gateway remembers after Apollo Server executed them, so repeats (HTTP POST, REST routes, queries and mutations over graphql-ws and SSE) skip its request pipeline (README, Design notes); 0 turns this fast path off',
     1000,
     0,
   ),

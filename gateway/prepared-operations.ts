@@ -1,17 +1,18 @@
-// The gateway's fast path for GraphQL over HTTP POST and REST routes. Apollo Server's request pipeline (plugin
-// hooks, the query's SHA-256 for its document cache, content negotiation, response assembly) was
-// the largest per-request cost of a cached operation that was neither Node's nor the executor's
-// (bench/README.md). A document Apollo has parsed, validated, admitted and executed once is
-// remembered here, keyed by its exact text and operation name; a later POST of the same text (or a
-// REST route's operation, always the same text) goes straight to the execution core (access control, query plan, subgraph fetches: the same executor
-// Apollo calls) and its answer is written as Apollo writes it.
+// The gateway's fast path for GraphQL over HTTP POST, REST routes, and queries and mutations over
+// graphql-ws and SSE. Apollo Server's request pipeline (plugin hooks, the query's SHA-256 for its
+// document cache, content negotiation, response assembly) was the largest per-request cost of a
+// cached operation that was neither Node's nor the executor's (bench/README.md). A document Apollo
+// has parsed, validated, admitted and executed once is remembered here, keyed by its exact text
+// and operation name; a later request of the same text (a REST route's operation is always the
+// same text) goes straight to the execution core (access control, query plan, subgraph fetches:
+// the same executor Apollo calls) and its answer is written as Apollo writes it.
 //
-// Only the plain case is taken: a JSON body of query, operationName and variables; an Accept
-// header whose answer Apollo has already chosen; the schema the document was validated against;
-// and an answer with data and no errors. Everything else goes to Apollo Server unchanged. An
-// answer with errors (or cache hints, or extensions) is handed to Apollo with the context already
-// built and the result already computed, so Apollo formats, masks and codes it exactly as it does
-// every error, and nothing (a mutation above all) runs twice.
+// Only the plain case is taken: for HTTP, a JSON body of query, operationName and variables and
+// an Accept header whose answer Apollo has already chosen; the schema the document was validated
+// against; and an answer with data and no errors. Everything else goes to Apollo Server
+// unchanged. An answer with errors (or cache hints, or extensions) is handed to Apollo with the
+// context already built and the result already computed, so Apollo formats, masks and codes it
+// exactly as it does every error, and nothing (a mutation above all) runs twice.
 import { HeaderMap, type ApolloServer, type ApolloServerPlugin, type GraphQLRequest, type GraphQLResponse, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface, GatewaySchemaHash } from '@apollo/server-gateway-interface';
 import type { DocumentNode, GraphQLSchema, OperationDefinitionNode } from 'graphql';
@@ -76,7 +77,7 @@ export interface PreparedOperations {
   plugin: ApolloServerPlugin<GatewayContext>;
   /** In place of apollo.executeHTTPGraphQLRequest for the HTTP transport. */
   execute(apollo: ApolloServer<GatewayContext>, request: HTTPGraphQLRequest, context: () => Promise<GatewayContext>): Promise<HTTPGraphQLResponse>;
-  /** In place of apollo.executeOperation for transports that build the context themselves (REST). */
+  /** In place of apollo.executeOperation for transports that build the context themselves (REST, graphql-ws, SSE). */
   executeOperation(apollo: ApolloServer<GatewayContext>, request: GraphQLRequest, contextValue: GatewayContext): Promise<GraphQLResponse>;
   stats(): PreparedOperationsStats;
 }

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, type GraphQLRequest } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { startHttpServer, type RequestInfo, type Route, type RunningHttpServer } from '../runtime/http.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
@@ -185,9 +185,11 @@ export async function startGateway(source: Record<string, string | undefined> = 
   const authenticator = createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter });
   // One context factory for every transport, so REST requests run exactly like GraphQL ones.
   const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger, authenticator);
+  // Every transport executes through the same core: Apollo Server, or prepared operations for repeats.
+  const executeOperation = (request: GraphQLRequest, contextValue: GatewayContext) => prepared.executeOperation(apollo, request, contextValue);
   // REST facade (/v1/..., /openapi.json) and docs (/docs, /redoc, GraphiQL on GET /graphql in a browser).
   const rest = createRestFacade({
-    execute: (request, contextValue) => prepared.executeOperation(apollo, request, contextValue),
+    execute: executeOperation,
     gateway,
     logger,
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -196,7 +198,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
   routes.push(createDocsRoute({ graphiql: config.GRAPHIQL ?? !production }), rest.route);
   const subscriptions = createGatewaySubscriptions({
     gateway,
-    apollo,
+    execute: executeOperation,
     dataSources,
     context: requestContext,
     authenticator,

@@ -4,7 +4,7 @@
 // over graphql-ws, each event resolved across subgraphs). It knows no transport: adapters turn
 // its outcomes into their messages.
 import type { GraphQLDataSource } from '@apollo/gateway';
-import type { ApolloServer } from '@apollo/server';
+import type { GraphQLRequest, GraphQLResponse } from '@apollo/server';
 import { getOperationAST, GraphQLError, print, type FormattedExecutionResult, type GraphQLFormattedError, type ParseOptions, type ValidationRule } from 'graphql';
 import { IDENTITY_HEADER, type IdentityService } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
@@ -50,7 +50,8 @@ export interface SubscriptionStats {
 }
 
 export interface CoreOptions {
-  apollo: ApolloServer<GatewayContext>;
+  /** Runs a query or mutation as apollo.executeOperation does (gateway/prepared-operations.ts executeOperation). */
+  execute(request: GraphQLRequest, contextValue: GatewayContext): Promise<GraphQLResponse>;
   planning: Planning;
   /** The gateway's data sources by subgraph name (kept current by buildService). */
   dataSources: ReadonlyMap<string, GraphQLDataSource<GatewayContext>>;
@@ -194,10 +195,7 @@ export class GatewayOperations {
   }
 
   private async execute(operation: CheckedOperation, context: GatewayContext): Promise<FormattedExecutionResult> {
-    const response = await this.options.apollo.executeOperation(
-      { query: operation.query, operationName: operation.operationName, variables: operation.variables },
-      { contextValue: context },
-    );
+    const response = await this.options.execute({ query: operation.query, operationName: operation.operationName, variables: operation.variables }, context);
     if (response.body.kind === 'single') return response.body.singleResult;
     return { errors: [{ message: 'Incremental delivery (@defer, @stream) is not supported here', extensions: { code: 'BAD_REQUEST' } }] };
   }

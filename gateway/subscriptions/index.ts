@@ -2,7 +2,7 @@
 // graphql-ws on /graphql and over SSE on /graphql/stream, plus a read-only counter route.
 import type { Server } from 'node:http';
 import type { ApolloGateway, GraphQLDataSource } from '@apollo/gateway';
-import type { ApolloServer } from '@apollo/server';
+import type { GraphQLRequest, GraphQLResponse } from '@apollo/server';
 import type { ParseOptions, ValidationRule } from 'graphql';
 import type { IdentityService } from '../../runtime/identity.ts';
 import type { AccessPolicy } from '../auth/supergraph-policy.ts';
@@ -41,7 +41,8 @@ export interface GatewaySubscriptions {
 
 export interface GatewaySubscriptionOptions {
   gateway: ApolloGateway;
-  apollo: ApolloServer<GatewayContext>;
+  /** Queries and mutations over graphql-ws and SSE: the same execution as GraphQL over HTTP. */
+  execute(request: GraphQLRequest, contextValue: GatewayContext): Promise<GraphQLResponse>;
   dataSources: ReadonlyMap<string, GraphQLDataSource<GatewayContext>>;
   /** The context every gateway transport builds its requests with. */
   context: (info: RequestInfo) => Promise<GatewayContext>;
@@ -69,7 +70,7 @@ export interface GatewaySubscriptionOptions {
 export function createGatewaySubscriptions(options: GatewaySubscriptionOptions): GatewaySubscriptions {
   const { config, subscriptionConfig: sub, logger } = options;
   const core = new GatewayOperations({
-    apollo: options.apollo,
+    execute: options.execute,
     planning: new Planning(options.gateway),
     dataSources: options.dataSources,
     forwardHeaders: config.FORWARD_HEADERS,

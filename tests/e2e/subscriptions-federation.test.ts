@@ -273,8 +273,12 @@ describe('federated subscriptions over graphql-ws', () => {
     expect(created.data).toEqual({ registerAgent: { id, name: 'Over the socket', status: 'REGISTERED' } });
     const read = await one(`query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id });
     expect(read).toEqual(await gql(platform.url, `query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id }).then((r) => ({ data: r.data })));
+    // A repeat (the gateway's prepared-operations path once a document has run) answers the same.
+    expect(await one(`query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id })).toEqual(read);
     const refused = await one(`mutation { pauseAgent(id: "nope") { id } }`);
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT' });
+    // Its repeat is handed back to Apollo Server with the computed result: the same coded error.
+    expect(await one(`mutation { pauseAgent(id: "nope") { id } }`)).toEqual(refused);
   });
 
   it('shares one upstream subscription between identical subscribers', async () => {
