@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_SUPERGRAPH_PATH } from '../../gateway/config.ts';
 import { startGateway, type RunningGateway } from '../../gateway/server.ts';
 import { bearer, TEST_SECURITY_ENV } from '../support/auth.ts';
+import { subscribe, wsClient } from '../subscriptions/support.ts';
 import { getFreePort, gqlOk, manageProcesses, startPlatform, startTcpTap, subgraphsOf, TEST_RATE_LIMITS, withDefaultAuth, type Platform, type TcpTap } from '../support/processes.ts';
 
 manageProcesses();
@@ -220,6 +221,26 @@ describe('prepared operations: the fast path answers as Apollo Server does', () 
     const apolloAgain = await retire(platform.url);
     expect(apolloAgain.status).toBeGreaterThanOrEqual(400);
     same(apolloAgain, again);
+  });
+
+  it('answers repeated queries over graphql-ws through the same path, as over HTTP', async () => {
+    const client = wsClient(fast.url);
+    try {
+      const once = async () => {
+        const sub = subscribe(client, { query: AGENT, variables: { id: agentId } });
+        const result = await sub.next();
+        expect(await sub.ended).toEqual({ kind: 'complete' });
+        return result;
+      };
+      const first = await once();
+      const before = fast.prepared.stats().hits;
+      const second = await once();
+      expect(fast.prepared.stats().hits - before).toBe(1);
+      expect(second).toEqual(first);
+      expect(second).toEqual(JSON.parse((await post(platform.url, { query: AGENT, variables: { id: agentId } })).body));
+    } finally {
+      await client.dispose();
+    }
   });
 
   it('leaves requests with other fields, other content types or a query-plan header to Apollo Server', async () => {
