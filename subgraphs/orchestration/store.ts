@@ -119,7 +119,7 @@ export class OrchestrationStore {
   async agentTaskConnections(tenantId: string, agentIds: readonly string[], state: TaskState | null, page: Page): Promise<Connection<TaskRow>[]> {
     const [pages, counts] = await Promise.all([
       tasks.firstTasksOfAgents(this.db, tenantId, agentIds, state, page),
-      tasks.taskCountsOfAgents(this.db, tenantId, agentIds, state),
+      tasks.taskCountsOfAgents(this.db, tenantId, agentIds, state === null ? null : [state]),
     ]);
     return agentIds.map((id) => toConnection(pages.get(id) ?? [], page, counts.get(id) ?? 0));
   }

@@ -186,10 +186,11 @@ export async function firstTasksOfAgents(
 }
 
 /**
- * How many tasks each agent has (in this state, when given), for any number of agents in one
- * grouped statement. The cursor does not narrow it: totalCount is the whole list's, as in listTasks.
+ * How many tasks each agent has (in one of these states, when given), for any number of agents
+ * in one grouped statement. The cursor does not narrow it: totalCount is the whole list's, as in
+ * listTasks.
  */
-export async function taskCountsOfAgents(db: Reader, tenantId: string, agentIds: readonly string[], state: TaskState | null): Promise<Map<string, number>> {
+export async function taskCountsOfAgents(db: Reader, tenantId: string, agentIds: readonly string[], states: readonly TaskState[] | null): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   if (agentIds.length === 0) return counts;
   const rows = await db
@@ -197,7 +198,7 @@ export async function taskCountsOfAgents(db: Reader, tenantId: string, agentIds:
     .select((eb) => ['agent_id', eb.fn.countAll<number>().as('n')])
     .where('tenant_id', '=', tenantId)
     .where('agent_id', 'in', [...agentIds])
-    .$if(state !== null, (q) => q.where('state', '=', state as TaskState))
+    .$if(states !== null, (q) => q.where('state', 'in', [...(states ?? [])]))
     .groupBy('agent_id')
     .execute();
   for (const r of rows) if (r.agent_id !== null) counts.set(r.agent_id, Number(r.n));
@@ -224,19 +225,8 @@ export async function tasksByRunIds(db: Reader, tenantId: string, runIds: readon
 }
 
 /** Active (held) tasks per agent, for any number of agents in one grouped statement. */
-export async function activeTaskCounts(db: Reader, tenantId: string, agentIds: readonly string[]): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  if (agentIds.length === 0) return counts;
-  const rows = await db
-    .selectFrom('tasks')
-    .select((eb) => ['agent_id', eb.fn.countAll<number>().as('n')])
-    .where('tenant_id', '=', tenantId)
-    .where('agent_id', 'in', [...agentIds])
-    .where('state', 'in', [...ACTIVE_STATES])
-    .groupBy('agent_id')
-    .execute();
-  for (const r of rows) if (r.agent_id !== null) counts.set(r.agent_id, Number(r.n));
-  return counts;
+export function activeTaskCounts(db: Reader, tenantId: string, agentIds: readonly string[]): Promise<Map<string, number>> {
+  return taskCountsOfAgents(db, tenantId, agentIds, ACTIVE_STATES);
 }
 
 /** Attempts whose lease or deadline has passed, in every tenant, oldest deadline first. */
