@@ -180,6 +180,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     identity,
     timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
     cacheMs: config.API_KEY_CACHE_MS,
+    logger,
   });
   if (!governanceUrl) logger.warn('no governance subgraph routed: API keys cannot be checked (answered 503)');
   const authenticator = createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter });

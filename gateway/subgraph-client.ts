@@ -45,7 +45,7 @@ const GATEWAY_SERVICE: IdentityClaims = { kind: 'service', subject: 'gateway', t
 function identityOf(options: GraphQLDataSourceProcessOptions<GatewayContext>): IdentityClaims {
   if (!isIncoming(options)) return GATEWAY_SERVICE;
   const { principal } = options.context;
-  return { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes };
+  return { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes, agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null) };
 }
 
 /** The body as text, as undici's body.text() decodes it: UTF-8, without a leading byte order mark. */
@@ -118,10 +118,10 @@ const CORRELATION_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate'
 
 /**
  * Requests share an answer only when they act as the same caller: the identity (kind, subject,
- * tenant, scopes) is part of the key, not the signed token, which differs on every request.
+ * tenant, scopes, agent) is part of the key, not the signed token, which differs on every request.
  */
 function dedupKey(subgraph: string, url: string, headers: Record<string, string>, body: string, who: IdentityClaims): string {
-  let key = `${subgraph}\n${url}\n${body}\n${JSON.stringify([who.kind, who.subject, who.tenantId, [...who.scopes].sort()])}`;
+  let key = `${subgraph}\n${url}\n${body}\n${JSON.stringify([who.kind, who.subject, who.tenantId, [...who.scopes].sort(), who.agentId ?? null])}`;
   for (const name in headers) if (!CORRELATION_HEADERS.has(name) && name !== IDENTITY_HEADER) key += `\n${name}:${headers[name]}`;
   return key;
 }

@@ -12,8 +12,11 @@ import { encodeSegment, hmacKey, signHs256, verifyHs256 } from './hs256.ts';
 /** The request header the gateway puts the token in. Clients must never be able to set it. */
 export const IDENTITY_HEADER = 'x-gateway-identity';
 
-/** The scopes the platform's operations ask for (@requiresScopes); `admin` manages the tenant. */
-export const PLATFORM_SCOPES = ['admin', 'agents:read', 'agents:write', 'tasks:read', 'tasks:write'] as const;
+/**
+ * The scopes the platform's operations ask for (@requiresScopes); `admin` manages the tenant;
+ * `tasks:delegate` lets a caller that is not an agent act on a task on behalf of a named agent.
+ */
+export const PLATFORM_SCOPES = ['admin', 'agents:read', 'agents:write', 'tasks:read', 'tasks:write', 'tasks:delegate'] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 
 /** Outside production only: a fixed, public secret, so a fresh checkout runs with no setup. */
@@ -80,6 +83,11 @@ export interface IdentityClaims {
   subject: string | null;
   tenantId: string | null;
   scopes: readonly string[];
+  /**
+   * Set when the caller is an agent (an agent credential, or a JWT with the agent claim): the
+   * agent it acts as, and the only one it may act as.
+   */
+  agentId?: string | null;
 }
 
 export interface RequestIdentity extends IdentityClaims {
@@ -137,6 +145,7 @@ export function createIdentityService(config: IdentityConfig, clock: () => numbe
       payload.iat = nowSeconds;
       payload.exp = nowSeconds + config.ttlSeconds;
       if (claims.subject !== null) payload.sub = claims.subject;
+      if (claims.agentId) payload.agt = claims.agentId;
       return signHs256(key, header, payload);
     },
 
@@ -171,9 +180,9 @@ export function createIdentityService(config: IdentityConfig, clock: () => numbe
           throw new IdentityError(failureOf(err));
         }
       }
-      const { kind, subject, tenantId, scopes } = claimsOf(payload);
+      const { kind, subject, tenantId, scopes, agentId } = claimsOf(payload);
       // Written out rather than spread: a spread plus more properties costs microseconds on Node 20.
-      return { kind, subject, tenantId, scopes, requestId: typeof payload.rid === 'string' ? payload.rid : null, audience, expiresAt: new Date((payload.exp ?? 0) * 1000), signed: true };
+      return { kind, subject, tenantId, scopes, agentId, requestId: typeof payload.rid === 'string' ? payload.rid : null, audience, expiresAt: new Date((payload.exp ?? 0) * 1000), signed: true };
     },
   };
 }
@@ -193,15 +202,17 @@ function claimsOf(payload: JWTPayload): IdentityClaims {
   const kind = KINDS.find((k) => k === payload.knd);
   const tenant = payload.ten;
   const scopes = payload.scp;
+  const agent = payload.agt;
   if (!kind || (tenant !== null && typeof tenant !== 'string') || !Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string')) {
     throw new IdentityError('malformed');
   }
-  return { kind, subject: payload.sub ?? null, tenantId: tenant, scopes };
+  if (agent !== undefined && typeof agent !== 'string') throw new IdentityError('malformed');
+  return { kind, subject: payload.sub ?? null, tenantId: tenant, scopes, agentId: agent ?? null };
 }
 
 /** What ALLOW_UNSIGNED_DEV stands in with: an admin of the tenant with every platform scope. */
 export function developmentIdentity(audience: string, tenantId: string = DEFAULT_TENANT, expiresAt = new Date(Date.now() + 60_000)): RequestIdentity {
-  return { kind: 'user', subject: 'development', tenantId, scopes: [...PLATFORM_SCOPES], requestId: null, audience, expiresAt, signed: false };
+  return { kind: 'user', subject: 'development', tenantId, scopes: [...PLATFORM_SCOPES], agentId: null, requestId: null, audience, expiresAt, signed: false };
 }
 
 /**

@@ -22,6 +22,8 @@ export interface SubgraphDeps<DB> {
   bus: EventBus;
   logger: Logger;
   config: CommonConfig;
+  /** Signs identities for calls to other subgraphs (runtime/service-client.ts). */
+  identity: IdentityService;
   /** The environment the service was started with, for the subgraph's own settings. */
   env: Record<string, string | undefined>;
 }
@@ -117,7 +119,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     groupCommitMax: config.SQLITE_GROUP_COMMIT_MAX,
   });
   const bus = createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
-  const instance = def.create({ database, bus, logger, config, env: source });
+  const instance = def.create({ database, bus, logger, config, identity, env: source });
 
   const typeDefs = parse(readFileSync(schemaPath(def.name), 'utf8'));
   // The codegen Resolvers type and @apollo/subgraph's map describe the same object; the

@@ -4,6 +4,7 @@
 // key therefore stops working within cacheMs.
 import { createHash } from 'node:crypto';
 import type { IdentityService } from '../../runtime/identity.ts';
+import type { Logger } from '../../runtime/logger.ts';
 import { AuthError, type AuthenticatedPrincipal } from './principal.ts';
 
 const VERIFY = 'query VerifyApiKey($key: String!) { verifyApiKey(key: $key) { keyId tenantId subject scopes } }';
@@ -25,6 +26,8 @@ export interface ApiKeyVerifierOptions {
   cacheMs?: number;
   fetch?: typeof fetch;
   clock?: () => number;
+  /** Where the reason governance could not answer goes: the caller only hears 'keys unavailable'. */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 export interface ApiKeyVerifier {
@@ -46,6 +49,8 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
   const currentUrl = typeof configured === 'function' ? configured : () => configured;
   // By hash: the cache never holds a usable key.
   const cache = new Map<string, { principal: AuthenticatedPrincipal; until: number }>();
+  // Concurrent first uses of one key (a partner's burst after a deploy) share one question to governance.
+  const inflight = new Map<string, Promise<AuthenticatedPrincipal>>();
 
   async function ask(key: string, requestId: string | undefined): Promise<AuthenticatedPrincipal> {
     const url = currentUrl();
@@ -60,8 +65,11 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
         signal: AbortSignal.timeout(options.timeoutMs ?? 5_000),
       });
       body = (await res.json()) as VerifyResponse;
-      if (!res.ok || body.errors || body.data === undefined || body.data === null) throw new Error(`governance answered HTTP ${res.status}`);
-    } catch {
+      if (!res.ok || body.errors || body.data === undefined || body.data === null) {
+        throw new Error(`governance answered HTTP ${res.status}${body.errors ? `: ${JSON.stringify(body.errors).slice(0, 500)}` : ''}`);
+      }
+    } catch (err) {
+      options.logger?.warn({ err, url, requestId }, 'API key check failed: governance could not answer');
       throw new AuthError('keys unavailable', 'API keys cannot be checked right now');
     }
     const found = body.data.verifyApiKey;
@@ -77,12 +85,19 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
       const hit = cache.get(id);
       if (hit && hit.until > now) return hit.principal;
       cache.delete(id);
-      const principal = await ask(key, requestId);
-      if (cacheMs > 0) {
-        if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
-        cache.set(id, { principal, until: now + cacheMs });
-      }
-      return principal;
+      const pending = inflight.get(id);
+      if (pending) return pending;
+      const asked = ask(key, requestId)
+        .then((principal) => {
+          if (cacheMs > 0) {
+            if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
+            cache.set(id, { principal, until: clock() + cacheMs });
+          }
+          return principal;
+        })
+        .finally(() => inflight.delete(id));
+      inflight.set(id, asked);
+      return asked;
     },
   };
 }

@@ -12,6 +12,8 @@ export interface AuthenticatedPrincipal {
   expiresAt: Date | null;
   /** Set for API keys: the key's id, the unit rate limits count per. */
   apiKeyId?: string;
+  /** Set when the credential belongs to an agent: the only agent this caller may act as. */
+  agentId?: string;
 }
 
 export interface AnonymousPrincipal {

@@ -160,7 +160,7 @@ export class GatewayOperations {
     }
     const { principal } = context;
     const identityToken = await this.options.identity.signIdentity(
-      { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes },
+      { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes, agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null) },
       authorized.plan!.primary.serviceName,
       context.requestId,
     );

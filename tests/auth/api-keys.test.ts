@@ -86,8 +86,26 @@ describe('API keys at the gateway', () => {
     expect(asked).toEqual(['http://127.0.0.1:1/graphql', subgraph.url]);
   });
 
-  it('says the check is unavailable (503) when governance cannot be reached', async () => {
-    const verifier = createApiKeyVerifier({ url: 'http://127.0.0.1:1/graphql', identity, timeoutMs: 500 });
-    await expect(verifier.verify('ap_0123456789abcdef_' + 'A'.repeat(43))).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
+  it('says the check is unavailable (503) when governance cannot be reached, and logs why', async () => {
+    const warnings: { fields: Record<string, unknown>; message: string }[] = [];
+    const logger = { warn: (fields: Record<string, unknown>, message: string) => void warnings.push({ fields, message }) };
+    const verifier = createApiKeyVerifier({ url: 'http://127.0.0.1:1/graphql', identity, timeoutMs: 500, logger: logger as never });
+    await expect(verifier.verify('ap_0123456789abcdef_' + 'A'.repeat(43), 'req-9')).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toBe('API key check failed: governance could not answer');
+    expect(warnings[0]!.fields).toMatchObject({ url: 'http://127.0.0.1:1/graphql', requestId: 'req-9', err: expect.any(Error) });
+  });
+
+  it('shares one question to governance among concurrent checks of the same key', async () => {
+    const { secret } = await createKey(['agents:read']);
+    const verifier = createApiKeyVerifier({ url: subgraph.url, identity, fetch: countingFetch, cacheMs: 10_000 });
+    calls = 0;
+    const principals = await Promise.all(Array.from({ length: 20 }, () => verifier.verify(secret)));
+    expect(calls).toBe(1);
+    expect(new Set(principals.map((p) => p.apiKeyId)).size).toBe(1);
+    // A different key is its own question.
+    const other = await createKey(['agents:read']);
+    await Promise.all([verifier.verify(other.secret), verifier.verify(other.secret)]);
+    expect(calls).toBe(2);
   });
 });

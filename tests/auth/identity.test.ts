@@ -39,9 +39,12 @@ describe('gateway identity tokens', () => {
     const service = createIdentityService(config, () => t0);
     const token = await service.signIdentity(alice, 'agents', 'req-1');
     const identity = await service.verifyIdentity(token, 'agents');
-    expect(identity).toEqual({ ...alice, requestId: 'req-1', audience: 'agents', expiresAt: new Date(t0 + 60_000), signed: true });
+    expect(identity).toEqual({ ...alice, agentId: null, requestId: 'req-1', audience: 'agents', expiresAt: new Date(t0 + 60_000), signed: true });
     // The header may also come as a bearer credential.
     expect(await service.verifyIdentity(`Bearer ${token}`, 'agents')).toEqual(identity);
+    // An agent's identity names the agent, and only that one.
+    const agent = await service.verifyIdentity(await service.signIdentity({ ...alice, kind: 'apiKey', agentId: 'agt_1' }, 'orchestration'), 'orchestration');
+    expect(agent).toMatchObject({ kind: 'apiKey', agentId: 'agt_1', tenantId: 'acme' });
     const anonymous = await service.verifyIdentity(await service.signIdentity({ kind: 'service', subject: null, tenantId: null, scopes: [] }, 'governance'), 'governance');
     expect(anonymous).toMatchObject({ kind: 'service', subject: null, tenantId: null, scopes: [], requestId: null });
   });
