@@ -80,6 +80,13 @@ export interface PreparedOperations {
   /** In place of apollo.executeOperation for transports that build the context themselves (REST, graphql-ws, SSE). */
   executeOperation(apollo: ApolloServer<GatewayContext>, request: GraphQLRequest, contextValue: GatewayContext): Promise<GraphQLResponse>;
   stats(): PreparedOperationsStats;
+  /**
+   * Checks, against the Apollo Server running now, what the fast path relies on of its internals
+   * (gateway/self-check.ts runs it at start): executionDidStart hands over what a repeat needs, and
+   * the context Apollo gives the executor carries the replay slot. Runs `probe` (a query with no
+   * required variables that the gateway admits) through Apollo twice; returns what no longer holds.
+   */
+  selfCheck(apollo: ApolloServer<GatewayContext>, probe: string, contextValue: GatewayContext): Promise<string[]>;
 }
 
 // The body fields of a plain GraphQL-over-HTTP request; any other field (extensions, documentId)
@@ -316,5 +323,27 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
     },
 
     stats: () => ({ size: prepared.size, hits, misses }),
+
+    async selfCheck(apollo, probe, contextValue) {
+      if (options.max === 0) return [];
+      const problems: string[] = [];
+      const key = keyOf(probe, undefined);
+      const had = prepared.has(key);
+      try {
+        await apollo.executeOperation({ query: probe }, { contextValue });
+        if (!current(probe, undefined)) {
+          problems.push('a document Apollo Server executed was not remembered: executionDidStart no longer hands over its schema, document, operation, queryHash and source, or the gateway executor was not captured from load()');
+        }
+        const marker = `selfCheck:${Math.random().toString(36).slice(2)}`;
+        const answer = await viaApollo(contextValue, { result: { data: { __typename: marker } }, hints: [] }, () => apollo.executeOperation({ query: probe }, { contextValue }));
+        const data = answer.body.kind === 'single' ? answer.body.singleResult.data : undefined;
+        if (data?.__typename !== marker) {
+          problems.push('Apollo Server no longer hands the executor a context that carries the replay slot (a computed answer would run again): executeOperation must copy the context with its enumerable symbol properties');
+        }
+      } finally {
+        if (!had) prepared.delete(key);
+      }
+      return problems;
+    },
   };
 }

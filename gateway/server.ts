@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
-import { ApolloServer, type GraphQLRequest } from '@apollo/server';
+import { ApolloServer, HeaderMap, type GraphQLRequest } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { startHttpServer, type RequestInfo, type Route, type RunningHttpServer } from '../runtime/http.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
@@ -12,7 +12,9 @@ import { createJwtVerifier } from './auth/jwt.ts';
 import { withAccessControl } from './auth/secured-gateway.ts';
 import { extractAccessPolicy, type AccessPolicy } from './auth/supergraph-policy.ts';
 import { loadGatewayConfig, subgraphUrlVariable, type GatewayConfig } from './config.ts';
-import { createAuthenticator, createGatewayContext, rateLimitHeadersPlugin, type GatewayContext } from './context.ts';
+import { contextFor, createAuthenticator, createGatewayContext, rateLimitHeadersPlugin, type GatewayContext } from './context.ts';
+import { ANONYMOUS } from './auth/principal.ts';
+import { probeQuery, runSelfCheck } from './self-check.ts';
 import { apolloLimits, limitRules, parseOptions } from './limits/armor.ts';
 import { loadLimitsConfig } from './limits/config.ts';
 import { createRateLimiter } from './limits/rate-limit.ts';
@@ -162,7 +164,14 @@ export async function startGateway(source: Record<string, string | undefined> = 
   });
   try {
     await apollo.start();
+    // Refuses to start when an @apollo internal the gateway relies on changed (gateway/self-check.ts).
+    // With trusted documents on, the probe is a registered one: enforce refuses others, log would log it.
+    const probe = probeQuery(trustedDocuments.registry.mode === 'off' ? null : trustedDocuments.registry.byBody.keys());
+    if (probe === undefined) logger.warn('self-check: no registered query without variables to probe prepared operations with; that check is skipped');
+    const probeContext = contextFor({ requestId: 'self-check', headers: new HeaderMap(), remoteAddress: '127.0.0.1' }, logger, ANONYMOUS);
+    await runSelfCheck({ apollo, gateway, prepared, probe, context: probeContext });
   } catch (err) {
+    await apollo.stop().catch(() => {});
     await agent.close();
     await rateLimiter.close();
     throw err;

@@ -4,7 +4,7 @@
 import type { ApolloGateway } from '@apollo/gateway';
 import { operationFromDocument, type Schema } from '@apollo/federation-internals';
 import type { FetchNode, PlanNode, QueryPlan, QueryPlanner } from '@apollo/query-planner';
-import type { DocumentNode, GraphQLSchema } from 'graphql';
+import { getNamedType, isCompositeType, isNonNullType, parse, type DocumentNode, type GraphQLSchema } from 'graphql';
 
 export interface SubscriptionPlan {
   /** The fetch that subscribes, to the subgraph owning the subscription field. */
@@ -84,4 +84,34 @@ function subscriptionPlan(plan: QueryPlan): SubscriptionPlan {
   if (node?.kind !== 'Subscription') throw new Error(`expected a Subscription plan node, got ${node?.kind ?? 'none'}`);
   const nodes: PlanNode[] = node.rest ? [node.primary, node.rest] : [node.primary];
   return { primary: node.primary, perEvent: { kind: 'QueryPlan', node: { kind: 'Sequence', nodes } } };
+}
+
+/**
+ * What subscription planning assumes of @apollo/gateway and @apollo/query-planner internals,
+ * checked against the gateway as loaded (gateway/self-check.ts runs it at start): a live planner
+ * behind __testing(), its supergraph in the forms executeQueryPlan wants, and a Subscription plan
+ * node with a primary fetch for a subscription of the API schema. Returns what no longer holds.
+ */
+export function plannerAssumptionProblems(gateway: ApolloGateway): string[] {
+  if (typeof gateway.__testing !== 'function') return ['ApolloGateway.__testing() is gone (it exposes the live query planner)'];
+  const planner = gateway.__testing().queryPlanner as Partial<QueryPlanner> | null | undefined;
+  if (!planner) return ['ApolloGateway.__testing().queryPlanner is missing after the supergraph loaded'];
+  const problems: string[] = [];
+  if (typeof planner.buildQueryPlan !== 'function') problems.push('QueryPlanner.buildQueryPlan is not a function');
+  if (typeof planner.supergraph?.apiSchema !== 'function') problems.push('QueryPlanner.supergraph.apiSchema() is not a function');
+  if (typeof planner.supergraph?.schema?.toGraphQLJSSchema !== 'function') problems.push('QueryPlanner.supergraph.schema.toGraphQLJSSchema() is not a function');
+  if (typeof operationFromDocument !== 'function') problems.push('@apollo/federation-internals no longer exports operationFromDocument');
+  if (problems.length > 0 || !gateway.schema) return problems;
+  // Plan the first subscription field that needs no argument, selecting only __typename.
+  const field = Object.values(gateway.schema.getSubscriptionType()?.getFields() ?? {}).find((f) => f.args.every((a) => !isNonNullType(a.type) || a.defaultValue !== undefined));
+  if (!field) return problems;
+  const type = getNamedType(field.type);
+  const selection = isCompositeType(type) ? `${field.name} { __typename }` : field.name;
+  try {
+    const plan = new Planning(gateway).current().plan(parse(`subscription { ${selection} }`), `subscription { ${selection} }`, undefined);
+    if (plan.primary.kind !== 'Fetch' || typeof plan.primary.serviceName !== 'string') problems.push(`the Subscription plan's primary node is not a fetch (kind ${String(plan.primary.kind)})`);
+  } catch (err) {
+    problems.push(`planning "subscription { ${selection} }" failed: ${(err as Error).message}`);
+  }
+  return problems;
 }
