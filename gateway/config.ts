@@ -45,6 +45,7 @@ export const gatewaySpec = {
   SUPERGRAPH_WATCH: env.bool('reload the supergraph when its file changes', true),
   SUPERGRAPH_POLL_MS: env.int('how often the supergraph file is also stat-polled, for filesystems where change events are missed; 0 = events only', 1000, 0),
   SUBGRAPH_TIMEOUT_MS: env.int('longest a single subgraph request may take', 10_000, 1),
+  SUBGRAPH_MAX_RESPONSE_BYTES: env.int('most bytes of one subgraph answer the gateway reads (it buffers whole answers); past it the fetch fails with SUBGRAPH_RESPONSE_TOO_LARGE', 16 * 1024 * 1024, 1024),
   INTROSPECTION: optionalBool('answer introspection queries; default: on outside production, off in production'),
   GRAPHIQL: optionalBool('serve GraphiQL to browsers at /graphql; default: on outside production, off in production'),
   API_KEY_CACHE_MS: env.int('how long a valid API key is trusted without asking the governance subgraph again; a revoked key stops working within this', 10_000, 0),

@@ -10,6 +10,17 @@ export function subgraphUnavailable(serviceName: string, reason: string): GraphQ
 }
 
 /**
+ * A subgraph answered more than SUBGRAPH_MAX_RESPONSE_BYTES: the gateway stopped reading (it
+ * buffers whole answers) and the fields of that fetch are null. Its own code, as it is no outage:
+ * the query asks for too much, or the subgraph misbehaves.
+ */
+export function subgraphResponseTooLarge(serviceName: string, limit: number): GraphQLError {
+  return new GraphQLError(`Subgraph "${serviceName}" answered more than ${limit} bytes (SUBGRAPH_MAX_RESPONSE_BYTES); ask for fewer items or fields`, {
+    extensions: { code: 'SUBGRAPH_RESPONSE_TOO_LARGE', serviceName, limit },
+  });
+}
+
+/**
  * Errors naming a subgraph (extensions.serviceName) either came from that subgraph, which already
  * masked its own internals and gave them a code, or are SUBGRAPH_UNAVAILABLE from the data source:
  * both reach the client as they are. The gateway wraps a subgraph's error around the plain JSON it

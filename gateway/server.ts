@@ -112,6 +112,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         url: target,
         dispatcher: agent,
         timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
+        maxResponseBytes: config.SUBGRAPH_MAX_RESPONSE_BYTES,
         forwardHeaders: config.FORWARD_HEADERS,
         dedup,
         identity,

@@ -8,7 +8,7 @@ import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../r
 import type { Logger } from '../runtime/logger.ts';
 import type { GatewayContext } from './context.ts';
 import { InflightDedup } from './dedup.ts';
-import { subgraphUnavailable } from './errors.ts';
+import { subgraphResponseTooLarge, subgraphUnavailable } from './errors.ts';
 
 /**
  * One pool of keep-alive connections for all subgraph traffic. Idle sockets are closed by this
@@ -25,6 +25,8 @@ export interface SubgraphClientOptions {
   url: string;
   dispatcher: Dispatcher;
   timeoutMs: number;
+  /** Most bytes of one answer the gateway buffers; past it the fetch fails with SUBGRAPH_RESPONSE_TOO_LARGE. */
+  maxResponseBytes?: number;
   /** Lower-case names of client headers passed on to the subgraph. */
   forwardHeaders: readonly string[];
   logger: Logger;
@@ -36,6 +38,16 @@ export interface SubgraphClientOptions {
    * unless they run with ALLOW_UNSIGNED_DEV.
    */
   identity?: IdentityService | undefined;
+}
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/** An answer past SubgraphClientOptions.maxResponseBytes: reading stopped there. */
+class ResponseTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`response larger than ${limit} bytes`);
+    this.name = 'ResponseTooLargeError';
+  }
 }
 
 /** The gateway acting for itself (no client request behind it). */
@@ -205,6 +217,13 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       let status = 0;
       let responseHeaders: IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
+      let received = 0;
+      const limit = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+      const tooLarge = (active: Dispatcher.DispatchController) => {
+        const error = new ResponseTooLargeError(limit);
+        finish(error);
+        active.abort(error);
+      };
       const finish = (error: Error | undefined, raw?: RawResponse) => {
         if (settled) return;
         settled = true;
@@ -226,12 +245,17 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
               controller = started;
               if (timedOut) started.abort(timedOut);
             },
-            onResponseStart(_controller, statusCode, received) {
+            onResponseStart(active, statusCode, headersReceived) {
               status = statusCode;
-              responseHeaders = received;
+              responseHeaders = headersReceived;
+              const length = Number(headersReceived['content-length']);
+              if (length > limit) tooLarge(active);
             },
-            onResponseData(_controller, chunk) {
-              chunks.push(chunk);
+            onResponseData(active, chunk) {
+              received += chunk.length;
+              // Counted as it arrives: a chunked answer without a length is cut off at the limit too.
+              if (received > limit) tooLarge(active);
+              else chunks.push(chunk);
             },
             onResponseEnd() {
               const contentType = responseHeaders['content-type'];
@@ -298,8 +322,12 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       // A 4xx carrying GraphQL errors is the subgraph rejecting this operation, not being down:
       // its errors (with their codes) go to the client, named after the subgraph by the gateway.
       if (err instanceof SubgraphHttpError && err.status < 500 && err.graphqlErrors) return { errors: err.graphqlErrors };
-      const reason = describeFailure(err, this.options.timeoutMs);
       const logger = isIncoming(options) ? options.context.logger : this.options.logger;
+      if (err instanceof ResponseTooLargeError) {
+        logger.warn({ subgraph: this.options.name, url: this.url, limit: err.limit }, 'subgraph response too large');
+        throw subgraphResponseTooLarge(this.options.name, err.limit);
+      }
+      const reason = describeFailure(err, this.options.timeoutMs);
       logger.warn({ subgraph: this.options.name, url: this.url, reason }, 'subgraph request failed');
       throw subgraphUnavailable(this.options.name, reason);
     }

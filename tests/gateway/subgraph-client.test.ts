@@ -234,6 +234,48 @@ describe('subgraph failures reach the client as SUBGRAPH_UNAVAILABLE naming the 
     }
   });
 
+  it('stops reading an answer past SUBGRAPH_MAX_RESPONSE_BYTES, with or without a length, and names the subgraph', async () => {
+    const big = JSON.stringify({ data: { agent: { id: agentId, name: 'x'.repeat(5_000) } } });
+    let chunked = false;
+    const bloated = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (chunked) {
+          // No content-length: the limit is found while reading.
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.write(big.slice(0, 3_000));
+          res.end(big.slice(3_000));
+        } else {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(big) });
+          res.end(big);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => bloated.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(bloated.address() as { port: number }).port}/graphql`;
+      const small = await gateway({ SUBGRAPH_AGENTS_URL: url, SUBGRAPH_MAX_RESPONSE_BYTES: '4096' });
+      for (const mode of [false, true]) {
+        chunked = mode;
+        const result = await gql(small.url, AGENT_QUERY, { id: agentId });
+        expect(result.status).toBe(200);
+        expect(result.data).toEqual({ agent: null });
+        expect(result.errors).toEqual([
+          {
+            message: 'Subgraph "agents" answered more than 4096 bytes (SUBGRAPH_MAX_RESPONSE_BYTES); ask for fewer items or fields',
+            extensions: { code: 'SUBGRAPH_RESPONSE_TOO_LARGE', serviceName: 'agents', limit: 4096 },
+          },
+        ]);
+      }
+      // Under the limit the same answer goes through.
+      const roomy = await gateway({ SUBGRAPH_AGENTS_URL: url, SUBGRAPH_MAX_RESPONSE_BYTES: '65536' });
+      expect(await gql(roomy.url, AGENT_QUERY, { id: agentId })).toMatchObject({ status: 200, data: { agent: { id: agentId } } });
+    } finally {
+      bloated.closeAllConnections();
+      await new Promise<void>((resolve) => bloated.close(() => resolve()));
+    }
+  });
+
   it('a non-GraphQL error status (wrong path)', async () => {
     const g = await gateway({ SUBGRAPH_AGENTS_URL: subgraph.url.replace(/\/graphql$/, '/not-graphql') });
     const result = await gql(g.url, AGENT_QUERY, { id: agentId });
