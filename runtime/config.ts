@@ -129,6 +129,8 @@ export const commonSpec = {
 /** The variables only subgraphs read. */
 export const subgraphSpec = {
   SQLITE_GROUP_COMMIT_MAX: env.int('most concurrent SQLite writes committed together with one fsync (1: each alone)', 64, 1),
+  DATABASE_POOL_MAX: env.int('PostgreSQL: most connections one subgraph process opens', 10, 1),
+  DATABASE_POOL_TIMEOUT_MS: env.int('PostgreSQL: longest a query waits for a free pooled connection, in ms', 10_000, 1),
 };
 
 export type CommonConfig = ConfigOf<typeof commonSpec>;

@@ -28,7 +28,15 @@ export interface DatabaseOptions {
   logger: Logger;
   /** SQLite: most concurrent write transactions committed together (runtime/group-commit.ts); 1 turns grouping off. */
   groupCommitMax?: number;
+  /** PostgreSQL: most connections this process opens (DATABASE_POOL_MAX); every replica has its own. */
+  poolMax?: number;
+  /** PostgreSQL: longest a query waits for a free connection before it fails (DATABASE_POOL_TIMEOUT_MS). */
+  poolTimeoutMs?: number;
 }
+
+/** DATABASE_POOL_MAX's and DATABASE_POOL_TIMEOUT_MS's defaults. */
+export const DEFAULT_POOL_MAX = 10;
+export const DEFAULT_POOL_TIMEOUT_MS = 10_000;
 
 /** SQLITE_GROUP_COMMIT_MAX's default. */
 export const DEFAULT_GROUP_COMMIT_MAX = 64;
@@ -125,7 +133,14 @@ async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Dat
   } finally {
     await bootstrap.end();
   }
-  const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path="${schema}"` });
+  // Bounded both ways: replicas × DATABASE_POOL_MAX must stay under the server's max_connections,
+  // and a request that cannot get a connection fails after a while instead of queueing forever.
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolMax ?? DEFAULT_POOL_MAX,
+    connectionTimeoutMillis: opts.poolTimeoutMs ?? DEFAULT_POOL_TIMEOUT_MS,
+    options: `-c search_path="${schema}"`,
+  });
   pool.on('error', (err) => opts.logger.error({ err }, 'idle PostgreSQL client error'));
   const stats = { queries: 0, commits: 0 };
   const db = new Kysely<DB>({ dialect: new SchemaScopedPostgresDialect({ pool }, schema), log: countQueries(stats) });

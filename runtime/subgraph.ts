@@ -117,6 +117,8 @@ export async function startSubgraph<DB, C extends RequestContext>(
     migrations: def.migrations,
     logger,
     groupCommitMax: config.SQLITE_GROUP_COMMIT_MAX,
+    poolMax: config.DATABASE_POOL_MAX,
+    poolTimeoutMs: config.DATABASE_POOL_TIMEOUT_MS,
   });
   const bus = createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
   const instance = def.create({ database, bus, logger, config, identity, env: source });
