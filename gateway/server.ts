@@ -21,6 +21,7 @@ import { createRateLimiter } from './limits/rate-limit.ts';
 import { createDocsRoute } from './docs/index.ts';
 import { formatGatewayError } from './errors.ts';
 import { createRestFacade } from './rest/index.ts';
+import { loadOperations } from './rest/operations.ts';
 import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from './subgraph-client.ts';
 import { createDedup } from './dedup.ts';
 import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
@@ -63,7 +64,8 @@ function loadAll(source: Record<string, string | undefined>) {
   const auth = attempt(() => loadAuthConfig(source));
   const identity = attempt(() => loadIdentityConfig(source));
   const limits = attempt(() => loadLimitsConfig(source));
-  const trustedDocuments = attempt(() => loadTrustedDocuments(source));
+  // The REST routes' documents are always trusted: the facade only ever sends those texts.
+  const trustedDocuments = attempt(() => loadTrustedDocuments(source, () => loadOperations().routes.map((route) => route.document)));
   if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments) throw new ConfigError([...new Set(problems)]);
   return { config, subscriptionConfig, auth, identity, limits, trustedDocuments };
 }

@@ -6,12 +6,11 @@ import {
   Kind,
   parse,
   print,
-  visit,
-  type DefinitionNode,
   type DocumentNode,
   type FragmentDefinitionNode,
   type OperationDefinitionNode,
 } from 'graphql';
+import { fragmentsUsed } from '../graphql-documents.ts';
 
 /**
  * Reads the REST routes: every operation in gateway/rest/operations/<tag>.graphql is one route,
@@ -144,20 +143,6 @@ function fileComment(lines: string[], firstDefinitionLine: number): string | und
 }
 
 const SEGMENT = /^(?:[a-z0-9][a-z0-9-]*|\{[A-Za-z_][A-Za-z0-9_]*\})$/;
-
-/** The fragments a definition spreads, directly or through other fragments (also used for trusted-document manifests). */
-export function fragmentsUsed(node: DefinitionNode, fragments: ReadonlyMap<string, FragmentDefinitionNode>, into = new Set<string>()): Set<string> {
-  visit(node, {
-    FragmentSpread(spread) {
-      const name = spread.name.value;
-      if (into.has(name)) return;
-      into.add(name);
-      const fragment = fragments.get(name);
-      if (fragment) fragmentsUsed(fragment, fragments, into);
-    },
-  });
-  return into;
-}
 
 export function parseOperationFiles(files: OperationFile[]): OperationSet {
   const problems: string[] = [];

@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, env, loadConfig } from '../../runtime/config.ts';
-import { loadOperations } from '../rest/operations.ts';
 import { createRegistry, TRUSTED_DOCUMENTS_MODES, type TrustedDocumentRegistry } from './documents.ts';
 import { checkManifest } from './manifest.ts';
 
@@ -47,12 +46,10 @@ function readManifest(path: string, problems: string[]): string[] {
 /**
  * The registry for the configured mode. A manifest is read and checked whenever it is named, even
  * with TRUSTED_DOCUMENTS=off, so a broken one shows before enforcement is switched on.
- * `restDocuments` defaults to the REST facade's operations as the facade sends them.
+ * `restDocuments` are the documents the gateway's own REST routes send, always registered; the
+ * caller (gateway/server.ts) supplies them, so this policy module knows no transport.
  */
-export function loadTrustedDocuments(
-  source: Record<string, string | undefined> = process.env,
-  restDocuments: () => readonly string[] = () => loadOperations().routes.map((route) => route.document),
-): TrustedDocuments {
+export function loadTrustedDocuments(source: Record<string, string | undefined>, restDocuments: () => readonly string[]): TrustedDocuments {
   const c = loadConfig(trustedDocumentsSpec, source);
   const paths = (c.TRUSTED_DOCUMENTS_MANIFEST ?? '')
     .split(',')

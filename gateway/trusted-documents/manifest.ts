@@ -4,7 +4,7 @@
 // what @apollo/generate-persisted-query-manifest writes and `npm run trusted-documents` writes.
 import { Ajv, type ErrorObject } from 'ajv';
 import { Kind, parse, print, type DocumentNode, type FragmentDefinitionNode, type OperationDefinitionNode } from 'graphql';
-import { fragmentsUsed } from '../rest/operations.ts';
+import { fragmentsUsed } from '../graphql-documents.ts';
 import { documentIdOf } from './documents.ts';
 
 export const MANIFEST_FORMAT = 'apollo-persisted-query-manifest';

@@ -120,6 +120,7 @@ describe('checkManifest', () => {
 });
 
 describe('loadTrustedDocuments', () => {
+  const restDocuments = () => loadOperations().routes.map((route) => route.document);
   const dir = mkdtempSync(join(tmpdir(), 'trusted-unit-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const manifestFile = (name: string, text: string) => {
@@ -130,7 +131,7 @@ describe('loadTrustedDocuments', () => {
 
   it('registers the REST operations (exactly as the facade sends them) and every manifest', () => {
     const path = manifestFile('ok.json', JSON.stringify({ format: 'apollo-persisted-query-manifest', version: 1, operations: [{ id, name: 'List', type: 'query', body: LIST }] }));
-    const loaded = loadTrustedDocuments({ TRUSTED_DOCUMENTS: 'enforce', TRUSTED_DOCUMENTS_MANIFEST: path });
+    const loaded = loadTrustedDocuments({ TRUSTED_DOCUMENTS: 'enforce', TRUSTED_DOCUMENTS_MANIFEST: path }, restDocuments);
     const rest = loadOperations().routes;
     expect(loaded.registry.mode).toBe('enforce');
     for (const route of rest) expect(resolveTrustedDocument(loaded.registry, { query: route.document })).toMatchObject({ query: route.document });
@@ -139,9 +140,9 @@ describe('loadTrustedDocuments', () => {
   });
 
   it('is off by default, and still checks a named manifest then', () => {
-    expect(loadTrustedDocuments({}).registry).toMatchObject({ mode: 'off' });
+    expect(loadTrustedDocuments({}, restDocuments).registry).toMatchObject({ mode: 'off' });
     const notJson = manifestFile('not.json', '{ nope');
-    expect(problemsOf(() => loadTrustedDocuments({ TRUSTED_DOCUMENTS_MANIFEST: notJson }))).toEqual([expect.stringMatching(new RegExp(`^TRUSTED_DOCUMENTS_MANIFEST: ${notJson}: is not JSON \\(`))]);
+    expect(problemsOf(() => loadTrustedDocuments({ TRUSTED_DOCUMENTS_MANIFEST: notJson }, restDocuments))).toEqual([expect.stringMatching(new RegExp(`^TRUSTED_DOCUMENTS_MANIFEST: ${notJson}: is not JSON \\(`))]);
   });
 });
 
