@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { ApolloGateway } from '@apollo/gateway';
 import type { ApolloServer } from '@apollo/server';
-import { Kind, parse } from 'graphql';
+import { Kind, parse, type DocumentNode } from 'graphql';
 import type { GatewayContext } from './context.ts';
 import type { PreparedOperations } from './prepared-operations.ts';
 import { plannerAssumptionProblems } from './subscriptions/planning.ts';
@@ -79,7 +79,7 @@ export async function runSelfCheck(target: SelfCheckTarget): Promise<void> {
 export function probeQuery(registeredDocuments: Iterable<string> | null): string | undefined {
   if (registeredDocuments === null) return '{ __typename }';
   for (const body of registeredDocuments) {
-    let document;
+    let document: DocumentNode;
     try {
       document = parse(body);
     } catch {

@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { composeServices } from '@apollo/composition';
-import { parse as parseGraphQL, GraphQLError } from 'graphql';
+import { parse as parseGraphQL, GraphQLError, type DocumentNode } from 'graphql';
 import { parse as parseYaml } from 'yaml';
 
 interface SupergraphConfig {
@@ -23,7 +23,7 @@ export function composeFromConfig(configPath: string): { sdl: string; hints: str
   const base = dirname(resolve(configPath));
   const services = Object.entries(config.subgraphs).map(([name, sub]) => {
     const file = resolve(base, sub.schema.file);
-    let typeDefs;
+    let typeDefs: DocumentNode;
     try {
       typeDefs = parseGraphQL(readFileSync(file, 'utf8'));
     } catch (err) {

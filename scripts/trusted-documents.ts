@@ -4,7 +4,7 @@
 // Each operation is checked against the supergraph the gateway serves (--supergraph, default
 // schema/supergraph.graphql; --no-validate to skip). Clients then send exactly the body written
 // for an operation, or only its id.
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse, validate } from 'graphql';
@@ -64,11 +64,11 @@ export function expandPaths(args: readonly string[], cwd = process.cwd()): strin
       }
       const matches = found.filter((f) => pattern.test(f.split(sep).join('/')));
       if (matches.length === 0) throw new UsageError(`${arg}: no files match`);
-      matches.forEach((f) => files.add(f));
+      for (const f of matches) files.add(f);
       continue;
     }
     const path = resolve(cwd, arg);
-    let stat;
+    let stat: Stats;
     try {
       stat = statSync(path);
     } catch {
@@ -79,7 +79,7 @@ export function expandPaths(args: readonly string[], cwd = process.cwd()): strin
       walk(path, found);
       const graphql = found.filter((f) => EXTENSIONS.some((e) => f.endsWith(e)));
       if (graphql.length === 0) throw new UsageError(`${arg}: no ${EXTENSIONS.join(' or ')} files in this folder`);
-      graphql.forEach((f) => files.add(f));
+      for (const f of graphql) files.add(f);
     } else files.add(path);
   }
   return [...files].sort();

@@ -509,9 +509,9 @@ function descend(
   if (type.kind === Kind.LIST_TYPE) {
     if (!Array.isArray(value)) return;
     const item = type.type;
-    value.forEach((element, i) =>
-      descend(element, unwrapNonNull(item), denial, next, [...path, i], [...slots, { parent: value, key: i, nonNull: item.kind === Kind.NON_NULL_TYPE }], found),
-    );
+    value.forEach((element, i) => {
+      descend(element, unwrapNonNull(item), denial, next, [...path, i], [...slots, { parent: value, key: i, nonNull: item.kind === Kind.NON_NULL_TYPE }], found);
+    });
     return;
   }
   locate(value, denial, next, path, slots, found);

@@ -92,10 +92,10 @@ function deniedFor(principal: Principal): Set<string> {
   const s = new Set(principal.scopes);
   const denied = new Set<string>();
   const anon = principal.kind === 'anonymous';
-  if (!s.has('admin')) ['Query.secret', 'Query.secretNonNull', 'User.ssn', 'Document.createdBy'].forEach((c) => denied.add(c));
+  if (!s.has('admin')) for (const c of ['Query.secret', 'Query.secretNonNull', 'User.ssn', 'Document.createdBy']) denied.add(c);
   if (!s.has('admin') && !s.has('users:read')) denied.add('User.email');
   if (!s.has('admin') && !(s.has('users:write') && s.has('users:read'))) denied.add('Mutation.deleteUser');
-  if (anon) ['Document.body', 'Query.adminPanel'].forEach((c) => denied.add(c));
+  if (anon) for (const c of ['Document.body', 'Query.adminPanel']) denied.add(c);
   return denied;
 }
 

@@ -269,7 +269,7 @@ describe('federated subscriptions over graphql-ws', () => {
       return result;
     };
     const created = await one(`mutation { registerAgent(input: { name: "Over the socket" }) { id name status } }`);
-    const id = (created.data?.registerAgent as { id: string }).id;
+    const id = (created.data!.registerAgent as { id: string }).id;
     expect(created.data).toEqual({ registerAgent: { id, name: 'Over the socket', status: 'REGISTERED' } });
     const read = await one(`query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id });
     expect(read).toEqual(await gql(platform.url, `query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id }).then((r) => ({ data: r.data })));

@@ -85,7 +85,7 @@ describe('in-flight deduplication of subgraph queries', () => {
     // The gateway merges entity data into what a fetch returned: callers must not share objects.
     const [first, second] = responses;
     expect(first?.data).not.toBe(second?.data);
-    (first?.data as { agent: { name: string } }).agent.name = 'changed';
+    (first!.data as { agent: { name: string } }).agent.name = 'changed';
     expect(second?.data).toEqual({ agent: { id: ids[0], name: 'Ada' } });
   });
 

@@ -66,7 +66,7 @@ export function operationsOf(doc: OpenApiDoc): DocumentedOperation[] {
   return Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, operation]) => ({ method: method.toUpperCase(), path, operation })));
 }
 
-const escape = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
+const escapePointer = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
 export class DocumentChecker {
   private readonly ajv = new Ajv2020({ strict: false, allErrors: true });
@@ -92,7 +92,7 @@ export class DocumentChecker {
     const { path, method, operation } = this.operation(operationId);
     const declared = operation.responses[String(response.status)] ?? operation.responses.default;
     if (!declared) return [`status ${response.status} is not declared for ${operationId}`];
-    let pointer = `#/paths/${escape(path)}/${method.toLowerCase()}/responses/${response.status in operation.responses ? response.status : 'default'}`;
+    let pointer = `#/paths/${escapePointer(path)}/${method.toLowerCase()}/responses/${response.status in operation.responses ? response.status : 'default'}`;
     let target = declared;
     if (declared.$ref) {
       pointer = declared.$ref;
@@ -101,7 +101,7 @@ export class DocumentChecker {
     if (!target.content) return response.text === '' ? [] : [`status ${response.status} declares no body, got ${response.text.slice(0, 200)}`];
     const mediaType = (response.headers.get('content-type') ?? '').split(';')[0]?.trim() ?? '';
     if (!(mediaType in target.content)) return [`content-type ${mediaType} is not declared for ${operationId} ${response.status} (declared: ${Object.keys(target.content).join(', ')})`];
-    const ref = `urn:test:openapi${pointer}/content/${escape(mediaType)}/schema`;
+    const ref = `urn:test:openapi${pointer}/content/${escapePointer(mediaType)}/schema`;
     let validate = this.cache.get(ref);
     if (!validate) {
       // JSON pointers inside a URI fragment: characters such as {} must be percent-encoded.

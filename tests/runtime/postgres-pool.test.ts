@@ -25,7 +25,11 @@ async function open(poolMax: number | undefined, poolTimeoutMs?: number) {
     ...(poolMax === undefined ? {} : { poolMax }),
     ...(poolTimeoutMs === undefined ? {} : { poolTimeoutMs }),
   });
-  return { database, drop: async () => (await database.close(), await dropSchema(`${schemaPrefix}pool`)) };
+  const drop = async () => {
+    await database.close();
+    await dropSchema(`${schemaPrefix}pool`);
+  };
+  return { database, drop };
 }
 
 /** Backend pids seen by `n` concurrent queries that each hold their connection a moment. */

@@ -288,7 +288,7 @@ describe.each(backends)('agents store on $backend', ({ backend, skip }) => {
       const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(won).toHaveLength(1);
       expect(lost).toHaveLength(1);
-      expect((lost[0]?.reason as GraphQLError).extensions).toMatchObject({ code: 'CONFLICT', expectedVersion: 1, actualVersion: 2 });
+      expect((lost[0]!.reason as GraphQLError).extensions).toMatchObject({ code: 'CONFLICT', expectedVersion: 1, actualVersion: 2 });
       expect((await store.get(tenant, a.id))?.version).toBe(2);
     });
 
