@@ -60,7 +60,13 @@ export async function identityHeaders(
 ): Promise<Record<string, string>> {
   const service = createIdentityService(loadIdentityConfig({ GATEWAY_SIGNING_SECRET: secret }));
   const token = await service.signIdentity(
-    { kind: claims.kind ?? 'user', subject: claims.subject ?? 'test-admin', tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId, scopes: claims.scopes ?? PLATFORM_SCOPES },
+    {
+      kind: claims.kind ?? 'user',
+      subject: claims.subject ?? 'test-admin',
+      tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId,
+      scopes: claims.scopes ?? PLATFORM_SCOPES,
+      agentId: claims.agentId ?? null,
+    },
     audience,
   );
   return { 'x-gateway-identity': token };
