@@ -24,12 +24,18 @@ export interface TokenOptions {
   issuer?: string;
   audience?: string;
   secret?: string;
+  /** The agent the token acts as (the `agent_id` claim). */
+  agentId?: string;
 }
 
 /** An HS256 user token as the gateway's development configuration accepts it, unless told otherwise. */
 export async function userToken(options: TokenOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({ tenant: options.tenant ?? DEFAULT_TENANT, scope: [...(options.scopes ?? PLATFORM_SCOPES)].join(' ') })
+  const jwt = new SignJWT({
+    tenant: options.tenant ?? DEFAULT_TENANT,
+    scope: [...(options.scopes ?? PLATFORM_SCOPES)].join(' '),
+    ...(options.agentId === undefined ? {} : { agent_id: options.agentId }),
+  })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(options.subject ?? `tester@${options.tenant ?? DEFAULT_TENANT}`)
     .setIssuer(options.issuer ?? DEV_ISSUER)
