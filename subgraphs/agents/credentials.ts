@@ -8,8 +8,10 @@ import type { IdentityService } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { createServiceClient, type ServiceCaller } from '../../runtime/service-client.ts';
 
+const DEFAULT_GOVERNANCE_URL = 'http://127.0.0.1:4003/graphql';
+
 export const credentialsSpec = {
-  SUBGRAPH_GOVERNANCE_URL: env.url('GraphQL endpoint of the governance subgraph, which mints agent credentials', ['http', 'https'], 'http://127.0.0.1:4003/graphql'),
+  SUBGRAPH_GOVERNANCE_URL: env.url('GraphQL endpoint of the governance subgraph, which mints agent credentials', ['http', 'https'], DEFAULT_GOVERNANCE_URL),
 };
 
 /** What the registration answer shows of a new credential, the secret this once. */
@@ -41,7 +43,7 @@ interface IssueAnswer {
 
 export function createAgentCredentials(deps: { env: Record<string, string | undefined>; identity: IdentityService; logger: Logger }): AgentCredentials {
   const { SUBGRAPH_GOVERNANCE_URL: url } = loadConfig(credentialsSpec, deps.env);
-  const governance = createServiceClient({ from: 'agents', to: 'governance', url: url ?? 'http://127.0.0.1:4003/graphql', identity: deps.identity, logger: deps.logger });
+  const governance = createServiceClient({ from: 'agents', to: 'governance', url: url ?? DEFAULT_GOVERNANCE_URL, identity: deps.identity, logger: deps.logger });
   return {
     async issue(caller, agentId, agentName) {
       const answer = await governance.query<IssueAnswer>({ ...caller, scopes: ['agents:write'] }, ISSUE, { agentId, name: agentName });
