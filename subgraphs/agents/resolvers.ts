@@ -8,7 +8,7 @@ import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
 import { eventStreamsOf } from '../../runtime/subscriptions.ts';
 import type { AgentsContext } from './context.ts';
-import { notRegistered } from './credentials.ts';
+import { notRegistered, type IssuedCredential } from './credentials.ts';
 import {
   assertAgentMayAct,
   AgentHeartbeat,
@@ -41,8 +41,8 @@ function writing(ctx: AgentsContext): AgentsContext {
 }
 
 /**
- * A write to agent `id` (or a registration, id null) by this caller: agents:write, and an agent
- * caller only on itself (domain.assertAgentMayAct). Returns the parsed id.
+ * A write to agent `id` by this caller: agents:write, and an agent caller only on itself
+ * (domain.assertAgentMayAct). Returns the parsed id.
  */
 function actingOn(ctx: AgentsContext, action: AgentAction, id: string): string {
   writing(ctx);
@@ -64,7 +64,7 @@ async function register(ctx: AgentsContext, draft: AgentDraft, issueCredential: 
   if (!issueCredential) return remember(ctx, await ctx.store.register(ctx.tenantId, draft));
   const caller = { tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.requestId };
   const id = newId();
-  let credential;
+  let credential: IssuedCredential;
   try {
     credential = await ctx.credentials.issue(caller, id, draft.name);
   } catch (err) {
