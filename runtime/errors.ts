@@ -4,7 +4,7 @@ import { GraphQLError } from 'graphql';
  * The error codes clients can branch on (extensions.code). Domain code throws these; anything
  * else that escapes a resolver is masked as INTERNAL_SERVER_ERROR by the server's formatError.
  */
-export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN' | 'UNAUTHENTICATED';
+export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'AGENT_MISMATCH';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });
@@ -18,3 +18,7 @@ export const notFound = (entity: string, id: string): GraphQLError =>
 
 export const conflict = (message: string, details?: Record<string, unknown>): GraphQLError =>
   domainError('CONFLICT', message, details);
+
+/** An agent's caller (an agent credential or agent token) acting on another agent: 403 over REST. */
+export const agentMismatch = (message: string, details?: Record<string, unknown>): GraphQLError =>
+  domainError('AGENT_MISMATCH', message, details);

@@ -19,6 +19,13 @@ export const IDENTITY_HEADER = 'x-gateway-identity';
 export const PLATFORM_SCOPES = ['admin', 'agents:read', 'agents:write', 'tasks:read', 'tasks:write', 'tasks:delegate'] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 
+/**
+ * What an agent acts with (an agent credential's scopes, `npm run token -- --agent`'s default):
+ * read the registry and the task queue, change its own record, work its tasks. Never `admin`
+ * (keys of the tenant) nor `tasks:delegate` (acting for other agents).
+ */
+export const AGENT_SCOPES = ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'] as const satisfies readonly PlatformScope[];
+
 /** Outside production only: a fixed, public secret, so a fresh checkout runs with no setup. */
 export const DEV_GATEWAY_SIGNING_SECRET = 'development-only-gateway-signing-secret-never-use-in-production';
 

@@ -1,25 +1,38 @@
 // Demo data for a first start, written through the gateway with the same mutations a client
-// would use, so the seed exercises the real API and never drifts from it.
+// would use, so the seed exercises the real API and never drifts from it. The agents are
+// registered with their own credentials and do their tasks' work with them, as real agents would.
+
+/** The agent `npm start`'s example acts as: it has an unclaimed task matching its skills. */
+export const EXAMPLE_AGENT = { name: 'Code Reviewer', skillTags: ['review'] } as const;
+
+export interface DemoAgent {
+  id: string;
+  name: string;
+  /** Its agent credential (X-API-Key), known only to the start that registered it. */
+  apiKey: string | null;
+}
 
 export interface SeedResult {
   seeded: boolean;
   agents: number;
   tasks: number;
   workflowRuns: number;
+  /** EXAMPLE_AGENT, when present. */
+  exampleAgent: DemoAgent | null;
 }
 
 type Vars = Record<string, unknown>;
 
-/** The gateway, and who the seed acts as there. */
+/** The gateway, and who the seed acts as there (its credential headers). */
 interface Api {
   url: string;
-  authorization: string;
+  headers: Record<string, string>;
 }
 
 async function call<T>(api: Api, query: string, variables: Vars = {}): Promise<T> {
   const res = await fetch(api.url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-request-id': 'seed', authorization: api.authorization },
+    headers: { 'content-type': 'application/json', 'x-request-id': 'seed', ...api.headers },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await res.json()) as { data?: T; errors?: { message: string }[] };
@@ -29,20 +42,41 @@ async function call<T>(api: Api, query: string, variables: Vars = {}): Promise<T
   return body.data;
 }
 
-const REGISTER = `mutation ($input: RegisterAgentInput!) { registerAgent(input: $input) { id } }`;
-const REGISTER_CARD = `mutation ($card: JSON!, $labels: [LabelInput!]) { registerAgentFromCard(card: $card, labels: $labels) { id } }`;
+type Registered = { id: string; credential: { secret: string } | null };
+const REGISTER = `mutation ($input: RegisterAgentInput!) { registerAgent(input: $input, issueCredential: true) { id credential { secret } } }`;
+const REGISTER_CARD = `mutation ($card: JSON!, $labels: [LabelInput!]) { registerAgentFromCard(card: $card, labels: $labels, issueCredential: true) { id credential { secret } } }`;
 const SUBMIT = `mutation ($input: SubmitTaskInput!) { submitTask(input: $input) { id } }`;
 const CLAIM = `mutation ($agentId: ID!, $tags: [String!]!) { claimTask(agentId: $agentId, skillTags: $tags, leaseSeconds: 3600) { id } }`;
 
 const skill = (id: string, name: string, tags: string[], description: string) => ({ id, name, tags, description });
 
+/** EXAMPLE_AGENT of earlier demo data (its key was shown by the start that seeded it), or null. */
+export async function findExampleAgent(gatewayUrl: string, token: string): Promise<DemoAgent | null> {
+  const found = await call<{ agents: { nodes: { id: string; name: string }[] } }>(
+    { url: gatewayUrl, headers: { authorization: `Bearer ${token}` } },
+    `query ($text: String) { agents(filter: { text: $text, status: ACTIVE }, first: 5) { nodes { id name } } }`,
+    { text: EXAMPLE_AGENT.name },
+  );
+  const agent = found.agents.nodes.find((a) => a.name === EXAMPLE_AGENT.name);
+  return agent ? { ...agent, apiKey: null } : null;
+}
+
 /** Writes the demo data through the gateway as the holder of `token` (needs agents:* and tasks:* scopes). */
 export async function seedDemoData(gatewayUrl: string, token: string): Promise<SeedResult> {
-  const api: Api = { url: gatewayUrl, authorization: `Bearer ${token}` };
+  const api: Api = { url: gatewayUrl, headers: { authorization: `Bearer ${token}` } };
   const existing = await call<{ agents: { totalCount: number } }>(api, `{ agents(first: 1) { totalCount } }`);
-  if (existing.agents.totalCount > 0) return { seeded: false, agents: existing.agents.totalCount, tasks: 0, workflowRuns: 0 };
+  if (existing.agents.totalCount > 0) {
+    return { seeded: false, agents: existing.agents.totalCount, tasks: 0, workflowRuns: 0, exampleAgent: await findExampleAgent(gatewayUrl, token) };
+  }
 
-  const register = async (input: Vars) => (await call<{ registerAgent: { id: string } }>(api, REGISTER, { input })).registerAgent.id;
+  // Each agent's own credential: what it works its tasks with.
+  const keys = new Map<string, string>();
+  const remember = (agent: Registered) => {
+    if (agent.credential) keys.set(agent.id, agent.credential.secret);
+    return agent.id;
+  };
+  const as = (agentId: string): Api => ({ url: gatewayUrl, headers: { 'x-api-key': keys.get(agentId) ?? '' } });
+  const register = async (input: Vars) => remember((await call<{ registerAgent: Registered }>(api, REGISTER, { input })).registerAgent);
   const transition = (name: string, id: string) => call(api, `mutation ($id: ID!) { ${name}(id: $id) { id } }`, { id });
 
   const researcher = await register({
@@ -80,30 +114,32 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     defaultOutputModes: ['text/markdown'],
     skills: [{ id: 'review', name: 'Code review', description: 'Reviews a diff.', tags: ['code', 'review'], examples: ['Review PR #42'] }],
   };
-  const reviewer = (await call<{ registerAgentFromCard: { id: string } }>(api, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard.id;
+  const reviewer = remember((await call<{ registerAgentFromCard: Registered }>(api, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard);
   const legacy = await register({ name: 'Legacy Translator', description: 'Old translation agent, kept for history.', skills: [skill('translate', 'Translate', ['translation'], 'Translates text.')] });
 
   for (const id of [researcher, writer, checker, reviewer, legacy]) await transition('activateAgent', id);
   await transition('pauseAgent', checker);
   await transition('retireAgent', legacy);
-  for (const id of [researcher, writer, reviewer]) await call(api, `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id });
+  // Activation is the operator's; heartbeats are the agents' own.
+  for (const id of [researcher, writer, reviewer]) await call(as(id), `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id });
 
   const submit = async (input: Vars) => (await call<{ submitTask: { id: string } }>(api, SUBMIT, { input })).submitTask.id;
-  const claim = async (agentId: string, tags: string[]) => (await call<{ claimTask: { id: string } | null }>(api, CLAIM, { agentId, tags })).claimTask?.id;
+  // An agent names itself: allowed to an agent credential, which may act only as its agent.
+  const claim = async (agentId: string, tags: string[]) => (await call<{ claimTask: { id: string } | null }>(as(agentId), CLAIM, { agentId, tags })).claimTask?.id;
 
   // Tasks in several states: one of each the lifecycle reaches.
   const done = await submit({ title: 'Summarise Q3 market report', requiredSkillTags: ['summarize'], priority: 5, input: { url: 'https://example.com/q3.pdf' } });
   const doneClaim = await claim(researcher, ['research', 'search', 'summarize', 'writing']);
   if (doneClaim === done) {
-    await call(api, `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, { t: done, a: researcher });
+    await call(as(researcher), `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, { t: done, a: researcher });
   }
   const working = await submit({ title: 'Draft launch blog post', requiredSkillTags: ['writing'], priority: 3, input: { topic: 'Agent platform launch' } });
   if ((await claim(writer, ['writing'])) === working) {
-    await call(api, `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`, { t: working, a: writer });
+    await call(as(writer), `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`, { t: working, a: writer });
   }
   const failed = await submit({ title: 'Review PR #41', requiredSkillTags: ['review'], retryPolicy: { maximumAttempts: 1 } });
   if ((await claim(reviewer, ['code', 'review'])) === failed) {
-    await call(api, `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`, { t: failed, a: reviewer });
+    await call(as(reviewer), `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`, { t: failed, a: reviewer });
   }
   const canceled = await submit({ title: 'Translate FAQ to French', requiredSkillTags: ['translation'] });
   await call(api, `mutation ($id: ID!) { cancelTask(id: $id) { id } }`, { id: canceled });
@@ -136,5 +172,11 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     api,
     `{ agents(first: 1) { totalCount } tasks(first: 1) { totalCount } workflowRuns(first: 1) { totalCount } }`,
   );
-  return { seeded: true, agents: totals.agents.totalCount, tasks: totals.tasks.totalCount, workflowRuns: totals.workflowRuns.totalCount };
+  return {
+    seeded: true,
+    agents: totals.agents.totalCount,
+    tasks: totals.tasks.totalCount,
+    workflowRuns: totals.workflowRuns.totalCount,
+    exampleAgent: { id: reviewer, name: EXAMPLE_AGENT.name, apiKey: keys.get(reviewer) ?? null },
+  };
 }

@@ -7,7 +7,7 @@ import type { IdentityService } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { AuthError, type AuthenticatedPrincipal } from './principal.ts';
 
-const VERIFY = 'query VerifyApiKey($key: String!) { verifyApiKey(key: $key) { keyId tenantId subject scopes } }';
+const VERIFY = 'query VerifyApiKey($key: String!) { verifyApiKey(key: $key) { keyId tenantId subject scopes agentId } }';
 // Longer than any key governance issues: refused without asking it.
 const MAX_KEY_LENGTH = 256;
 const MAX_CACHED = 10_000;
@@ -36,7 +36,7 @@ export interface ApiKeyVerifier {
 }
 
 interface VerifyResponse {
-  data?: { verifyApiKey: { keyId: string; tenantId: string; subject: string; scopes: string[] } | null } | null;
+  data?: { verifyApiKey: { keyId: string; tenantId: string; subject: string; scopes: string[]; agentId?: string | null } | null } | null;
   errors?: unknown[];
 }
 
@@ -74,7 +74,16 @@ export function createApiKeyVerifier(options: ApiKeyVerifierOptions): ApiKeyVeri
     }
     const found = body.data.verifyApiKey;
     if (!found) throw new AuthError('invalid api key');
-    return { kind: 'apiKey', subject: found.subject, tenantId: found.tenantId, scopes: found.scopes, expiresAt: null, apiKeyId: found.keyId };
+    // An agent credential acts as its agent: the subgraphs get it signed as the identity's agentId.
+    return {
+      kind: 'apiKey',
+      subject: found.subject,
+      tenantId: found.tenantId,
+      scopes: found.scopes,
+      expiresAt: null,
+      apiKeyId: found.keyId,
+      ...(found.agentId ? { agentId: found.agentId } : {}),
+    };
   }
 
   return {

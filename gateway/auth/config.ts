@@ -38,6 +38,7 @@ export const authSpec = {
   AUTH_ISSUER: env.optionalString(`required "iss" of user tokens; ${DEV_ISSUER} outside production when unset`),
   AUTH_AUDIENCE: env.optionalString(`required "aud" of user tokens; ${DEV_AUDIENCE} outside production when unset`),
   AUTH_TENANT_CLAIMS: list<string>('claims naming the tenant, first present wins', ['tenant', 'org']),
+  AUTH_AGENT_CLAIM: env.string('claim naming the agent a token acts as (an agent id); tokens without it act for no agent', 'agent_id'),
   AUTH_CLOCK_TOLERANCE_SECONDS: env.int('clock skew allowed when checking exp and nbf', 5, 0),
   AUTH_JWKS_COOLDOWN_MS: env.int('least time between two JWKS fetches caused by unknown key ids', 30_000, 0),
   AUTH_JWKS_CACHE_MS: env.int('how long fetched JWKS keys are trusted before a refetch', 600_000, 0),
@@ -53,6 +54,8 @@ export interface AuthConfig {
   issuer: string;
   audience: string;
   tenantClaims: string[];
+  /** The claim whose value (an agent id) makes the token's holder act as that agent. */
+  agentClaim: string;
   clockToleranceSeconds: number;
 }
 
@@ -70,6 +73,8 @@ export function loadAuthConfig(source: Record<string, string | undefined> = proc
   if (secret !== undefined && Buffer.byteLength(secret) < MIN_SECRET_BYTES) {
     problems.push(`AUTH_JWT_SECRET: must be at least ${MIN_SECRET_BYTES} bytes, got ${Buffer.byteLength(secret)}`);
   }
+  // Any claim name without spaces: providers namespace custom claims as URLs (https://example.com/agent).
+  if (!/^\S{1,200}$/.test(c.AUTH_AGENT_CLAIM)) problems.push(`AUTH_AGENT_CLAIM: expected a claim name without spaces, got "${c.AUTH_AGENT_CLAIM.slice(0, 40)}"`);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     production,
@@ -81,6 +86,7 @@ export function loadAuthConfig(source: Record<string, string | undefined> = proc
     issuer: c.AUTH_ISSUER ?? DEV_ISSUER,
     audience: c.AUTH_AUDIENCE ?? DEV_AUDIENCE,
     tenantClaims: c.AUTH_TENANT_CLAIMS,
+    agentClaim: c.AUTH_AGENT_CLAIM,
     clockToleranceSeconds: c.AUTH_CLOCK_TOLERANCE_SECONDS,
   };
 }

@@ -5,7 +5,7 @@
 import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWSHeaderParameters, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { hmacKey, verifyHs256 } from '../../runtime/hs256.ts';
 import type { AuthConfig } from './config.ts';
-import { AuthError, scopesFromClaims, TENANT_ID_PATTERN, type AuthenticatedPrincipal, type AuthFailure } from './principal.ts';
+import { AGENT_ID_PATTERN, AuthError, scopesFromClaims, TENANT_ID_PATTERN, type AuthenticatedPrincipal, type AuthFailure } from './principal.ts';
 
 export interface JwtVerifier {
   /** The principal the token names; throws AuthError with a reason safe to show the caller. */
@@ -109,7 +109,7 @@ export function createJwtVerifier(config: AuthConfig): JwtVerifier {
       } catch (err) {
         throw err instanceof AuthError ? err : toAuthError(err);
       }
-      const principal = principalOf(payload, config.tenantClaims);
+      const principal = principalOf(payload, config.tenantClaims, config.agentClaim);
       // exp is required, so present; a JWKS token is only remembered with the key that verified it.
       if (typeof payload.exp === 'number' && (alg === 'HS256' || key !== undefined)) {
         remember(token, { principal, exp: payload.exp, nbf: payload.nbf, ...(alg === 'HS256' ? {} : { jwks: { header, key } }) });
@@ -139,7 +139,7 @@ function toAuthError(err: unknown): AuthError {
   return new AuthError('malformed');
 }
 
-function principalOf(payload: JWTPayload, tenantClaims: readonly string[]): AuthenticatedPrincipal {
+function principalOf(payload: JWTPayload, tenantClaims: readonly string[], agentClaim: string): AuthenticatedPrincipal {
   const claims = payload as Record<string, unknown>;
   const subject = payload.sub;
   if (typeof subject !== 'string' || subject === '' || subject.length > 256) throw new AuthError('malformed', 'invalid "sub" claim');
@@ -147,6 +147,9 @@ function principalOf(payload: JWTPayload, tenantClaims: readonly string[]): Auth
   if (tenantClaim === undefined) throw new AuthError('malformed', `no tenant claim (${tenantClaims.join(' or ')})`);
   const tenantId = claims[tenantClaim];
   if (typeof tenantId !== 'string' || !TENANT_ID_PATTERN.test(tenantId)) throw new AuthError('malformed', `invalid "${tenantClaim}" claim`);
+  // An agent's token: its holder acts as that agent and no other (the subgraphs enforce it).
+  const agentId = claims[agentClaim];
+  if (agentId !== undefined && (typeof agentId !== 'string' || !AGENT_ID_PATTERN.test(agentId))) throw new AuthError('malformed', `invalid "${agentClaim}" claim (an agent id)`);
   // Frozen: the same object is handed to every request that presents the token (the cache above).
   return Object.freeze({
     kind: 'user',
@@ -154,5 +157,6 @@ function principalOf(payload: JWTPayload, tenantClaims: readonly string[]): Auth
     tenantId,
     scopes: Object.freeze(scopesFromClaims(claims)),
     expiresAt: new Date((payload.exp ?? 0) * 1000),
+    ...(agentId === undefined ? {} : { agentId: agentId.toLowerCase() }),
   });
 }

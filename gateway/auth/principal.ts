@@ -29,6 +29,9 @@ export type Principal = AuthenticatedPrincipal | AnonymousPrincipal;
 /** What a tenant id may look like: it ends up in logs, keys and SQL parameters. */
 export const TENANT_ID_PATTERN = /^[A-Za-z0-9][\w.:-]{0,127}$/;
 
+/** What an agent claim must look like: an agent id (a UUID, as the agents subgraph issues them). */
+export const AGENT_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export const ANONYMOUS: AnonymousPrincipal = Object.freeze({ kind: 'anonymous', subject: null, tenantId: null, scopes: [] as const, expiresAt: null });
 
 /** Reasons safe to show the caller: they say what is wrong with the credential, not with us. */

@@ -13,6 +13,7 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   BAD_REQUEST: 400,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
+  AGENT_MISMATCH: 403,
   NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
@@ -25,6 +26,8 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   INTERNAL_SERVER_ERROR: 500,
   DOWNSTREAM_SERVICE_ERROR: 502,
   SUBGRAPH_UNAVAILABLE: 503,
+  // A subgraph could not reach another it depends on (runtime/service-client.ts).
+  DEPENDENCY_UNAVAILABLE: 503,
 };
 
 /** The status for a code; codes come from any subgraph, so only the table's own entries count. */

@@ -1,10 +1,13 @@
 import DataLoader from 'dataloader';
 import type { RequestContext } from '../../runtime/context.ts';
+import type { AgentCredentials } from './credentials.ts';
 import type { AgentRow, AgentStore } from './store.ts';
 
 /** Per request: the store, the clock health is computed against, and a batching agent loader. */
 export interface AgentsContext extends RequestContext {
   store: AgentStore;
+  /** Mints agent credentials with the governance subgraph. */
+  credentials: AgentCredentials;
   /** Agents of this request's tenant by (lower-case) id; null for an unknown id. */
   agentLoader: DataLoader<string, AgentRow | null>;
   now(): Date;
@@ -13,7 +16,7 @@ export interface AgentsContext extends RequestContext {
 // Bounds the IN list of one statement; a federated _entities request rarely comes near it.
 const MAX_BATCH = 500;
 
-export function createAgentsContext(base: RequestContext, store: AgentStore): AgentsContext {
+export function createAgentsContext(base: RequestContext, store: AgentStore, credentials: AgentCredentials): AgentsContext {
   const tenantId = base.tenantId;
   const agentLoader = new DataLoader<string, AgentRow | null>(
     async (ids) => {
@@ -22,5 +25,5 @@ export function createAgentsContext(base: RequestContext, store: AgentStore): Ag
     },
     { maxBatchSize: MAX_BATCH },
   );
-  return { ...base, store, agentLoader, now: () => store.now() };
+  return { ...base, store, credentials, agentLoader, now: () => store.now() };
 }

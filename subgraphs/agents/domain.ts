@@ -1,7 +1,7 @@
 // The agents domain without I/O: the lifecycle state machine, liveness, and the rules that turn
 // what a client sends (GraphQL input or an A2A Agent Card) into a normalised registration.
 // Functions that depend on time take `now`, so tests control the clock instead of sleeping.
-import { badInput, conflict } from '../../runtime/errors.ts';
+import { agentMismatch, badInput, conflict, domainError } from '../../runtime/errors.ts';
 import { httpUrl, intInRange, jsonValue, optionalText, text } from '../../runtime/validate.ts';
 
 export const AGENT_STATUSES = ['REGISTERED', 'ACTIVE', 'PAUSED', 'RETIRED'] as const;
@@ -71,6 +71,33 @@ export function nextStatus(from: AgentStatus, action: StatusAction): AgentStatus
 /** A retired agent is gone for good: recording that it is alive would contradict that. */
 export function assertCanHeartbeat(status: AgentStatus): void {
   if (status === 'RETIRED') throw conflict('A RETIRED agent cannot record heartbeats', { status });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents acting on the registry: a caller that is an agent (an agent credential, or a token with
+// the agent claim) keeps itself alive and describes itself, and may take itself out of work, but
+// changes no other agent and registers none; activation stays an operator's decision.
+
+export type AgentAction = 'register' | 'update' | 'heartbeat' | StatusAction;
+
+/** What an agent may do to its own record. */
+export const SELF_ACTIONS: readonly AgentAction[] = ['update', 'heartbeat', 'pause', 'resume', 'retire'];
+
+/**
+ * Refuses what an agent caller (`callerAgentId` set) may not do: another agent's record or a
+ * registration is AGENT_MISMATCH, activating itself FORBIDDEN. Callers acting for no agent pass.
+ */
+export function assertAgentMayAct(callerAgentId: string | null | undefined, action: AgentAction, targetId: string | null): void {
+  if (!callerAgentId) return;
+  if (action === 'register') {
+    throw agentMismatch(`This credential acts as agent "${callerAgentId}" and cannot register other agents`, { agentId: callerAgentId, action });
+  }
+  if (targetId !== callerAgentId) {
+    throw agentMismatch(`This credential acts as agent "${callerAgentId}" and cannot ${action} agent "${targetId}"`, { agentId: callerAgentId, action });
+  }
+  if (!SELF_ACTIONS.includes(action)) {
+    throw domainError('FORBIDDEN', `An agent cannot ${action} itself; an operator does`, { agentId: callerAgentId, action });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The agents subgraph: the registry of AI agents, their A2A cards, lifecycle and liveness.
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createAgentsContext, type AgentsContext } from './context.ts';
+import { createAgentCredentials } from './credentials.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
 import { AgentStore, type AgentsDB } from './store.ts';
@@ -9,11 +10,12 @@ export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
   name: 'agents',
   defaultPort: 4001,
   migrations,
-  create({ database, bus, logger }) {
+  create({ database, bus, logger, identity, env }) {
     const store = new AgentStore(database, bus, logger);
+    const credentials = createAgentCredentials({ env, identity, logger });
     return {
       resolvers,
-      createContext: (base) => createAgentsContext(base, store),
+      createContext: (base) => createAgentsContext(base, store, credentials),
     };
   },
 };

@@ -1,13 +1,16 @@
 // Thin GraphQL layer: validate arguments, call the domain and the store, return rows.
+import { GraphQLError } from 'graphql';
 import { notFound } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
 import { requireScopes } from '../../runtime/identity.ts';
-import { parseId } from '../../runtime/ids.ts';
+import { newId, parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
 import { eventStreamsOf } from '../../runtime/subscriptions.ts';
 import type { AgentsContext } from './context.ts';
+import { notRegistered, type IssuedCredential } from './credentials.ts';
 import {
+  assertAgentMayAct,
   AgentHeartbeat,
   AgentRegistered,
   AgentStatusChanged,
@@ -17,6 +20,8 @@ import {
   normaliseUpdate,
   registrationFromCard,
   type AgentRegisteredPayload,
+  type AgentAction,
+  type AgentDraft,
   type AgentStatusChangedPayload,
   type StatusAction,
 } from './domain.ts';
@@ -35,6 +40,48 @@ function writing(ctx: AgentsContext): AgentsContext {
   return ctx;
 }
 
+/**
+ * A write to agent `id` by this caller: agents:write, and an agent caller only on itself
+ * (domain.assertAgentMayAct). Returns the parsed id.
+ */
+function actingOn(ctx: AgentsContext, action: AgentAction, id: string): string {
+  writing(ctx);
+  const agentId = parseId(id, 'id');
+  assertAgentMayAct(ctx.identity.agentId, action, agentId);
+  return agentId;
+}
+
+/**
+ * Stores the agent; with a credential, mints it first under the agent's id-to-be, so there is
+ * never an agent whose credential the caller was promised and did not get: governance refusing
+ * or unreachable means no agent (the error says so), and an agent that cannot be stored after
+ * all gets its fresh credential revoked. A crash between the two leaves at most a credential of
+ * an agent that does not exist, which can act on nothing.
+ */
+async function register(ctx: AgentsContext, draft: AgentDraft, issueCredential: boolean | null | undefined): Promise<AgentRow> {
+  writing(ctx);
+  assertAgentMayAct(ctx.identity.agentId, 'register', null);
+  if (!issueCredential) return remember(ctx, await ctx.store.register(ctx.tenantId, draft));
+  const caller = { tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.requestId };
+  const id = newId();
+  let credential: IssuedCredential;
+  try {
+    credential = await ctx.credentials.issue(caller, id, draft.name);
+  } catch (err) {
+    throw err instanceof GraphQLError ? notRegistered(err) : err;
+  }
+  let row: AgentRow;
+  try {
+    row = await ctx.store.register(ctx.tenantId, draft, id);
+  } catch (err) {
+    await ctx.credentials.revoke(caller, credential.keyId).catch((revokeErr: unknown) =>
+      ctx.logger.error({ err: revokeErr, keyId: credential.keyId, agentId: id }, 'could not revoke the credential of an agent that was not stored'),
+    );
+    throw err;
+  }
+  return remember(ctx, { ...row, credential });
+}
+
 /** Later reads in the same request (e.g. an _entities batch) see what this mutation wrote. */
 function remember(ctx: AgentsContext, row: AgentRow): AgentRow {
   ctx.agentLoader.clear(row.id).prime(row.id, row);
@@ -42,7 +89,7 @@ function remember(ctx: AgentsContext, row: AgentRow): AgentRow {
 }
 
 async function changeStatus(ctx: AgentsContext, id: string, action: StatusAction, expectedVersion?: number | null): Promise<AgentRow> {
-  return remember(ctx, await writing(ctx).store.changeStatus(ctx.tenantId, parseId(id, 'id'), action, expectedVersion));
+  return remember(ctx, await ctx.store.changeStatus(ctx.tenantId, actingOn(ctx, action, id), action, expectedVersion));
 }
 
 /**
@@ -84,19 +131,18 @@ export const resolvers: Resolvers = {
     agents: (_parent, { filter, first, after }, ctx) => reading(ctx).store.list(ctx.tenantId, normaliseFilter(filter), pageRequest({ first, after })),
   },
   Mutation: {
-    registerAgent: async (_parent, { input }, ctx) => remember(ctx, await writing(ctx).store.register(ctx.tenantId, normaliseRegistration(input))),
-    registerAgentFromCard: async (_parent, { card, labels, heartbeatIntervalSeconds }, ctx) =>
-      remember(ctx, await writing(ctx).store.register(ctx.tenantId, registrationFromCard(card, { labels, heartbeatIntervalSeconds }))),
+    registerAgent: (_parent, { input, issueCredential }, ctx) => register(writing(ctx), normaliseRegistration(input), issueCredential),
+    registerAgentFromCard: (_parent, { card, labels, heartbeatIntervalSeconds, issueCredential }, ctx) =>
+      register(writing(ctx), registrationFromCard(card, { labels, heartbeatIntervalSeconds }), issueCredential),
     updateAgent: async (_parent, { id, input, expectedVersion }, ctx) => {
-      writing(ctx);
-      const agentId = parseId(id, 'id');
+      const agentId = actingOn(ctx, 'update', id);
       return remember(ctx, await ctx.store.update(ctx.tenantId, agentId, normaliseUpdate(input), expectedVersion));
     },
     activateAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'activate', expectedVersion),
     pauseAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'pause', expectedVersion),
     resumeAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'resume', expectedVersion),
     retireAgent: (_parent, { id, expectedVersion }, ctx) => changeStatus(ctx, id, 'retire', expectedVersion),
-    recordHeartbeat: async (_parent, { id }, ctx) => remember(ctx, await writing(ctx).store.recordHeartbeat(ctx.tenantId, parseId(id, 'id'))),
+    recordHeartbeat: async (_parent, { id }, ctx) => remember(ctx, await ctx.store.recordHeartbeat(ctx.tenantId, actingOn(ctx, 'heartbeat', id))),
   },
   Subscription: {
     agentStatusChanged: {
@@ -121,5 +167,6 @@ export const resolvers: Resolvers = {
       return id === null ? null : ctx.agentLoader.load(id);
     },
     health: (agent, _args, ctx) => deriveHealth(agent.lastHeartbeatAt, agent.heartbeatIntervalSeconds, ctx.now()),
+    credential: (agent) => agent.credential ?? null,
   },
 };

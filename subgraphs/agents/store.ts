@@ -10,6 +10,7 @@ import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
 import { inTransaction, type Emit } from '../../runtime/unit-of-work.ts';
+import type { IssuedCredential } from './credentials.ts';
 import {
   AgentHeartbeat,
   AgentRegistered,
@@ -104,6 +105,8 @@ export interface AgentRow {
   createdAt: string;
   updatedAt: string;
   version: number;
+  /** Only on the row a registration with issueCredential answers with: never stored here. */
+  credential?: IssuedCredential;
 }
 
 export interface PageQuery {
@@ -175,10 +178,10 @@ export class AgentStore {
     return toConnection(rows.map(decode), page, Number(n));
   }
 
-  async register(tenantId: string, draft: AgentDraft): Promise<AgentRow> {
+  /** `id` is given when something was bound to the agent before it was stored (its credential). */
+  async register(tenantId: string, draft: AgentDraft, id: string = newId()): Promise<AgentRow> {
     return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const now = nowIso(this.clock);
-      const id = newId();
       const inserted = await trx
         .insertInto('agents')
         .values({

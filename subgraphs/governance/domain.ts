@@ -2,14 +2,22 @@
 // the key material itself. Pure: no I/O, time is passed in.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { badInput } from '../../runtime/errors.ts';
-import { PLATFORM_SCOPES } from '../../runtime/identity.ts';
-import { text } from '../../runtime/validate.ts';
+import { AGENT_SCOPES, PLATFORM_SCOPES } from '../../runtime/identity.ts';
+import { intInRange, optionalText, text } from '../../runtime/validate.ts';
 
 export const LIMITS = {
   name: 100,
   scopes: 20,
   /** Active (not revoked) keys per tenant: a leaked admin token cannot mint keys without bound. */
   activeKeysPerTenant: 100,
+  /**
+   * Active credentials per agent. Agent credentials do not count against activeKeysPerTenant (a
+   * tenant has as many agents as it likes), so each agent has its own bound; rotation normally
+   * leaves one, two during an overlap.
+   */
+  activeCredentialsPerAgent: 10,
+  /** Longest a rotated-out credential may keep working beside its successor: 7 days. */
+  overlapSeconds: 7 * 24 * 3600,
 } as const;
 
 /** lastUsedAt is written at most this often per key, so a busy key does not write on every request. */
@@ -24,11 +32,15 @@ export interface ApiKeyCreatedPayload extends Record<string, unknown> {
   scopes: string[];
   prefix: string;
   createdBy: string | null;
+  /** Set for an agent credential. */
+  agentId: string | null;
 }
 
 export interface ApiKeyRevokedPayload extends Record<string, unknown> {
   keyId: string;
   revokedBy: string | null;
+  /** From when the key is refused: later than the event while a rotation's overlap runs. */
+  revokedAt: string;
 }
 
 export interface CreateApiKeyInput {
@@ -54,6 +66,33 @@ export function normaliseCreateInput(input: CreateApiKeyInput, field = 'input'):
     }
   });
   return { name, scopes: [...new Set(input.scopes)].sort() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent credentials: API keys bound to an agent, acting as it (verifyApiKey answers its agentId)
+// with AGENT_SCOPES and nothing else, whoever minted them.
+
+/** The fixed scopes of every agent credential. */
+export const AGENT_CREDENTIAL_SCOPES: string[] = [...AGENT_SCOPES].sort();
+
+/** What an agent credential is called: the agent's name when the agents subgraph gave it. */
+export function agentCredentialName(agentName: string | null | undefined): string {
+  const name = optionalText(agentName, 'name', 10_000);
+  const full = name ? `Agent credential: ${name}` : 'Agent credential';
+  return full.length > LIMITS.name ? `${full.slice(0, LIMITS.name - 1)}…` : full;
+}
+
+/** Seconds the old credentials keep working after a rotation: 0 (at once) to 7 days. */
+export function normaliseOverlap(seconds: number | null | undefined, argument = 'overlapSeconds'): number {
+  return seconds === null || seconds === undefined ? 0 : intInRange(seconds, argument, 0, LIMITS.overlapSeconds);
+}
+
+/**
+ * A key's revokedAt is the instant it is refused from: null (never), past (revoked) or, while a
+ * rotation's overlap runs, future. A key is usable at `now` when that instant has not come.
+ */
+export function activeAt(revokedAt: string | null, now: string): boolean {
+  return revokedAt === null || revokedAt > now;
 }
 
 /** Use older than this instant is recorded again; newer use is already recorded closely enough. */

@@ -29,4 +29,16 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('api_keys').execute();
     },
   },
+  '0002_agent_credentials': {
+    async up(db: Kysely<unknown>) {
+      // Set on an agent credential: the agent it acts as. Null for a partner key.
+      await db.schema.alterTable('api_keys').addColumn('agent_id', 'text').execute();
+      // An agent's credentials are listed, counted and rotated by agent.
+      await db.schema.createIndex('api_keys_tenant_agent_idx').on('api_keys').columns(['tenant_id', 'agent_id']).execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropIndex('api_keys_tenant_agent_idx').execute();
+      await db.schema.alterTable('api_keys').dropColumn('agent_id').execute();
+    },
+  },
 };

@@ -1,16 +1,18 @@
 // All SQL of the governance subgraph. Every statement is scoped to a tenant, except finding a
 // presented key by its prefix: the key itself says which tenant it belongs to. Writes run in one
 // transaction and publish their events after it commits.
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Database } from '../../runtime/db.ts';
 import { nowIso } from '../../runtime/db.ts';
-import { conflict, notFound } from '../../runtime/errors.ts';
+import { conflict, domainError, notFound } from '../../runtime/errors.ts';
 import type { EventBus } from '../../runtime/events.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
-import { inTransaction } from '../../runtime/unit-of-work.ts';
+import { inTransaction, type Emit } from '../../runtime/unit-of-work.ts';
 import {
+  activeAt,
+  AGENT_CREDENTIAL_SCOPES,
   ApiKeyCreated,
   ApiKeyRevoked,
   displayPrefix,
@@ -36,8 +38,11 @@ export interface ApiKeysTable {
   created_at: string;
   created_by: string | null;
   last_used_at: string | null;
+  /** The instant the key is refused from: past once revoked, future during a rotation's overlap. */
   revoked_at: string | null;
   revoked_by: string | null;
+  /** Set on an agent credential: the agent the key acts as. */
+  agent_id: string | null;
 }
 
 export interface GovernanceDB {
@@ -56,6 +61,7 @@ export interface ApiKeyRow {
   createdBy: string | null;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  agentId: string | null;
 }
 
 /** Who a valid key acts as. */
@@ -64,6 +70,20 @@ export interface ApiKeyPrincipalRow {
   tenantId: string;
   subject: string;
   scopes: string[];
+  /** Set for an agent credential: the agent the caller acts as. */
+  agentId: string | null;
+}
+
+/** A new key and, this once, its whole secret. */
+export interface CreatedKey {
+  apiKey: ApiKeyRow;
+  secret: string;
+}
+
+export interface ApiKeyFilter {
+  includeRevoked: boolean;
+  /** Only the credentials of this agent. */
+  agentId?: string | null;
 }
 
 export interface PageQuery {
@@ -73,6 +93,11 @@ export interface PageQuery {
 }
 
 type Db = Kysely<GovernanceDB> | Transaction<GovernanceDB>;
+
+/** Not revoked at `now` (revoked_at null, or a future instant: a rotation's overlap). */
+function usableAt(eb: ExpressionBuilder<GovernanceDB, 'api_keys'>, now: string) {
+  return eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', now)]);
+}
 
 export class ApiKeyStore {
   constructor(
@@ -90,12 +115,14 @@ export class ApiKeyStore {
     return find(this.database.db, tenantId, id);
   }
 
-  /** Newest first, keyset-paginated; revoked keys only with includeRevoked. */
-  async list(tenantId: string, filter: { includeRevoked: boolean }, page: PageQuery): Promise<Connection<ApiKeyRow>> {
+  /** Newest first, keyset-paginated; revoked keys only with includeRevoked; one agent's with agentId. */
+  async list(tenantId: string, filter: ApiKeyFilter, page: PageQuery): Promise<Connection<ApiKeyRow>> {
     const db = this.database.db;
+    const now = nowIso(this.clock);
     const base = () => {
       let q = db.selectFrom('api_keys').where('tenant_id', '=', tenantId);
-      if (!filter.includeRevoked) q = q.where('revoked_at', 'is', null);
+      if (filter.agentId) q = q.where('agent_id', '=', filter.agentId);
+      if (!filter.includeRevoked) q = q.where((eb) => usableAt(eb, now));
       return q;
     };
     let query = base().selectAll();
@@ -110,50 +137,77 @@ export class ApiKeyStore {
     return toConnection(rows.map(decode), page, Number(n));
   }
 
-  /** The new key and, this once, its whole secret. */
-  async create(tenantId: string, draft: ApiKeyDraft, createdBy: string | null): Promise<{ apiKey: ApiKeyRow; secret: string }> {
+  /** A partner key (bound to no agent): the new key and, this once, its whole secret. */
+  async create(tenantId: string, draft: ApiKeyDraft, createdBy: string | null): Promise<CreatedKey> {
     return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
+      const now = nowIso(this.clock);
       const { active } = await trx
         .selectFrom('api_keys')
         .select((eb) => eb.fn.countAll<number>().as('active'))
         .where('tenant_id', '=', tenantId)
-        .where('revoked_at', 'is', null)
+        .where('agent_id', 'is', null)
+        .where((eb) => usableAt(eb, now))
         .executeTakeFirstOrThrow();
       if (Number(active) >= LIMITS.activeKeysPerTenant) {
         throw conflict(`The tenant already has ${LIMITS.activeKeysPerTenant} active API keys; revoke unused ones first`, { limit: LIMITS.activeKeysPerTenant });
       }
-      const material = await freshKey(trx);
-      const now = nowIso(this.clock);
-      const inserted = await trx
-        .insertInto('api_keys')
-        .values({
-          id: newId(),
-          tenant_id: tenantId,
-          name: draft.name,
-          scopes: JSON.stringify(draft.scopes),
-          prefix: material.prefix,
-          secret_hash: material.hash,
-          created_at: now,
-          created_by: createdBy,
-          last_used_at: null,
-          revoked_at: null,
-          revoked_by: null,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      const apiKey = decode(inserted);
-      emit({
-        type: ApiKeyCreated,
-        tenantId,
-        subjectId: apiKey.id,
-        occurredAt: now,
-        payload: { keyId: apiKey.id, name: apiKey.name, scopes: apiKey.scopes, prefix: apiKey.prefix, createdBy } satisfies ApiKeyCreatedPayload,
-      });
-      return { apiKey, secret: material.key };
+      return insertKey(trx, emit, { tenantId, name: draft.name, scopes: draft.scopes, agentId: null, createdBy, now });
     });
   }
 
-  /** Revokes for good; a key already revoked is returned as it is (a retried call changes nothing). */
+  /**
+   * A credential acting as `agentId` (AGENT_CREDENTIAL_SCOPES), beside any it already has. The
+   * agents subgraph mints one for an agent it has just registered, so the agent is not checked here.
+   */
+  async issueAgentCredential(tenantId: string, agentId: string, name: string, createdBy: string | null): Promise<CreatedKey> {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
+      const now = nowIso(this.clock);
+      await assertRoomForAgent(trx, tenantId, agentId, now);
+      return insertKey(trx, emit, { tenantId, name, scopes: AGENT_CREDENTIAL_SCOPES, agentId, createdBy, now });
+    });
+  }
+
+  /**
+   * A new credential for an agent that has had one; its other credentials stop working at once, or
+   * after `overlapSeconds` (never later than any revocation they already have), so a running agent
+   * can switch keys without a gap. NOT_FOUND when the agent never had a credential here: this store
+   * cannot tell an agent without credentials from an id no agent has.
+   */
+  async rotateAgentCredential(tenantId: string, agentId: string, overlapSeconds: number, rotatedBy: string | null): Promise<CreatedKey> {
+    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
+      const now = nowIso(this.clock);
+      const newest = await trx
+        .selectFrom('api_keys')
+        .select(['name'])
+        .where('tenant_id', '=', tenantId)
+        .where('agent_id', '=', agentId)
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .executeTakeFirst();
+      if (!newest) {
+        throw domainError('NOT_FOUND', `Agent "${agentId}" has no credential to rotate; register it with issueCredential to get one`, { entity: 'AgentCredential', agentId });
+      }
+      const until = new Date(this.clock() + overlapSeconds * 1000).toISOString();
+      const ending = await trx
+        .updateTable('api_keys')
+        .set({ revoked_at: until, revoked_by: rotatedBy })
+        .where('tenant_id', '=', tenantId)
+        .where('agent_id', '=', agentId)
+        .where((eb) => eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', until)]))
+        .returning(['id'])
+        .execute();
+      for (const { id } of ending) {
+        emit({ type: ApiKeyRevoked, tenantId, subjectId: id, occurredAt: now, payload: { keyId: id, revokedBy: rotatedBy, revokedAt: until } satisfies ApiKeyRevokedPayload });
+      }
+      await assertRoomForAgent(trx, tenantId, agentId, now);
+      return insertKey(trx, emit, { tenantId, name: newest.name, scopes: AGENT_CREDENTIAL_SCOPES, agentId, createdBy: rotatedBy, now });
+    });
+  }
+
+  /**
+   * Revokes for good, now (also a key whose rotation overlap is still running); a key already
+   * revoked is returned as it is (a retried call changes nothing).
+   */
   async revoke(tenantId: string, id: string, revokedBy: string | null): Promise<ApiKeyRow> {
     return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const now = nowIso(this.clock);
@@ -162,7 +216,7 @@ export class ApiKeyStore {
         .set({ revoked_at: now, revoked_by: revokedBy })
         .where('tenant_id', '=', tenantId)
         .where('id', '=', id)
-        .where('revoked_at', 'is', null)
+        .where((eb) => usableAt(eb, now))
         .returningAll()
         .executeTakeFirst();
       if (!updated) {
@@ -170,7 +224,7 @@ export class ApiKeyStore {
         if (!current) throw notFound('ApiKey', id);
         return current;
       }
-      emit({ type: ApiKeyRevoked, tenantId, subjectId: id, occurredAt: now, payload: { keyId: id, revokedBy } satisfies ApiKeyRevokedPayload });
+      emit({ type: ApiKeyRevoked, tenantId, subjectId: id, occurredAt: now, payload: { keyId: id, revokedBy, revokedAt: now } satisfies ApiKeyRevokedPayload });
       return decode(updated);
     });
   }
@@ -184,17 +238,74 @@ export class ApiKeyStore {
     if (prefix === null) return null;
     const db = this.database.db;
     const row = await db.selectFrom('api_keys').selectAll().where('prefix', '=', prefix).executeTakeFirst();
-    if (!row || !keyMatches(key, row.secret_hash) || row.revoked_at !== null) return null;
     const now = this.now();
+    const nowText = now.toISOString();
+    if (!row || !keyMatches(key, row.secret_hash) || !activeAt(row.revoked_at, nowText)) return null;
     // One conditional statement: replicas verifying the same key at once record it once.
     await db
       .updateTable('api_keys')
-      .set({ last_used_at: now.toISOString() })
+      .set({ last_used_at: nowText })
       .where('id', '=', row.id)
-      .where('revoked_at', 'is', null)
+      .where((eb) => usableAt(eb, nowText))
       .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', lastUsedThreshold(now))]))
       .execute();
-    return { keyId: row.id, tenantId: row.tenant_id, subject: subjectOfKey(row.id), scopes: decodeScopes(row.scopes) };
+    return { keyId: row.id, tenantId: row.tenant_id, subject: subjectOfKey(row.id), scopes: decodeScopes(row.scopes), agentId: row.agent_id };
+  }
+}
+
+interface NewKey {
+  tenantId: string;
+  name: string;
+  scopes: string[];
+  agentId: string | null;
+  createdBy: string | null;
+  now: string;
+}
+
+async function insertKey(trx: Transaction<GovernanceDB>, emit: Emit, k: NewKey): Promise<CreatedKey> {
+  const material = await freshKey(trx);
+  const inserted = await trx
+    .insertInto('api_keys')
+    .values({
+      id: newId(),
+      tenant_id: k.tenantId,
+      name: k.name,
+      scopes: JSON.stringify(k.scopes),
+      prefix: material.prefix,
+      secret_hash: material.hash,
+      created_at: k.now,
+      created_by: k.createdBy,
+      last_used_at: null,
+      revoked_at: null,
+      revoked_by: null,
+      agent_id: k.agentId,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const apiKey = decode(inserted);
+  emit({
+    type: ApiKeyCreated,
+    tenantId: k.tenantId,
+    subjectId: apiKey.id,
+    occurredAt: k.now,
+    payload: { keyId: apiKey.id, name: apiKey.name, scopes: apiKey.scopes, prefix: apiKey.prefix, createdBy: k.createdBy, agentId: k.agentId } satisfies ApiKeyCreatedPayload,
+  });
+  return { apiKey, secret: material.key };
+}
+
+async function assertRoomForAgent(trx: Transaction<GovernanceDB>, tenantId: string, agentId: string, now: string): Promise<void> {
+  const { active } = await trx
+    .selectFrom('api_keys')
+    .select((eb) => eb.fn.countAll<number>().as('active'))
+    .where('tenant_id', '=', tenantId)
+    .where('agent_id', '=', agentId)
+    .where((eb) => usableAt(eb, now))
+    .executeTakeFirstOrThrow();
+  if (Number(active) >= LIMITS.activeCredentialsPerAgent) {
+    throw conflict(`Agent "${agentId}" already has ${LIMITS.activeCredentialsPerAgent} active credentials; revoke some, or rotate without overlap`, {
+      limit: LIMITS.activeCredentialsPerAgent,
+      agentId,
+    });
   }
 }
 
@@ -228,5 +339,6 @@ function decode(r: Selectable<ApiKeysTable>): ApiKeyRow {
     createdBy: r.created_by,
     lastUsedAt: r.last_used_at,
     revokedAt: r.revoked_at,
+    agentId: r.agent_id,
   };
 }

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKeyVerifier } from '../../gateway/auth/api-keys.ts';
 import { AuthError } from '../../gateway/auth/principal.ts';
@@ -54,6 +54,32 @@ describe('API keys at the gateway', () => {
     now += 10_001;
     await verifier.verify(secret);
     expect(calls).toBe(2);
+  });
+
+  it('gives an agent credential’s principal the agent it acts as', async () => {
+    const agentId = randomUUID();
+    // Minted as the agents subgraph does when it registers an agent with issueCredential.
+    const asAgentsSubgraph = await identity.signIdentity({ kind: 'service', subject: 'subgraph:agents:test', tenantId: 'default', scopes: ['agents:write'] }, 'governance');
+    const minted = await gqlOk<{ issueAgentCredential: { secret: string; apiKey: { id: string } } }>(
+      subgraph.url,
+      'mutation($a: ID!) { issueAgentCredential(agentId: $a) { secret apiKey { id } } }',
+      { a: agentId },
+      { 'x-gateway-identity': asAgentsSubgraph },
+    );
+    const verifier = createApiKeyVerifier({ url: subgraph.url, identity, cacheMs: 0 });
+    const principal = await verifier.verify(minted.issueAgentCredential.secret);
+    expect(principal).toEqual({
+      kind: 'apiKey',
+      subject: `apikey:${minted.issueAgentCredential.apiKey.id}`,
+      tenantId: 'default',
+      scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'],
+      expiresAt: null,
+      apiKeyId: minted.issueAgentCredential.apiKey.id,
+      agentId,
+    });
+    // A partner key acts for no agent.
+    const { secret } = await createKey(['agents:read']);
+    expect((await verifier.verify(secret)).agentId).toBeUndefined();
   });
 
   it('refuses a wrong, malformed or revoked key with 401', async () => {

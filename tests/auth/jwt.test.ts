@@ -62,6 +62,18 @@ describe('HS256 tokens (development)', () => {
     expect((await dev.verify(await token({ claims: { scope: undefined } }))).scopes).toEqual([]);
   });
 
+  it('gives an agent token’s principal its agent (AUTH_AGENT_CLAIM, default agent_id), and refuses a malformed one', async () => {
+    const agentId = '7f0c2a4e-1b2c-4d3e-8f90-0123456789ab';
+    expect((await dev.verify(await token({ claims: { agent_id: agentId.toUpperCase() } }))).agentId).toBe(agentId);
+    expect((await dev.verify(await token())).agentId).toBeUndefined();
+    for (const bad of ['not-an-id', 42, [agentId], '']) expect(await reason(dev.verify(await token({ claims: { agent_id: bad } })))).toBe('malformed');
+    const custom = createJwtVerifier(loadAuthConfig({ NODE_ENV: 'development', AUTH_AGENT_CLAIM: 'https://example.com/agent' }));
+    expect((await custom.verify(await token({ claims: { 'https://example.com/agent': agentId } }))).agentId).toBe(agentId);
+    // Under another claim name the default one means nothing.
+    expect((await custom.verify(await token({ claims: { agent_id: agentId } }))).agentId).toBeUndefined();
+    expect(() => loadAuthConfig({ AUTH_AGENT_CLAIM: 'two words' })).toThrow(/AUTH_AGENT_CLAIM/);
+  });
+
   it('refuses expired and not-yet-valid tokens, allowing a few seconds of clock skew', async () => {
     expect(await reason(dev.verify(await token({ exp: nowSeconds() - 30 })))).toBe('expired');
     expect(await reason(dev.verify(await token({ nbf: nowSeconds() + 600 })))).toBe('not yet valid');

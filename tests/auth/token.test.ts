@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadAuthConfig } from '../../gateway/auth/config.ts';
 import { createJwtVerifier } from '../../gateway/auth/jwt.ts';
-import { PLATFORM_SCOPES } from '../../runtime/identity.ts';
+import { AGENT_SCOPES, PLATFORM_SCOPES } from '../../runtime/identity.ts';
 import { DevTokenRefused, mintDevToken, parseTtl, UsageError } from '../../scripts/token.ts';
 import { runToExit } from '../support/processes.ts';
 
@@ -28,6 +28,14 @@ describe('development tokens', () => {
     const other = await mintDevToken({}, custom);
     await expect(verifier.verify(other)).rejects.toMatchObject({ reason: 'bad signature' });
     await expect(createJwtVerifier(loadAuthConfig(custom)).verify(other)).resolves.toMatchObject({ tenantId: 'default' });
+  });
+
+  it('with --agent, act as that agent with the agent scopes', async () => {
+    const agentId = '7f0c2a4e-1b2c-4d3e-8f90-0123456789ab';
+    const principal = await verifier.verify(await mintDevToken({ agent: agentId }, { NODE_ENV: 'development' }));
+    expect(principal).toMatchObject({ subject: `agent:${agentId}`, tenantId: 'default', agentId, scopes: [...AGENT_SCOPES] });
+    expect((await verifier.verify(await mintDevToken({ agent: agentId, scopes: ['tasks:write'] }, {}))).scopes).toEqual(['tasks:write']);
+    await expect(mintDevToken({ agent: 'scout' }, {})).rejects.toBeInstanceOf(UsageError);
   });
 
   it('are refused with NODE_ENV=production, and refuse unusable tenants and scopes', async () => {

@@ -104,13 +104,16 @@ describe('every route with valid input', () => {
     const created = await call('RegisterAgent', {}, { body: register });
     expect(created.status).toBe(201);
     exercised.set('RegisterAgent', 1);
-    const agent = created.body as Agent;
+    // A registration answers with the agent and its credential: null unless ?issueCredential=true.
+    const { credential, ...agent } = created.body as Agent & { credential: unknown };
+    expect(credential).toBeNull();
     expect(agent).toMatchObject({ name: 'Summariser', status: 'REGISTERED', version: 1 });
     expect(created.headers.get('location')).toBe(`/v1/agents/${agent.id}`);
     ids.agent = agent.id;
 
     const fromCard = checker.operation('RegisterAgentFromCard').operation.requestBody?.content['application/json']?.example;
-    const translator = await ok<Agent>('RegisterAgentFromCard', {}, { body: fromCard });
+    const { credential: cardCredential, ...translator } = await ok<Agent & { credential: unknown }>('RegisterAgentFromCard', {}, { body: fromCard });
+    expect(cardCredential).toBeNull();
     expect(translator).toMatchObject({ name: 'Translator', status: 'REGISTERED', labels: [{ key: 'team', value: 'i18n' }] });
 
     expect(await ok<Agent>('GetAgent', { id: agent.id })).toEqual(agent);
@@ -348,7 +351,12 @@ describe('the typed example client (README)', () => {
     const made = [];
     for (const name of ['Pager A', 'Pager B', 'Pager C']) made.push(await client.register({ name, skills: [{ id: 'p', name: 'Paging', tags: ['paging'] }] }));
     expect((await client.activate(made[0]?.id ?? '')).status).toBe('ACTIVE');
-    expect(await client.get(made[1]?.id ?? '')).toEqual(made[1]);
+    const { credential, ...second } = made[1]!;
+    expect(credential).toBeNull();
+    expect(await client.get(second.id)).toEqual(second);
+    // Asked for, the agent's own key comes with it, once.
+    const withKey = await client.register({ name: 'Pager key' }, { issueCredential: true });
+    expect(withKey.credential?.secret).toMatch(/^ap_/);
     const listed = [];
     for await (const agent of client.list({ skillTag: 'paging' }, 2)) listed.push(agent.name);
     expect(listed).toEqual(['Pager C', 'Pager B', 'Pager A']);

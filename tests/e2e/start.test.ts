@@ -1,9 +1,11 @@
 // `npm start` as a newcomer runs it: every subgraph and the gateway on embedded defaults (even
 // where CI has PostgreSQL and Redis configured), demo data on first start only, URLs printed,
 // Ctrl+C stops cleanly.
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getFreePort, gqlOk, manageProcesses, startProcess, type ServiceProcess } from '../support/processes.ts';
 
@@ -17,6 +19,28 @@ async function waitForLog(p: ServiceProcess, text: string, timeoutMs = 60_000): 
     if (Date.now() > deadline) throw new Error(`"${text}" not printed in time:\n${p.logs()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** The curl commands printed after `npm start`'s output since `from`, each as its lines. */
+function printedCurls(p: ServiceProcess, from = 0): string[] {
+  const lines = p.logs().slice(from).split('\n').map((l) => l.replace(/^\[npm-start out\] /, ''));
+  const commands: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^\s+(try: )?curl /.test(lines[i]!)) continue;
+    const command: string[] = [];
+    for (; i < lines.length; i++) {
+      command.push(lines[i]!.replace(/^\s+try: /, ''));
+      if (!lines[i]!.endsWith('\\')) break;
+    }
+    commands.push(command.join('\n'));
+  }
+  return commands;
+}
+
+/** Runs a printed command as a user pasting it into a shell would; its output parsed as JSON. */
+async function runPrinted(command: string): Promise<{ data?: Record<string, unknown> | null; errors?: { message: string }[] }> {
+  const { stdout } = await promisify(execFile)('sh', ['-c', command]);
+  return JSON.parse(stdout) as { data?: Record<string, unknown> | null; errors?: { message: string }[] };
 }
 
 describe('npm start', () => {
@@ -52,6 +76,19 @@ describe('npm start', () => {
     const asPrinted = await gqlOk<{ agents: { totalCount: number } }>(`http://127.0.0.1:${gatewayPort}/graphql`, '{ agents { totalCount } }', undefined, { authorization: `Bearer ${printed}` });
     expect(asPrinted.agents.totalCount).toBe(5);
 
+    // A demo agent's credential is printed, with requests made as that agent: the heartbeat works
+    // as printed; the claim names no agent (the credential says which).
+    const key = /agent credential of the demo agent "Code Reviewer" \([0-9a-f-]+\), shown only now[^\n]*\n[^\n]*(ap_[0-9a-f]{16}_[\w-]{43})/.exec(banner)?.[1];
+    expect(key).toBeDefined();
+    const [, heartbeat, claim] = printedCurls(p);
+    expect(heartbeat).toContain(`-H 'x-api-key: ${key}'`);
+    const beat = await runPrinted(heartbeat!);
+    expect(beat.errors).toBeUndefined();
+    expect(beat.data?.recordHeartbeat).toMatchObject({ name: 'Code Reviewer', health: 'HEALTHY' });
+    expect(claim).toContain(`-H 'x-api-key: ${key}'`);
+    expect(claim).toContain('claimTask(skillTags: [\\"review\\"])');
+    expect(claim).not.toContain('agentId');
+
     const url = `http://127.0.0.1:${gatewayPort}/graphql`;
     const data = await gqlOk<{
       agents: { totalCount: number; nodes: { name: string; status: string; tasks: { nodes: { title: string; state: string }[] } }[] };
@@ -83,6 +120,10 @@ describe('npm start', () => {
     p = await start();
     await waitForLog(p, BANNER);
     expect(p.logs()).toContain('demo data: already present (5 agents), not seeded again');
+    // The key is not known any more: the example acts as the agent with an agent token instead.
+    const [, heartbeatAgain] = printedCurls(p);
+    expect(heartbeatAgain).toContain("-H 'authorization: Bearer ");
+    expect((await runPrinted(heartbeatAgain!)).data?.recordHeartbeat).toMatchObject({ name: 'Code Reviewer' });
     const again = await gqlOk<{ agents: { totalCount: number } }>(url, '{ agents { totalCount } }');
     expect(again.agents.totalCount).toBe(5);
     p.kill('SIGTERM');

@@ -1,6 +1,8 @@
 import type { components, paths } from '../../gateway/rest/generated/openapi-types.ts';
 
 type Agent = components['schemas']['Agent'];
+/** An agent as registered: with `credential`, its own API key when asked for (else null). */
+type RegisteredAgent = components['schemas']['RegisteredAgent'];
 type Problem = components['schemas']['Problem'];
 type NewAgent = paths['/v1/agents']['post']['requestBody']['content']['application/json'];
 type AgentFilter = Omit<NonNullable<paths['/v1/agents']['get']['parameters']['query']>, 'after' | 'first'>;
@@ -24,7 +26,8 @@ export function agentsClient(baseUrl: string, headers: Record<string, string> = 
   }
 
   return {
-    register: (input: NewAgent) => call<Agent>('POST', '/v1/agents', input),
+    register: (input: NewAgent, options: { issueCredential?: boolean } = {}) =>
+      call<RegisteredAgent>('POST', `/v1/agents${options.issueCredential ? '?issueCredential=true' : ''}`, input),
     get: (id: string) => call<Agent>('GET', `/v1/agents/${encodeURIComponent(id)}`),
     activate: (id: string) => call<Agent>('POST', `/v1/agents/${encodeURIComponent(id)}/activate`),
     /** Every agent matching the filter, following the cursor page by page. */

@@ -3,7 +3,7 @@ import { GraphQLError } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DomainEvent } from '../../runtime/events.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
-import { ApiKeyCreated, ApiKeyRevoked, hashKey, LIMITS, normaliseCreateInput } from '../../subgraphs/governance/domain.ts';
+import { AGENT_CREDENTIAL_SCOPES, ApiKeyCreated, ApiKeyRevoked, hashKey, LIMITS, normaliseCreateInput } from '../../subgraphs/governance/domain.ts';
 import { migrations } from '../../subgraphs/governance/migrations.ts';
 import { ApiKeyStore, type GovernanceDB } from '../../subgraphs/governance/store.ts';
 import { backends, openTestDatabase, type TestDatabase } from '../support/databases.ts';
@@ -56,7 +56,7 @@ describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
       expect(JSON.stringify(stored)).not.toContain(secret.slice(apiKey.prefix.length + 1));
       expect(stored.secret_hash).toBe(hashKey(secret));
 
-      expect(await store.verify(secret)).toEqual({ keyId: apiKey.id, tenantId: tenant, subject: `apikey:${apiKey.id}`, scopes: ['agents:read', 'tasks:write'] });
+      expect(await store.verify(secret)).toEqual({ keyId: apiKey.id, tenantId: tenant, subject: `apikey:${apiKey.id}`, scopes: ['agents:read', 'tasks:write'], agentId: null });
     });
 
     it('refuses a wrong, malformed or unknown key, and changes nothing doing so', async () => {
@@ -156,6 +156,7 @@ describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
         last_used_at: null,
         revoked_at: null,
         revoked_by: null,
+        agent_id: null,
       }));
       await t.database.db.insertInto('api_keys').values(rows).execute();
       const err = await rejection(store.create(tenant, draft('one too many'), null));
@@ -163,6 +164,100 @@ describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
       expect((await store.list(tenant, { includeRevoked: true }, pageRequest({}))).totalCount).toBe(LIMITS.activeKeysPerTenant);
       await store.revoke(tenant, rows[0]!.id, null);
       expect((await store.create(tenant, draft('now fits'), null)).apiKey.name).toBe('now fits');
+    });
+
+    describe('agent credentials', () => {
+      it('binds a credential to its agent: verify answers the agentId, with the fixed agent scopes', async () => {
+        const { store, tenant } = setup();
+        const agentId = randomUUID();
+        const { apiKey, secret } = await store.issueAgentCredential(tenant, agentId, 'Agent credential: Scout', 'alice');
+        expect(apiKey).toMatchObject({ agentId, scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'], name: 'Agent credential: Scout', createdBy: 'alice' });
+        expect(AGENT_CREDENTIAL_SCOPES).not.toContain('admin');
+        expect(AGENT_CREDENTIAL_SCOPES).not.toContain('tasks:delegate');
+        expect(await store.verify(secret)).toEqual({ keyId: apiKey.id, tenantId: tenant, subject: `apikey:${apiKey.id}`, scopes: AGENT_CREDENTIAL_SCOPES, agentId });
+        const stored = await t.database.db.selectFrom('api_keys').select(['agent_id', 'secret_hash']).where('id', '=', apiKey.id).executeTakeFirstOrThrow();
+        expect(stored).toEqual({ agent_id: agentId, secret_hash: hashKey(secret) });
+      });
+
+      it('lists one agent’s credentials with the agentId filter, and does not count them against the partner-key limit', async () => {
+        const { store, tenant } = setup();
+        const [a, b] = [randomUUID(), randomUUID()];
+        const ka = await store.issueAgentCredential(tenant, a, 'A', null);
+        await store.issueAgentCredential(tenant, b, 'B', null);
+        const partner = await store.create(tenant, draft('partner'), null);
+        const ofA = await store.list(tenant, { includeRevoked: false, agentId: a }, pageRequest({}));
+        expect(ofA.nodes.map((k) => k.id)).toEqual([ka.apiKey.id]);
+        expect(ofA.totalCount).toBe(1);
+        const everything = await store.list(tenant, { includeRevoked: false }, pageRequest({}));
+        expect(everything.nodes.map((k) => k.id)).toContain(partner.apiKey.id);
+        expect(everything.totalCount).toBe(3);
+      });
+
+      it('rotates without overlap: the new key works, the old ones stop at once', async () => {
+        const { store, tenant, clock } = setup();
+        const agentId = randomUUID();
+        const old = await store.issueAgentCredential(tenant, agentId, 'Scout', null);
+        clock.advance(1_000);
+        const next = await store.rotateAgentCredential(tenant, agentId, 0, 'bob');
+        expect(next.apiKey).toMatchObject({ agentId, name: 'Scout', createdBy: 'bob', revokedAt: null });
+        expect(next.secret).not.toBe(old.secret);
+        expect(await store.verify(old.secret)).toBeNull();
+        expect((await store.verify(next.secret))?.agentId).toBe(agentId);
+        expect((await store.get(tenant, old.apiKey.id))?.revokedAt).toBe(new Date(clock.now()).toISOString());
+        const listed = await store.list(tenant, { includeRevoked: false, agentId }, pageRequest({}));
+        expect(listed.nodes.map((k) => k.id)).toEqual([next.apiKey.id]);
+      });
+
+      it('rotates with an overlap: the old key works until the overlap ends, then is refused; revoke ends it early', async () => {
+        const { store, tenant, clock } = setup();
+        const agentId = randomUUID();
+        const old = await store.issueAgentCredential(tenant, agentId, 'Scout', null);
+        const next = await store.rotateAgentCredential(tenant, agentId, 300, null);
+        const until = new Date(clock.now() + 300_000).toISOString();
+        expect((await store.get(tenant, old.apiKey.id))?.revokedAt).toBe(until);
+        // Both work during the overlap, and both are listed as active.
+        expect((await store.verify(old.secret))?.agentId).toBe(agentId);
+        expect((await store.verify(next.secret))?.agentId).toBe(agentId);
+        expect((await store.list(tenant, { includeRevoked: false, agentId }, pageRequest({}))).totalCount).toBe(2);
+        clock.advance(299_000);
+        expect(await store.verify(old.secret)).not.toBeNull();
+        clock.advance(1_000);
+        expect(await store.verify(old.secret)).toBeNull();
+        expect((await store.list(tenant, { includeRevoked: false, agentId }, pageRequest({}))).totalCount).toBe(1);
+
+        // A second rotation with overlap; revoking the outgoing key ends its overlap at once.
+        const third = await store.rotateAgentCredential(tenant, agentId, 600, null);
+        expect(await store.verify(next.secret)).not.toBeNull();
+        const revoked = await store.revoke(tenant, next.apiKey.id, 'carol');
+        expect(revoked.revokedAt).toBe(new Date(clock.now()).toISOString());
+        expect(await store.verify(next.secret)).toBeNull();
+        expect(await store.verify(third.secret)).not.toBeNull();
+        // A rotation never pushes an earlier revocation later.
+        const beforeOld = (await store.get(tenant, old.apiKey.id))?.revokedAt;
+        await store.rotateAgentCredential(tenant, agentId, 3600, null);
+        expect((await store.get(tenant, old.apiKey.id))?.revokedAt).toBe(beforeOld);
+      });
+
+      it('refuses to rotate for an agent without credentials (NOT_FOUND), and keeps tenants apart', async () => {
+        const { store, tenant } = setup();
+        const agentId = randomUUID();
+        const err = await rejection(store.rotateAgentCredential(tenant, agentId, 0, null));
+        expect(err.extensions).toMatchObject({ code: 'NOT_FOUND', agentId });
+        const { secret } = await store.issueAgentCredential(tenant, agentId, 'Scout', null);
+        const other = `tenant-${randomUUID()}`;
+        expect((await rejection(store.rotateAgentCredential(other, agentId, 0, null))).extensions.code).toBe('NOT_FOUND');
+        expect((await store.verify(secret))?.tenantId).toBe(tenant);
+      });
+
+      it(`refuses more than ${LIMITS.activeCredentialsPerAgent} active credentials per agent with CONFLICT`, async () => {
+        const { store, tenant } = setup();
+        const agentId = randomUUID();
+        for (let i = 0; i < LIMITS.activeCredentialsPerAgent; i++) await store.issueAgentCredential(tenant, agentId, 'Scout', null);
+        expect((await rejection(store.issueAgentCredential(tenant, agentId, 'Scout', null))).extensions).toMatchObject({ code: 'CONFLICT', agentId });
+        // Rotation without overlap frees the room it needs.
+        const rotated = await store.rotateAgentCredential(tenant, agentId, 0, null);
+        expect((await store.list(tenant, { includeRevoked: false, agentId }, pageRequest({}))).nodes.map((k) => k.id)).toEqual([rotated.apiKey.id]);
+      });
     });
   });
 });

@@ -25,7 +25,9 @@ interface Response<D> {
 
 const KEY_FIELDS = 'id name scopes prefix createdAt lastUsedAt revokedAt createdBy';
 const CREATE = `mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { ${KEY_FIELDS} } } }`;
-const VERIFY = 'query($key: String!) { verifyApiKey(key: $key) { keyId tenantId subject scopes } }';
+const VERIFY = 'query($key: String!) { verifyApiKey(key: $key) { keyId tenantId subject scopes agentId } }';
+const ISSUE = `mutation($agentId: ID!, $name: String) { issueAgentCredential(agentId: $agentId, name: $name) { secret apiKey { ${KEY_FIELDS} agentId } } }`;
+const ROTATE = `mutation($agentId: ID!, $overlap: Int) { rotateAgentCredential(agentId: $agentId, overlapSeconds: $overlap) { secret apiKey { id agentId scopes createdBy } } }`;
 
 /** Where a request goes and who it acts as (the identity headers, or none). */
 interface Caller {
@@ -83,13 +85,13 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
     expect(one.data!.apiKey).toEqual(apiKey);
     // The type has no field that could carry the secret or its hash.
     const fields = await gql<{ __type: { fields: { name: string }[] } }>(dev, '{ __type(name: "ApiKey") { fields { name } } }');
-    expect(fields.data!.__type.fields.map((f) => f.name).sort()).toEqual(KEY_FIELDS.split(' ').sort());
+    expect(fields.data!.__type.fields.map((f) => f.name).sort()).toEqual([...KEY_FIELDS.split(' '), 'agentId'].sort());
   });
 
   it('verifies a key for the gateway, recording its use; a revoked or wrong key verifies as null', async () => {
     const { secret, apiKey } = await create();
     const ok = await gql<{ verifyApiKey: unknown }>(gateway, VERIFY, { key: secret });
-    expect(ok.data!.verifyApiKey).toEqual({ keyId: apiKey.id, tenantId: 'default', subject: `apikey:${apiKey.id}`, scopes: ['agents:read'] });
+    expect(ok.data!.verifyApiKey).toEqual({ keyId: apiKey.id, tenantId: 'default', subject: `apikey:${apiKey.id}`, scopes: ['agents:read'], agentId: null });
     const after = await gql<{ apiKey: { lastUsedAt: string | null } }>(dev, `query($id: ID!) { apiKey(id: $id) { lastUsedAt } }`, { id: apiKey.id });
     expect(after.data!.apiKey.lastUsedAt).not.toBeNull();
 
@@ -133,6 +135,86 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
     expect(probe.errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
     const names = await gql<{ apiKeys: { nodes: { name: string }[] } }>(dev, '{ apiKeys(first: 100) { nodes { name } } }');
     expect(names.data!.apiKeys.nodes.map((n) => n.name)).not.toContain('sneaky');
+  });
+
+  describe('agent credentials', () => {
+    // The agents subgraph, as runtime/service-client.ts signs it, registering for test-admin.
+    const agentsSubgraph = async (tenantId = 'default', scopes: string[] = ['agents:write']): Promise<Caller> => ({
+      url: running.url,
+      headers: await identityHeaders('governance', { kind: 'service', subject: 'subgraph:agents:test-admin', tenantId, scopes }),
+    });
+    type Issued = { issueAgentCredential: { secret: string; apiKey: Record<string, unknown> & { id: string } } };
+
+    async function issue(agentId = randomUUID()): Promise<{ agentId: string; secret: string; id: string }> {
+      const res = await gql<Issued>(await agentsSubgraph(), ISSUE, { agentId, name: 'Scout' });
+      expect(res.errors).toBeUndefined();
+      return { agentId, secret: res.data!.issueAgentCredential.secret, id: res.data!.issueAgentCredential.apiKey.id };
+    }
+
+    it('the agents subgraph mints a credential bound to the agent; verify answers its agentId and the agent scopes', async () => {
+      const agentId = randomUUID();
+      const res = await gql<Issued>(await agentsSubgraph(), ISSUE, { agentId, name: 'Scout' });
+      expect(res.data!.issueAgentCredential.apiKey).toMatchObject({ agentId, name: 'Agent credential: Scout', scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'], createdBy: 'test-admin' });
+      const verified = await gql<{ verifyApiKey: Record<string, unknown> }>(gateway, VERIFY, { key: res.data!.issueAgentCredential.secret });
+      expect(verified.data!.verifyApiKey).toMatchObject({ keyId: res.data!.issueAgentCredential.apiKey.id, tenantId: 'default', agentId, scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'] });
+    });
+
+    it('nobody but the agents subgraph mints: an admin, the gateway, another subgraph, or one without agents:write get FORBIDDEN', async () => {
+      const other: Caller = { url: running.url, headers: await identityHeaders('governance', { kind: 'service', subject: 'subgraph:orchestration', tenantId: 'default', scopes: ['agents:write'] }) };
+      for (const caller of [dev, gateway, other, await agentsSubgraph('default', ['agents:read'])]) {
+        const res = await gql(caller, ISSUE, { agentId: randomUUID() });
+        expect(res.errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
+      }
+    });
+
+    it('lists an agent’s credentials without secrets through the agentId filter', async () => {
+      const mine = await issue();
+      await issue();
+      const listed = await gql<{ apiKeys: { totalCount: number; nodes: { id: string; agentId: string }[] } }>(
+        dev,
+        'query($a: ID) { apiKeys(agentId: $a) { totalCount nodes { id agentId } } }',
+        { a: mine.agentId },
+      );
+      expect(listed.data!.apiKeys).toEqual({ totalCount: 1, nodes: [{ id: mine.id, agentId: mine.agentId }] });
+      expect(JSON.stringify(listed)).not.toContain(mine.secret.slice(20));
+      const bad = await gql(dev, '{ apiKeys(agentId: "nope") { totalCount } }');
+      expect(bad.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'agentId' });
+    });
+
+    it('rotates: admin, agents:write, or the agent itself; another agent gets AGENT_MISMATCH; the old key stops', async () => {
+      const { agentId, secret } = await issue();
+      const rotate = async (caller: Caller, overlap = 0) => gql<{ rotateAgentCredential: { secret: string; apiKey: { agentId: string; createdBy: string } } }>(caller, ROTATE, { agentId, overlap });
+
+      const byAdmin = await rotate(dev);
+      expect(byAdmin.data!.rotateAgentCredential.apiKey).toMatchObject({ agentId, createdBy: 'test-admin' });
+      expect((await gql(gateway, VERIFY, { key: secret })).data).toEqual({ verifyApiKey: null });
+
+      const operator: Caller = { url: running.url, headers: await identityHeaders('governance', { subject: 'operator', scopes: ['agents:write'] }) };
+      const byOperator = await rotate(operator, 60);
+      expect(byOperator.errors).toBeUndefined();
+      // Within the overlap the previous key still verifies.
+      expect((await gql<{ verifyApiKey: { agentId: string } }>(gateway, VERIFY, { key: byAdmin.data!.rotateAgentCredential.secret })).data!.verifyApiKey.agentId).toBe(agentId);
+
+      const self: Caller = { url: running.url, headers: await identityHeaders('governance', { kind: 'apiKey', subject: 'apikey:x', scopes: ['agents:write'], agentId }) };
+      expect((await rotate(self)).data!.rotateAgentCredential.apiKey.agentId).toBe(agentId);
+
+      const stranger: Caller = { url: running.url, headers: await identityHeaders('governance', { kind: 'apiKey', subject: 'apikey:y', scopes: ['agents:write'], agentId: randomUUID() }) };
+      const mismatch = await rotate(stranger);
+      expect(mismatch.errors?.map((e) => e.extensions?.code)).toEqual(['AGENT_MISMATCH']);
+      const reader: Caller = { url: running.url, headers: await identityHeaders('governance', { subject: 'reader', scopes: ['agents:read'] }) };
+      expect((await rotate(reader)).errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
+
+      const tooLong = await rotate(dev, 10 * 24 * 3600);
+      expect(tooLong.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'overlapSeconds' });
+      const none = await gql(dev, ROTATE, { agentId: randomUUID(), overlap: 0 });
+      expect(none.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    });
+
+    it('revokeApiKey revokes an agent credential', async () => {
+      const { secret, id } = await issue();
+      await gql(dev, 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', { id });
+      expect((await gql(gateway, VERIFY, { key: secret })).data).toEqual({ verifyApiKey: null });
+    });
   });
 
   it('refuses to start in production with the development switch', async () => {

@@ -24,12 +24,18 @@ export interface TokenOptions {
   issuer?: string;
   audience?: string;
   secret?: string;
+  /** The agent the token acts as (the `agent_id` claim). */
+  agentId?: string;
 }
 
 /** An HS256 user token as the gateway's development configuration accepts it, unless told otherwise. */
 export async function userToken(options: TokenOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({ tenant: options.tenant ?? DEFAULT_TENANT, scope: [...(options.scopes ?? PLATFORM_SCOPES)].join(' ') })
+  const jwt = new SignJWT({
+    tenant: options.tenant ?? DEFAULT_TENANT,
+    scope: [...(options.scopes ?? PLATFORM_SCOPES)].join(' '),
+    ...(options.agentId === undefined ? {} : { agent_id: options.agentId }),
+  })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(options.subject ?? `tester@${options.tenant ?? DEFAULT_TENANT}`)
     .setIssuer(options.issuer ?? DEV_ISSUER)
@@ -60,7 +66,13 @@ export async function identityHeaders(
 ): Promise<Record<string, string>> {
   const service = createIdentityService(loadIdentityConfig({ GATEWAY_SIGNING_SECRET: secret }));
   const token = await service.signIdentity(
-    { kind: claims.kind ?? 'user', subject: claims.subject ?? 'test-admin', tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId, scopes: claims.scopes ?? PLATFORM_SCOPES },
+    {
+      kind: claims.kind ?? 'user',
+      subject: claims.subject ?? 'test-admin',
+      tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId,
+      scopes: claims.scopes ?? PLATFORM_SCOPES,
+      agentId: claims.agentId ?? null,
+    },
     audience,
   );
   return { 'x-gateway-identity': token };

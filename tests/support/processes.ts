@@ -252,7 +252,13 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     ...options.env,
   };
   const [agents, orchestration, governance] = await Promise.all([
-    startProcess({ name: 'agents', args: ['scripts/subgraph.ts', 'agents'], port: agentsPort, env: { ...common, AGENTS_PORT: String(agentsPort) } }),
+    startProcess({
+      name: 'agents',
+      args: ['scripts/subgraph.ts', 'agents'],
+      port: agentsPort,
+      // The agents subgraph asks governance to mint agent credentials.
+      env: { SUBGRAPH_GOVERNANCE_URL: `http://127.0.0.1:${governancePort}/graphql`, ...common, AGENTS_PORT: String(agentsPort) },
+    }),
     startProcess({
       name: 'orchestration',
       args: ['scripts/subgraph.ts', 'orchestration'],

@@ -4,7 +4,9 @@ import {
   AGENT_STATUSES,
   DEFAULT_AGENT_VERSION,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  assertAgentMayAct,
   assertCanHeartbeat,
+  SELF_ACTIONS,
   deriveHealth,
   nextStatus,
   normaliseFilter,
@@ -389,5 +391,28 @@ describe('A2A Agent Card', () => {
     const err = failure(() => registrationFromCard({ ...v10, padding: 'x'.repeat(300 * 1024) }));
     expect(err.code).toBe('BAD_USER_INPUT');
     expect(err.extensions.field).toBe('card');
+  });
+});
+
+describe('what an agent caller may do', () => {
+  const me = '11111111-1111-4111-8111-111111111111';
+  const other = '22222222-2222-4222-8222-222222222222';
+
+  it('lets callers acting for no agent do anything', () => {
+    for (const agent of [null, undefined, '']) {
+      expect(() => assertAgentMayAct(agent, 'register', null)).not.toThrow();
+      expect(() => assertAgentMayAct(agent, 'activate', other)).not.toThrow();
+    }
+  });
+
+  it('lets an agent heartbeat, update, pause, resume and retire itself, and nothing else', () => {
+    expect([...SELF_ACTIONS].sort()).toEqual(['heartbeat', 'pause', 'resume', 'retire', 'update']);
+    for (const action of SELF_ACTIONS) {
+      expect(() => assertAgentMayAct(me, action, me)).not.toThrow();
+      expect(failure(() => assertAgentMayAct(me, action, other)).extensions).toMatchObject({ code: 'AGENT_MISMATCH', agentId: me, action });
+    }
+    expect(failure(() => assertAgentMayAct(me, 'register', null)).code).toBe('AGENT_MISMATCH');
+    expect(failure(() => assertAgentMayAct(me, 'activate', me)).code).toBe('FORBIDDEN');
+    expect(failure(() => assertAgentMayAct(me, 'activate', other)).code).toBe('AGENT_MISMATCH');
   });
 });

@@ -20,7 +20,11 @@ export interface paths {
         put?: never;
         /**
          * Register an agent
-         * @description Registers an agent in status REGISTERED.
+         * @description With `?issueCredential=true` the answer's `credential` holds the agent's own API key (shown only this once); when it cannot be issued the agent is not registered.
+         *
+         *     Registers an agent in status REGISTERED. With issueCredential, also mints the agent's own API
+         *     key, returned once in Agent.credential; when it cannot be minted the agent is not registered
+         *     (the error says so, extensions.registered: false).
          *
          *     Runs the GraphQL mutation `RegisterAgent` (`Mutation.registerAgent`).
          */
@@ -182,8 +186,11 @@ export interface paths {
         put?: never;
         /**
          * Register an agent from its A2A Agent Card
-         * @description Registers an agent from an A2A Agent Card (v0.3 or v1.0 JSON): name, description, version,
+         * @description `?issueCredential=true` as for `POST /v1/agents`.
+         *
+         *     Registers an agent from an A2A Agent Card (v0.3 or v1.0 JSON): name, description, version,
          *     url or supportedInterfaces, provider, capabilities, skills and default modes are taken from it.
+         *     issueCredential as for registerAgent.
          *
          *     Runs the GraphQL mutation `RegisterAgentFromCard` (`Mutation.registerAgentFromCard`).
          */
@@ -653,6 +660,88 @@ export interface components {
              */
             heartbeatIntervalSeconds?: number | null;
         };
+        /** @description A registered AI agent: its A2A card fields, its lifecycle status and its liveness. */
+        RegisteredAgent: {
+            id: string;
+            name: string;
+            description: string | null;
+            /** @description The agent software's own version (A2A AgentCard.version), e.g. 1.2.0. */
+            agentVersion: string;
+            /** @description Where the agent is reached (A2A interface URL). */
+            endpointUrl: string | null;
+            provider: {
+                organization: string;
+                url: string | null;
+            } | null;
+            capabilities: {
+                streaming: boolean;
+                pushNotifications: boolean;
+            };
+            skills: {
+                /** @description Unique within the agent. */
+                id: string;
+                name: string;
+                description: string | null;
+                /** @description Keywords that tasks match on (a task's requiredSkillTags). */
+                tags: string[];
+                /** @description Example prompts or requests. */
+                examples: string[];
+                /** @description Media types accepted, when they differ from the agent's defaults. */
+                inputModes: string[];
+                /** @description Media types produced, when they differ from the agent's defaults. */
+                outputModes: string[];
+            }[];
+            labels: {
+                key: string;
+                value: string;
+            }[];
+            /** @description Media types the agent accepts by default. */
+            defaultInputModes: string[];
+            /** @description Media types the agent produces by default. */
+            defaultOutputModes: string[];
+            status: components["schemas"]["AgentStatus"];
+            health: components["schemas"]["AgentHealth"];
+            /**
+             * Format: int32
+             * @description Seconds between the heartbeats the agent promises to send.
+             */
+            heartbeatIntervalSeconds: number;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            lastHeartbeatAt: string | null;
+            /** @description The A2A Agent Card the agent was registered from, if any, as given. */
+            card: unknown;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
+            /**
+             * Format: int32
+             * @description Incremented by every change; pass it as expectedVersion to update safely.
+             */
+            version: number;
+            /**
+             * @description The agent's own API key, only in the answer of the registration that issued it
+             *     (issueCredential: true); null everywhere else: the secret is never shown again.
+             */
+            credential: {
+                /** @description The key's id (ApiKey.id). */
+                keyId: string;
+                /** @description The start of the key, ap_<prefix>, shown in key listings. */
+                prefix: string;
+                /** @description The whole key, ap_<prefix>_<secret>: store it now, it is never shown again. */
+                secret: string;
+                scopes: string[];
+            } | null;
+        };
         RetryPolicyInput: {
             /**
              * Format: double
@@ -1082,7 +1171,9 @@ export interface operations {
     };
     RegisterAgent: {
         parameters: {
-            query?: never;
+            query?: {
+                issueCredential?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1124,7 +1215,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Agent"];
+                    "application/json": components["schemas"]["RegisteredAgent"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -1343,7 +1434,9 @@ export interface operations {
     };
     RegisterAgentFromCard: {
         parameters: {
-            query?: never;
+            query?: {
+                issueCredential?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1404,7 +1497,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Agent"];
+                    "application/json": components["schemas"]["RegisteredAgent"];
                 };
             };
             400: components["responses"]["BadRequest"];

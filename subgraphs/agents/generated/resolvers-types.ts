@@ -29,6 +29,11 @@ export type Agent = {
   /** The A2A Agent Card the agent was registered from, if any, as given. */
   card?: Maybe<Scalars['JSON']['output']>;
   createdAt: Scalars['DateTime']['output'];
+  /**
+   * The agent's own API key, only in the answer of the registration that issued it
+   * (issueCredential: true); null everywhere else: the secret is never shown again.
+   */
+  credential?: Maybe<AgentCredential>;
   /** Media types the agent accepts by default. */
   defaultInputModes: Array<Scalars['String']['output']>;
   /** Media types the agent produces by default. */
@@ -71,6 +76,22 @@ export type AgentConnection = {
   pageInfo: PageInfo;
   /** How many agents match the filter, across all pages. */
   totalCount: Scalars['Int']['output'];
+};
+
+/**
+ * An agent credential: an API key that acts as this agent (send it as `X-API-Key`). It may change
+ * only this agent's record (heartbeat, update, pause, resume, retire) and work tasks only as this
+ * agent, with the scopes listed. Rotate it with rotateAgentCredential, revoke it with revokeApiKey.
+ */
+export type AgentCredential = {
+  __typename?: 'AgentCredential';
+  /** The key's id (ApiKey.id). */
+  keyId: Scalars['ID']['output'];
+  /** The start of the key, ap_<prefix>, shown in key listings. */
+  prefix: Scalars['String']['output'];
+  scopes: Array<Scalars['String']['output']>;
+  /** The whole key, ap_<prefix>_<secret>: store it now, it is never shown again. */
+  secret: Scalars['String']['output'];
 };
 
 export type AgentEdge = {
@@ -194,11 +215,16 @@ export type Mutation = {
   pauseAgent: Agent;
   /** Records that the agent is alive now. Does not change version. */
   recordHeartbeat: Agent;
-  /** Registers an agent in status REGISTERED. */
+  /**
+   * Registers an agent in status REGISTERED. With issueCredential, also mints the agent's own API
+   * key, returned once in Agent.credential; when it cannot be minted the agent is not registered
+   * (the error says so, extensions.registered: false).
+   */
   registerAgent: Agent;
   /**
    * Registers an agent from an A2A Agent Card (v0.3 or v1.0 JSON): name, description, version,
    * url or supportedInterfaces, provider, capabilities, skills and default modes are taken from it.
+   * issueCredential as for registerAgent.
    */
   registerAgentFromCard: Agent;
   /** PAUSED → ACTIVE. */
@@ -229,12 +255,14 @@ export type MutationRecordHeartbeatArgs = {
 
 export type MutationRegisterAgentArgs = {
   input: RegisterAgentInput;
+  issueCredential?: InputMaybe<Scalars['Boolean']['input']>;
 };
 
 
 export type MutationRegisterAgentFromCardArgs = {
   card: Scalars['JSON']['input'];
   heartbeatIntervalSeconds?: InputMaybe<Scalars['Int']['input']>;
+  issueCredential?: InputMaybe<Scalars['Boolean']['input']>;
   labels?: InputMaybe<Array<LabelInput>>;
 };
 
@@ -440,6 +468,7 @@ export type ResolversTypes = {
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   AgentCapabilitiesInput: AgentCapabilitiesInput;
   AgentConnection: ResolverTypeWrapper<Omit<AgentConnection, 'edges' | 'nodes'> & { edges: Array<ResolversTypes['AgentEdge']>, nodes: Array<ResolversTypes['Agent']> }>;
+  AgentCredential: ResolverTypeWrapper<AgentCredential>;
   AgentEdge: ResolverTypeWrapper<Omit<AgentEdge, 'node'> & { node: ResolversTypes['Agent'] }>;
   AgentFilter: AgentFilter;
   AgentHealth: AgentHealth;
@@ -473,6 +502,7 @@ export type ResolversParentTypes = {
   Boolean: Scalars['Boolean']['output'];
   AgentCapabilitiesInput: AgentCapabilitiesInput;
   AgentConnection: Omit<AgentConnection, 'edges' | 'nodes'> & { edges: Array<ResolversParentTypes['AgentEdge']>, nodes: Array<ResolversParentTypes['Agent']> };
+  AgentCredential: AgentCredential;
   AgentEdge: Omit<AgentEdge, 'node'> & { node: ResolversParentTypes['Agent'] };
   AgentFilter: AgentFilter;
   AgentHeartbeatEvent: Omit<AgentHeartbeatEvent, 'agent'> & { agent: ResolversParentTypes['Agent'] };
@@ -500,6 +530,7 @@ export type AgentResolvers<ContextType = AgentsContext, ParentType extends Resol
   capabilities?: Resolver<ResolversTypes['AgentCapabilities'], ParentType, ContextType>;
   card?: Resolver<Maybe<ResolversTypes['JSON']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  credential?: Resolver<Maybe<ResolversTypes['AgentCredential']>, ParentType, ContextType>;
   defaultInputModes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   defaultOutputModes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   description?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
@@ -527,6 +558,13 @@ export type AgentConnectionResolvers<ContextType = AgentsContext, ParentType ext
   nodes?: Resolver<Array<ResolversTypes['Agent']>, ParentType, ContextType>;
   pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
   totalCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+};
+
+export type AgentCredentialResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentCredential'] = ResolversParentTypes['AgentCredential']> = {
+  keyId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  prefix?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  scopes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  secret?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 };
 
 export type AgentEdgeResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentEdge'] = ResolversParentTypes['AgentEdge']> = {
@@ -578,8 +616,8 @@ export type MutationResolvers<ContextType = AgentsContext, ParentType extends Re
   activateAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationActivateAgentArgs, 'id'>>;
   pauseAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationPauseAgentArgs, 'id'>>;
   recordHeartbeat?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationRecordHeartbeatArgs, 'id'>>;
-  registerAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationRegisterAgentArgs, 'input'>>;
-  registerAgentFromCard?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationRegisterAgentFromCardArgs, 'card'>>;
+  registerAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationRegisterAgentArgs, 'input' | 'issueCredential'>>;
+  registerAgentFromCard?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationRegisterAgentFromCardArgs, 'card' | 'issueCredential'>>;
   resumeAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationResumeAgentArgs, 'id'>>;
   retireAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationRetireAgentArgs, 'id'>>;
   updateAgent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType, RequireFields<MutationUpdateAgentArgs, 'id' | 'input'>>;
@@ -606,6 +644,7 @@ export type Resolvers<ContextType = AgentsContext> = {
   Agent?: AgentResolvers<ContextType>;
   AgentCapabilities?: AgentCapabilitiesResolvers<ContextType>;
   AgentConnection?: AgentConnectionResolvers<ContextType>;
+  AgentCredential?: AgentCredentialResolvers<ContextType>;
   AgentEdge?: AgentEdgeResolvers<ContextType>;
   AgentHeartbeatEvent?: AgentHeartbeatEventResolvers<ContextType>;
   AgentProvider?: AgentProviderResolvers<ContextType>;

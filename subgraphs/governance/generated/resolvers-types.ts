@@ -22,9 +22,16 @@ export type Scalars = {
  * A key a partner system uses instead of a user token (header `X-API-Key: ap_…`, or
  * `Authorization: ApiKey ap_…`). It acts in the tenant it was created in, with its scopes. The secret
  * is shown once, by createApiKey; only its SHA-256 hash is stored.
+ *
+ * An agent credential is a key bound to an agent (agentId set): it acts as that agent, with the
+ * scopes agents:read, agents:write, tasks:read, tasks:write, and may change only that agent's record
+ * and work only as that agent. It is issued when the agent is registered with issueCredential, and
+ * replaced with rotateAgentCredential.
  */
 export type ApiKey = {
   __typename?: 'ApiKey';
+  /** Set on an agent credential: the agent the key acts as. */
+  agentId?: Maybe<Scalars['ID']['output']>;
   createdAt: Scalars['DateTime']['output'];
   /** The subject (user or key) that created it. */
   createdBy?: Maybe<Scalars['String']['output']>;
@@ -35,7 +42,10 @@ export type ApiKey = {
   name: Scalars['String']['output'];
   /** The start of the key (ap_<prefix>_…), shown so a key can be recognised without its secret. */
   prefix: Scalars['String']['output'];
-  /** When the key was revoked; a revoked key is refused from then on. */
+  /**
+   * When the key is refused from: a past instant once revoked; a future one while the overlap of a
+   * rotateAgentCredential runs (the key still works until then); null when never revoked.
+   */
   revokedAt?: Maybe<Scalars['DateTime']['output']>;
   /** What the key may do, e.g. agents:read, tasks:write. */
   scopes: Array<Scalars['String']['output']>;
@@ -59,6 +69,8 @@ export type ApiKeyEdge = {
 /** Who an API key acts as: for the gateway only, not part of the public API. */
 export type ApiKeyPrincipal = {
   __typename?: 'ApiKeyPrincipal';
+  /** Set for an agent credential: the only agent the caller may act as. */
+  agentId?: Maybe<Scalars['ID']['output']>;
   keyId: Scalars['ID']['output'];
   scopes: Array<Scalars['String']['output']>;
   /** apikey:<id> */
@@ -85,8 +97,20 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** Creates a key in the caller's tenant; the response carries its secret, shown only this once. */
   createApiKey: CreatedApiKey;
+  /**
+   * Mints a credential for an agent the agents subgraph has just registered: for that subgraph
+   * only, not part of the public API. name is the agent's name.
+   */
+  issueAgentCredential: CreatedApiKey;
   /** Revokes a key for good. Revoking a revoked key changes nothing and returns it as it is. */
   revokeApiKey: ApiKey;
+  /**
+   * Issues a new credential for an agent that has one (NOT_FOUND otherwise) and revokes its others:
+   * at once, or after overlapSeconds (0 to 604,800) so the running agent can switch without a gap.
+   * The secret is shown only in this answer. Allowed to a tenant admin, to a caller with
+   * agents:write acting for no agent, and to an agent for itself (another agent: AGENT_MISMATCH).
+   */
+  rotateAgentCredential: CreatedApiKey;
 };
 
 
@@ -95,8 +119,20 @@ export type MutationCreateApiKeyArgs = {
 };
 
 
+export type MutationIssueAgentCredentialArgs = {
+  agentId: Scalars['ID']['input'];
+  name?: InputMaybe<Scalars['String']['input']>;
+};
+
+
 export type MutationRevokeApiKeyArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type MutationRotateAgentCredentialArgs = {
+  agentId: Scalars['ID']['input'];
+  overlapSeconds?: InputMaybe<Scalars['Int']['input']>;
 };
 
 /** Relay-style page information. */
@@ -112,7 +148,10 @@ export type Query = {
   __typename?: 'Query';
   /** One of the tenant's API keys, or null. */
   apiKey?: Maybe<ApiKey>;
-  /** The tenant's API keys, newest first; first is 1 to 100 (default 20). Revoked keys only when asked. */
+  /**
+   * The tenant's API keys, newest first; first is 1 to 100 (default 20). Revoked keys only when
+   * asked; with agentId, only that agent's credentials.
+   */
   apiKeys: ApiKeyConnection;
   /**
    * The principal a presented key acts as, or null when it is unknown, wrong or revoked. Called by
@@ -129,6 +168,7 @@ export type QueryApiKeyArgs = {
 
 export type QueryApiKeysArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
+  agentId?: InputMaybe<Scalars['ID']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
   includeRevoked?: InputMaybe<Scalars['Boolean']['input']>;
 };
@@ -212,8 +252,8 @@ export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = 
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = {
   ApiKey: ResolverTypeWrapper<ApiKeyRow>;
-  String: ResolverTypeWrapper<Scalars['String']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  String: ResolverTypeWrapper<Scalars['String']['output']>;
   ApiKeyConnection: ResolverTypeWrapper<Omit<ApiKeyConnection, 'edges' | 'nodes'> & { edges: Array<ResolversTypes['ApiKeyEdge']>, nodes: Array<ResolversTypes['ApiKey']> }>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   ApiKeyEdge: ResolverTypeWrapper<Omit<ApiKeyEdge, 'node'> & { node: ResolversTypes['ApiKey'] }>;
@@ -230,8 +270,8 @@ export type ResolversTypes = {
 /** Mapping between all available schema types and the resolvers parents */
 export type ResolversParentTypes = {
   ApiKey: ApiKeyRow;
-  String: Scalars['String']['output'];
   ID: Scalars['ID']['output'];
+  String: Scalars['String']['output'];
   ApiKeyConnection: Omit<ApiKeyConnection, 'edges' | 'nodes'> & { edges: Array<ResolversParentTypes['ApiKeyEdge']>, nodes: Array<ResolversParentTypes['ApiKey']> };
   Int: Scalars['Int']['output'];
   ApiKeyEdge: Omit<ApiKeyEdge, 'node'> & { node: ResolversParentTypes['ApiKey'] };
@@ -246,6 +286,7 @@ export type ResolversParentTypes = {
 };
 
 export type ApiKeyResolvers<ContextType = GovernanceContext, ParentType extends ResolversParentTypes['ApiKey'] = ResolversParentTypes['ApiKey']> = {
+  agentId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   createdBy?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
@@ -269,6 +310,7 @@ export type ApiKeyEdgeResolvers<ContextType = GovernanceContext, ParentType exte
 };
 
 export type ApiKeyPrincipalResolvers<ContextType = GovernanceContext, ParentType extends ResolversParentTypes['ApiKeyPrincipal'] = ResolversParentTypes['ApiKeyPrincipal']> = {
+  agentId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
   keyId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   scopes?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   subject?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -286,7 +328,9 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
 
 export type MutationResolvers<ContextType = GovernanceContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = {
   createApiKey?: Resolver<ResolversTypes['CreatedApiKey'], ParentType, ContextType, RequireFields<MutationCreateApiKeyArgs, 'input'>>;
+  issueAgentCredential?: Resolver<ResolversTypes['CreatedApiKey'], ParentType, ContextType, RequireFields<MutationIssueAgentCredentialArgs, 'agentId'>>;
   revokeApiKey?: Resolver<ResolversTypes['ApiKey'], ParentType, ContextType, RequireFields<MutationRevokeApiKeyArgs, 'id'>>;
+  rotateAgentCredential?: Resolver<ResolversTypes['CreatedApiKey'], ParentType, ContextType, RequireFields<MutationRotateAgentCredentialArgs, 'agentId' | 'overlapSeconds'>>;
 };
 
 export type PageInfoResolvers<ContextType = GovernanceContext, ParentType extends ResolversParentTypes['PageInfo'] = ResolversParentTypes['PageInfo']> = {
