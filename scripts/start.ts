@@ -3,7 +3,8 @@
 // over HTTP exactly as separate services would be. Seeds demo data on first start (SEED=false
 // turns that off) and prints the URLs and a development token (admin of the demo tenant); in
 // production it prints no token and seeds nothing (tokens come from the identity provider).
-import { ConfigError, env, loadConfig } from '../runtime/config.ts';
+import { commonSpec, ConfigError, env, loadConfig } from '../runtime/config.ts';
+import { createEventBus } from '../runtime/events.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stopOnSignals, type RunningSubgraph } from '../runtime/subgraph.ts';
 import { startGateway } from '../gateway/server.ts';
@@ -20,14 +21,24 @@ async function main(): Promise<void> {
   const { SEED } = loadConfig({ SEED: env.bool('seed demo data on first start', true) }, source);
   const running: RunningSubgraph[] = [];
   let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  // One bus for every subgraph of this process: without Redis, orchestration still hears the
+  // agents subgraph's events (a retired agent's tasks are released).
+  const { REDIS_URL, EVENT_CHANNEL_PREFIX } = loadConfig(commonSpec, source);
+  const bus = createEventBus({ redisUrl: REDIS_URL, channelPrefix: EVENT_CHANNEL_PREFIX, logger });
   const stopAll = async () => {
     await gateway?.stop();
     await Promise.all(running.map((s) => s.stop()));
+    await bus.close();
   };
   stopOnSignals(logger, stopAll);
+  const urls: Record<string, string> = {};
   try {
-    for (const def of Object.values(subgraphs)) running.push(await def.start(source));
-    const urls = Object.fromEntries(running.map((s) => [`SUBGRAPH_${s.name.toUpperCase()}_URL`, s.url]));
+    // In order, each told where the ones before it listen (orchestration asks agents at each claim).
+    for (const def of Object.values(subgraphs)) {
+      const started = await def.start({ ...urls, ...source }, { bus });
+      running.push(started);
+      urls[`SUBGRAPH_${started.name.toUpperCase()}_URL`] = started.url;
+    }
     gateway = await startGateway({ ...urls, ...source });
   } catch (err) {
     await stopAll().catch(() => undefined);
