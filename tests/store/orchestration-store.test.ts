@@ -648,5 +648,105 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         expect((await rejection(store.startRun(tenant, USER, randomUUID(), null))).extensions.code).toBe('NOT_FOUND');
       });
     });
+
+    describe('who acted: history, agents, skills', () => {
+      const history = async (store: OrchestrationStore, tenant: string, id: string) => (await store.taskHistory(tenant, [id], 100)).get(id) ?? [];
+
+      it('claims only tasks whose required tags the given (registered) tags all cover', async () => {
+        const { store, tenant, clock } = setup();
+        const both = await store.submitTask(tenant, USER, spec({ title: 'both', requiredSkillTags: ['pdf', 'ocr'], priority: 9 }));
+        clock.advance(1);
+        const pdf = await store.submitTask(tenant, USER, spec({ title: 'pdf', requiredSkillTags: ['pdf'] }));
+        const agent = randomUUID();
+        // Only 'pdf' registered: the higher-priority task needing 'ocr' as well is not this agent's.
+        expect((await store.claimTask(tenant, as(agent), ['pdf'], 60))?.id).toBe(pdf.id);
+        expect(await store.claimTask(tenant, as(agent), ['pdf'], 60)).toBeNull();
+        expect((await store.claimTask(tenant, as(agent), ['ocr', 'pdf'], 60))?.id).toBe(both.id);
+      });
+
+      it('records every state change, oldest first, with the actor and the agent it acted as', async () => {
+        const { store, tenant, clock } = setup();
+        const task = await store.submitTask(tenant, USER, spec({ requiredSkillTags: ['h'] }));
+        const agent = randomUUID();
+        const delegate = { subject: 'user:operator', agentId: agent };
+        clock.advance(1);
+        await store.claimTask(tenant, delegate, ['h'], 60);
+        clock.advance(1);
+        await store.reportProgress(tenant, task.id, as(agent), { percent: 10, message: null, leaseSeconds: 60 });
+        // A progress report that does not change the state is an event, not a history entry.
+        await store.reportProgress(tenant, task.id, as(agent), { percent: 20, message: null, leaseSeconds: 60 });
+        await store.requestInput(tenant, task.id, as(agent), { message: 'Which year?' });
+        await store.provideInput(tenant, task.id, USER, { input: { year: 2025 }, leaseSeconds: 60 });
+        await store.failTask(tenant, task.id, as(agent), { error: { message: 'flaky', type: null, details: null }, retryable: true });
+        const entries = await history(store, tenant, task.id);
+        expect(entries.map((e) => [e.kind, e.from, e.to, e.actor, e.onBehalfOf])).toEqual([
+          ['SUBMITTED', null, 'SUBMITTED', 'user:tester', null],
+          ['CLAIMED', 'SUBMITTED', 'ASSIGNED', 'user:operator', agent],
+          ['STARTED', 'ASSIGNED', 'WORKING', `agent:${agent}`, agent],
+          ['INPUT_REQUESTED', 'WORKING', 'INPUT_REQUIRED', `agent:${agent}`, agent],
+          ['INPUT_PROVIDED', 'INPUT_REQUIRED', 'WORKING', 'user:tester', null],
+          ['RETRY_SCHEDULED', 'WORKING', 'SUBMITTED', `agent:${agent}`, agent],
+        ]);
+        expect(entries[3]?.message).toBe('Which year?');
+        expect(entries[5]?.message).toBe('flaky');
+        expect(entries[1]?.at).toBe(clock.at(-1));
+        expect((await store.taskHistory(tenant, [task.id], 2)).get(task.id)).toHaveLength(2);
+        // Another tenant sees none of it.
+        expect((await store.taskHistory(`tenant-${randomUUID()}`, [task.id], 100)).get(task.id)).toBeUndefined();
+      });
+
+      it('records the lease sweeper and the workflow engine as system actors', async () => {
+        const { store, tenant, clock } = setup();
+        const def = await store.createDefinition(tenant, validateWorkflowDefinition({ name: 'pair', steps: [step('p'), step('q', ['p'])] }));
+        const run = await store.startRun(tenant, USER, def.id, null);
+        const agent = randomUUID();
+        const p = await store.claimTask(tenant, as(agent), ['wf-p'], 10);
+        await store.sweep(clock.now() + 10_000);
+        expect((await history(store, tenant, p!.id)).map((e) => [e.kind, e.actor])).toEqual([
+          ['SUBMITTED', 'system:workflow-engine'],
+          ['CLAIMED', `agent:${agent}`],
+          ['LEASE_EXPIRED', 'system:lease-sweeper'],
+        ]);
+        await store.cancelRun(tenant, USER, run.id);
+        const last = (await history(store, tenant, p!.id)).at(-1);
+        expect(last).toMatchObject({ kind: 'CANCELED', actor: 'system:workflow-engine', message: `workflow run ${run.id} canceled` });
+      });
+
+      it("releases a retired agent's held tasks for another agent, once, without using up an attempt", async () => {
+        const { store, tenant, clock, events } = setup();
+        const [a, b, c] = await submitMany(store, tenant, clock, 3, { retryPolicy: { maximumAttempts: 1 } });
+        const retiring = randomUUID();
+        const other = randomUUID();
+        await store.claimTask(tenant, as(retiring), [], 60);
+        await store.claimTask(tenant, as(retiring), [], 60);
+        await store.reportProgress(tenant, a!.id, as(retiring), { percent: 5, message: null, leaseSeconds: 60 });
+        await store.claimTask(tenant, as(other), [], 60);
+        await store.completeTask(tenant, b!.id, as(retiring), { result: 'done before retiring' });
+
+        // Two replicas handling the same event: the second finds nothing left to release.
+        const [first, second] = await Promise.all([store.releaseAgentTasks(tenant, retiring), store.releaseAgentTasks(tenant, retiring)]);
+        expect(first + second).toBe(1);
+        expect(await store.releaseAgentTasks(tenant, retiring)).toBe(0);
+
+        const released = await store.getTask(tenant, a!.id);
+        expect(released).toMatchObject({ state: 'SUBMITTED', attempts: 0, leaseExpiresAt: null, availableAt: clock.at() });
+        expect((await store.getTask(tenant, b!.id))?.state).toBe('COMPLETED');
+        expect((await store.getTask(tenant, c!.id))).toMatchObject({ state: 'ASSIGNED', agentId: other });
+        expect((await history(store, tenant, a!.id)).at(-1)).toMatchObject({
+          kind: 'RELEASED',
+          from: 'WORKING',
+          to: 'SUBMITTED',
+          actor: 'system:agent-retirement',
+          message: `agent "${retiring}" was retired`,
+        });
+        expect(events().filter((e) => e.type === TASK_STATE_CHANGED && e.subjectId === a!.id).at(-1)?.payload).toMatchObject({ from: 'WORKING', to: 'SUBMITTED' });
+
+        // maximumAttempts 1 and the released attempt given back: the next agent gets a full attempt.
+        const next = await store.claimTask(tenant, as(other), [], 60);
+        expect(next).toMatchObject({ id: a!.id, attempts: 1 });
+        const failed = await store.failTask(tenant, a!.id, as(other), { error: { message: 'no', type: null, details: null }, retryable: true });
+        expect(failed.state).toBe('FAILED');
+      });
+    });
   });
 });
