@@ -60,7 +60,14 @@ export async function identityHeaders(
 ): Promise<Record<string, string>> {
   const service = createIdentityService(loadIdentityConfig({ GATEWAY_SIGNING_SECRET: secret }));
   const token = await service.signIdentity(
-    { kind: claims.kind ?? 'user', subject: claims.subject ?? 'test-admin', tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId, scopes: claims.scopes ?? PLATFORM_SCOPES },
+    {
+      kind: claims.kind ?? 'user',
+      subject: claims.subject ?? 'test-admin',
+      tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId,
+      scopes: claims.scopes ?? PLATFORM_SCOPES,
+      // An agent's identity (an agent credential): the caller acts as this agent only.
+      agentId: claims.agentId ?? null,
+    },
     audience,
   );
   return { 'x-gateway-identity': token };
