@@ -132,6 +132,31 @@ describe('agents claiming work through the gateway', () => {
     expect(done.body).toMatchObject({ state: 'COMPLETED' });
   });
 
+  // Separate processes hear each other's events only through Redis.
+  if (!process.env.REDIS_URL) console.warn('[tests] retiring across processes is skipped: REDIS_URL is not set (CI sets it).');
+  it.skipIf(!process.env.REDIS_URL)("releases a RETIRED agent's tasks across processes (Redis) for another agent to claim", async () => {
+    const tag = `retire-${randomUUID().slice(0, 8)}`;
+    const [leaving, staying] = [await activeAgent([tag]), await activeAgent([tag])];
+    const taskId = await submit([tag]);
+    await gqlOk(platform.url, `mutation($a: ID) { claimTask(agentId: $a) { id } }`, { a: leaving }, operator);
+    await gqlOk(platform.url, `mutation($id: ID!) { retireAgent(id: $id) { id } }`, { id: leaving }, operator);
+    // The release follows the agents subgraph's event through Redis: wait for it.
+    while ((await taskState(taskId)).state !== 'SUBMITTED') await new Promise((r) => setTimeout(r, 50));
+    const { claimTask } = await gqlOk<{ claimTask: { id: string; attempts: number; history: { kind: string; actor: string }[] } }>(
+      platform.url,
+      `mutation($a: ID) { claimTask(agentId: $a) { id attempts history { kind actor } } }`,
+      { a: staying },
+      operator,
+    );
+    expect(claimTask).toMatchObject({ id: taskId, attempts: 1 });
+    expect(claimTask.history.slice(-2)).toEqual([
+      { kind: 'RELEASED', actor: 'system:agent-retirement' },
+      { kind: 'CLAIMED', actor: 'operator@default' },
+    ]);
+    const refused = await rest(base, 'POST', '/v1/tasks/claim', { body: { agentId: leaving }, headers: operator });
+    expect(refused).toMatchObject({ status: 409, body: { type: '/problems/agent-not-active', code: 'AGENT_NOT_ACTIVE' } });
+  });
+
   it('documents the problem types in the served OpenAPI document', async () => {
     const doc = (await rest(base, 'GET', '/openapi.json')).body as { components: { schemas: { Problem: { properties: { type: { description: string } } } } } };
     const described = doc.components.schemas.Problem.properties.type.description;
