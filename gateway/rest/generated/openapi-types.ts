@@ -818,6 +818,30 @@ export interface components {
             finishedAt: string | null;
             /** Format: int32 */
             version: number;
+            /**
+             * @description Every state change of the task, oldest first: who made it (actor) and for which agent
+             *     (onBehalfOf). At most `first` entries (1 to 500, default 100).
+             */
+            history: {
+                /**
+                 * Format: date-time
+                 * @example 2026-11-25T19:45:00.000Z
+                 */
+                at: string;
+                kind: components["schemas"]["TaskHistoryKind"];
+                /** @description The state before; null when the task was created. */
+                from: components["schemas"]["TaskState"] | null;
+                to: components["schemas"]["TaskState"];
+                /**
+                 * @description Who made the change: the caller's subject (a user, an API key, an agent's credential), or a
+                 *     system actor: `system:lease-sweeper`, `system:workflow-engine`, `system:agent-retirement`.
+                 */
+                actor: string;
+                /** @description The agent the change was made as: the agent itself, or the agent a delegate acted for; null when no agent was involved. */
+                onBehalfOf: string | null;
+                /** @description The agent's message, the failure's message, or why the system acted. */
+                message: string | null;
+            }[];
         };
         TaskErrorInput: {
             message: string;
@@ -825,6 +849,11 @@ export interface components {
             /** @description Any JSON value. */
             details?: unknown;
         };
+        /**
+         * @description Why a task changed state.
+         * @enum {string}
+         */
+        TaskHistoryKind: "SUBMITTED" | "CLAIMED" | "STARTED" | "INPUT_REQUESTED" | "INPUT_PROVIDED" | "COMPLETED" | "RETRY_SCHEDULED" | "FAILED" | "LEASE_EXPIRED" | "TIMED_OUT" | "RELEASED" | "CANCELED";
         /**
          * @description A task's place in its lifecycle (A2A task states, plus ASSIGNED for a claimed task not yet
          *     started). SUBMITTED → ASSIGNED (claim) → WORKING (first progress report) ⇄ INPUT_REQUIRED, ending
