@@ -10,7 +10,7 @@ import { createLogger } from '../runtime/logger.ts';
 import { normaliseRegistration } from '../subgraphs/agents/domain.ts';
 import { migrations as agentMigrations } from '../subgraphs/agents/migrations.ts';
 import { AgentStore, type AgentsDB } from '../subgraphs/agents/store.ts';
-import { validateTaskSpec } from '../subgraphs/orchestration/domain.ts';
+import { validateTaskSpec, type Actor } from '../subgraphs/orchestration/domain.ts';
 import { migrations as orchestrationMigrations } from '../subgraphs/orchestration/migrations.ts';
 import { OrchestrationStore, type OrchestrationDB } from '../subgraphs/orchestration/store.ts';
 
@@ -32,6 +32,8 @@ export interface SeededData {
 
 const TEAMS = ['research', 'writing', 'review', 'ops', 'support'];
 const pad = (n: number) => String(n).padStart(4, '0');
+/** Who the seeded tasks' history names. */
+const SEEDER: Actor = { subject: 'bench-seed', agentId: null };
 
 // Durability is the subgraphs' business once they serve; a seed that fails is simply redone.
 async function fastWrites<DB>(database: Database<DB>): Promise<void> {
@@ -82,6 +84,7 @@ export async function seedBenchData(options: SeedOptions): Promise<SeededData> {
       const owner = t % options.agents;
       return taskStore.submitTask(
         DEFAULT_TENANT,
+        SEEDER,
         validateTaskSpec({
           title: `bench-task-${pad(t)}`,
           description: `Task ${t} for agent ${owner}.`,
@@ -100,7 +103,7 @@ export async function seedBenchData(options: SeedOptions): Promise<SeededData> {
       for (let t = i; t < claimedTasks; t += options.agents) own.push(t);
       for (const t of own) await submit(t);
       for (let c = 0; c < own.length; c++) {
-        const task = await taskStore.claimTask(DEFAULT_TENANT, agentIds[i] as string, [`bench-${pad(i)}`], 3600);
+        const task = await taskStore.claimTask(DEFAULT_TENANT, { ...SEEDER, agentId: agentIds[i] as string }, [`bench-${pad(i)}`], 3600);
         if (task) claimed += 1;
       }
     }

@@ -113,7 +113,7 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
     const [agentsPort, orchestrationPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
     services.push(await launch({ name: 'agents', args: ['scripts/subgraph.ts', 'agents'], port: agentsPort, env: { ...common, AGENTS_PORT: String(agentsPort) }, logDir, ready: readyz }));
     services.push(
-      await launch({ name: 'orchestration', args: ['scripts/subgraph.ts', 'orchestration'], port: orchestrationPort, env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort) }, logDir, ready: readyz }),
+      await launch({ name: 'orchestration', args: ['scripts/subgraph.ts', 'orchestration'], port: orchestrationPort, env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort), SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${agentsPort}/graphql` }, logDir, ready: readyz }),
     );
     const others: Record<string, string> = {};
     for (const name of ['governance']) {

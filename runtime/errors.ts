@@ -4,7 +4,19 @@ import { GraphQLError } from 'graphql';
  * The error codes clients can branch on (extensions.code). Domain code throws these; anything
  * else that escapes a resolver is masked as INTERNAL_SERVER_ERROR by the server's formatError.
  */
-export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN' | 'UNAUTHENTICATED' | 'AGENT_MISMATCH';
+export type ErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'FORBIDDEN'
+  | 'UNAUTHENTICATED'
+  // Who may act for which agent, and whether that agent may take work (orchestration).
+  | 'AGENT_REQUIRED'
+  | 'AGENT_MISMATCH'
+  | 'DELEGATION_FORBIDDEN'
+  | 'AGENT_NOT_FOUND'
+  | 'AGENT_NOT_ACTIVE'
+  | 'SKILLS_NOT_REGISTERED';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

@@ -98,9 +98,20 @@ export async function verifiedIdentity(identity: IdentityService, headerValue: s
   }
 }
 
+/** What subgraphs started in one process may share. */
+export interface SharedServices {
+  /**
+   * One event bus for every subgraph of the process (`npm start`, in-process tests), so that
+   * without Redis they still hear each other's events (orchestration hears AgentStatusChanged).
+   * The starter owns it: the subgraph does not close it.
+   */
+  bus?: EventBus;
+}
+
 export async function startSubgraph<DB, C extends RequestContext>(
   def: SubgraphDefinition<DB, C>,
   source: Record<string, string | undefined> = process.env,
+  shared: SharedServices = {},
 ): Promise<RunningSubgraph> {
   const portVar = `${def.name.toUpperCase()}_PORT`;
   const config = loadConfig({ ...commonSpec, ...subgraphSpec }, source);
@@ -120,7 +131,8 @@ export async function startSubgraph<DB, C extends RequestContext>(
     poolMax: config.DATABASE_POOL_MAX,
     poolTimeoutMs: config.DATABASE_POOL_TIMEOUT_MS,
   });
-  const bus = createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
+  const bus = shared.bus ?? createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
+  const closeBus = () => (shared.bus ? Promise.resolve() : bus.close());
   const instance = def.create({ database, bus, logger, config, identity, env: source });
 
   const typeDefs = parse(readFileSync(schemaPath(def.name), 'utf8'));
@@ -164,7 +176,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     );
   } catch (err) {
     await apollo.stop();
-    await bus.close();
+    await closeBus();
     await database.close();
     throw err;
   }
@@ -196,7 +208,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
         await instance.stop?.();
         await apollo.stop();
-        await bus.close();
+        await closeBus();
         await database.close();
         logger.info(`${def.name} subgraph stopped`);
       })();

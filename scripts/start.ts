@@ -4,7 +4,8 @@
 // turns that off) and prints the URLs, a development token (admin of the demo tenant) and a demo
 // agent's credential with requests made as that agent; in production it prints no token and seeds
 // nothing (tokens come from the identity provider).
-import { ConfigError, env, loadConfig } from '../runtime/config.ts';
+import { commonSpec, ConfigError, env, loadConfig } from '../runtime/config.ts';
+import { createEventBus } from '../runtime/events.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stopOnSignals, type RunningSubgraph } from '../runtime/subgraph.ts';
 import { startGateway } from '../gateway/server.ts';
@@ -47,17 +48,22 @@ async function main(): Promise<void> {
   const { SEED } = loadConfig({ SEED: env.bool('seed demo data on first start', true) }, source);
   const running: RunningSubgraph[] = [];
   let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  // One bus for every subgraph of this process: without Redis, orchestration still hears the
+  // agents subgraph's events (a retired agent's tasks are released).
+  const { REDIS_URL, EVENT_CHANNEL_PREFIX } = loadConfig(commonSpec, source);
+  const bus = createEventBus({ redisUrl: REDIS_URL, channelPrefix: EVENT_CHANNEL_PREFIX, logger });
   const stopAll = async () => {
     await gateway?.stop();
     await Promise.all(running.map((s) => s.stop()));
+    await bus.close();
   };
   stopOnSignals(logger, stopAll);
+  const urls: Record<string, string> = {};
   try {
     for (const def of startOrder) {
-      const started = Object.fromEntries(running.map((s) => [urlVariable(s), s.url]));
-      running.push(await def.start({ ...started, ...source }));
+      running.push(await def.start({ ...urls, ...source }, { bus }));
+      urls[urlVariable(running.at(-1)!)] = running.at(-1)!.url;
     }
-    const urls = Object.fromEntries(running.map((s) => [urlVariable(s), s.url]));
     gateway = await startGateway({ ...urls, ...source });
   } catch (err) {
     await stopAll().catch(() => undefined);

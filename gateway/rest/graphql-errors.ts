@@ -1,5 +1,5 @@
 import type { GraphQLFormattedError } from 'graphql';
-import { pointer, type FieldError } from './problem.ts';
+import { pointer, TYPED_PROBLEMS, type FieldError } from './problem.ts';
 import type { RouteModel } from './route-model.ts';
 
 /**
@@ -13,7 +13,6 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   BAD_REQUEST: 400,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
-  AGENT_MISMATCH: 403,
   NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
@@ -26,8 +25,8 @@ export const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   INTERNAL_SERVER_ERROR: 500,
   DOWNSTREAM_SERVICE_ERROR: 502,
   SUBGRAPH_UNAVAILABLE: 503,
-  // A subgraph could not reach another it depends on (runtime/service-client.ts).
-  DEPENDENCY_UNAVAILABLE: 503,
+  // The codes with a problem type of their own declare their status with it.
+  ...Object.fromEntries(Object.entries(TYPED_PROBLEMS).map(([code, { status }]) => [code, status])),
 };
 
 /** The status for a code; codes come from any subgraph, so only the table's own entries count. */
@@ -36,7 +35,7 @@ export function statusOf(code: string): number | undefined {
 }
 
 // When several errors come back, the one a client must act on first decides the status.
-const PRECEDENCE = [401, 403, 429, 400, 404, 409, 413, 503, 502, 500];
+const PRECEDENCE = [401, 403, 429, 400, 422, 404, 409, 413, 503, 502, 500];
 
 export interface MappedErrors {
   status: number;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { GraphQLSchema } from 'graphql';
 import { COMPONENT_PREFIX, type JsonSchema } from './json-schema.ts';
 import type { OperationSet } from './operations.ts';
-import { PROBLEM_CONTENT_TYPE } from './problem.ts';
+import { PROBLEM_CONTENT_TYPE, problemType, TYPED_PROBLEMS } from './problem.ts';
 import { compileRoutes, type CompiledRoutes, type RouteModel } from './route-model.ts';
 import { SchemaValidator } from './validation.ts';
 
@@ -32,12 +32,17 @@ SUBGRAPH_UNAVAILABLE...), the \`requestId\` found in the server logs, and for in
 Requests are validated against the schemas below before anything runs: invalid input changes
 nothing.`;
 
+const PROBLEM_TYPE_DESCRIPTION = [
+  'The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server:',
+  ...Object.entries(TYPED_PROBLEMS).map(([code, p]) => `\`${problemType(code)}\` (${p.status}, \`${code}\`): ${p.description}.`),
+].join(' ');
+
 const PROBLEM_SCHEMAS: Record<string, JsonSchema> = {
   Problem: {
     type: 'object',
     description: 'An error (RFC 9457 problem details).',
     properties: {
-      type: { type: 'string', description: 'Always about:blank: the status and `code` identify the problem.' },
+      type: { type: 'string', description: PROBLEM_TYPE_DESCRIPTION },
       title: { type: 'string', description: "The HTTP status' reason phrase." },
       status: { type: 'integer', description: 'The HTTP status code.' },
       detail: { type: 'string', description: 'What went wrong, for a human.' },
@@ -69,9 +74,9 @@ function problemResponse(description: string): Record<string, unknown> {
 const RESPONSES: Record<string, Record<string, unknown>> = {
   BadRequest: problemResponse('Invalid input (code BAD_USER_INPUT or BAD_REQUEST); `errors` lists each bad value. Nothing was changed.'),
   NotFound: problemResponse('No such resource (code NOT_FOUND).'),
-  Conflict: problemResponse('Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale. Nothing was changed.'),
+  Conflict: problemResponse('Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`). Nothing was changed.'),
   ServiceUnavailable: problemResponse('A subgraph needed for the answer is unavailable (code SUBGRAPH_UNAVAILABLE); retry later.'),
-  Error: problemResponse('Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502.'),
+  Error: problemResponse('Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), the typed problems listed under `Problem.type` (e.g. 403 `/problems/agent-mismatch`, 404 `/problems/agent-not-found`, 422 `/problems/skills-not-registered`), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502.'),
 };
 
 const SECURITY_SCHEMES: Record<string, Record<string, unknown>> = {

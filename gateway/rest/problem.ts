@@ -1,10 +1,12 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 
 /**
- * Errors of the REST facade as `application/problem+json` (RFC 9457). `type` is `about:blank`
- * (the status says what kind of problem it is, `title` is its reason phrase); the extension
- * `code` carries the same machine-readable code a GraphQL client gets in `extensions.code`, and
- * `errors` points at each offending request value.
+ * Errors of the REST facade as `application/problem+json` (RFC 9457). A refusal a client must
+ * tell apart from others with the same status (which agent may act, whether it may claim) has a
+ * problem type of its own, `/problems/<code in kebab case>`, and a title saying what it is
+ * (TYPED_PROBLEMS); any other problem is `about:blank` (the status says what kind of problem it
+ * is, `title` is its reason phrase). The extension `code` carries the same machine-readable code
+ * a GraphQL client gets in `extensions.code`, and `errors` points at each offending request value.
  */
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -17,8 +19,38 @@ export interface FieldError {
   detail: string;
 }
 
+/** Where the problem types are: relative URIs, resolved against the gateway's own address. */
+export const PROBLEM_TYPE_PREFIX = '/problems/';
+
+/**
+ * Every code with a problem type of its own: its HTTP status, title and what it means. The one
+ * place such a code is declared for REST: graphql-errors.ts takes the statuses from here, the
+ * OpenAPI document lists the types.
+ */
+export const TYPED_PROBLEMS = {
+  AGENT_REQUIRED: { status: 400, title: 'Agent required', description: 'a caller that is not an agent must name the agent it acts for (`agentId`)' },
+  AGENT_MISMATCH: { status: 403, title: 'Agent mismatch', description: "an agent's credential named another agent than itself" },
+  DELEGATION_FORBIDDEN: { status: 403, title: 'Delegation forbidden', description: 'acting for a named agent needs the `tasks:delegate` scope' },
+  AGENT_NOT_FOUND: { status: 404, title: 'Agent not found', description: "the caller's tenant has no such agent" },
+  AGENT_NOT_ACTIVE: { status: 409, title: 'Agent not active', description: 'only an ACTIVE agent claims tasks; `status` says what it is' },
+  SKILLS_NOT_REGISTERED: { status: 422, title: 'Skills not registered', description: 'a claim named skill tags the agent did not register (`unregisteredTags`)' },
+  DEPENDENCY_UNAVAILABLE: { status: 503, title: 'Dependency unavailable', description: 'a subgraph could not reach another one it needs (`serviceName`); try again' },
+} as const satisfies Record<string, { status: number; title: string; description: string }>;
+
+type TypedCode = keyof typeof TYPED_PROBLEMS;
+
+function isTyped(code: string): code is TypedCode {
+  return Object.hasOwn(TYPED_PROBLEMS, code);
+}
+
+/** `AGENT_NOT_ACTIVE` → `/problems/agent-not-active`; about:blank for a code without a type. */
+export function problemType(code: string): string {
+  return isTyped(code) ? `${PROBLEM_TYPE_PREFIX}${code.toLowerCase().replace(/_/g, '-')}` : 'about:blank';
+}
+
 export interface Problem {
-  type: 'about:blank';
+  /** `about:blank`, or the problem type of the code (TYPED_PROBLEMS). */
+  type: string;
   title: string;
   status: number;
   detail: string;
@@ -32,8 +64,8 @@ export interface Problem {
 
 export function problem(status: number, code: string, detail: string, where: { instance: string; requestId: string }, errors?: FieldError[]): Problem {
   return {
-    type: 'about:blank',
-    title: STATUS_CODES[status] ?? 'Error',
+    type: problemType(code),
+    title: isTyped(code) ? TYPED_PROBLEMS[code].title : (STATUS_CODES[status] ?? 'Error'),
     status,
     detail,
     instance: where.instance,

@@ -3,7 +3,8 @@
 import DataLoader from 'dataloader';
 import type { RequestContext } from '../../runtime/context.ts';
 import type { Connection } from '../../runtime/pagination.ts';
-import type { TaskState } from './domain.ts';
+import type { AgentDirectory } from './agent-directory.ts';
+import type { TaskHistoryEntry, TaskState } from './domain.ts';
 import type { OrchestrationStore, Page, StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store.ts';
 
 export interface OrchestrationLoaders {
@@ -15,6 +16,8 @@ export interface OrchestrationLoaders {
    * every agent of a batch asking the same page shares one statement pair.
    */
   tasksByAgentId(state: TaskState | null, page: Page): DataLoader<string, Connection<TaskRow>>;
+  /** Task id → its first `limit` history entries; one loader per limit. */
+  historyByTaskId(limit: number): DataLoader<string, TaskHistoryEntry[]>;
   definitionById: DataLoader<string, WorkflowDefinitionRow | null>;
   runById: DataLoader<string, WorkflowRunRow | null>;
   stepRunsByRunId: DataLoader<string, StepRunRow[]>;
@@ -22,11 +25,13 @@ export interface OrchestrationLoaders {
 
 export interface OrchestrationContext extends RequestContext {
   store: OrchestrationStore;
+  /** The agents subgraph, asked about the claiming agent at each claim. */
+  agents: AgentDirectory;
   loaders: OrchestrationLoaders;
 }
 
-export function createOrchestrationContext(base: RequestContext, store: OrchestrationStore): OrchestrationContext {
-  return { ...base, store, loaders: createLoaders(store, base.tenantId) };
+export function createOrchestrationContext(base: RequestContext, store: OrchestrationStore, agents: AgentDirectory): OrchestrationContext {
+  return { ...base, store, agents, loaders: createLoaders(store, base.tenantId) };
 }
 
 function byId<T extends { id: string }>(rows: readonly T[], ids: readonly string[]): (T | null)[] {
@@ -45,6 +50,7 @@ function groupBy<T>(rows: readonly T[], keys: readonly string[], keyOf: (row: T)
 
 export function createLoaders(store: OrchestrationStore, tenantId: string): OrchestrationLoaders {
   const taskPages = new Map<string, DataLoader<string, Connection<TaskRow>>>();
+  const histories = new Map<number, DataLoader<string, TaskHistoryEntry[]>>();
   return {
     taskById: new DataLoader(async (ids) => byId(await store.tasksByIds(tenantId, ids), ids)),
     tasksByRunId: new DataLoader(async (ids) => groupBy(await store.tasksByRunIds(tenantId, ids), ids, (t) => t.workflowRunId)),
@@ -58,6 +64,17 @@ export function createLoaders(store: OrchestrationStore, tenantId: string): Orch
       if (!loader) {
         loader = new DataLoader((ids) => store.agentTaskConnections(tenantId, ids, state, page));
         taskPages.set(key, loader);
+      }
+      return loader;
+    },
+    historyByTaskId(limit) {
+      let loader = histories.get(limit);
+      if (!loader) {
+        loader = new DataLoader(async (ids) => {
+          const byTask = await store.taskHistory(tenantId, ids, limit);
+          return ids.map((id) => byTask.get(id) ?? []);
+        });
+        histories.set(limit, loader);
       }
       return loader;
     },

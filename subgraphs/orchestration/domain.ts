@@ -3,7 +3,7 @@
 // workflow DAG (Argo-style validation and step release). Time is always passed in as epoch
 // milliseconds so every rule can be tested without a clock.
 import type { DomainEvent } from '../../runtime/events.ts';
-import { badInput, conflict } from '../../runtime/errors.ts';
+import { badInput, conflict, domainError } from '../../runtime/errors.ts';
 import { intInRange, jsonValue, numberInRange, optionalText, stringList, text } from '../../runtime/validate.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -298,6 +298,201 @@ export function expire(task: Task, now: number): Task | null {
   return failAttempt(task, { message, type: reason, details: { attempt: task.attempts, agentId: task.agentId } }, true, now);
 }
 
+/**
+ * The agent was retired while holding the task: the attempt is withdrawn, not failed. The task
+ * goes back to SUBMITTED, claimable at once by another agent, and the withdrawn attempt is given
+ * back (attempts − 1), so a retirement never uses up the retry policy. Null when this agent does
+ * not hold the task (any more): releasing twice changes nothing.
+ */
+export function release(task: Task, agentId: string, now: number): Task | null {
+  if (task.agentId !== agentId || !ACTIVE_STATES.includes(task.state)) return null;
+  return next(task, now, {
+    state: 'SUBMITTED',
+    attempts: Math.max(0, task.attempts - 1),
+    availableAt: iso(now),
+    leaseExpiresAt: null,
+    attemptStartedAt: null,
+    attemptDeadlineAt: null,
+    inputRequestedAt: null,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who acts: callers, agents, delegation
+// ---------------------------------------------------------------------------------------------
+
+/** Who made a change (the caller's subject, or a system actor) and which agent it was made as. */
+export interface Actor {
+  subject: string;
+  agentId: string | null;
+}
+
+/** An actor acting as an agent: every agent command (claim, progress, input request, complete, fail). */
+export interface AgentActor extends Actor {
+  agentId: string;
+}
+
+/** Changes nobody asked for in a request: recorded in the history under these names. */
+export const SYSTEM_ACTORS = {
+  leaseSweeper: { subject: 'system:lease-sweeper', agentId: null },
+  workflowEngine: { subject: 'system:workflow-engine', agentId: null },
+  agentRetirement: { subject: 'system:agent-retirement', agentId: null },
+} as const satisfies Record<string, Actor>;
+
+/** The scope that lets a caller that is not an agent act on tasks for a named agent. */
+export const DELEGATE_SCOPE = 'tasks:delegate';
+
+/** What of the caller's identity decides which agent it may act as. */
+export interface Caller {
+  kind: string;
+  subject: string | null;
+  scopes: readonly string[];
+  /** Set when the caller is an agent (an agent credential or a JWT agent claim). */
+  agentId?: string | null;
+}
+
+/** The caller's name in the history: its subject, or its kind when it has none. */
+export function subjectOf(caller: Caller): string {
+  return caller.subject ?? caller.kind;
+}
+
+/**
+ * The agent a task command acts as. An agent acts only as itself (agentId may be omitted; naming
+ * another is AGENT_MISMATCH, never silently replaced). Anyone else must name the agent
+ * (AGENT_REQUIRED) and hold tasks:delegate to act for it (DELEGATION_FORBIDDEN).
+ */
+export function actingAgent(caller: Caller, requested: string | null): AgentActor {
+  const self = caller.agentId ?? null;
+  if (self !== null) {
+    if (requested !== null && requested !== self) {
+      throw domainError('AGENT_MISMATCH', `This credential acts as agent "${self}" and cannot act as agent "${requested}"`, {
+        agentId: self,
+        requestedAgentId: requested,
+      });
+    }
+    return { subject: subjectOf(caller), agentId: self };
+  }
+  if (requested === null) {
+    throw domainError('AGENT_REQUIRED', 'agentId is required: this caller is not an agent, so it must name the agent it acts for', { argument: 'agentId' });
+  }
+  if (!caller.scopes.includes(DELEGATE_SCOPE)) {
+    throw domainError('DELEGATION_FORBIDDEN', `Acting for agent "${requested}" requires the ${DELEGATE_SCOPE} scope`, {
+      agentId: requested,
+      requiredScopes: [[DELEGATE_SCOPE]],
+    });
+  }
+  return { subject: subjectOf(caller), agentId: requested };
+}
+
+/** An agent as the agents subgraph registered it, at the moment of a claim. */
+export interface AgentStanding {
+  id: string;
+  status: string;
+  /** Every tag of every registered skill. */
+  skillTags: readonly string[];
+}
+
+/**
+ * The tags a claim matches tasks against: the agent's registered tags, narrowed to `requested`
+ * when given. Only an ACTIVE agent claims (AGENT_NOT_ACTIVE); a requested tag the agent did not
+ * register is refused (SKILLS_NOT_REGISTERED), never quietly added.
+ */
+export function claimTags(agent: AgentStanding, requested: readonly string[] | null): string[] {
+  if (agent.status !== 'ACTIVE') {
+    throw domainError('AGENT_NOT_ACTIVE', `Agent "${agent.id}" is ${agent.status}: only ACTIVE agents claim tasks`, { agentId: agent.id, status: agent.status });
+  }
+  const registered = [...new Set(agent.skillTags)];
+  if (requested === null) return registered;
+  const unregistered = requested.filter((tag) => !registered.includes(tag));
+  if (unregistered.length > 0) {
+    throw domainError('SKILLS_NOT_REGISTERED', `Agent "${agent.id}" has no registered skill with tag(s) ${unregistered.map((t) => `"${t}"`).join(', ')}`, {
+      agentId: agent.id,
+      unregisteredTags: unregistered,
+      argument: 'skillTags',
+    });
+  }
+  return [...requested];
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+// ---------------------------------------------------------------------------------------------
+
+export type TaskHistoryKind =
+  | 'SUBMITTED'
+  | 'CLAIMED'
+  | 'STARTED'
+  | 'INPUT_REQUESTED'
+  | 'INPUT_PROVIDED'
+  | 'COMPLETED'
+  | 'RETRY_SCHEDULED'
+  | 'FAILED'
+  | 'LEASE_EXPIRED'
+  | 'TIMED_OUT'
+  | 'RELEASED'
+  | 'CANCELED';
+
+export interface TaskHistoryEntry {
+  at: string;
+  kind: TaskHistoryKind;
+  from: TaskState | null;
+  to: TaskState;
+  actor: string;
+  onBehalfOf: string | null;
+  message: string | null;
+}
+
+/** What only the writer of a change knows: why (when the states alone do not tell) and a message. */
+export interface HistoryNote {
+  kind?: TaskHistoryKind;
+  message?: string | null;
+}
+
+const EXPIRY_KINDS: Record<ExpiryReason, TaskHistoryKind> = { LEASE_EXPIRED: 'LEASE_EXPIRED', TIMEOUT: 'TIMED_OUT' };
+
+/** The kind a state change is, when its writer did not say. */
+export function historyKind(from: TaskState | null, to: TaskState): TaskHistoryKind {
+  if (from === null) return 'SUBMITTED';
+  switch (to) {
+    case 'ASSIGNED':
+      return 'CLAIMED';
+    case 'WORKING':
+      return from === 'INPUT_REQUIRED' ? 'INPUT_PROVIDED' : 'STARTED';
+    case 'INPUT_REQUIRED':
+      return 'INPUT_REQUESTED';
+    case 'COMPLETED':
+      return 'COMPLETED';
+    case 'CANCELED':
+      return 'CANCELED';
+    case 'FAILED':
+      return 'FAILED';
+    case 'SUBMITTED':
+      return 'RETRY_SCHEDULED';
+  }
+}
+
+/** The history entry of a state change (before is null for a new task). */
+export function historyEntry(before: Task | null, after: Task, actor: Actor, note: HistoryNote = {}): TaskHistoryEntry {
+  const from = before?.state ?? null;
+  const failed = from !== null && (after.state === 'SUBMITTED' || after.state === 'FAILED') && after.error !== before?.error;
+  const derived = after.state === 'INPUT_REQUIRED' ? (after.progress?.message ?? null) : failed ? (after.error?.message ?? null) : null;
+  return {
+    at: after.updatedAt,
+    kind: note.kind ?? historyKind(from, after.state),
+    from,
+    to: after.state,
+    actor: actor.subject,
+    onBehalfOf: actor.agentId,
+    message: note.message === undefined ? derived : note.message,
+  };
+}
+
+/** The note of an expired attempt: which clock ran out. */
+export function expiryNote(task: Task, now: number): HistoryNote {
+  const reason = expiryReason(task, now);
+  return reason ? { kind: EXPIRY_KINDS[reason] } : {};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retry policy (Temporal)
 // ---------------------------------------------------------------------------------------------
@@ -584,6 +779,17 @@ export function stepTaskInput(step: Pick<WorkflowStep, 'input' | 'dependsOn'>, r
 // ---------------------------------------------------------------------------------------------
 
 export const TASK_STATE_CHANGED = 'TaskStateChanged';
+/**
+ * Published by the agents subgraph (payload { agentId, from, to }) when an agent changes status;
+ * orchestration releases a RETIRED agent's tasks. The name is the contract between the two.
+ */
+export const AGENT_STATUS_CHANGED = 'AgentStatusChanged';
+
+export interface AgentStatusChangedPayload {
+  agentId: string;
+  from: string | null;
+  to: string;
+}
 export const TASK_PROGRESS_REPORTED = 'TaskProgressReported';
 export const WORKFLOW_RUN_STATUS_CHANGED = 'WorkflowRunStatusChanged';
 

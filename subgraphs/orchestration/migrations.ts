@@ -126,7 +126,32 @@ const claimAndAgentPageIndexes: Migration = {
   },
 };
 
+// Who changed each task and for which agent: one row per state change, keyed by the task version
+// the change wrote (so a change is recorded once, even if its transaction is retried).
+const taskHistory: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable('task_history')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('task_id', 'text', (c) => c.notNull().references('tasks.id').onDelete('cascade'))
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('at', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('from_state', 'text')
+      .addColumn('to_state', 'text', (c) => c.notNull())
+      .addColumn('actor', 'text', (c) => c.notNull())
+      .addColumn('on_behalf_of', 'text')
+      .addColumn('message', 'text')
+      .addPrimaryKeyConstraint('task_history_pk', ['task_id', 'version'])
+      .execute();
+  },
+  async down(db: Kysely<unknown>) {
+    await db.schema.dropTable('task_history').execute();
+  },
+};
+
 export const migrations: Record<string, Migration> = {
   '0001_orchestration': initial,
   '0002_claim_and_agent_page_indexes': claimAndAgentPageIndexes,
+  '0003_task_history': taskHistory,
 };

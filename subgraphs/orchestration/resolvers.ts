@@ -7,20 +7,25 @@ import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
 import { eventStreamsOf } from '../../runtime/subscriptions.ts';
-import { text } from '../../runtime/validate.ts';
+import { intInRange, text } from '../../runtime/validate.ts';
 import type { OrchestrationContext } from './context.ts';
 import {
   TASK_PROGRESS_REPORTED,
   TASK_STATE_CHANGED,
   WORKFLOW_RUN_STATUS_CHANGED,
+  type Actor,
+  type AgentActor,
   type TaskStateChangedPayload,
   type WorkflowRunStatusChangedPayload,
+  actingAgent,
+  claimTags,
   jsonInput,
   leaseSeconds,
   message,
   percent,
   requiredMessage,
   skillTags,
+  subjectOf,
   taskFailure,
   validateTaskSpec,
   validateWorkflowDefinition,
@@ -37,6 +42,16 @@ function reading(ctx: OrchestrationContext): OrchestrationContext {
 function writing(ctx: OrchestrationContext): OrchestrationContext {
   requireScopes(ctx.identity, [['tasks:write']]);
   return ctx;
+}
+
+/** The caller, as the history records it: its subject, and the agent it is when it is one. */
+function callerActor(ctx: OrchestrationContext): Actor {
+  return { subject: subjectOf(ctx.identity), agentId: ctx.identity.agentId ?? null };
+}
+
+/** The agent an agent command acts as (domain.actingAgent): the caller itself, or the agent a delegate names. */
+function agentActor(ctx: OrchestrationContext, agentId: string | null | undefined): AgentActor {
+  return actingAgent(ctx.identity, optionalId(agentId, 'agentId'));
 }
 
 /** Federation references come from the gateway: an id that cannot exist resolves to null. */
@@ -124,15 +139,23 @@ export const resolvers: Resolvers = {
   },
 
   Mutation: {
-    submitTask: (_, { input }, ctx) => writing(ctx).store.submitTask(ctx.tenantId, validateTaskSpec(input)),
-    cancelTask: (_, { id }, ctx) => writing(ctx).store.cancelTask(ctx.tenantId, parseId(id, 'id')),
-    claimTask: (_, args, ctx) =>
-      writing(ctx).store.claimTask(ctx.tenantId, parseId(args.agentId, 'agentId'), skillTags(args.skillTags, 'skillTags'), leaseSeconds(args.leaseSeconds)),
+    submitTask: (_, { input }, ctx) => writing(ctx).store.submitTask(ctx.tenantId, callerActor(ctx), validateTaskSpec(input)),
+    cancelTask: (_, { id }, ctx) => writing(ctx).store.cancelTask(ctx.tenantId, parseId(id, 'id'), callerActor(ctx)),
+    claimTask: async (_, args, ctx) => {
+      writing(ctx);
+      // Everything the caller sent is checked before the agents subgraph is asked.
+      const actor = agentActor(ctx, args.agentId);
+      const requested = args.skillTags === null || args.skillTags === undefined ? null : skillTags(args.skillTags, 'skillTags');
+      const lease = leaseSeconds(args.leaseSeconds);
+      const agent = await ctx.agents.standing({ tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.identity.requestId ?? ctx.requestId }, actor.agentId);
+      return ctx.store.claimTask(ctx.tenantId, actor, claimTags(agent, requested), lease);
+    },
+    // The agent commands below need no call to the agents subgraph: holding the task is what
+    // entitles the agent, so a PAUSED agent finishes what it holds (a RETIRED one holds nothing).
     reportTaskProgress: (_, args, ctx) => {
       writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
-      return ctx.store.reportProgress(ctx.tenantId, taskId, {
-        agentId: parseId(args.agentId, 'agentId'),
+      return ctx.store.reportProgress(ctx.tenantId, taskId, agentActor(ctx, args.agentId), {
         percent: percent(args.percent),
         message: message(args.message),
         leaseSeconds: leaseSeconds(args.leaseSeconds),
@@ -141,31 +164,27 @@ export const resolvers: Resolvers = {
     requestTaskInput: (_, args, ctx) => {
       writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
-      return ctx.store.requestInput(ctx.tenantId, taskId, { agentId: parseId(args.agentId, 'agentId'), message: requiredMessage(args.message) });
+      return ctx.store.requestInput(ctx.tenantId, taskId, agentActor(ctx, args.agentId), { message: requiredMessage(args.message) });
     },
     provideTaskInput: (_, args, ctx) => {
       writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
-      return ctx.store.provideInput(ctx.tenantId, taskId, { input: jsonInput(args.input, 'input'), leaseSeconds: leaseSeconds(args.leaseSeconds) });
+      return ctx.store.provideInput(ctx.tenantId, taskId, callerActor(ctx), { input: jsonInput(args.input, 'input'), leaseSeconds: leaseSeconds(args.leaseSeconds) });
     },
     completeTask: (_, args, ctx) => {
       writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
-      return ctx.store.completeTask(ctx.tenantId, taskId, { agentId: parseId(args.agentId, 'agentId'), result: jsonInput(args.result, 'result') });
+      return ctx.store.completeTask(ctx.tenantId, taskId, agentActor(ctx, args.agentId), { result: jsonInput(args.result, 'result') });
     },
     failTask: (_, args, ctx) => {
       writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
-      return ctx.store.failTask(ctx.tenantId, taskId, {
-        agentId: parseId(args.agentId, 'agentId'),
-        error: taskFailure(args.error),
-        retryable: args.retryable ?? true,
-      });
+      return ctx.store.failTask(ctx.tenantId, taskId, agentActor(ctx, args.agentId), { error: taskFailure(args.error), retryable: args.retryable ?? true });
     },
     createWorkflowDefinition: (_, { input }, ctx) => writing(ctx).store.createDefinition(ctx.tenantId, validateWorkflowDefinition(input)),
     startWorkflowRun: (_, args, ctx) =>
-      writing(ctx).store.startRun(ctx.tenantId, parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
-    cancelWorkflowRun: (_, { id }, ctx) => writing(ctx).store.cancelRun(ctx.tenantId, parseId(id, 'id')),
+      writing(ctx).store.startRun(ctx.tenantId, callerActor(ctx), parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
+    cancelWorkflowRun: (_, { id }, ctx) => writing(ctx).store.cancelRun(ctx.tenantId, callerActor(ctx), parseId(id, 'id')),
   },
 
   Subscription: {
@@ -222,6 +241,7 @@ export const resolvers: Resolvers = {
       return task.agentId ? { id: task.agentId } : null;
     },
     workflowRun: (task, _, ctx) => (task.workflowRunId ? ctx.loaders.runById.load(task.workflowRunId) : null),
+    history: (task, { first }, ctx) => ctx.loaders.historyByTaskId(intInRange(first ?? 100, 'first', 1, 500)).load(task.id),
   },
 
   Agent: {

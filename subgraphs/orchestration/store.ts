@@ -9,7 +9,7 @@ import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import * as domain from './domain.ts';
-import type { Task, TaskFailure, TaskSpec, TaskState, WorkflowDefinitionSpec } from './domain.ts';
+import { SYSTEM_ACTORS, type Actor, type AgentActor, type HistoryNote, type Task, type TaskFailure, type TaskHistoryEntry, type TaskSpec, type TaskState, type WorkflowDefinitionSpec } from './domain.ts';
 import type { StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store/rows.ts';
 import { cancelRun, settleTask, startRun } from './store/run-driver.ts';
 import type { Scope } from './store/scope.ts';
@@ -69,10 +69,10 @@ export class OrchestrationStore {
     return this.database.db;
   }
 
-  private async transaction<T>(tenantId: string, fn: (s: Scope) => Promise<T>, now: number = this.clock()): Promise<T> {
+  private async transaction<T>(tenantId: string, actor: Actor, fn: (s: Scope) => Promise<T>, now: number = this.clock()): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await inTransaction(this.database, this.bus, this.logger, (trx, emit) => fn({ trx, dialect: this.database.dialect, tenantId, now, emit }));
+        return await inTransaction(this.database, this.bus, this.logger, (trx, emit) => fn({ trx, dialect: this.database.dialect, tenantId, now, emit, actor }));
       } catch (err) {
         if (attempt >= 3 || !RETRYABLE_PG_CODES.has(String(errorCode(err)))) throw err;
         this.logger.warn({ err, attempt }, 'transaction aborted by the database; retrying');
@@ -82,8 +82,8 @@ export class OrchestrationStore {
 
   // --- Tasks -----------------------------------------------------------------------------------
 
-  async submitTask(tenantId: string, spec: TaskSpec): Promise<TaskRow> {
-    return this.transaction(tenantId, async (s) => {
+  async submitTask(tenantId: string, actor: Actor, spec: TaskSpec): Promise<TaskRow> {
+    return this.transaction(tenantId, actor, async (s) => {
       const task = domain.newTask(spec, { id: newId(), tenantId }, s.now);
       await tasks.insertTask(s, task);
       return task;
@@ -124,13 +124,20 @@ export class OrchestrationStore {
     return agentIds.map((id) => toConnection(pages.get(id) ?? [], page, counts.get(id) ?? 0));
   }
 
+  /** The first `limit` state changes of each task, oldest first; tasks without any get none. */
+  taskHistory(tenantId: string, taskIds: readonly string[], limit: number): Promise<Map<string, TaskHistoryEntry[]>> {
+    return tasks.historyOfTasks(this.db, tenantId, taskIds, limit);
+  }
+
   /**
-   * Hands one claimable task to this agent, or null. The candidate's row is locked (PostgreSQL)
-   * or the whole transaction runs alone (SQLite), and the UPDATE is guarded on state SUBMITTED
-   * and checked, so a task never goes to two claimers.
+   * Hands one claimable task to the actor's agent, or null: one whose required tags are all in
+   * skillTags (the agent's registered tags, as the caller established them). The candidate's row
+   * is locked (PostgreSQL) or the whole transaction runs alone (SQLite), and the UPDATE is
+   * guarded on state SUBMITTED and checked, so a task never goes to two claimers.
    */
-  async claimTask(tenantId: string, agentId: string, skillTags: readonly string[], leaseSeconds: number): Promise<TaskRow | null> {
-    return this.transaction(tenantId, async (s) => {
+  async claimTask(tenantId: string, actor: AgentActor, skillTags: readonly string[], leaseSeconds: number): Promise<TaskRow | null> {
+    const { agentId } = actor;
+    return this.transaction(tenantId, actor, async (s) => {
       // The guard can only miss if the candidate was not locked (a bug or another dialect's
       // semantics); then the next candidate is as good, so look again instead of failing.
       for (let tries = 0; tries < 5; tries++) {
@@ -144,37 +151,50 @@ export class OrchestrationStore {
     });
   }
 
-  async reportProgress(
-    tenantId: string,
-    taskId: string,
-    args: { agentId: string; percent: number; message: string | null; leaseSeconds: number },
-  ): Promise<TaskRow> {
+  async reportProgress(tenantId: string, taskId: string, actor: AgentActor, args: { percent: number; message: string | null; leaseSeconds: number }): Promise<TaskRow> {
     return this.changeTask(
       tenantId,
+      actor,
       taskId,
-      (task, s) => domain.reportProgress(task, args, s.now),
+      (task, s) => domain.reportProgress(task, { ...args, agentId: actor.agentId }, s.now),
       (next, s) => s.emit(domain.taskProgressReported(next)),
     );
   }
 
-  requestInput(tenantId: string, taskId: string, args: { agentId: string; message: string }): Promise<TaskRow> {
-    return this.changeTask(tenantId, taskId, (task, s) => domain.requestInput(task, args, s.now));
+  requestInput(tenantId: string, taskId: string, actor: AgentActor, args: { message: string }): Promise<TaskRow> {
+    return this.changeTask(tenantId, actor, taskId, (task, s) => domain.requestInput(task, { ...args, agentId: actor.agentId }, s.now));
   }
 
-  provideInput(tenantId: string, taskId: string, args: { input: unknown; leaseSeconds: number }): Promise<TaskRow> {
-    return this.changeTask(tenantId, taskId, (task, s) => domain.provideInput(task, args, s.now));
+  provideInput(tenantId: string, taskId: string, actor: Actor, args: { input: unknown; leaseSeconds: number }): Promise<TaskRow> {
+    return this.changeTask(tenantId, actor, taskId, (task, s) => domain.provideInput(task, args, s.now));
   }
 
-  completeTask(tenantId: string, taskId: string, args: { agentId: string; result: unknown }): Promise<TaskRow> {
-    return this.changeTask(tenantId, taskId, (task, s) => domain.complete(task, args, s.now));
+  completeTask(tenantId: string, taskId: string, actor: AgentActor, args: { result: unknown }): Promise<TaskRow> {
+    return this.changeTask(tenantId, actor, taskId, (task, s) => domain.complete(task, { ...args, agentId: actor.agentId }, s.now));
   }
 
-  failTask(tenantId: string, taskId: string, args: { agentId: string; error: TaskFailure; retryable: boolean }): Promise<TaskRow> {
-    return this.changeTask(tenantId, taskId, (task, s) => domain.fail(task, args, s.now));
+  failTask(tenantId: string, taskId: string, actor: AgentActor, args: { error: TaskFailure; retryable: boolean }): Promise<TaskRow> {
+    return this.changeTask(tenantId, actor, taskId, (task, s) => domain.fail(task, { ...args, agentId: actor.agentId }, s.now));
   }
 
-  cancelTask(tenantId: string, taskId: string): Promise<TaskRow> {
-    return this.changeTask(tenantId, taskId, (task, s) => domain.cancel(task, s.now));
+  cancelTask(tenantId: string, taskId: string, actor: Actor): Promise<TaskRow> {
+    return this.changeTask(tenantId, actor, taskId, (task, s) => domain.cancel(task, s.now));
+  }
+
+  /**
+   * Releases every task this agent holds back to SUBMITTED for another agent (domain.release: not
+   * a failed attempt), each in its own transaction, re-checked under lock: running it again, or on
+   * several replicas for the same event, changes nothing more. Returns how many this call released.
+   */
+  async releaseAgentTasks(tenantId: string, agentId: string, reason = `agent "${agentId}" was retired`): Promise<number> {
+    let released = 0;
+    for (const id of await tasks.heldTaskIds(this.db, tenantId, agentId)) {
+      const next = await this.transaction(tenantId, SYSTEM_ACTORS.agentRetirement, (s) =>
+        this.applyToTask(s, id, (task) => domain.release(task, agentId, s.now), () => ({ kind: 'RELEASED', message: reason })),
+      );
+      if (next) released += 1;
+    }
+    return released;
   }
 
   /**
@@ -184,11 +204,12 @@ export class OrchestrationStore {
    */
   private async changeTask(
     tenantId: string,
+    actor: Actor,
     taskId: string,
     change: (task: Task, s: Scope) => Task,
     afterSave?: (next: Task, s: Scope) => void,
   ): Promise<TaskRow> {
-    return this.transaction(tenantId, async (s) => {
+    return this.transaction(tenantId, actor, async (s) => {
       const outcome = await this.applyToTask(s, taskId, (task) => change(task, s));
       if (!outcome) throw notFound('Task', taskId);
       afterSave?.(outcome, s);
@@ -197,7 +218,7 @@ export class OrchestrationStore {
   }
 
   /** Null when the task does not exist or change returns null (nothing to do). */
-  private async applyToTask(s: Scope, taskId: string, change: (task: Task) => Task | null): Promise<TaskRow | null> {
+  private async applyToTask(s: Scope, taskId: string, change: (task: Task) => Task | null, noteOf?: (task: Task) => HistoryNote): Promise<TaskRow | null> {
     const peek = await tasks.findTask(s.trx, s.tenantId, taskId);
     if (!peek) return null;
     const run = peek.workflowRunId ? await workflows.lockRun(s, peek.workflowRunId) : null;
@@ -205,7 +226,7 @@ export class OrchestrationStore {
     if (!task) return null;
     const next = change(task);
     if (!next) return null;
-    await tasks.saveTask(s, task, next);
+    await tasks.saveTask(s, task, next, noteOf?.(task));
     if (run && domain.isTerminal(next.state)) await settleTask(s, run, next);
     return next;
   }
@@ -225,7 +246,12 @@ export class OrchestrationStore {
       const due = (await tasks.expiredTasks(this.db, now, this.sweepBatchSize)).filter((t) => !seen.has(t.id));
       for (const { id, tenantId } of due) {
         seen.add(id);
-        const next = await this.transaction(tenantId, (s) => this.applyToTask(s, id, (task) => domain.expire(task, s.now)), now);
+        const next = await this.transaction(
+          tenantId,
+          SYSTEM_ACTORS.leaseSweeper,
+          (s) => this.applyToTask(s, id, (task) => domain.expire(task, s.now), (task) => domain.expiryNote(task, s.now)),
+          now,
+        );
         if (next?.state === 'SUBMITTED') result.requeued += 1;
         if (next?.state === 'FAILED') result.failed += 1;
       }
@@ -238,7 +264,8 @@ export class OrchestrationStore {
   async createDefinition(tenantId: string, spec: WorkflowDefinitionSpec): Promise<WorkflowDefinitionRow> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.transaction(tenantId, (s) => workflows.insertDefinition(s, newId(), spec));
+        // A definition has no history; its writer is not recorded.
+        return await this.transaction(tenantId, SYSTEM_ACTORS.workflowEngine, (s) => workflows.insertDefinition(s, newId(), spec));
       } catch (err) {
         if (!UNIQUE_VIOLATION.has(String(errorCode(err)))) throw err;
         if (attempt >= 3) throw conflict(`workflow "${spec.name}" is being changed concurrently; retry`, { name: spec.name });
@@ -259,8 +286,8 @@ export class OrchestrationStore {
     return toConnection(rows, page, totalCount);
   }
 
-  async startRun(tenantId: string, definitionId: string, input: unknown): Promise<WorkflowRunRow> {
-    return this.transaction(tenantId, async (s) => {
+  async startRun(tenantId: string, actor: Actor, definitionId: string, input: unknown): Promise<WorkflowRunRow> {
+    return this.transaction(tenantId, actor, async (s) => {
       const definition = await workflows.findDefinition(s.trx, tenantId, definitionId);
       if (!definition) throw notFound('WorkflowDefinition', definitionId);
       return startRun(s, definition, input);
@@ -285,8 +312,8 @@ export class OrchestrationStore {
   }
 
   /** Cancels a RUNNING run and its open tasks; a CONFLICT when the run already finished. */
-  async cancelRun(tenantId: string, runId: string): Promise<WorkflowRunRow> {
-    return this.transaction(tenantId, async (s) => {
+  async cancelRun(tenantId: string, actor: Actor, runId: string): Promise<WorkflowRunRow> {
+    return this.transaction(tenantId, actor, async (s) => {
       const run = await workflows.lockRun(s, runId);
       if (!run) throw notFound('WorkflowRun', runId);
       if (domain.isRunFinished(run.status)) {

@@ -23,6 +23,8 @@ describe('durability', () => {
           { name: `durable-${i}` },
         );
         written.agentIds.push(a.registerAgent.id);
+        // Only an ACTIVE agent claims.
+        await gqlOk(platform.url, 'mutation ($id: ID!) { activateAgent(id: $id) { id } }', { id: a.registerAgent.id });
         const t = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation ($title: String!) { submitTask(input: { title: $title }) { id } }', { title: `job-${i}` });
         written.taskIds.push(t.submitTask.id);
       }

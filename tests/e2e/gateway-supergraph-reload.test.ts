@@ -54,6 +54,7 @@ beforeAll(async () => {
   gatewayPid = platform.gateway.pid();
   const agent = await gqlOk<{ registerAgent: { id: string } }>(platform.url, `mutation { registerAgent(input: { name: "Reloader", skills: [{ id: "x", name: "X", tags: ["x"] }] }) { id } }`);
   await gqlOk(platform.url, `mutation { submitTask(input: { title: "Keep going", requiredSkillTags: ["x"] }) { id } }`);
+  await gqlOk(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { id } }`, { id: agent.registerAgent.id });
   await gqlOk(platform.url, `mutation($id: ID!) { claimTask(agentId: $id, skillTags: ["x"]) { id } }`, { id: agent.registerAgent.id });
 });
 

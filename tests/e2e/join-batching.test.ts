@@ -22,6 +22,7 @@ beforeAll(async () => {
       { name: `worker-${String(i).padStart(2, '0')}`, tag: `tag-${i}` },
     );
     await gqlOk(platform.url, 'mutation ($t: String!, $tag: String!) { submitTask(input: { title: $t, requiredSkillTags: [$tag] }) { id } }', { t: `job-${i}`, tag: `tag-${i}` });
+    await gqlOk(platform.url, 'mutation ($a: ID!) { activateAgent(id: $a) { id } }', { a: registerAgent.id });
     await gqlOk(platform.url, 'mutation ($a: ID!, $tag: String!) { claimTask(agentId: $a, skillTags: [$tag]) { id } }', { a: registerAgent.id, tag: `tag-${i}` });
   }
 });

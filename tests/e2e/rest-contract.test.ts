@@ -128,7 +128,11 @@ describe('every route with valid input', () => {
     expect(second.pageInfo.hasNextPage).toBe(false);
     expect([...first.nodes, ...second.nodes].map((a) => a.id)).toEqual([translator.id, agent.id]);
 
-    const updated = await ok<Agent>('UpdateAgent', { id: agent.id }, { query: { expectedVersion: '1' }, body: { description: 'Summarises long documents', labels: [] } });
+    const updated = await ok<Agent>('UpdateAgent', { id: agent.id }, {
+      query: { expectedVersion: '1' },
+      // The planning skill: the tasks below require it, and an agent claims only with its registered tags.
+      body: { description: 'Summarises long documents', labels: [], skills: [{ id: 'plan', name: 'Planning', tags: ['planning'] }] },
+    });
     expect(updated).toMatchObject({ version: 2, labels: [] });
     expect(await ok<Agent>('ActivateAgent', { id: agent.id }, { query: { expectedVersion: '2' } })).toMatchObject({ status: 'ACTIVE', version: 3 });
     const beat = await ok<Agent>('RecordHeartbeat', { id: agent.id });

@@ -182,8 +182,8 @@ describe('tenant isolation', () => {
       const unknown = await gql(platform.url, query, { ...variables, [idVariable]: unknownId }, globex);
       expect(shape(foreign, id), query).toEqual(shape(unknown, unknownId));
       expect(foreign.data === null || Object.values(foreign.data ?? {}).every((v) => v === null), query).toBe(true);
-      // NOT_FOUND, or (claimTask: nothing claimable for an agent it does not know) plain null.
-      expect(codes(foreign) ?? ['none'], query).toEqual([query.includes('claimTask') ? 'none' : 'NOT_FOUND']);
+      // NOT_FOUND, or for claimTask AGENT_NOT_FOUND: another tenant's agent is one this tenant does not have.
+      expect(codes(foreign) ?? ['none'], query).toEqual([query.includes('claimTask') ? 'AGENT_NOT_FOUND' : 'NOT_FOUND']);
     }
     const after = await gqlOk(platform.url, 'query($a: ID!, $t: ID!, $r: ID!) { agent(id: $a) { status version lastHeartbeatAt } task(id: $t) { state attempts progress { percent } } workflowRun(id: $r) { status } }', { a: own.agent, t: own.task, r: own.run }, acme);
     expect(after).toEqual(before);

@@ -34,7 +34,8 @@ describe.skipIf(!enabled)('subscriptions across orchestration replicas (PostgreS
       name: 'orchestration-2',
       args: ['scripts/subgraph.ts', 'orchestration'],
       port,
-      env: { ...shared, ...TEST_SECURITY_ENV, DATA_DIR: dataDir, ORCHESTRATION_PORT: String(port) },
+      // Asks the platform's agents subgraph about the agent at each claim, like the first replica.
+      env: { ...shared, ...TEST_SECURITY_ENV, DATA_DIR: dataDir, ORCHESTRATION_PORT: String(port), SUBGRAPH_AGENTS_URL: platform.agents.url },
     });
     client = wsClient(platform.url);
   });

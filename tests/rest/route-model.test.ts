@@ -55,13 +55,16 @@ describe('compiling the repository routes', () => {
     expect(update.body).toMatchObject({ mode: 'whole', variables: ['input'] });
     expect(update.parameters.map((p) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:expectedVersion']);
     const claim = route('ClaimTask').body;
-    expect(claim).toMatchObject({ mode: 'properties', variables: ['agentId', 'skillTags', 'leaseSeconds'], required: true });
+    // Every claim variable is optional (an agent's credential names its agent and tags), so the body is too.
+    expect(claim).toMatchObject({ mode: 'properties', variables: ['agentId', 'skillTags', 'leaseSeconds'], required: false });
     expect(claim?.schema).toMatchObject({
       type: 'object',
-      required: ['agentId', 'skillTags'],
       additionalProperties: false,
-      properties: { leaseSeconds: { type: ['integer', 'null'], default: 60 }, skillTags: { type: 'array', items: { type: 'string' } } },
+      properties: { leaseSeconds: { type: ['integer', 'null'], default: 60 }, skillTags: { type: ['array', 'null'], items: { type: 'string' } } },
     });
+    expect(claim?.schema).not.toHaveProperty('required');
+    const complete = route('CompleteTask').body;
+    expect(complete?.schema).toMatchObject({ type: 'object', properties: { agentId: { type: ['string', 'null'] } } });
     expect(route('RecordHeartbeat').body).toBeUndefined();
   });
 

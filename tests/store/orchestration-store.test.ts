@@ -13,6 +13,8 @@ import {
   WORKFLOW_RUN_STATUS_CHANGED,
   validateTaskSpec,
   validateWorkflowDefinition,
+  type Actor,
+  type AgentActor,
   type TaskSpecFields,
   type TaskState,
   type WorkflowStepFields,
@@ -22,6 +24,10 @@ import { OrchestrationStore, type OrchestrationDB, type TaskRow, type WorkflowRu
 import { backends, DATABASE_URL, openTestDatabase, silentLogger, type Backend, type TestDatabase } from '../support/databases.ts';
 
 const DAY = 86_400_000;
+/** The caller of the commands no agent makes (submit, cancel, provide input, runs). */
+const USER: Actor = { subject: 'user:tester', agentId: null };
+/** A caller acting as this agent. */
+const as = (agentId: string): AgentActor => ({ subject: `agent:${agentId}`, agentId });
 let clocks = 0;
 
 /**
@@ -137,7 +143,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
     async function submitMany(store: OrchestrationStore, tenant: string, clock: ReturnType<typeof manualClock>, n: number, fields: Partial<TaskSpecFields> = {}) {
       const out: TaskRow[] = [];
       for (let i = 0; i < n; i++) {
-        out.push(await store.submitTask(tenant, spec({ title: `Task ${i}`, ...fields })));
+        out.push(await store.submitTask(tenant, USER, spec({ title: `Task ${i}`, ...fields })));
         clock.advance(1);
       }
       return out;
@@ -148,6 +154,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const { store, tenant, clock } = setup();
         const created = await store.submitTask(
           tenant,
+          USER,
           spec({ title: 'Summarise', description: 'the report', input: { doc: 'r1' }, requiredSkillTags: ['pdf'], priority: 7, timeoutSeconds: 60 }),
         );
         expect(created).toMatchObject({ state: 'SUBMITTED', attempts: 0, priority: 7, availableAt: clock.at(), version: 1 });
@@ -163,7 +170,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         // Higher priority: the claim below must take a tagged task, not an older untagged one.
         const pdf = await submitMany(store, tenant, clock, 2, { requiredSkillTags: ['pdf', 'ocr'], priority: 1 });
         const agent = randomUUID();
-        const claimed = await store.claimTask(tenant, agent, ['pdf', 'ocr'], 60);
+        const claimed = await store.claimTask(tenant, as(agent), ['pdf', 'ocr'], 60);
         expect(claimed?.id).toBe(pdf[0]?.id);
 
         const all = [...plain, ...pdf].map((x) => x.id).reverse();
@@ -195,7 +202,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const [highNew] = await submitMany(store, tenant, clock, 1, { priority: 5 });
         const [negative] = await submitMany(store, tenant, clock, 1, { priority: -3 });
         const order: (string | undefined)[] = [];
-        for (let i = 0; i < 5; i++) order.push((await store.claimTask(tenant, randomUUID(), [], 60))?.id);
+        for (let i = 0; i < 5; i++) order.push((await store.claimTask(tenant, as(randomUUID()), [], 60))?.id);
         expect(order).toEqual([highOld?.id, highNew?.id, low?.id, negative?.id, undefined]);
       });
 
@@ -204,11 +211,11 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const [both] = await submitMany(store, tenant, clock, 1, { requiredSkillTags: ['pdf', 'ocr'], priority: 10 });
         const [none] = await submitMany(store, tenant, clock, 1);
         // An agent offering only "pdf" skips the task needing both and gets the untagged one.
-        expect((await store.claimTask(tenant, randomUUID(), ['pdf'], 60))?.id).toBe(none?.id);
-        expect(await store.claimTask(tenant, randomUUID(), ['pdf'], 60)).toBeNull();
-        expect(await store.claimTask(tenant, randomUUID(), [], 60)).toBeNull();
+        expect((await store.claimTask(tenant, as(randomUUID()), ['pdf'], 60))?.id).toBe(none?.id);
+        expect(await store.claimTask(tenant, as(randomUUID()), ['pdf'], 60)).toBeNull();
+        expect(await store.claimTask(tenant, as(randomUUID()), [], 60)).toBeNull();
         const agent = randomUUID();
-        const got = await store.claimTask(tenant, agent, ['translate', 'ocr', 'pdf'], 45);
+        const got = await store.claimTask(tenant, as(agent), ['translate', 'ocr', 'pdf'], 45);
         expect(got).toMatchObject({ id: both?.id, state: 'ASSIGNED', agentId: agent, attempts: 1, leaseExpiresAt: clock.at(45_000), startedAt: clock.at() });
       });
 
@@ -232,7 +239,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         }
         try {
           const agents = Array.from({ length: 20 }, () => randomUUID());
-          const results = await Promise.all(agents.map((agent, i) => stores[i % stores.length]!.claimTask(tenant, agent, [], 60)));
+          const results = await Promise.all(agents.map((agent, i) => stores[i % stores.length]!.claimTask(tenant, as(agent), [], 60)));
           const won = results.filter((r): r is TaskRow => r !== null);
           expect(won).toHaveLength(5);
           expect(results.filter((r) => r === null)).toHaveLength(15);
@@ -250,9 +257,9 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const { store, tenant, clock, events } = setup();
         const [task] = await submitMany(store, tenant, clock, 1);
         const agent = randomUUID();
-        await store.claimTask(tenant, agent, [], 30);
+        await store.claimTask(tenant, as(agent), [], 30);
         clock.advance(20_000);
-        const w = await store.reportProgress(tenant, task!.id, { agentId: agent, percent: 40, message: 'half way', leaseSeconds: 30 });
+        const w = await store.reportProgress(tenant, task!.id, as(agent), { percent: 40, message: 'half way', leaseSeconds: 30 });
         expect(w).toMatchObject({ state: 'WORKING', progress: { percent: 40, message: 'half way', updatedAt: clock.at() }, leaseExpiresAt: clock.at(30_000) });
         // Past the first lease but within the renewed one: nothing expires.
         expect(await store.sweep(clock.now() + 15_000)).toEqual({ requeued: 0, failed: 0 });
@@ -269,7 +276,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const agent = randomUUID();
         const delays = [2_000, 6_000];
         for (let attempt = 1; attempt <= 3; attempt++) {
-          const claimed = await store.claimTask(tenant, agent, [], 10);
+          const claimed = await store.claimTask(tenant, as(agent), [], 10);
           expect(claimed).toMatchObject({ id: task!.id, attempts: attempt });
           clock.advance(10_000);
           const swept = await store.sweep();
@@ -281,7 +288,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
             expect(after).toMatchObject({ state: 'SUBMITTED', leaseExpiresAt: null, availableAt: clock.at(delay) });
             // Not claimable until the backoff delay has passed.
             clock.advance(delay - 1);
-            expect(await store.claimTask(tenant, agent, [], 10)).toBeNull();
+            expect(await store.claimTask(tenant, as(agent), [], 10)).toBeNull();
             clock.advance(1);
           } else {
             expect(swept).toEqual({ requeued: 0, failed: 1 });
@@ -298,10 +305,10 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const { store, tenant, clock } = setup();
         const [task] = await submitMany(store, tenant, clock, 1, { timeoutSeconds: 30 });
         const agent = randomUUID();
-        await store.claimTask(tenant, agent, [], 20);
+        await store.claimTask(tenant, as(agent), [], 20);
         for (let i = 0; i < 2; i++) {
           clock.advance(14_000);
-          await store.reportProgress(tenant, task!.id, { agentId: agent, percent: 10 * (i + 1), message: null, leaseSeconds: 20 });
+          await store.reportProgress(tenant, task!.id, as(agent), { percent: 10 * (i + 1), message: null, leaseSeconds: 20 });
         }
         expect(await store.sweep(clock.now() + 1_000)).toEqual({ requeued: 0, failed: 0 });
         expect(await store.sweep(clock.now() + 2_000)).toEqual({ requeued: 1, failed: 0 });
@@ -311,7 +318,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       it('sweeps in batches until every expired attempt is handled', async () => {
         const { store, tenant, clock } = setup({ sweepBatchSize: 2 });
         const submitted = await submitMany(store, tenant, clock, 5, { retryPolicy: { maximumAttempts: 1 } });
-        for (let i = 0; i < 5; i++) await store.claimTask(tenant, randomUUID(), [], 10);
+        for (let i = 0; i < 5; i++) await store.claimTask(tenant, as(randomUUID()), [], 10);
         expect(await store.sweep(clock.now() + 10_000)).toEqual({ requeued: 0, failed: 5 });
         for (const s of submitted) expect((await store.getTask(tenant, s.id))?.state).toBe('FAILED');
       });
@@ -320,14 +327,14 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const { store, tenant, clock } = setup();
         const [task] = await submitMany(store, tenant, clock, 1, { input: { doc: 'd' } });
         const agent = randomUUID();
-        await store.claimTask(tenant, agent, [], 60);
-        await store.reportProgress(tenant, task!.id, { agentId: agent, percent: 5, message: null, leaseSeconds: 60 });
-        const asked = await store.requestInput(tenant, task!.id, { agentId: agent, message: 'Which language?' });
+        await store.claimTask(tenant, as(agent), [], 60);
+        await store.reportProgress(tenant, task!.id, as(agent), { percent: 5, message: null, leaseSeconds: 60 });
+        const asked = await store.requestInput(tenant, task!.id, as(agent), { message: 'Which language?' });
         expect(asked).toMatchObject({ state: 'INPUT_REQUIRED', leaseExpiresAt: null, progress: { message: 'Which language?' } });
         // Waiting for input is never swept, however long it takes.
         expect(await store.sweep(clock.now() + DAY)).toEqual({ requeued: 0, failed: 0 });
         clock.advance(1000);
-        const resumed = await store.provideInput(tenant, task!.id, { input: { language: 'fr' }, leaseSeconds: 60 });
+        const resumed = await store.provideInput(tenant, task!.id, USER, { input: { language: 'fr' }, leaseSeconds: 60 });
         expect(resumed).toMatchObject({ state: 'WORKING', input: { doc: 'd', language: 'fr' }, leaseExpiresAt: clock.at(60_000) });
       });
 
@@ -337,23 +344,23 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const make = async (to: TaskState): Promise<TaskRow> => {
           const [task] = await submitMany(store, tenant, clock, 1, { requiredSkillTags: [`only-${to}`] });
           if (to === 'SUBMITTED') return task!;
-          await store.claimTask(tenant, agent, [`only-${to}`], 60);
+          await store.claimTask(tenant, as(agent), [`only-${to}`], 60);
           if (to === 'ASSIGNED') return (await store.getTask(tenant, task!.id))!;
-          const w = await store.reportProgress(tenant, task!.id, { agentId: agent, percent: 1, message: null, leaseSeconds: 60 });
+          const w = await store.reportProgress(tenant, task!.id, as(agent), { percent: 1, message: null, leaseSeconds: 60 });
           if (to === 'WORKING') return w;
-          return store.requestInput(tenant, task!.id, { agentId: agent, message: 'q' });
+          return store.requestInput(tenant, task!.id, as(agent), { message: 'q' });
         };
         for (const state of ['SUBMITTED', 'ASSIGNED', 'WORKING', 'INPUT_REQUIRED'] as const) {
           const task = await make(state);
           expect(task.state).toBe(state);
-          const canceled = await store.cancelTask(tenant, task.id);
+          const canceled = await store.cancelTask(tenant, task.id, USER);
           expect(canceled).toMatchObject({ state: 'CANCELED', finishedAt: clock.at(), leaseExpiresAt: null });
-          const err = await rejection(store.cancelTask(tenant, task.id));
+          const err = await rejection(store.cancelTask(tenant, task.id, USER));
           expect(err.extensions).toMatchObject({ code: 'CONFLICT', from: 'CANCELED', to: 'CANCELED' });
         }
         const done = await make('WORKING');
-        await store.completeTask(tenant, done.id, { agentId: agent, result: 1 });
-        const err = await rejection(store.cancelTask(tenant, done.id));
+        await store.completeTask(tenant, done.id, as(agent), { result: 1 });
+        const err = await rejection(store.cancelTask(tenant, done.id, USER));
         expect(err.extensions).toMatchObject({ code: 'CONFLICT', from: 'COMPLETED', to: 'CANCELED' });
         expect((await store.getTask(tenant, done.id))?.state).toBe('COMPLETED');
       });
@@ -362,28 +369,28 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const { store, tenant, clock, events } = setup();
         const [task] = await submitMany(store, tenant, clock, 1);
         const holder = randomUUID();
-        await store.claimTask(tenant, holder, [], 60);
+        await store.claimTask(tenant, as(holder), [], 60);
         const before = await store.getTask(tenant, task!.id);
         const published = events().length;
-        const err = await rejection(store.completeTask(tenant, task!.id, { agentId: randomUUID(), result: 'stolen' }));
+        const err = await rejection(store.completeTask(tenant, task!.id, as(randomUUID()), { result: 'stolen' }));
         expect(err.extensions.code).toBe('CONFLICT');
         expect(await store.getTask(tenant, task!.id)).toEqual(before);
         expect(events()).toHaveLength(published);
-        const done = await store.completeTask(tenant, task!.id, { agentId: holder, result: { ok: true } });
+        const done = await store.completeTask(tenant, task!.id, as(holder), { result: { ok: true } });
         expect(done).toMatchObject({ state: 'COMPLETED', result: { ok: true }, version: before!.version + 1 });
-        expect((await rejection(store.completeTask(tenant, randomUUID(), { agentId: holder, result: null }))).extensions.code).toBe('NOT_FOUND');
+        expect((await rejection(store.completeTask(tenant, randomUUID(), as(holder), { result: null }))).extensions.code).toBe('NOT_FOUND');
       });
 
       it('retries a failed attempt with backoff while retryable, fails for good when not', async () => {
         const { store, tenant, clock } = setup();
         const [task] = await submitMany(store, tenant, clock, 1);
         const agent = randomUUID();
-        await store.claimTask(tenant, agent, [], 60);
-        const retried = await store.failTask(tenant, task!.id, { agentId: agent, error: { message: 'busy', type: 'RATE_LIMIT', details: null }, retryable: true });
+        await store.claimTask(tenant, as(agent), [], 60);
+        const retried = await store.failTask(tenant, task!.id, as(agent), { error: { message: 'busy', type: 'RATE_LIMIT', details: null }, retryable: true });
         expect(retried).toMatchObject({ state: 'SUBMITTED', availableAt: clock.at(1000), error: { message: 'busy', type: 'RATE_LIMIT' } });
         clock.advance(1000);
-        await store.claimTask(tenant, agent, [], 60);
-        const failed = await store.failTask(tenant, task!.id, { agentId: agent, error: { message: 'bad input', type: 'INVALID', details: { line: 3 } }, retryable: false });
+        await store.claimTask(tenant, as(agent), [], 60);
+        const failed = await store.failTask(tenant, task!.id, as(agent), { error: { message: 'bad input', type: 'INVALID', details: { line: 3 } }, retryable: false });
         expect(failed).toMatchObject({ state: 'FAILED', attempts: 2, error: { message: 'bad input', type: 'INVALID', details: { line: 3 } } });
       });
 
@@ -391,10 +398,10 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const { store, tenant, clock, events } = setup();
         const [task] = await submitMany(store, tenant, clock, 1);
         const agent = randomUUID();
-        await store.claimTask(tenant, agent, [], 60);
-        await store.reportProgress(tenant, task!.id, { agentId: agent, percent: 50, message: null, leaseSeconds: 60 });
-        await rejection(store.requestInput(tenant, task!.id, { agentId: randomUUID(), message: 'q' }));
-        await store.completeTask(tenant, task!.id, { agentId: agent, result: null });
+        await store.claimTask(tenant, as(agent), [], 60);
+        await store.reportProgress(tenant, task!.id, as(agent), { percent: 50, message: null, leaseSeconds: 60 });
+        await rejection(store.requestInput(tenant, task!.id, as(randomUUID()), { message: 'q' }));
+        await store.completeTask(tenant, task!.id, as(agent), { result: null });
         const stateEvents = observed.seen.filter((s) => s.event.tenantId === tenant && s.event.type === TASK_STATE_CHANGED);
         expect(stateEvents.map((s) => s.event.payload.to)).toEqual(['SUBMITTED', 'ASSIGNED', 'WORKING', 'COMPLETED']);
         // At publish time another connection already saw each change: the commit came first.
@@ -415,8 +422,8 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const [task] = await submitMany(store, tenant, clock, 1);
         expect(await store.getTask(other, task!.id)).toBeNull();
         expect((await store.listTasks(other, {}, pageRequest({}))).totalCount).toBe(0);
-        expect(await store.claimTask(other, randomUUID(), [], 60)).toBeNull();
-        expect((await rejection(store.cancelTask(other, task!.id))).extensions.code).toBe('NOT_FOUND');
+        expect(await store.claimTask(other, as(randomUUID()), [], 60)).toBeNull();
+        expect((await rejection(store.cancelTask(other, task!.id, USER))).extensions.code).toBe('NOT_FOUND');
         expect((await store.getTask(tenant, task!.id))?.state).toBe('SUBMITTED');
         expect(await store.tasksByIds(other, [task!.id])).toEqual([]);
       });
@@ -426,12 +433,12 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const agents = Array.from({ length: 50 }, () => randomUUID());
         await submitMany(store, tenant, clock, 6);
         // Agent 0 holds three tasks (one waiting for input), agent 1 holds one and completed one.
-        for (const a of [0, 0, 0, 1, 1]) await store.claimTask(tenant, agents[a]!, [], 60);
+        for (const a of [0, 0, 0, 1, 1]) await store.claimTask(tenant, as(agents[a]!), [], 60);
         const held = await store.listTasks(tenant, { agentId: agents[1]! }, pageRequest({}));
-        await store.completeTask(tenant, held.nodes[0]!.id, { agentId: agents[1]!, result: null });
+        await store.completeTask(tenant, held.nodes[0]!.id, as(agents[1]!), { result: null });
         const zero = await store.listTasks(tenant, { agentId: agents[0]! }, pageRequest({}));
-        await store.reportProgress(tenant, zero.nodes[0]!.id, { agentId: agents[0]!, percent: 1, message: null, leaseSeconds: 60 });
-        await store.requestInput(tenant, zero.nodes[0]!.id, { agentId: agents[0]!, message: 'q' });
+        await store.reportProgress(tenant, zero.nodes[0]!.id, as(agents[0]!), { percent: 1, message: null, leaseSeconds: 60 });
+        await store.requestInput(tenant, zero.nodes[0]!.id, as(agents[0]!), { message: 'q' });
 
         const loaders = createLoaders(store, tenant);
         const before = t.database.stats.queries;
@@ -446,14 +453,14 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const agents = Array.from({ length: 50 }, () => randomUUID());
         await submitMany(store, tenant, clock, 9);
         // Agent 0 holds four tasks and completed one, agent 1 holds two, agent 2 one; one task stays unclaimed.
-        for (const a of [0, 0, 0, 0, 0, 1, 1]) await store.claimTask(tenant, agents[a]!, [], 60);
+        for (const a of [0, 0, 0, 0, 0, 1, 1]) await store.claimTask(tenant, as(agents[a]!), [], 60);
         const first = await store.listTasks(tenant, { agentId: agents[0]! }, pageRequest({}));
-        await store.completeTask(tenant, first.nodes[2]!.id, { agentId: agents[0]!, result: null });
+        await store.completeTask(tenant, first.nodes[2]!.id, as(agents[0]!), { result: null });
         // Another tenant's task held by the same agent id is not theirs to see.
         const other = `tenant-${randomUUID()}`;
-        await store.submitTask(other, spec({ title: 'elsewhere' }));
-        await store.claimTask(other, agents[0]!, [], 60);
-        await store.claimTask(tenant, agents[2]!, [], 60);
+        await store.submitTask(other, USER, spec({ title: 'elsewhere' }));
+        await store.claimTask(other, as(agents[0]!), [], 60);
+        await store.claimTask(tenant, as(agents[2]!), [], 60);
 
         const page1 = await store.listTasks(tenant, { agentId: agents[0]! }, pageRequest({ first: 2 }));
         expect(page1.totalCount).toBe(5);
@@ -506,9 +513,9 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       /** Claims the released task of a step (its tag is unique to it) and completes it. */
       async function runStep(store: OrchestrationStore, tenant: string, stepId: string, result: unknown): Promise<TaskRow> {
         const agent = randomUUID();
-        const task = await store.claimTask(tenant, agent, [`wf-${stepId}`], 60);
+        const task = await store.claimTask(tenant, as(agent), [`wf-${stepId}`], 60);
         expect(task?.workflowStepId).toBe(stepId);
-        return store.completeTask(tenant, task!.id, { agentId: agent, result });
+        return store.completeTask(tenant, task!.id, as(agent), { result });
       }
 
       it('versions definitions by name', async () => {
@@ -527,7 +534,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       it('runs a diamond to SUCCEEDED, passing upstream results down', async () => {
         const { store, tenant, events } = setup();
         const def = await store.createDefinition(tenant, diamond());
-        const run = await store.startRun(tenant, def.id, { doc: 'report.pdf' });
+        const run = await store.startRun(tenant, USER, def.id, { doc: 'report.pdf' });
         expect(run.status).toBe('RUNNING');
         let s = await steps(store, tenant, run);
         expect([s.a?.status, s.b?.status, s.c?.status, s.d?.status]).toEqual(['RUNNING', 'PENDING', 'PENDING', 'PENDING']);
@@ -564,11 +571,11 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       it('fails the run when a step fails after its retries and skips its dependents', async () => {
         const { store, tenant } = setup();
         const def = await store.createDefinition(tenant, diamond({ b: { retryPolicy: { maximumAttempts: 1 } } }));
-        const run = await store.startRun(tenant, def.id, null);
+        const run = await store.startRun(tenant, USER, def.id, null);
         await runStep(store, tenant, 'a', 1);
         const agent = randomUUID();
-        const b = await store.claimTask(tenant, agent, ['wf-b'], 60);
-        await store.failTask(tenant, b!.id, { agentId: agent, error: { message: 'broken', type: null, details: null }, retryable: true });
+        const b = await store.claimTask(tenant, as(agent), ['wf-b'], 60);
+        await store.failTask(tenant, b!.id, as(agent), { error: { message: 'broken', type: null, details: null }, retryable: true });
 
         expect(await store.getRun(tenant, run.id)).toMatchObject({ status: 'FAILED' });
         let s = await steps(store, tenant, run);
@@ -588,8 +595,8 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
           tenant,
           validateWorkflowDefinition({ name: 'chain', steps: [step('x', [], { retryPolicy: { maximumAttempts: 1 } }), step('y', ['x']), step('z', ['y'])] }),
         );
-        const run = await store.startRun(tenant, def.id, null);
-        await store.claimTask(tenant, randomUUID(), ['wf-x'], 10);
+        const run = await store.startRun(tenant, USER, def.id, null);
+        await store.claimTask(tenant, as(randomUUID()), ['wf-x'], 10);
         expect(await store.sweep(clock.now() + 10_000)).toEqual({ requeued: 0, failed: 1 });
         expect(await store.getRun(tenant, run.id)).toMatchObject({ status: 'FAILED' });
         const s = await steps(store, tenant, run);
@@ -599,12 +606,12 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       it('cancels a run with its open tasks, and refuses to cancel it twice', async () => {
         const { store, tenant } = setup();
         const def = await store.createDefinition(tenant, diamond());
-        const run = await store.startRun(tenant, def.id, null);
+        const run = await store.startRun(tenant, USER, def.id, null);
         await runStep(store, tenant, 'a', 1);
-        const b = await store.claimTask(tenant, randomUUID(), ['wf-b'], 60);
+        const b = await store.claimTask(tenant, as(randomUUID()), ['wf-b'], 60);
         expect(b?.state).toBe('ASSIGNED');
 
-        const canceled = await store.cancelRun(tenant, run.id);
+        const canceled = await store.cancelRun(tenant, USER, run.id);
         expect(canceled).toMatchObject({ status: 'CANCELED' });
         expect(canceled.finishedAt).not.toBeNull();
         const s = await steps(store, tenant, run);
@@ -612,18 +619,18 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const tasks = await store.tasksByRunIds(tenant, [run.id]);
         expect(Object.fromEntries(tasks.map((x) => [x.workflowStepId, x.state]))).toEqual({ a: 'COMPLETED', b: 'CANCELED', c: 'CANCELED' });
 
-        const err = await rejection(store.cancelRun(tenant, run.id));
+        const err = await rejection(store.cancelRun(tenant, USER, run.id));
         expect(err.extensions).toMatchObject({ code: 'CONFLICT', from: 'CANCELED', to: 'CANCELED' });
-        expect((await rejection(store.cancelRun(tenant, randomUUID()))).extensions.code).toBe('NOT_FOUND');
+        expect((await rejection(store.cancelRun(tenant, USER, randomUUID()))).extensions.code).toBe('NOT_FOUND');
       });
 
       it('cancels the whole run when one of its tasks is canceled', async () => {
         const { store, tenant } = setup();
         const def = await store.createDefinition(tenant, diamond());
-        const run = await store.startRun(tenant, def.id, null);
+        const run = await store.startRun(tenant, USER, def.id, null);
         await runStep(store, tenant, 'a', 1);
         const s = await steps(store, tenant, run);
-        await store.cancelTask(tenant, s.b!.taskId!);
+        await store.cancelTask(tenant, s.b!.taskId!, USER);
         expect(await store.getRun(tenant, run.id)).toMatchObject({ status: 'CANCELED' });
         expect((await store.getTask(tenant, s.c!.taskId!))?.state).toBe('CANCELED');
       });
@@ -631,14 +638,114 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       it('lists runs by definition and status, per tenant', async () => {
         const { store, tenant, clock } = setup();
         const def = await store.createDefinition(tenant, diamond());
-        const r1 = await store.startRun(tenant, def.id, null);
+        const r1 = await store.startRun(tenant, USER, def.id, null);
         clock.advance(1);
-        const r2 = await store.startRun(tenant, def.id, null);
-        await store.cancelRun(tenant, r1.id);
+        const r2 = await store.startRun(tenant, USER, def.id, null);
+        await store.cancelRun(tenant, USER, r1.id);
         expect((await store.listRuns(tenant, { definitionId: def.id }, pageRequest({}))).nodes.map((r) => r.id)).toEqual([r2.id, r1.id]);
         expect((await store.listRuns(tenant, { status: 'CANCELED' }, pageRequest({}))).nodes.map((r) => r.id)).toEqual([r1.id]);
         expect((await store.listRuns(`tenant-${randomUUID()}`, {}, pageRequest({}))).totalCount).toBe(0);
-        expect((await rejection(store.startRun(tenant, randomUUID(), null))).extensions.code).toBe('NOT_FOUND');
+        expect((await rejection(store.startRun(tenant, USER, randomUUID(), null))).extensions.code).toBe('NOT_FOUND');
+      });
+    });
+
+    describe('who acted: history, agents, skills', () => {
+      const history = async (store: OrchestrationStore, tenant: string, id: string) => (await store.taskHistory(tenant, [id], 100)).get(id) ?? [];
+
+      it('claims only tasks whose required tags the given (registered) tags all cover', async () => {
+        const { store, tenant, clock } = setup();
+        const both = await store.submitTask(tenant, USER, spec({ title: 'both', requiredSkillTags: ['pdf', 'ocr'], priority: 9 }));
+        clock.advance(1);
+        const pdf = await store.submitTask(tenant, USER, spec({ title: 'pdf', requiredSkillTags: ['pdf'] }));
+        const agent = randomUUID();
+        // Only 'pdf' registered: the higher-priority task needing 'ocr' as well is not this agent's.
+        expect((await store.claimTask(tenant, as(agent), ['pdf'], 60))?.id).toBe(pdf.id);
+        expect(await store.claimTask(tenant, as(agent), ['pdf'], 60)).toBeNull();
+        expect((await store.claimTask(tenant, as(agent), ['ocr', 'pdf'], 60))?.id).toBe(both.id);
+      });
+
+      it('records every state change, oldest first, with the actor and the agent it acted as', async () => {
+        const { store, tenant, clock } = setup();
+        const task = await store.submitTask(tenant, USER, spec({ requiredSkillTags: ['h'] }));
+        const agent = randomUUID();
+        const delegate = { subject: 'user:operator', agentId: agent };
+        clock.advance(1);
+        await store.claimTask(tenant, delegate, ['h'], 60);
+        clock.advance(1);
+        await store.reportProgress(tenant, task.id, as(agent), { percent: 10, message: null, leaseSeconds: 60 });
+        // A progress report that does not change the state is an event, not a history entry.
+        await store.reportProgress(tenant, task.id, as(agent), { percent: 20, message: null, leaseSeconds: 60 });
+        await store.requestInput(tenant, task.id, as(agent), { message: 'Which year?' });
+        await store.provideInput(tenant, task.id, USER, { input: { year: 2025 }, leaseSeconds: 60 });
+        await store.failTask(tenant, task.id, as(agent), { error: { message: 'flaky', type: null, details: null }, retryable: true });
+        const entries = await history(store, tenant, task.id);
+        expect(entries.map((e) => [e.kind, e.from, e.to, e.actor, e.onBehalfOf])).toEqual([
+          ['SUBMITTED', null, 'SUBMITTED', 'user:tester', null],
+          ['CLAIMED', 'SUBMITTED', 'ASSIGNED', 'user:operator', agent],
+          ['STARTED', 'ASSIGNED', 'WORKING', `agent:${agent}`, agent],
+          ['INPUT_REQUESTED', 'WORKING', 'INPUT_REQUIRED', `agent:${agent}`, agent],
+          ['INPUT_PROVIDED', 'INPUT_REQUIRED', 'WORKING', 'user:tester', null],
+          ['RETRY_SCHEDULED', 'WORKING', 'SUBMITTED', `agent:${agent}`, agent],
+        ]);
+        expect(entries[3]?.message).toBe('Which year?');
+        expect(entries[5]?.message).toBe('flaky');
+        expect(entries[1]?.at).toBe(clock.at(-1));
+        expect((await store.taskHistory(tenant, [task.id], 2)).get(task.id)).toHaveLength(2);
+        // Another tenant sees none of it.
+        expect((await store.taskHistory(`tenant-${randomUUID()}`, [task.id], 100)).get(task.id)).toBeUndefined();
+      });
+
+      it('records the lease sweeper and the workflow engine as system actors', async () => {
+        const { store, tenant, clock } = setup();
+        const def = await store.createDefinition(tenant, validateWorkflowDefinition({ name: 'pair', steps: [step('p'), step('q', ['p'])] }));
+        const run = await store.startRun(tenant, USER, def.id, null);
+        const agent = randomUUID();
+        const p = await store.claimTask(tenant, as(agent), ['wf-p'], 10);
+        await store.sweep(clock.now() + 10_000);
+        expect((await history(store, tenant, p!.id)).map((e) => [e.kind, e.actor])).toEqual([
+          ['SUBMITTED', 'system:workflow-engine'],
+          ['CLAIMED', `agent:${agent}`],
+          ['LEASE_EXPIRED', 'system:lease-sweeper'],
+        ]);
+        await store.cancelRun(tenant, USER, run.id);
+        const last = (await history(store, tenant, p!.id)).at(-1);
+        expect(last).toMatchObject({ kind: 'CANCELED', actor: 'system:workflow-engine', message: `workflow run ${run.id} canceled` });
+      });
+
+      it("releases a retired agent's held tasks for another agent, once, without using up an attempt", async () => {
+        const { store, tenant, clock, events } = setup();
+        const [a, b, c] = await submitMany(store, tenant, clock, 3, { retryPolicy: { maximumAttempts: 1 } });
+        const retiring = randomUUID();
+        const other = randomUUID();
+        await store.claimTask(tenant, as(retiring), [], 60);
+        await store.claimTask(tenant, as(retiring), [], 60);
+        await store.reportProgress(tenant, a!.id, as(retiring), { percent: 5, message: null, leaseSeconds: 60 });
+        await store.claimTask(tenant, as(other), [], 60);
+        await store.completeTask(tenant, b!.id, as(retiring), { result: 'done before retiring' });
+
+        // Two replicas handling the same event: the second finds nothing left to release.
+        const [first, second] = await Promise.all([store.releaseAgentTasks(tenant, retiring), store.releaseAgentTasks(tenant, retiring)]);
+        expect(first + second).toBe(1);
+        expect(await store.releaseAgentTasks(tenant, retiring)).toBe(0);
+
+        const released = await store.getTask(tenant, a!.id);
+        expect(released).toMatchObject({ state: 'SUBMITTED', attempts: 0, leaseExpiresAt: null, availableAt: clock.at() });
+        expect((await store.getTask(tenant, b!.id))?.state).toBe('COMPLETED');
+        expect((await store.getTask(tenant, c!.id))).toMatchObject({ state: 'ASSIGNED', agentId: other });
+        expect((await history(store, tenant, a!.id)).at(-1)).toMatchObject({
+          kind: 'RELEASED',
+          from: 'WORKING',
+          to: 'SUBMITTED',
+          actor: 'system:agent-retirement',
+          message: `agent "${retiring}" was retired`,
+        });
+        expect(events().filter((e) => e.type === TASK_STATE_CHANGED && e.subjectId === a!.id).at(-1)?.payload).toMatchObject({ from: 'WORKING', to: 'SUBMITTED' });
+
+        // maximumAttempts 1 and the released attempt given back: the next agent gets a full attempt.
+        const next = await store.claimTask(tenant, as(other), [], 60);
+        expect(next).toMatchObject({ id: a!.id, attempts: 1 });
+        const failed = await store.failTask(tenant, a!.id, as(other), { error: { message: 'no', type: null, details: null }, retryable: true });
+        expect(failed.state).toBe('FAILED');
       });
     });
   });

@@ -71,6 +71,7 @@ export async function identityHeaders(
       subject: claims.subject ?? 'test-admin',
       tenantId: claims.tenantId === undefined ? DEFAULT_TENANT : claims.tenantId,
       scopes: claims.scopes ?? PLATFORM_SCOPES,
+      // An agent's identity (an agent credential): the caller acts as this agent only.
       agentId: claims.agentId ?? null,
     },
     audience,

@@ -263,7 +263,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       name: 'orchestration',
       args: ['scripts/subgraph.ts', 'orchestration'],
       port: orchestrationPort,
-      env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort) },
+      // Orchestration asks the agents subgraph about the agent at each claim.
+      env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort), SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${agentsPort}/graphql` },
     }),
     startProcess({ name: 'governance', args: ['scripts/subgraph.ts', 'governance'], port: governancePort, env: { ...common, GOVERNANCE_PORT: String(governancePort) } }),
   ]);

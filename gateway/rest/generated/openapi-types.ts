@@ -284,7 +284,7 @@ export interface paths {
         put?: never;
         /**
          * Complete a task
-         * @description The holding agent completes the task with its result.
+         * @description The holding agent completes the task with its result. agentId as in claimTask.
          *
          *     Runs the GraphQL mutation `CompleteTask` (`Mutation.completeTask`).
          */
@@ -306,7 +306,7 @@ export interface paths {
         put?: never;
         /**
          * Fail the current attempt
-         * @description The holding agent fails the attempt; retried with backoff while retryable and attempts remain.
+         * @description The holding agent fails the attempt; retried with backoff while retryable and attempts remain. agentId as in claimTask.
          *
          *     Runs the GraphQL mutation `FailTask` (`Mutation.failTask`).
          */
@@ -350,7 +350,7 @@ export interface paths {
         put?: never;
         /**
          * Ask for more input
-         * @description The holding agent asks for more input: WORKING → INPUT_REQUIRED; the lease pauses.
+         * @description The holding agent asks for more input: WORKING → INPUT_REQUIRED; the lease pauses. agentId as in claimTask.
          *
          *     Runs the GraphQL mutation `RequestTaskInput` (`Mutation.requestTaskInput`).
          */
@@ -372,7 +372,8 @@ export interface paths {
         put?: never;
         /**
          * Report progress
-         * @description Reports progress and renews the lease; ASSIGNED becomes WORKING. Only the holding agent may.
+         * @description Reports progress and renews the lease; ASSIGNED becomes WORKING. Only the holding agent may
+         *     (agentId as in claimTask; a PAUSED agent still may finish what it holds).
          *
          *     Runs the GraphQL mutation `ReportTaskProgress` (`Mutation.reportTaskProgress`).
          */
@@ -394,11 +395,17 @@ export interface paths {
         put?: never;
         /**
          * Claim the next task
-         * @description Answers 204 No Content when no task is claimable now.
+         * @description Answers 204 No Content when no task is claimable now. `skillTags` narrows the agent's registered tags (all of them when left out); 404 `/problems/agent-not-found`, 409 `/problems/agent-not-active`, 422 `/problems/skills-not-registered`, 403 `/problems/agent-mismatch` or `/problems/delegation-forbidden`.
          *
          *     Atomically hands the highest-priority (then oldest) claimable SUBMITTED task whose required
-         *     tags are all in skillTags to this agent, with a lease of leaseSeconds (5 to 3,600, default 60).
-         *     Null when nothing is claimable. Two concurrent claims never get the same task.
+         *     tags the agent's registered skills all cover to this agent, with a lease of leaseSeconds (5 to
+         *     3,600, default 60). Null when nothing is claimable. Two concurrent claims never get the same task.
+         *
+         *     The agent: a caller that is an agent (an agent credential) acts as itself and may omit agentId
+         *     (naming another agent is FORBIDDEN, code AGENT_MISMATCH); any other caller names the agent and
+         *     needs the tasks:delegate scope (codes AGENT_REQUIRED, DELEGATION_FORBIDDEN). The agent must
+         *     exist (AGENT_NOT_FOUND) and be ACTIVE (AGENT_NOT_ACTIVE). skillTags narrows the agent's
+         *     registered tags (all of them when omitted) and may not name others (SKILLS_NOT_REGISTERED).
          *
          *     Runs the GraphQL mutation `ClaimTask` (`Mutation.claimTask`).
          */
@@ -803,7 +810,8 @@ export interface components {
             state: components["schemas"]["TaskState"];
             /**
              * Format: int32
-             * @description Attempts started so far (claims).
+             * @description Attempts started so far (claims), less those released because their agent retired (a release
+             *     is not a failed attempt and does not use up the retry policy).
              */
             attempts: number;
             retryPolicy: {
@@ -899,6 +907,30 @@ export interface components {
             finishedAt: string | null;
             /** Format: int32 */
             version: number;
+            /**
+             * @description Every state change of the task, oldest first: who made it (actor) and for which agent
+             *     (onBehalfOf). At most `first` entries (1 to 500, default 100).
+             */
+            history: {
+                /**
+                 * Format: date-time
+                 * @example 2026-11-25T19:45:00.000Z
+                 */
+                at: string;
+                kind: components["schemas"]["TaskHistoryKind"];
+                /** @description The state before; null when the task was created. */
+                from: components["schemas"]["TaskState"] | null;
+                to: components["schemas"]["TaskState"];
+                /**
+                 * @description Who made the change: the caller's subject (a user, an API key, an agent's credential), or a
+                 *     system actor: `system:lease-sweeper`, `system:workflow-engine`, `system:agent-retirement`.
+                 */
+                actor: string;
+                /** @description The agent the change was made as: the agent itself, or the agent a delegate acted for; null when no agent was involved. */
+                onBehalfOf: string | null;
+                /** @description The agent's message, the failure's message, or why the system acted. */
+                message: string | null;
+            }[];
         };
         TaskErrorInput: {
             message: string;
@@ -906,6 +938,11 @@ export interface components {
             /** @description Any JSON value. */
             details?: unknown;
         };
+        /**
+         * @description Why a task changed state.
+         * @enum {string}
+         */
+        TaskHistoryKind: "SUBMITTED" | "CLAIMED" | "STARTED" | "INPUT_REQUESTED" | "INPUT_PROVIDED" | "COMPLETED" | "RETRY_SCHEDULED" | "FAILED" | "LEASE_EXPIRED" | "TIMED_OUT" | "RELEASED" | "CANCELED";
         /**
          * @description A task's place in its lifecycle (A2A task states, plus ASSIGNED for a claimed task not yet
          *     started). SUBMITTED → ASSIGNED (claim) → WORKING (first progress report) ⇄ INPUT_REQUIRED, ending
@@ -1036,7 +1073,7 @@ export interface components {
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
-            /** @description Always about:blank: the status and `code` identify the problem. */
+            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. */
             type: string;
             /** @description The HTTP status' reason phrase. */
             title: string;
@@ -1091,7 +1128,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale. Nothing was changed. */
+        /** @description Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`). Nothing was changed. */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -1109,7 +1146,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502. */
+        /** @description Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), the typed problems listed under `Problem.type` (e.g. 403 `/problems/agent-mismatch`, 404 `/problems/agent-not-found`, 422 `/problems/skills-not-registered`), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502. */
         Error: {
             headers: {
                 [name: string]: unknown;
@@ -1654,7 +1691,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 /**
                  * @example {
@@ -1665,7 +1702,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    agentId: string;
+                    agentId?: string | null;
                     /** @description Any JSON value. */
                     result?: unknown;
                 };
@@ -1710,7 +1747,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    agentId: string;
+                    agentId?: string | null;
                     error: components["schemas"]["TaskErrorInput"];
                     /** @default true */
                     retryable?: boolean | null;
@@ -1798,7 +1835,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    agentId: string;
+                    agentId?: string | null;
                     message: string;
                 };
             };
@@ -1839,7 +1876,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": {
-                    agentId: string;
+                    agentId?: string | null;
                     /** Format: int32 */
                     percent: number;
                     message?: string | null;
@@ -1875,21 +1912,20 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 /**
                  * @example {
                  *       "agentId": "0f8fad5b-d9cb-469f-a165-70867728950e",
                  *       "skillTags": [
-                 *         "summarize",
-                 *         "planning"
+                 *         "summarize"
                  *       ],
                  *       "leaseSeconds": 120
                  *     }
                  */
                 "application/json": {
-                    agentId: string;
-                    skillTags: string[];
+                    agentId?: string | null;
+                    skillTags?: string[] | null;
                     /**
                      * Format: int32
                      * @default 60

@@ -50,20 +50,29 @@ export type Mutation = {
   cancelWorkflowRun: WorkflowRun;
   /**
    * Atomically hands the highest-priority (then oldest) claimable SUBMITTED task whose required
-   * tags are all in skillTags to this agent, with a lease of leaseSeconds (5 to 3,600, default 60).
-   * Null when nothing is claimable. Two concurrent claims never get the same task.
+   * tags the agent's registered skills all cover to this agent, with a lease of leaseSeconds (5 to
+   * 3,600, default 60). Null when nothing is claimable. Two concurrent claims never get the same task.
+   *
+   * The agent: a caller that is an agent (an agent credential) acts as itself and may omit agentId
+   * (naming another agent is FORBIDDEN, code AGENT_MISMATCH); any other caller names the agent and
+   * needs the tasks:delegate scope (codes AGENT_REQUIRED, DELEGATION_FORBIDDEN). The agent must
+   * exist (AGENT_NOT_FOUND) and be ACTIVE (AGENT_NOT_ACTIVE). skillTags narrows the agent's
+   * registered tags (all of them when omitted) and may not name others (SKILLS_NOT_REGISTERED).
    */
   claimTask?: Maybe<Task>;
-  /** The holding agent completes the task with its result. */
+  /** The holding agent completes the task with its result. agentId as in claimTask. */
   completeTask: Task;
   createWorkflowDefinition: WorkflowDefinition;
-  /** The holding agent fails the attempt; retried with backoff while retryable and attempts remain. */
+  /** The holding agent fails the attempt; retried with backoff while retryable and attempts remain. agentId as in claimTask. */
   failTask: Task;
   /** Gives an INPUT_REQUIRED task its input: back to WORKING with a new lease. */
   provideTaskInput: Task;
-  /** Reports progress and renews the lease; ASSIGNED becomes WORKING. Only the holding agent may. */
+  /**
+   * Reports progress and renews the lease; ASSIGNED becomes WORKING. Only the holding agent may
+   * (agentId as in claimTask; a PAUSED agent still may finish what it holds).
+   */
   reportTaskProgress: Task;
-  /** The holding agent asks for more input: WORKING → INPUT_REQUIRED; the lease pauses. */
+  /** The holding agent asks for more input: WORKING → INPUT_REQUIRED; the lease pauses. agentId as in claimTask. */
   requestTaskInput: Task;
   startWorkflowRun: WorkflowRun;
   /** Creates a task in SUBMITTED. */
@@ -82,14 +91,14 @@ export type MutationCancelWorkflowRunArgs = {
 
 
 export type MutationClaimTaskArgs = {
-  agentId: Scalars['ID']['input'];
+  agentId?: InputMaybe<Scalars['ID']['input']>;
   leaseSeconds?: InputMaybe<Scalars['Int']['input']>;
-  skillTags: Array<Scalars['String']['input']>;
+  skillTags?: InputMaybe<Array<Scalars['String']['input']>>;
 };
 
 
 export type MutationCompleteTaskArgs = {
-  agentId: Scalars['ID']['input'];
+  agentId?: InputMaybe<Scalars['ID']['input']>;
   result?: InputMaybe<Scalars['JSON']['input']>;
   taskId: Scalars['ID']['input'];
 };
@@ -101,7 +110,7 @@ export type MutationCreateWorkflowDefinitionArgs = {
 
 
 export type MutationFailTaskArgs = {
-  agentId: Scalars['ID']['input'];
+  agentId?: InputMaybe<Scalars['ID']['input']>;
   error: TaskErrorInput;
   retryable?: InputMaybe<Scalars['Boolean']['input']>;
   taskId: Scalars['ID']['input'];
@@ -116,7 +125,7 @@ export type MutationProvideTaskInputArgs = {
 
 
 export type MutationReportTaskProgressArgs = {
-  agentId: Scalars['ID']['input'];
+  agentId?: InputMaybe<Scalars['ID']['input']>;
   leaseSeconds?: InputMaybe<Scalars['Int']['input']>;
   message?: InputMaybe<Scalars['String']['input']>;
   percent: Scalars['Int']['input'];
@@ -125,7 +134,7 @@ export type MutationReportTaskProgressArgs = {
 
 
 export type MutationRequestTaskInputArgs = {
-  agentId: Scalars['ID']['input'];
+  agentId?: InputMaybe<Scalars['ID']['input']>;
   message: Scalars['String']['input'];
   taskId: Scalars['ID']['input'];
 };
@@ -273,7 +282,10 @@ export type Task = {
   __typename?: 'Task';
   /** The agent holding the task, or that last held it. */
   agent?: Maybe<Agent>;
-  /** Attempts started so far (claims). */
+  /**
+   * Attempts started so far (claims), less those released because their agent retired (a release
+   * is not a failed attempt and does not use up the retry policy).
+   */
   attempts: Scalars['Int']['output'];
   /** Not claimable before this instant (retry backoff). */
   availableAt: Scalars['DateTime']['output'];
@@ -282,6 +294,11 @@ export type Task = {
   /** The last failure, also set while a retry is pending. */
   error?: Maybe<TaskError>;
   finishedAt?: Maybe<Scalars['DateTime']['output']>;
+  /**
+   * Every state change of the task, oldest first: who made it (actor) and for which agent
+   * (onBehalfOf). At most `first` entries (1 to 500, default 100).
+   */
+  history: Array<TaskHistoryEntry>;
   id: Scalars['ID']['output'];
   input?: Maybe<Scalars['JSON']['output']>;
   /** When the current lease ends unless renewed by a progress report. */
@@ -303,6 +320,12 @@ export type Task = {
   workflowRun?: Maybe<WorkflowRun>;
   /** The workflow step this task runs, when it belongs to a workflow run. */
   workflowStepId?: Maybe<Scalars['String']['output']>;
+};
+
+
+/** A unit of work that an agent with the required skills claims, works on and completes. */
+export type TaskHistoryArgs = {
+  first?: InputMaybe<Scalars['Int']['input']>;
 };
 
 /** A page of tasks, newest first. */
@@ -361,6 +384,52 @@ export type TaskFilter = {
   state?: InputMaybe<TaskState>;
   workflowRunId?: InputMaybe<Scalars['ID']['input']>;
 };
+
+/** One state change of a task. */
+export type TaskHistoryEntry = {
+  __typename?: 'TaskHistoryEntry';
+  /**
+   * Who made the change: the caller's subject (a user, an API key, an agent's credential), or a
+   * system actor: `system:lease-sweeper`, `system:workflow-engine`, `system:agent-retirement`.
+   */
+  actor: Scalars['String']['output'];
+  at: Scalars['DateTime']['output'];
+  /** The state before; null when the task was created. */
+  from?: Maybe<TaskState>;
+  kind: TaskHistoryKind;
+  /** The agent's message, the failure's message, or why the system acted. */
+  message?: Maybe<Scalars['String']['output']>;
+  /** The agent the change was made as: the agent itself, or the agent a delegate acted for; null when no agent was involved. */
+  onBehalfOf?: Maybe<Scalars['ID']['output']>;
+  to: TaskState;
+};
+
+/** Why a task changed state. */
+export type TaskHistoryKind =
+  /** Canceled, by a caller or by its workflow run. */
+  | 'CANCELED'
+  /** An agent claimed it: SUBMITTED → ASSIGNED. */
+  | 'CLAIMED'
+  /** The holding agent completed it. */
+  | 'COMPLETED'
+  /** The task failed for good (the agent's failure, or its last attempt expired). */
+  | 'FAILED'
+  /** The input arrived: INPUT_REQUIRED → WORKING. */
+  | 'INPUT_PROVIDED'
+  /** The holding agent asked for input: WORKING → INPUT_REQUIRED. */
+  | 'INPUT_REQUESTED'
+  /** The lease ran out without a progress report (the lease sweeper). */
+  | 'LEASE_EXPIRED'
+  /** Its agent was retired: the task went back to SUBMITTED for another agent, not counted as a failed attempt. */
+  | 'RELEASED'
+  /** The holding agent failed the attempt and a retry is scheduled (back to SUBMITTED). */
+  | 'RETRY_SCHEDULED'
+  /** The holding agent's first progress report: ASSIGNED → WORKING. */
+  | 'STARTED'
+  /** Created (from is null), by submitTask or by a workflow run releasing its step. */
+  | 'SUBMITTED'
+  /** The attempt ran past timeoutSeconds (the lease sweeper). */
+  | 'TIMED_OUT';
 
 export type TaskProgress = {
   __typename?: 'TaskProgress';
@@ -639,6 +708,8 @@ export type ResolversTypes = {
   TaskEvent: ResolverTypeWrapper<Omit<TaskEvent, 'task'> & { task: ResolversTypes['Task'] }>;
   TaskEventKind: TaskEventKind;
   TaskFilter: TaskFilter;
+  TaskHistoryEntry: ResolverTypeWrapper<TaskHistoryEntry>;
+  TaskHistoryKind: TaskHistoryKind;
   TaskProgress: ResolverTypeWrapper<TaskProgress>;
   TaskState: TaskState;
   WorkflowDefinition: ResolverTypeWrapper<WorkflowDefinitionRow>;
@@ -681,6 +752,7 @@ export type ResolversParentTypes = {
   TaskErrorInput: TaskErrorInput;
   TaskEvent: Omit<TaskEvent, 'task'> & { task: ResolversParentTypes['Task'] };
   TaskFilter: TaskFilter;
+  TaskHistoryEntry: TaskHistoryEntry;
   TaskProgress: TaskProgress;
   WorkflowDefinition: WorkflowDefinitionRow;
   WorkflowDefinitionConnection: Omit<WorkflowDefinitionConnection, 'edges' | 'nodes'> & { edges: Array<ResolversParentTypes['WorkflowDefinitionEdge']>, nodes: Array<ResolversParentTypes['WorkflowDefinition']> };
@@ -713,13 +785,13 @@ export interface JsonScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes
 export type MutationResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = {
   cancelTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationCancelTaskArgs, 'id'>>;
   cancelWorkflowRun?: Resolver<ResolversTypes['WorkflowRun'], ParentType, ContextType, RequireFields<MutationCancelWorkflowRunArgs, 'id'>>;
-  claimTask?: Resolver<Maybe<ResolversTypes['Task']>, ParentType, ContextType, RequireFields<MutationClaimTaskArgs, 'agentId' | 'leaseSeconds' | 'skillTags'>>;
-  completeTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationCompleteTaskArgs, 'agentId' | 'taskId'>>;
+  claimTask?: Resolver<Maybe<ResolversTypes['Task']>, ParentType, ContextType, RequireFields<MutationClaimTaskArgs, 'leaseSeconds'>>;
+  completeTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationCompleteTaskArgs, 'taskId'>>;
   createWorkflowDefinition?: Resolver<ResolversTypes['WorkflowDefinition'], ParentType, ContextType, RequireFields<MutationCreateWorkflowDefinitionArgs, 'input'>>;
-  failTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationFailTaskArgs, 'agentId' | 'error' | 'retryable' | 'taskId'>>;
+  failTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationFailTaskArgs, 'error' | 'retryable' | 'taskId'>>;
   provideTaskInput?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationProvideTaskInputArgs, 'input' | 'leaseSeconds' | 'taskId'>>;
-  reportTaskProgress?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationReportTaskProgressArgs, 'agentId' | 'leaseSeconds' | 'percent' | 'taskId'>>;
-  requestTaskInput?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationRequestTaskInputArgs, 'agentId' | 'message' | 'taskId'>>;
+  reportTaskProgress?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationReportTaskProgressArgs, 'leaseSeconds' | 'percent' | 'taskId'>>;
+  requestTaskInput?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationRequestTaskInputArgs, 'message' | 'taskId'>>;
   startWorkflowRun?: Resolver<ResolversTypes['WorkflowRun'], ParentType, ContextType, RequireFields<MutationStartWorkflowRunArgs, 'definitionId'>>;
   submitTask?: Resolver<ResolversTypes['Task'], ParentType, ContextType, RequireFields<MutationSubmitTaskArgs, 'input'>>;
 };
@@ -761,6 +833,7 @@ export type TaskResolvers<ContextType = OrchestrationContext, ParentType extends
   description?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['TaskError']>, ParentType, ContextType>;
   finishedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  history?: Resolver<Array<ResolversTypes['TaskHistoryEntry']>, ParentType, ContextType, RequireFields<TaskHistoryArgs, 'first'>>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   input?: Resolver<Maybe<ResolversTypes['JSON']>, ParentType, ContextType>;
   leaseExpiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
@@ -803,6 +876,16 @@ export type TaskEventResolvers<ContextType = OrchestrationContext, ParentType ex
   occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   task?: Resolver<ResolversTypes['Task'], ParentType, ContextType>;
   to?: Resolver<Maybe<ResolversTypes['TaskState']>, ParentType, ContextType>;
+};
+
+export type TaskHistoryEntryResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['TaskHistoryEntry'] = ResolversParentTypes['TaskHistoryEntry']> = {
+  actor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  at?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  from?: Resolver<Maybe<ResolversTypes['TaskState']>, ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['TaskHistoryKind'], ParentType, ContextType>;
+  message?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  onBehalfOf?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  to?: Resolver<ResolversTypes['TaskState'], ParentType, ContextType>;
 };
 
 export type TaskProgressResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['TaskProgress'] = ResolversParentTypes['TaskProgress']> = {
@@ -898,6 +981,7 @@ export type Resolvers<ContextType = OrchestrationContext> = {
   TaskEdge?: TaskEdgeResolvers<ContextType>;
   TaskError?: TaskErrorResolvers<ContextType>;
   TaskEvent?: TaskEventResolvers<ContextType>;
+  TaskHistoryEntry?: TaskHistoryEntryResolvers<ContextType>;
   TaskProgress?: TaskProgressResolvers<ContextType>;
   WorkflowDefinition?: WorkflowDefinitionResolvers<ContextType>;
   WorkflowDefinitionConnection?: WorkflowDefinitionConnectionResolvers<ContextType>;

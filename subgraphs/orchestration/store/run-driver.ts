@@ -2,7 +2,7 @@
 // and its tasks never disagree: a completion releases the next steps, a final failure fails the
 // run and skips what is pending, a cancellation cancels the open tasks.
 import { newId } from '../../../runtime/ids.ts';
-import { advanceRun, cancel, isTerminal, newTask, stepStatusOf, stepTaskInput, type WorkflowStep } from '../domain.ts';
+import { advanceRun, cancel, isTerminal, newTask, stepStatusOf, stepTaskInput, SYSTEM_ACTORS, type WorkflowStep } from '../domain.ts';
 import type { TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './rows.ts';
 import type { Scope } from './scope.ts';
 import { insertTask, lockTask, saveTask, taskResults } from './task-queries.ts';
@@ -32,9 +32,11 @@ async function stepsOf(s: Scope, run: WorkflowRunRow): Promise<WorkflowStep[]> {
   return definition.steps;
 }
 
-async function advance(s: Scope, run: WorkflowRunRow, steps: readonly WorkflowStep[], opts: { cancel?: boolean } = {}): Promise<WorkflowRunRow> {
+async function advance(caller: Scope, run: WorkflowRunRow, steps: readonly WorkflowStep[], opts: { cancel?: boolean } = {}): Promise<WorkflowRunRow> {
   // A finished run changes no more: tasks still running in it (after a failure) end on their own.
   if (run.status !== 'RUNNING') return run;
+  // What the engine does to the run's tasks is its own doing, whoever's change set it off.
+  const s: Scope = { ...caller, actor: SYSTEM_ACTORS.workflowEngine };
   const stepRuns = await stepRunsOf(s, run.id);
   const plan = advanceRun(steps, new Map(stepRuns.map((r) => [r.stepId, r.status])), opts);
   const taskOfStep = new Map(stepRuns.map((r) => [r.stepId, r.taskId]));
@@ -66,7 +68,7 @@ async function advance(s: Scope, run: WorkflowRunRow, steps: readonly WorkflowSt
   for (const stepId of plan.cancel) {
     const taskId = taskOfStep.get(stepId);
     const task = taskId ? await lockTask(s, taskId) : null;
-    if (task && !isTerminal(task.state)) await saveTask(s, task, cancel(task, s.now));
+    if (task && !isTerminal(task.state)) await saveTask(s, task, cancel(task, s.now), { message: opts.cancel ? `workflow run ${run.id} canceled` : `workflow run ${run.id} failed` });
   }
   await setStepStatus(s, run.id, plan.cancel, 'CANCELED');
   return plan.status === run.status ? run : setRunStatus(s, run, plan.status);

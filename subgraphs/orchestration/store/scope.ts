@@ -3,6 +3,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../../../runtime/db.ts';
 import type { Cursor } from '../../../runtime/pagination.ts';
 import type { Emit } from '../../../runtime/unit-of-work.ts';
+import type { Actor } from '../domain.ts';
 import type { OrchestrationDB } from './tables.ts';
 
 export interface Scope {
@@ -12,6 +13,8 @@ export interface Scope {
   /** The instant of the whole transaction (epoch ms): every row it writes agrees on it. */
   now: number;
   emit: Emit;
+  /** Who the transaction's changes are recorded as in the tasks' history. */
+  actor: Actor;
 }
 
 export type Reader = Kysely<OrchestrationDB>;

@@ -1,6 +1,6 @@
 // The orchestration database as kysely sees it: one interface per table, columns as stored.
 // JSON values are TEXT and timestamps ISO-8601 UTC TEXT on both dialects (see runtime/db.ts).
-import type { StepRunStatus, TaskState, WorkflowRunStatus } from '../domain.ts';
+import type { StepRunStatus, TaskHistoryKind, TaskState, WorkflowRunStatus } from '../domain.ts';
 
 export interface TasksTable {
   id: string;
@@ -44,6 +44,20 @@ export interface TaskRequiredTagsTable {
   tag: string;
 }
 
+/** One state change of a task; (task_id, version) is the task version the change wrote. */
+export interface TaskHistoryTable {
+  tenant_id: string;
+  task_id: string;
+  version: number;
+  at: string;
+  kind: TaskHistoryKind;
+  from_state: TaskState | null;
+  to_state: TaskState;
+  actor: string;
+  on_behalf_of: string | null;
+  message: string | null;
+}
+
 export interface WorkflowDefinitionsTable {
   id: string;
   tenant_id: string;
@@ -80,6 +94,7 @@ export interface WorkflowStepRunsTable {
 export interface OrchestrationDB {
   tasks: TasksTable;
   task_required_tags: TaskRequiredTagsTable;
+  task_history: TaskHistoryTable;
   workflow_definitions: WorkflowDefinitionsTable;
   workflow_runs: WorkflowRunsTable;
   workflow_step_runs: WorkflowStepRunsTable;

@@ -1,7 +1,7 @@
 // SQL about tasks. Writes run inside a Scope (a transaction); reads take any connection.
 import { conflict } from '../../../runtime/errors.ts';
 import type { Cursor } from '../../../runtime/pagination.ts';
-import { ACTIVE_STATES, iso, taskStateChanged, type TaskState } from '../domain.ts';
+import { ACTIVE_STATES, historyEntry, iso, taskStateChanged, type HistoryNote, type Task, type TaskHistoryEntry, type TaskState } from '../domain.ts';
 import { decodeTask, encodeTask, type TaskRow } from './rows.ts';
 import { affected, afterCursor, type Reader, type Scope } from './scope.ts';
 
@@ -20,7 +20,49 @@ export async function insertTask(s: Scope, task: TaskRow): Promise<void> {
       .values(task.requiredSkillTags.map((tag) => ({ tenant_id: task.tenantId, task_id: task.id, tag })))
       .execute();
   }
+  await recordHistory(s, null, task);
   s.emit(taskStateChanged(null, task));
+}
+
+/** One history row for a state change, as the scope's actor made it. */
+async function recordHistory(s: Scope, before: Task | null, after: Task, note?: HistoryNote): Promise<void> {
+  const entry = historyEntry(before, after, s.actor, note);
+  await s.trx
+    .insertInto('task_history')
+    .values({
+      tenant_id: s.tenantId,
+      task_id: after.id,
+      version: after.version,
+      at: entry.at,
+      kind: entry.kind,
+      from_state: entry.from,
+      to_state: entry.to,
+      actor: entry.actor,
+      on_behalf_of: entry.onBehalfOf,
+      message: entry.message,
+    })
+    .execute();
+}
+
+/** The first `limit` history entries of each task, oldest first, in one statement. */
+export async function historyOfTasks(db: Reader, tenantId: string, taskIds: readonly string[], limit: number): Promise<Map<string, TaskHistoryEntry[]>> {
+  const byTask = new Map<string, TaskHistoryEntry[]>();
+  if (taskIds.length === 0) return byTask;
+  const rows = await db
+    .selectFrom('task_history')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('task_id', 'in', [...taskIds])
+    .orderBy('task_id')
+    .orderBy('version')
+    .execute();
+  for (const r of rows) {
+    const list = byTask.get(r.task_id) ?? [];
+    if (list.length >= limit) continue;
+    list.push({ at: r.at, kind: r.kind, from: r.from_state, to: r.to_state, actor: r.actor, onBehalfOf: r.on_behalf_of, message: r.message });
+    byTask.set(r.task_id, list);
+  }
+  return byTask;
 }
 
 export async function findTask(db: Reader, tenantId: string, id: string): Promise<TaskRow | null> {
@@ -44,14 +86,14 @@ export async function lockTask(s: Scope, id: string): Promise<TaskRow | null> {
  * Writes the task's next version. The guard on the version read (and, for claims, on the state)
  * makes a lost update impossible even if a caller forgot to lock: the write then fails instead.
  */
-export async function saveTask(s: Scope, before: TaskRow, after: TaskRow): Promise<void> {
-  if (!(await writeIfUnchanged(s, before, after))) {
+export async function saveTask(s: Scope, before: TaskRow, after: TaskRow, note?: HistoryNote): Promise<void> {
+  if (!(await writeIfUnchanged(s, before, after, note))) {
     throw conflict(`Task "${before.id}" was changed concurrently; read it again and retry`, { taskId: before.id });
   }
 }
 
 /** Like saveTask, but false instead of an error when another writer got there first. */
-export async function writeIfUnchanged(s: Scope, before: TaskRow, after: TaskRow): Promise<boolean> {
+export async function writeIfUnchanged(s: Scope, before: TaskRow, after: TaskRow, note?: HistoryNote): Promise<boolean> {
   const { id: _id, tenant_id: _tenant, created_at: _created, ...changes } = encodeTask(after);
   const result = await s.trx
     .updateTable('tasks')
@@ -62,7 +104,10 @@ export async function writeIfUnchanged(s: Scope, before: TaskRow, after: TaskRow
     .where('state', '=', before.state)
     .executeTakeFirst();
   if (affected(result) !== 1) return false;
-  if (after.state !== before.state) s.emit(taskStateChanged(before.state, after));
+  if (after.state !== before.state) {
+    await recordHistory(s, before, after, note);
+    s.emit(taskStateChanged(before.state, after));
+  }
   return true;
 }
 
@@ -241,6 +286,18 @@ export async function expiredTasks(db: Reader, now: number, limit: number): Prom
     .limit(limit)
     .execute();
   return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id }));
+}
+
+/** The tasks this agent holds (ASSIGNED, WORKING, INPUT_REQUIRED), in every state a retirement releases. */
+export async function heldTaskIds(db: Reader, tenantId: string, agentId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('tasks')
+    .select('id')
+    .where('tenant_id', '=', tenantId)
+    .where('agent_id', '=', agentId)
+    .where('state', 'in', [...ACTIVE_STATES])
+    .execute();
+  return rows.map((r) => r.id);
 }
 
 /** Results of the given tasks, for the upstream input of released workflow steps. */
