@@ -124,6 +124,50 @@ describe('agent credentials through the gateway', () => {
     expect(seen.map((s) => [s.kind, s.agentId, s.subject])).toContainEqual(['apiKey', me.id, `apikey:${me.credential!.keyId}`]);
   });
 
+  it('the walkthrough: an agent works a task with its own credential only, and history says it acted as itself', async () => {
+    const skills = [{ id: 'tr', name: 'Translate', tags: ['translate-e2e'] }];
+    const me = (
+      await gqlOk<{ registerAgent: Registered }>(platform.url, REGISTER, { input: { name: 'Translator', skills }, issue: true })
+    ).registerAgent;
+    const other = await register('Bystander', true);
+    await gqlOk(platform.url, 'mutation($id: ID!) { activateAgent(id: $id) { id } }', { id: me.id });
+    const submitted = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation($i: SubmitTaskInput!) { submitTask(input: $i) { id } }', {
+      i: { title: 'Translate the release notes', requiredSkillTags: ['translate-e2e'] },
+    });
+    const taskId = submitted.submitTask.id;
+    const asMe = { 'x-api-key': me.credential!.secret };
+
+    // Claimed naming no agent: the credential is the agent. Naming another agent is refused.
+    const stolen = await gql(platform.url, 'mutation($a: ID) { claimTask(agentId: $a) { id } }', { a: other.id }, asMe);
+    expect(codes(stolen.errors)).toEqual(['AGENT_MISMATCH']);
+    const claimed = await gqlOk<{ claimTask: { id: string; state: string; agent: { name: string } } | null }>(
+      platform.url,
+      'mutation { claimTask(leaseSeconds: 60) { id state agent { name } } }',
+      undefined,
+      asMe,
+    );
+    expect(claimed.claimTask).toEqual({ id: taskId, state: 'ASSIGNED', agent: { name: 'Translator' } });
+
+    // Over REST with the same credential: progress, then the result.
+    const progress = await fetch(`${base}/v1/tasks/${taskId}/progress`, {
+      method: 'POST',
+      headers: { ...asMe, 'content-type': 'application/json' },
+      body: JSON.stringify({ percent: 50, message: 'half way' }),
+    });
+    expect(progress.status).toBe(200);
+    const done = await fetch(`${base}/v1/tasks/${taskId}/complete`, {
+      method: 'POST',
+      headers: { ...asMe, 'content-type': 'application/json' },
+      body: JSON.stringify({ result: { text: 'Notes de version' } }),
+    });
+    expect(done.status).toBe(200);
+    const task = (await done.json()) as { state: string; history: { kind: string; to: string; actor: string; onBehalfOf: string | null }[] };
+    expect(task.state).toBe('COMPLETED');
+    const mine = task.history.filter((h) => h.to !== 'SUBMITTED');
+    expect(mine.map((h) => h.to)).toEqual(['ASSIGNED', 'WORKING', 'COMPLETED']);
+    for (const entry of mine) expect(entry).toMatchObject({ actor: `apikey:${me.credential!.keyId}`, onBehalfOf: me.id });
+  });
+
   it('rotation issues a new key and retires the old one; the agent may rotate its own, not another’s', async () => {
     const me = await register('Rotating', true);
     const other = await register('Someone else', true);

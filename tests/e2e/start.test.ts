@@ -113,6 +113,11 @@ describe('npm start', () => {
     expect(data.workflowRuns.nodes[0]?.status).toBe('RUNNING');
     expect(data.workflowRuns.nodes[0]?.steps.find((s) => s.stepId === 'research')?.status).toBe('RUNNING');
 
+    // The printed claim works as printed: the credential is the agent, which gets its review task.
+    const claimed = await runPrinted(claim!);
+    expect(claimed.errors).toBeUndefined();
+    expect(claimed.data?.claimTask).toMatchObject({ title: 'Review PR #42' });
+
     p.kill('SIGINT');
     expect((await p.exited()).code).toBe(0);
 
