@@ -118,6 +118,16 @@ describe('invalid variables', () => {
   });
 });
 
+describe('a persisted-query hash that does not match its query (found by tests/e2e/generative.test.ts)', () => {
+  it('is 400 BAD_REQUEST, not a masked internal error with an error log line', async () => {
+    const before = errorLines(platform.gateway).length;
+    const res = await post('/graphql', { query: '{ __typename }', extensions: { persistedQuery: { version: 1, sha256Hash: 'abc' } } });
+    expect(res.status).toBe(400);
+    expect(res.body.errors).toEqual([{ message: 'provided sha does not match query', extensions: { code: 'BAD_REQUEST' } }]);
+    expect(errorLines(platform.gateway).slice(before)).toEqual([]);
+  });
+});
+
 /** Sends raw bytes and reads until the server closes the connection. */
 function rawRequest(port: number, data: string): Promise<string> {
   return new Promise((resolve, reject) => {
