@@ -10,6 +10,7 @@
 // Fixed budget (numRuns) so it runs in CI in well under a minute. The seed is random unless
 // GENERATIVE_SEED is set; a failure prints it (with fast-check's path) to replay that run:
 //   GENERATIVE_SEED=<seed> npx vitest run tests/e2e/generative.test.ts
+// (with the same GENERATIVE_RUNS, if one was set).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +26,9 @@ import { gqlOk, manageProcesses, startPlatform, type Platform } from '../support
 manageProcesses();
 
 const SEED = process.env.GENERATIVE_SEED ? Number(process.env.GENERATIVE_SEED) : Math.floor(Math.random() * 2 ** 31);
-const RUNS = { graphql: 120, bodies: 50, rest: 150 } as const;
+// GENERATIVE_RUNS multiplies the budget for a longer hunt on a workstation (CI runs the default).
+const SCALE = Math.max(1, Number(process.env.GENERATIVE_RUNS ?? 1) || 1);
+const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, rest: 150 * SCALE } as const;
 
 // The codes the README documents for GraphQL errors and REST problems. Neither INTERNAL_SERVER_ERROR
 // (a bug) nor SUBGRAPH_UNAVAILABLE / DOWNSTREAM_SERVICE_ERROR (no subgraph is down here) may occur.
