@@ -160,6 +160,12 @@ describe('generated GraphQL operations', () => {
       const broken = op.broken ?? (garbageName <= 1 ? 'operationName' : undefined);
       if (broken) {
         expect(answer.body?.errors, `${what}\n(${broken} accepted)`).toBeDefined();
+        // Bad variables are a request error for every caller, checked before the access rules
+        // (after validation: an operation over the cost limit is refused for that first).
+        if (/variable/.test(broken) && garbageName > 1 && caller !== 'expired') {
+          const codes = (answer.body?.errors as { extensions?: { code?: unknown } }[]).map((e) => e.extensions?.code);
+          expect({ status: answer.status, codes: [...new Set(codes)].filter((c) => c !== 'BAD_USER_INPUT' && c !== 'GRAPHQL_VALIDATION_FAILED') }, `${what}\n→ ${answer.text.slice(0, 500)}`).toEqual({ status: 400, codes: [] });
+        }
       } else if (caller !== 'expired' && answer.body?.data !== undefined) {
         // An expired token is refused before anything runs (401): there is no data to check.
         if (answer.body.data === null) expect(answer.body.errors, what).toBeDefined();

@@ -47,10 +47,13 @@ function pick<T>(g: Gen, values: readonly T[]): T {
   return values[g(fc.integer, { min: 0, max: values.length - 1 })] as T;
 }
 
-/** A value of an input type; `bad` sometimes puts a value of the wrong kind somewhere in it. */
+/** A value of an input type: null sometimes where the type allows it. */
 function inputValue(g: Gen, type: GraphQLInputType, pool: IdPool, depth: number): unknown {
-  if (isNonNullType(type)) return inputValue(g, type.ofType, pool, depth);
   if (!isNonNullType(type) && g(fc.integer, { min: 0, max: 9 }) === 0) return null;
+  return presentValue(g, isNonNullType(type) ? type.ofType : type, pool, depth);
+}
+
+function presentValue(g: Gen, type: GraphQLInputType, pool: IdPool, depth: number): unknown {
   if (isListType(type)) {
     const n = g(fc.integer, { min: 0, max: depth > 2 ? 0 : 3 });
     return Array.from({ length: n }, () => inputValue(g, type.ofType, pool, depth + 1));
@@ -124,6 +127,7 @@ interface Builder {
   pool: IdPool;
   variables: Record<string, unknown>;
   definitions: string[];
+  aliases: number;
   /** Set once something was broken on purpose. */
   broken?: string;
   /** What to break (at most once), when the operation is to be invalid. */
@@ -173,9 +177,14 @@ function selection(b: Builder, type: GraphQLCompositeType, depth: number): strin
   if (depth >= 3 && leaves.length === 0) return '{ __typename }';
   const candidates = depth >= 3 ? leaves : fields;
   const count = b.g(fc.integer, { min: 1, max: Math.min(4, candidates.length) });
+  const used = new Set<string>();
   for (let i = 0; i < count; i++) {
     const field = pick(b.g, candidates);
-    const alias = b.g(fc.integer, { min: 0, max: 7 }) === 0 ? `a${i}: ` : '';
+    // Aliases unique in the whole operation, and always for a field with arguments or picked
+    // twice: selections merged from two places must not ask one response key for two things.
+    const aliased = field.args.length > 0 || used.has(field.name) || b.g(fc.integer, { min: 0, max: 7 }) === 0;
+    used.add(field.name);
+    const alias = aliased ? `a${b.aliases++}: ` : '';
     const named = getNamedType(field.type);
     const sub = isCompositeType(named) ? ` ${selection(b, named, depth + 1)}` : '';
     parts.add(`${alias}${field.name}${argumentsOf(b, field)}${sub}`);
@@ -191,7 +200,7 @@ function selection(b: Builder, type: GraphQLCompositeType, depth: number): strin
 /** An operation on Query or Mutation of the schema; broken in one way when `breakWith` is given. */
 export function operation(g: Gen, schema: GraphQLSchema, pool: IdPool, breakWith?: Builder['breakWith']): GeneratedOperation {
   const root = pick(g, [schema.getQueryType(), schema.getQueryType(), schema.getMutationType()].filter((t) => t != null));
-  const b: Builder = { g, schema, pool, variables: {}, definitions: [], ...(breakWith ? { breakWith } : {}) };
+  const b: Builder = { g, schema, pool, variables: {}, definitions: [], aliases: 0, ...(breakWith ? { breakWith } : {}) };
   const fields = Object.values(root.getFields());
   const parts: string[] = [];
   const count = root.name === 'Mutation' ? 1 : g(fc.integer, { min: 1, max: 2 });
