@@ -194,6 +194,13 @@ describe('generated GraphQL operations', () => {
   });
 });
 
+/** pino error (50) and fatal (60) lines of every service: a client's mistake is never one. */
+function errorLines(): string[] {
+  return [platform.gateway, platform.agents, platform.orchestration, platform.governance].flatMap((service) =>
+    service.jsonLogs().filter((line) => typeof line.level === 'number' && line.level >= 50).map((line) => `${service.name}: ${JSON.stringify(line).slice(0, 600)}`),
+  );
+}
+
 describe('generated REST requests', () => {
   it(`valid and broken requests of every documented route: no 5xx, problem+json errors, successes as declared (seed ${SEED})`, async () => {
     const operations = checker.operations;
@@ -225,5 +232,11 @@ describe('generated REST requests', () => {
     });
     console.info(`generative REST: ${successes} of ${RUNS.rest} requests succeeded, their bodies checked against the document`);
     expect(successes).toBeGreaterThan(0);
+  });
+});
+
+describe('after every generated request', () => {
+  it('no service logged an error (nothing sent was a bug on our side)', () => {
+    expect(errorLines()).toEqual([]);
   });
 });
