@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import type { Client } from 'graphql-ws';
 import { buildClientSchema, getIntrospectionQuery, type GraphQLSchema, type IntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DocumentChecker, rest, type OpenApiDoc } from '../rest/client.ts';
@@ -22,13 +23,14 @@ import { userToken } from '../support/auth.ts';
 import { checkShape, operation, type IdPool } from '../support/generative-graphql.ts';
 import { restRequest, type RestBreak } from '../support/generative-rest.ts';
 import { gqlOk, manageProcesses, startPlatform, type Platform } from '../support/processes.ts';
+import { subscribe, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
 
 const SEED = process.env.GENERATIVE_SEED ? Number(process.env.GENERATIVE_SEED) : Math.floor(Math.random() * 2 ** 31);
 // GENERATIVE_RUNS multiplies the budget for a longer hunt on a workstation (CI runs the default).
 const SCALE = Math.max(1, Number(process.env.GENERATIVE_RUNS ?? 1) || 1);
-const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, rest: 150 * SCALE } as const;
+const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, ws: 60 * SCALE, rest: 150 * SCALE } as const;
 
 // The codes the README documents for GraphQL errors and REST problems. Neither INTERNAL_SERVER_ERROR
 // (a bug) nor SUBGRAPH_UNAVAILABLE / DOWNSTREAM_SERVICE_ERROR (no subgraph is down here) may occur.
@@ -191,6 +193,43 @@ describe('generated GraphQL operations', () => {
       const answer = await postGraphQL(body, credentials[caller]!, contentType);
       expectWellFormedGraphQL(answer, `${caller} ${contentType}: ${JSON.stringify(body)}`);
     });
+  });
+});
+
+describe('generated GraphQL operations over graphql-ws', () => {
+  it(`answer like over HTTP: documented errors, data of the selection's shape (seed ${SEED})`, async () => {
+    const clients = new Map<string, Client>();
+    const clientOf = (caller: string) => {
+      let c = clients.get(caller);
+      if (!c) clients.set(caller, (c = wsClient(platform.url, { connectionParams: { authorization: credentials[caller]!.authorization } })));
+      return c;
+    };
+    const breaks = fc.constantFrom(undefined, undefined, undefined, 'unknown field' as const, 'wrong argument' as const, 'bad variable' as const);
+    // graphql-ws needs credentials to connect: the callers that have valid ones.
+    const arbitrary = fc.record({ g: fc.gen(), breakWith: breaks, caller: fc.constantFrom('admin', 'admin', 'readOnly', 'otherTenant') });
+    let checked = 0;
+    try {
+      await check(arbitrary, RUNS.ws, async ({ g, breakWith, caller }) => {
+        const op = operation(g, schema, pool, breakWith);
+        const sub = subscribe(clientOf(caller), { query: op.query, ...(op.variables ? { variables: op.variables } : {}), operationName: op.operationName as string });
+        const outcome = await Promise.race([sub.next().then((result) => ({ result })), sub.ended.then((ending) => ({ ending }))]);
+        const what = `${caller} over graphql-ws: ${JSON.stringify(op)}\n→ ${JSON.stringify(outcome).slice(0, 800)}`;
+        expect(JSON.stringify(outcome), what).not.toMatch(INTERNAL_DETAIL);
+        const errors = 'result' in outcome ? outcome.result.errors : outcome.ending.kind === 'error' && Array.isArray(outcome.ending.error) ? (outcome.ending.error as { extensions?: { code?: unknown } }[]) : undefined;
+        if ('ending' in outcome) expect(errors, `${what}\n(ended without an answer)`).toBeDefined();
+        for (const error of errors ?? []) expect(DOCUMENTED_CODES, `${what}\n(undocumented code)`).toContain(error.extensions?.code);
+        if (op.broken) expect(errors, `${what}\n(${op.broken} accepted)`).toBeDefined();
+        else if ('result' in outcome && outcome.result.data) {
+          expect(checkShape(schema, op.query, op.operationName as string, outcome.result.data), what).toEqual([]);
+          checked += 1;
+        }
+        sub.unsubscribe();
+      });
+      console.info(`generative graphql-ws: ${checked} of ${RUNS.ws} operations answered with data, its shape checked`);
+      expect(checked).toBeGreaterThan(0);
+    } finally {
+      await Promise.all([...clients.values()].map((c) => c.dispose()));
+    }
   });
 });
 
