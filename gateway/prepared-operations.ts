@@ -275,7 +275,7 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
           // text and operation name always resolve to the same validated document and operation.
           async executionDidStart({ request, operation, document, queryHash, source, operationName, schema: validatedAgainst }) {
             const query = request.query;
-            if (query === undefined || query.length > maxLength || operation.operation === 'subscription' || validatedAgainst !== schema || !options.admits(query)) return;
+            if (query === undefined || query.length > maxLength || !operation || operation.operation === 'subscription' || validatedAgainst !== schema || !options.admits(query)) return;
             remember(keyOf(query, request.operationName ?? undefined), { schema: validatedAgainst, document, operation, operationName, queryHash, source });
           },
         };

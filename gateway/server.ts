@@ -22,8 +22,11 @@ import { createDocsRoute } from './docs/index.ts';
 import { formatGatewayError } from './errors.ts';
 import { createRestFacade } from './rest/index.ts';
 import { loadOperations } from './rest/operations.ts';
+import { problem, PROBLEM_CONTENT_TYPE } from './rest/problem.ts';
 import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from './subgraph-client.ts';
 import { createDedup } from './dedup.ts';
+import { operationResolutionPlugin } from './operation-resolution.ts';
+import { withVariableCoercion } from './variable-coercion.ts';
 import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
@@ -142,8 +145,9 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   const apollo = new ApolloServer<GatewayContext>({
-    // Field-level access control (@authenticated, @requiresScopes) before every execution.
-    gateway: prepared.wrap(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal })),
+    // Bad variables first (a request error for every caller), then field-level access control
+    // (@authenticated, @requiresScopes) before every execution.
+    gateway: prepared.wrap(withVariableCoercion(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }))),
     ...apolloLimits(limits.query, { production }),
     introspection: config.INTROSPECTION ?? !production,
     csrfPrevention: true,
@@ -152,6 +156,8 @@ export async function startGateway(source: Record<string, string | undefined> = 
     // Compact JSON: Apollo's default pretty-prints every response, a few % of the gateway's CPU (bench/README.md).
     stringifyResult: (value) => JSON.stringify(value),
     plugins: [
+      // operationName naming no operation of the document: 400, before the access rules and the planner.
+      operationResolutionPlugin<GatewayContext>(),
       subscriptionsOverHttpRejected<GatewayContext>(`subscribe over graphql-ws (graphql-transport-ws) on this same URL, or over SSE at ${SSE_PATH}`),
       // Browsers get the local GraphiQL (gateway/docs); Apollo's landing page loads Sandbox from a CDN.
       ApolloServerPluginLandingPageDisabled(),
@@ -238,6 +244,9 @@ export async function startGateway(source: Record<string, string | undefined> = 
         trustProxy: config.TRUST_PROXY,
         context: requestContext,
         execute: (request, context) => prepared.execute(apollo, request, context),
+        // Requests Node's parser refuses (too long, malformed): problem+json on REST paths.
+        formatClientError: ({ status, code, message, path, requestId }) =>
+          path !== undefined && rest.owns(path) ? { contentType: `${PROBLEM_CONTENT_TYPE}; charset=utf-8`, body: JSON.stringify(problem(status, code, message, { instance: path, requestId })) } : undefined,
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
         },

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
 
@@ -39,6 +39,22 @@ export interface HttpServerOptions<C extends BaseContext> {
   trustProxy?: boolean;
   /** Answers GraphQL requests in place of apollo.executeHTTPGraphQLRequest (the gateway's prepared operations). */
   execute?: (request: HTTPGraphQLRequest, context: () => Promise<C>) => Promise<HTTPGraphQLResponse>;
+  /**
+   * The answer to a request Node's HTTP parser refused (too long, malformed), in the format of the
+   * API its path belongs to; undefined for the GraphQL error format. The path is unknown when the
+   * parser failed before the request line was read.
+   */
+  formatClientError?: (failure: ClientFailure) => { contentType: string; body: string } | undefined;
+}
+
+/** A request refused before it reached a handler: what the client is told. */
+export interface ClientFailure {
+  status: number;
+  code: string;
+  message: string;
+  /** The request target's path, when the request line could be read. */
+  path: string | undefined;
+  requestId: string;
 }
 
 export interface RunningHttpServer {
@@ -72,6 +88,34 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, con
 
 function graphqlError(res: ServerResponse, status: number, message: string, code: string): void {
   sendJson(res, status, { errors: [{ message, extensions: { code } }] }, 'application/graphql-response+json');
+}
+
+/**
+ * What Node's HTTP parser refused, as a status and code: a request head over --max-http-header-size
+ * (431; 414 when the request line alone is that long), a head that did not arrive in time (408),
+ * or bytes that are not HTTP/1.1 (400).
+ */
+export function classifyClientError(err: NodeJS.ErrnoException & { rawPacket?: unknown }, maxHeaderBytes = maxHeaderSize): { status: number; code: string; message: string; path: string | undefined } {
+  const raw = Buffer.isBuffer(err.rawPacket) ? err.rawPacket : undefined;
+  // The request line, when this chunk starts with one: METHOD SP target SP ...
+  const head = raw ? raw.subarray(0, 8192).toString('latin1') : '';
+  const requestLine = /^[A-Z]{1,16} (\/[^ \r\n]*)/.exec(head);
+  const path = requestLine ? requestLine[1]!.split('?')[0] : undefined;
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW': {
+      // The parser counts the request line against the same limit as the header lines: when it
+      // alone takes half of that or more, the target is what made the head too large.
+      const lineEnd = raw ? raw.indexOf('\r\n') : -1;
+      const lineLength = lineEnd === -1 ? (raw?.length ?? 0) : lineEnd;
+      if (requestLine && lineLength >= maxHeaderBytes / 2) return { status: 414, code: 'URI_TOO_LONG', message: 'The request target is too long', path };
+      return { status: 431, code: 'REQUEST_HEADER_FIELDS_TOO_LARGE', message: 'The request headers are too large', path };
+    }
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return { status: 408, code: 'REQUEST_TIMEOUT', message: 'The request did not arrive in time', path };
+    default:
+      return { status: 400, code: 'BAD_REQUEST', message: 'Malformed HTTP request', path };
+  }
 }
 
 export function toHeaderMap(req: IncomingMessage): HeaderMap {
@@ -204,6 +248,29 @@ export async function startHttpServer<C extends BaseContext>(
   }
 
   const server = createServer((req, res) => void handle(req, res));
+  // Node answers what its parser refuses with a bare status line and no body; clients get the
+  // API's own error format instead (and never a stack), then the connection is closed, as the
+  // parser cannot find the next request's start.
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Socket) => {
+    // The client is gone, or a response is already on the wire: nothing can be said any more.
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const requestId = randomUUID();
+    const failure: ClientFailure = { ...classifyClientError(err), requestId };
+    opts.logger.info({ requestId, status: failure.status, reason: err.code ?? err.message, path: failure.path }, 'request refused by the HTTP parser');
+    const formatted = opts.formatClientError?.(failure) ?? {
+      contentType: 'application/json; charset=utf-8',
+      body: JSON.stringify({ errors: [{ message: failure.message, extensions: { code: failure.code } }] }),
+    };
+    const reason = STATUS_CODES[failure.status] ?? 'Error';
+    socket.end(
+      `HTTP/1.1 ${failure.status} ${reason}\r\ncontent-type: ${formatted.contentType}\r\ncontent-length: ${Buffer.byteLength(formatted.body)}\r\n` +
+        `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${formatted.body}`,
+    );
+  });
   // Keep-alive longer than typical client pools' idle timeouts, so clients do not race a close.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;

@@ -65,9 +65,21 @@ export function schemaPath(name: string): string {
  * validation and parsing errors). Anything else is a bug: the client gets a correlation id, the
  * log gets the stack.
  */
+function clientStatusWithoutCode(error: unknown): boolean {
+  if (!(error instanceof GraphQLError) || error.extensions.code !== undefined) return false;
+  const status = (error.extensions.http as { status?: unknown } | undefined)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
+}
+
 export function maskErrors(logger: Logger) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+    // Apollo Server refuses some requests with an uncoded error and a 4xx status of its own (an
+    // APQ hash that does not match its query): the client's mistake, not a bug.
+    if (clientStatusWithoutCode(original)) {
+      const { stacktrace: _drop, http: _status, ...extensions } = formatted.extensions ?? {};
+      return { ...formatted, extensions: { ...extensions, code: 'BAD_REQUEST' } };
+    }
     const code = formatted.extensions?.code;
     const intended = original instanceof GraphQLError && typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR';
     if (intended) {

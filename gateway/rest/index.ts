@@ -22,6 +22,8 @@ export interface RestFacadeOptions extends RouterDeps {
 
 export interface RestFacade {
   route: Route;
+  /** Whether a request path belongs to the facade (its errors are problem+json). */
+  owns(pathname: string): boolean;
   /** The document served now. */
   document(): Record<string, unknown>;
   close(): void;
@@ -105,5 +107,10 @@ export function createRestFacade(options: RestFacadeOptions): RestFacade {
     }
     return handleRestRequest(options, current.table, req, res, info, url);
   };
-  return { route, document: () => current.document, close: unsubscribe };
+  return {
+    route,
+    owns: (pathname) => current.table.prefixes.has(pathname.split('/')[1] ?? ''),
+    document: () => current.document,
+    close: unsubscribe,
+  };
 }

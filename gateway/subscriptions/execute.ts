@@ -15,6 +15,7 @@ import type { GatewayContext } from '../context.ts';
 import { eventExecutor, type ErrorFormatter } from './event-execution.ts';
 import { Planning, SupergraphNotLoadedError, type SubscriptionPlan, type Supergraph } from './planning.ts';
 import { SharedStream } from './shared-stream.ts';
+import { authorizationKey, identityClaims, streamContext } from './stream-identity.ts';
 import { UpstreamSubscriptions } from './upstream.ts';
 
 export interface PreparedOperation {
@@ -24,12 +25,12 @@ export interface PreparedOperation {
   plan?: SubscriptionPlan;
   /** Subscriptions, once authorized: what the caller may not see, taken out of every event. */
   authorization?: Authorization;
-  /** Subscriptions, once authorized: the caller's identity, signed for the owning subgraph. */
-  identityToken?: string;
+  /** Subscriptions: set by authorize() once the caller's budget and the access rules allowed it. */
+  authorized?: true;
 }
 
-/** A subscription the core may run: authorize() checked the caller and signed its identity. */
-type AuthorizedSubscription = Required<Pick<PreparedOperation, 'plan' | 'identityToken'>> & PreparedOperation;
+/** A subscription the core may run: authorize() checked the caller. */
+type AuthorizedSubscription = Required<Pick<PreparedOperation, 'plan' | 'authorized'>> & PreparedOperation;
 
 export type OperationOutcome =
   | { kind: 'single'; result: FormattedExecutionResult }
@@ -158,13 +159,7 @@ export class GatewayOperations {
         return [new GraphQLError(`Could not plan the subscription: ${(err as Error).message}`, { originalError: err as Error })];
       }
     }
-    const { principal } = context;
-    const identityToken = await this.options.identity.signIdentity(
-      { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes, agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null) },
-      authorized.plan!.primary.serviceName,
-      context.requestId,
-    );
-    return { ...authorized, identityToken };
+    return { ...authorized, authorized: true };
   }
 
   formatErrors(errors: readonly GraphQLError[]): GraphQLFormattedError[] {
@@ -179,8 +174,8 @@ export class GatewayOperations {
   async run(prepared: PreparedOperation, context: GatewayContext, hooks: RunHooks): Promise<OperationOutcome> {
     if (this.closed) return { kind: 'single', result: { errors: [SHUTTING_DOWN] } };
     if (!prepared.plan) return { kind: 'single', result: await this.execute(prepared.operation, context) };
-    if (!prepared.identityToken) throw new Error('a subscription must be authorized before it runs');
-    return { kind: 'stream', stream: this.subscribe(prepared as AuthorizedSubscription, context, hooks) };
+    if (!prepared.authorized) throw new Error('a subscription must be authorized before it runs');
+    return { kind: 'stream', stream: await this.subscribe(prepared as AuthorizedSubscription, context, hooks) };
   }
 
   stats(): SubscriptionStats {
@@ -200,8 +195,9 @@ export class GatewayOperations {
     return { errors: [{ message: 'Incremental delivery (@defer, @stream) is not supported here', extensions: { code: 'BAD_REQUEST' } }] };
   }
 
-  private subscribe(prepared: AuthorizedSubscription, context: GatewayContext, hooks: RunHooks): EventQueue<FormattedExecutionResult> {
-    const key = this.streamKey(prepared, context);
+  private async subscribe(prepared: AuthorizedSubscription, context: GatewayContext, hooks: RunHooks): Promise<EventQueue<FormattedExecutionResult>> {
+    const headers = this.sharedHeaders(context);
+    const key = this.streamKey(prepared, context, headers);
     let stream: SharedStream | undefined;
     let expiry: NodeJS.Timeout | undefined;
     this.clients += 1;
@@ -235,15 +231,22 @@ export class GatewayOperations {
       check();
     }
     stream = this.streams.get(key);
-    if (!stream || !stream.join(queue)) {
-      stream = this.createStream(key, prepared, context);
-      this.streams.set(key, stream);
-      stream.join(queue);
-    }
+    if (stream?.join(queue)) return queue;
+    // A new stream, with an identity of its own (stream-identity.ts): it may outlive this subscriber.
+    const own = streamContext(context.principal, headers, this.options.logger);
+    const identityToken = await this.options.identity.signIdentity(identityClaims(own.principal), prepared.plan.primary.serviceName, own.requestId);
+    // While signing, the subscriber may have gone, or an identical subscription started a stream.
+    if (queue.done) return queue;
+    stream = this.streams.get(key);
+    if (stream?.join(queue)) return queue;
+    stream = this.createStream(key, prepared, own, identityToken);
+    this.streams.set(key, stream);
+    stream.join(queue);
     return queue;
   }
 
-  private createStream(key: string, prepared: AuthorizedSubscription, context: GatewayContext): SharedStream {
+  /** context: the stream's own (streamContext), never a subscriber's. */
+  private createStream(key: string, prepared: AuthorizedSubscription, context: GatewayContext, identityToken: string): SharedStream {
     const { plan, supergraph, operation, authorization } = prepared;
     const { primary } = plan;
     const source = this.options.dataSources.get(primary.serviceName);
@@ -258,7 +261,7 @@ export class GatewayOperations {
         query: primary.operation,
         operationName: primary.operationName,
         variables,
-        extensions: { headers: { ...this.forwardedHeaders(context), [IDENTITY_HEADER]: prepared.identityToken } },
+        extensions: { headers: { ...this.forwardedHeaders(context), [IDENTITY_HEADER]: identityToken } },
       },
       execute: withDenials(eventExecutor({ supergraph, plan, operation, context, dataSources: () => this.options.dataSources, format: this.options.format }), authorization, this.options.format),
       upstream: this.options.upstream,
@@ -281,17 +284,25 @@ export class GatewayOperations {
     return headers;
   }
 
+  /** The forwarded headers that may change what a subgraph delivers (not the per-request ones), as sent. */
+  private sharedHeaders(context: GatewayContext): [string, string][] {
+    const headers: [string, string][] = [];
+    for (const name of this.options.forwardHeaders) {
+      if (PER_REQUEST_HEADERS.has(name)) continue;
+      const value = context.headers.get(name);
+      if (value !== undefined) headers.push([name, value]);
+    }
+    return headers;
+  }
+
   /**
    * Subscribers share a stream only when they would get the same results: the same operation (as
-   * authorized), variables and headers, and the same tenant and scopes, which decide what the
-   * subgraphs deliver and what the access rules take out.
+   * authorized), variables and headers, and the same authorization (kind, tenant, scopes, agent),
+   * which decides what the subgraphs deliver and what the access rules take out.
    */
-  private streamKey(prepared: AuthorizedSubscription, context: GatewayContext): string {
-    const headers = this.options.forwardHeaders.filter((h) => !PER_REQUEST_HEADERS.has(h)).map((h) => [h, context.headers.get(h) ?? null]);
+  private streamKey(prepared: AuthorizedSubscription, context: GatewayContext, headers: readonly (readonly [string, string])[]): string {
     const { operation } = prepared;
-    const { principal } = context;
-    const who = [principal.kind, principal.tenantId, [...principal.scopes].sort()];
-    return canonical([prepared.supergraph.id, operation.operationName ?? null, operation.query, operation.variables, headers, who]);
+    return canonical([prepared.supergraph.id, operation.operationName ?? null, operation.query, operation.variables, headers, authorizationKey(context.principal)]);
   }
 }
 
