@@ -9,8 +9,9 @@ export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
   name: 'agents',
   defaultPort: 4001,
   migrations,
-  create({ database, bus, logger }) {
-    const store = new AgentStore(database, bus, logger);
+  outbox: true,
+  create({ database, events, logger }) {
+    const store = new AgentStore(database, events, logger);
     return {
       resolvers,
       createContext: (base) => createAgentsContext(base, store),

@@ -16,9 +16,10 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
   name: 'orchestration',
   defaultPort: 4002,
   migrations,
-  create({ database, bus, logger, env: source }) {
+  outbox: true,
+  create({ database, events, logger, env: source }) {
     const config = loadConfig(orchestrationSpec, source);
-    const store = new OrchestrationStore({ database, bus, logger });
+    const store = new OrchestrationStore({ database, bus: events, logger });
     const sweeper = createPeriodicJob({ name: 'lease sweep', intervalMs: config.LEASE_SWEEP_INTERVAL_MS, run: () => store.sweep(), logger });
     return {
       resolvers,

@@ -4,6 +4,8 @@ import { createEventBus, type DomainEvent } from '../../runtime/events.ts';
 import { REDIS_URL, silentLogger } from '../support/databases.ts';
 
 const event = (subjectId: string): DomainEvent => ({
+  id: randomBytes(8).toString('hex'),
+  sequence: 0,
   type: 'ThingHappened',
   tenantId: 'default',
   subjectId,
