@@ -161,6 +161,7 @@ export class Outbox implements TransactionalEvents, EventLog {
   private marks: string[] = [];
   private markTimer: NodeJS.Timeout | undefined;
   private marking: Promise<void> = Promise.resolve();
+  private maintaining: Promise<{ relayed: number; pruned: number }> | undefined;
   /** Publishes issued after commit and not settled yet (stop() waits for them). */
   private readonly inFlight = new Set<Promise<void>>();
 
@@ -185,9 +186,10 @@ export class Outbox implements TransactionalEvents, EventLog {
     if (events.length === 0) return [];
     const db = outboxView(trx);
     const createdAt = new Date(this.clock()).toISOString();
-    const byTenant = new Map<string, NewDomainEvent[]>();
-    for (const e of events) byTenant.set(e.tenantId, [...(byTenant.get(e.tenantId) ?? []), e]);
-    const sequenced = new Map<NewDomainEvent, number>();
+    // Indexes of the events per tenant, in emit order.
+    const byTenant = new Map<string, number[]>();
+    events.forEach((e, i) => byTenant.set(e.tenantId, [...(byTenant.get(e.tenantId) ?? []), i]));
+    const sequences: number[] = [];
     // Tenants in a fixed order: two transactions touching the same tenants never deadlock.
     for (const tenantId of [...byTenant.keys()].sort()) {
       const own = byTenant.get(tenantId) ?? [];
@@ -198,9 +200,9 @@ export class Outbox implements TransactionalEvents, EventLog {
         .returning('last_sequence')
         .executeTakeFirstOrThrow();
       const first = Number(last_sequence) - own.length + 1;
-      own.forEach((e, i) => sequenced.set(e, first + i));
+      own.forEach((index, i) => (sequences[index] = first + i));
     }
-    const stored = events.map((e): DomainEvent => ({ ...e, id: randomUUID(), sequence: sequenced.get(e) ?? 0 }));
+    const stored = events.map((e, i): DomainEvent => ({ ...e, id: randomUUID(), sequence: sequences[i] ?? 0 }));
     // One INSERT for all of the transaction's events.
     await db
       .insertInto('outbox_events')
@@ -277,11 +279,21 @@ export class Outbox implements TransactionalEvents, EventLog {
 
   // --- Relay and retention ---------------------------------------------------------------------
 
-  /** Relays what nobody published (graceMs 0: everything), then prunes. Run at start and by the job. */
-  async maintain(graceMs: number): Promise<{ relayed: number; pruned: number }> {
-    const relayed = await this.relay(graceMs);
-    const pruned = await this.prune();
-    return { relayed, pruned };
+  /**
+   * Relays what nobody published (graceMs 0: everything), then prunes. Run at start and by the
+   * job; never twice at once in one process (the relay at start may outlast an interval).
+   */
+  maintain(graceMs: number): Promise<{ relayed: number; pruned: number }> {
+    this.maintaining ??= (async () => {
+      try {
+        const relayed = await this.relay(graceMs);
+        const pruned = await this.prune();
+        return { relayed, pruned };
+      } finally {
+        this.maintaining = undefined;
+      }
+    })();
+    return this.maintaining;
   }
 
   /**
