@@ -269,12 +269,25 @@ export class Outbox implements TransactionalEvents, EventLog {
     const publishedAt = new Date(this.clock()).toISOString();
     this.marking = this.marking.then(async () => {
       try {
-        await this.database.transaction((trx) => outboxView(trx).updateTable('outbox_events').set({ published_at: publishedAt }).where('id', 'in', ids).execute());
+        // SQLite: inside the next group commit (no fsync of its own while writes flow).
+        // PostgreSQL: one autocommitted statement, no transaction around it.
+        if (this.database.dialect === 'sqlite') await this.database.transaction((trx) => this.markQuery(outboxView(trx), ids, publishedAt).execute());
+        else await this.markQuery(this.db, ids, publishedAt).execute();
       } catch (err) {
         this.logger.warn({ err, events: ids.length }, 'marking events published failed; the relay will publish them again');
       }
     });
     return this.marking;
+  }
+
+  private markQuery(db: Kysely<OutboxTables>, ids: readonly string[], publishedAt: string) {
+    return db.updateTable('outbox_events').set({ published_at: publishedAt }).where('id', 'in', [...ids]);
+  }
+
+  /** Waits for the publishes in progress and writes their marks now (tests measuring statements; shutdown). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+    await this.flushMarks();
   }
 
   // --- Relay and retention ---------------------------------------------------------------------
@@ -387,8 +400,7 @@ export class Outbox implements TransactionalEvents, EventLog {
   /** Stops the job and waits for publishes and marks in progress. */
   async stop(): Promise<void> {
     await this.job.stop();
-    await Promise.allSettled([...this.inFlight]);
-    await this.flushMarks();
+    await this.settle();
   }
 
   // --- The event log ---------------------------------------------------------------------------

@@ -66,6 +66,11 @@ export interface RunningSubgraph {
   port: number;
   database: Database<unknown>;
   bus: EventBus;
+  /**
+   * Resolves once the events of the writes so far are published and marked: background
+   * statements that would otherwise land in a test's statement or commit count.
+   */
+  settleEvents(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -219,6 +224,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     port: http.port,
     database: database as Database<unknown>,
     bus,
+    settleEvents: async () => outbox?.settle(),
     stop() {
       stopping ??= (async () => {
         // WebSocket connections are not HTTP requests: http.close() would wait for them.

@@ -30,6 +30,8 @@ async function startInstance(sweepIntervalMs: number): Promise<Instance> {
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
     LEASE_SWEEP_INTERVAL_MS: String(sweepIntervalMs),
+    // The outbox relay is background work too: as quiet as the sweeper.
+    OUTBOX_RELAY_INTERVAL_MS: String(sweepIntervalMs),
     ...TEST_SECURITY_ENV,
     ...(schemaPrefix ? { DATABASE_SCHEMA_PREFIX: schemaPrefix } : {}),
   });
@@ -257,6 +259,7 @@ describe('orchestration subgraph over HTTP', () => {
         expect(claimTask?.id).toBe(submitted[expected]);
       }
 
+      await target.settleEvents();
       const before = target.database.stats.queries;
       const result = await gql<{ _entities: { id: string; activeTaskCount: number; tasks: { totalCount: number; nodes: { id: string }[] } }[] }>(
         `query($r: [_Any!]!) { _entities(representations: $r) { ... on Agent { id tasks(first: 2) { totalCount nodes { id } } activeTaskCount } } }`,
