@@ -216,10 +216,10 @@ export class EventsExpiredError extends GraphQLError {
   }
 }
 
-/** The event log could not be read, so the stream cannot promise it misses nothing: it ends with this. */
+/** The event log could not be read (or the bus would not subscribe), so the stream cannot promise it misses nothing. */
 export class EventsUnavailableError extends GraphQLError {
-  constructor() {
-    super('Events could not be read from the event log; subscribe again with afterSequence set to the last sequence received', {
+  constructor(what = 'Events could not be read from the event log') {
+    super(`${what}; subscribe again with afterSequence set to the last sequence received`, {
       extensions: { code: 'EVENTS_UNAVAILABLE' },
     });
     this.name = 'EventsUnavailableError';
@@ -489,7 +489,8 @@ export class EventStreams {
       await subscription;
     } catch (err) {
       this.busUsers -= 1;
-      throw err;
+      this.logger?.warn({ err }, 'event bus subscribe failed');
+      throw new EventsUnavailableError('The event bus did not confirm the subscription');
     }
     let released = false;
     const held = subscription;
