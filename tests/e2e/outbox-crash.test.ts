@@ -96,6 +96,18 @@ describe('an event committed by a subgraph killed before publishing it', () => {
     resumed.unsubscribe();
   });
 
+  it('ignores the crash hook outside NODE_ENV=test', async () => {
+    const port = await getFreePort();
+    const agents = await agentsProcess('agents-not-test', port, { NODE_ENV: 'development', TEST_CRASH_AFTER_COMMIT_OF: 'AgentRegistered' });
+    extra.push(agents);
+    const asGateway = await identityHeaders('agents');
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(agents.url, `mutation { registerAgent(input: { name: "Safe", skills: [{ id: "s", name: "S", tags: ["s"] }] }) { id } }`, undefined, asGateway);
+    // Still alive after the commit of an AgentRegistered event.
+    const read = await gqlOk<{ agent: { name: string } }>(agents.url, `query ($id: ID!) { agent(id: $id) { name } }`, { id: registerAgent.id }, asGateway);
+    expect(read.agent.name).toBe('Safe');
+    expect(agents.logs()).not.toMatch(/killing this process/);
+  });
+
   it.skipIf(!(DATABASE_URL && REDIS_URL))(
     `reaches a live subscriber held by another replica, once (PostgreSQL + Redis)${DATABASE_URL && REDIS_URL ? '' : ' (skipped: DATABASE_URL and REDIS_URL must both be set)'}`,
     async () => {
