@@ -281,7 +281,12 @@ export class Outbox implements TransactionalEvents, EventLog {
   }
 
   private markQuery(db: Kysely<OutboxTables>, ids: readonly string[], publishedAt: string) {
-    return db.updateTable('outbox_events').set({ published_at: publishedAt }).where('id', 'in', [...ids]);
+    // The id list is padded (repeating its last id) to a power of two: a handful of distinct
+    // statements instead of one per batch size, which would churn SQLite's statement cache.
+    const padded = [...ids];
+    const last = ids[ids.length - 1];
+    if (last !== undefined) while ((padded.length & (padded.length - 1)) !== 0) padded.push(last);
+    return db.updateTable('outbox_events').set({ published_at: publishedAt }).where('id', 'in', padded);
   }
 
   /** Waits for the publishes in progress and writes their marks now (tests measuring statements; shutdown). */
@@ -333,7 +338,7 @@ export class Outbox implements TransactionalEvents, EventLog {
         published = await this.db.transaction().execute(async (trx) => {
           const rows = await candidates(trx).forUpdate().skipLocked().execute();
           const done = await this.publishRows(rows);
-          if (done.length > 0) await trx.updateTable('outbox_events').set({ published_at: new Date(this.clock()).toISOString() }).where('id', 'in', done).execute();
+          if (done.length > 0) await this.markQuery(trx, done, new Date(this.clock()).toISOString()).execute();
           return rows.length === done.length ? rows.length : -1;
         });
       } else {
@@ -341,7 +346,7 @@ export class Outbox implements TransactionalEvents, EventLog {
         const done = await this.publishRows(rows);
         if (done.length > 0) {
           const at = new Date(this.clock()).toISOString();
-          await this.database.transaction((trx) => outboxView(trx).updateTable('outbox_events').set({ published_at: at }).where('id', 'in', done).execute());
+          await this.database.transaction((trx) => this.markQuery(outboxView(trx), done, at).execute());
         }
         published = rows.length === done.length ? rows.length : -1;
       }
