@@ -45,6 +45,7 @@ const config: CodegenConfig = {
           scalars: {
             DateTime: { input: 'string', output: 'string' },
             JSON: { input: 'unknown', output: 'unknown' },
+            SafeInt: { input: 'number', output: 'number' },
           },
         },
       },

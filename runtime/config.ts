@@ -131,6 +131,11 @@ export const subgraphSpec = {
   SQLITE_GROUP_COMMIT_MAX: env.int('most concurrent SQLite writes committed together with one fsync (1: each alone)', 64, 1),
   DATABASE_POOL_MAX: env.int('PostgreSQL: most connections one subgraph process opens', 10, 1),
   DATABASE_POOL_TIMEOUT_MS: env.int('PostgreSQL: longest a query waits for a free pooled connection, in ms', 10_000, 1),
+  EVENT_RETENTION_SECONDS: env.int('how long published events stay in the outbox, for subscribers that resume (afterSequence)', 86_400, 0),
+  OUTBOX_RELAY_INTERVAL_MS: env.int('how often the outbox relay publishes events left unpublished and prunes expired ones, in milliseconds', 1000, 10),
+  REDIS_CONNECT_TIMEOUT_MS: env.int('longest wait for a Redis (re)connection, in milliseconds', 2000, 1),
+  REDIS_COMMAND_TIMEOUT_MS: env.int('longest wait for a Redis command (publish, subscribe), in milliseconds', 1000, 1),
+  TEST_CRASH_AFTER_COMMIT_OF: env.optionalString('tests only (NODE_ENV=test): the subgraph SIGKILLs itself right after committing an event of this type, before publishing it'),
 };
 
 export type CommonConfig = ConfigOf<typeof commonSpec>;

@@ -1,5 +1,6 @@
 import { GraphQLScalarType, Kind, type ValueNode } from 'graphql';
-import { JSONResolver } from 'graphql-scalars';
+import { badInput } from './errors.ts';
+import { JSONResolver, SafeIntResolver } from 'graphql-scalars';
 
 /**
  * DateTime: ISO-8601 UTC strings on the wire and in the stores (which keep them as text, so they
@@ -32,3 +33,18 @@ function parseInstant(value: unknown): string {
 export const JSONScalar = JSONResolver;
 
 export const scalarResolvers = { DateTime: DateTimeScalar, JSON: JSONScalar };
+
+/** For subgraphs whose events carry sequences (SafeInt: integers exact in JSON numbers). */
+export const eventScalarResolvers = { SafeInt: SafeIntResolver };
+
+/** What every event type exposes: its id and its place in the tenant's event log. */
+export function eventIdentity(event: { id: string; sequence: number }): { eventId: string; sequence: number } {
+  return { eventId: event.id, sequence: event.sequence };
+}
+
+/** An afterSequence argument: absent, or a sequence (0 resumes from the very first event). */
+export function afterSequenceArg(value: number | null | undefined): number | null {
+  if (value === null || value === undefined) return null;
+  if (!Number.isSafeInteger(value) || value < 0) throw badInput('afterSequence must be a sequence received from this subscription (an integer >= 0)', { argument: 'afterSequence' });
+  return value;
+}

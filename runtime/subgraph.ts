@@ -11,6 +11,8 @@ import { commonSpec, env, loadConfig, subgraphSpec, type CommonConfig } from './
 import { baseContext, type RequestContext } from './context.ts';
 import { openDatabase, type Database } from './db.ts';
 import { createEventBus, type EventBus } from './events.ts';
+import { Outbox } from './outbox.ts';
+import type { EventSink } from './unit-of-work.ts';
 import { startHttpServer, type RunningHttpServer } from './http.ts';
 import { createIdentityService, IDENTITY_HEADER, IdentityError, loadIdentityConfig, type IdentityService, type RequestIdentity } from './identity.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -20,6 +22,11 @@ import { EventStreams, serveSubscriptions, subscriptionsOverHttpRejected } from 
 export interface SubgraphDeps<DB> {
   database: Database<DB>;
   bus: EventBus;
+  /**
+   * Where its stores send the events of their transactions (runtime/unit-of-work.ts): the
+   * subgraph's outbox when its definition has one, else the bus.
+   */
+  events: EventSink;
   logger: Logger;
   config: CommonConfig;
   /** Signs identities for calls to other subgraphs (runtime/service-client.ts). */
@@ -44,6 +51,12 @@ export interface SubgraphDefinition<DB, C extends RequestContext> {
   name: string;
   defaultPort: number;
   migrations: Record<string, Migration>;
+  /**
+   * Its events go through a transactional outbox (runtime/outbox.ts; its migrations include
+   * outboxMigration()): stored with each change, relayed after a crash, and the log its
+   * subscriptions resume from.
+   */
+  outbox?: boolean;
   create(deps: SubgraphDeps<DB>): SubgraphInstance<C>;
 }
 
@@ -53,6 +66,11 @@ export interface RunningSubgraph {
   port: number;
   database: Database<unknown>;
   bus: EventBus;
+  /**
+   * Resolves once the events of the writes so far are published and marked: background
+   * statements that would otherwise land in a test's statement or commit count.
+   */
+  settleEvents(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -143,9 +161,28 @@ export async function startSubgraph<DB, C extends RequestContext>(
     poolMax: config.DATABASE_POOL_MAX,
     poolTimeoutMs: config.DATABASE_POOL_TIMEOUT_MS,
   });
-  const bus = shared.bus ?? createEventBus({ redisUrl: config.REDIS_URL, channelPrefix: config.EVENT_CHANNEL_PREFIX, logger });
+  const bus =
+    shared.bus ??
+    createEventBus({
+      redisUrl: config.REDIS_URL,
+      channelPrefix: config.EVENT_CHANNEL_PREFIX,
+      logger,
+      redisTimeouts: { connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
+    });
   const closeBus = () => (shared.bus ? Promise.resolve() : bus.close());
-  const instance = def.create({ database, bus, logger, config, identity, env: source });
+  const outbox = def.outbox
+    ? new Outbox({
+        database: database as Database<unknown>,
+        bus,
+        logger,
+        channel: def.name,
+        retentionSeconds: config.EVENT_RETENTION_SECONDS,
+        relayIntervalMs: config.OUTBOX_RELAY_INTERVAL_MS,
+        // A test hook that kills the process: honoured only in tests.
+        crashAfterCommitOf: config.NODE_ENV === 'test' ? config.TEST_CRASH_AFTER_COMMIT_OF : undefined,
+      })
+    : undefined;
+  const instance = def.create({ database, bus, events: outbox ?? bus, logger, config, identity, env: source });
 
   const typeDefs = parse(readFileSync(schemaPath(def.name), 'utf8'));
   // The codegen Resolvers type and @apollo/subgraph's map describe the same object; the
@@ -198,11 +235,13 @@ export async function startSubgraph<DB, C extends RequestContext>(
     schema,
     createContext: (base) => instance.createContext(base),
     verifyIdentity: (headerValue) => verifiedIdentity(identity, headerValue, def.name),
-    streams: new EventStreams(bus),
+    streams: outbox ? new EventStreams({ bus, log: outbox, logger }) : undefined,
     formatError: maskErrors(logger),
     logger,
     maxPayloadBytes: config.MAX_BODY_BYTES,
   });
+  // At start the relay publishes whatever a crash left unpublished, then runs every interval.
+  outbox?.start();
   instance.start?.();
   logger.info({ url: http.url, database: database.location, bus: bus.kind }, `${def.name} subgraph ready`);
 
@@ -213,12 +252,14 @@ export async function startSubgraph<DB, C extends RequestContext>(
     port: http.port,
     database: database as Database<unknown>,
     bus,
+    settleEvents: async () => outbox?.settle(),
     stop() {
       stopping ??= (async () => {
         // WebSocket connections are not HTTP requests: http.close() would wait for them.
         await subscriptions.close(config.SHUTDOWN_TIMEOUT_MS);
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
         await instance.stop?.();
+        await outbox?.stop();
         await apollo.stop();
         await closeBus();
         await database.close();

@@ -33,6 +33,7 @@ import { baseContext, type RequestContext } from './context.ts';
 import { IDENTITY_HEADER, type RequestIdentity } from './identity.ts';
 import type { DomainEvent, EventBus } from './events.ts';
 import type { Logger } from './logger.ts';
+import type { EventLog } from './outbox.ts';
 
 /**
  * The consumer fell behind: more than `limit` items were waiting for it. A coded GraphQL error, so
@@ -191,57 +192,317 @@ export function filterAsync<T>(source: AsyncGenerator<T, undefined, unknown>, ke
 // Domain events as a stream
 
 export interface EventStreamOptions {
-  /** Event types to receive (the bus's channel names). */
+  /** Event types to receive. */
   types: readonly string[];
   /** Events of other tenants never reach the stream. */
   tenantId: string;
   /** Further filtering, in event order; may read the database. */
   filter?: (event: DomainEvent) => boolean | Promise<boolean>;
+  /**
+   * Resume: the retained events of these types after this sequence first, then the live ones,
+   * with no gap and no duplicate. EventsExpiredError when some of them are no longer retained.
+   */
+  afterSequence?: number | null | undefined;
 }
 
-/** Opens event streams on one subgraph's bus; counts the open ones (tests, logs). */
+/** A subscriber asked to resume after a sequence whose successors are not all retained (or that was never reached). */
+export class EventsExpiredError extends GraphQLError {
+  constructor(afterSequence: number, reason: 'expired' | 'future') {
+    const why = reason === 'expired' ? `some events after sequence ${afterSequence} are no longer retained` : `sequence ${afterSequence} is past the last event`;
+    super(`Cannot resume: ${why}. Query the current state, then subscribe again without afterSequence.`, {
+      extensions: { code: 'EVENTS_EXPIRED', afterSequence, reason },
+    });
+    this.name = 'EventsExpiredError';
+  }
+}
+
+/** The event log could not be read (or the bus would not subscribe), so the stream cannot promise it misses nothing. */
+export class EventsUnavailableError extends GraphQLError {
+  constructor(what = 'Events could not be read from the event log') {
+    super(`${what}; subscribe again with afterSequence set to the last sequence received`, {
+      extensions: { code: 'EVENTS_UNAVAILABLE' },
+    });
+    this.name = 'EventsUnavailableError';
+  }
+}
+
+/** The most recent ids offered, at most capacity of them: a re-published event is recognised. */
+export class RecentIds {
+  // A Set iterates in insertion order: its first entry is the oldest.
+  private readonly ids = new Set<string>();
+
+  constructor(private readonly capacity: number) {}
+
+  /** True the first time an id is offered (while it is among the last capacity). */
+  add(id: string): boolean {
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    if (this.ids.size > this.capacity) {
+      const oldest = this.ids.values().next();
+      if (!oldest.done) this.ids.delete(oldest.value);
+    }
+    return true;
+  }
+}
+
+interface FeedListener {
+  push(event: DomainEvent): void;
+  fail(err: unknown): void;
+}
+
+/** Events read from the log per query (replays and gap fills). */
+const LOG_PAGE = 200;
+
+/**
+ * One tenant's events for the streams of that tenant in this process: in sequence order, each
+ * once, none missing. The bus may deliver late (a relay after a crash), out of order, twice, or
+ * not at all (Redis dropped the connection): an event past the next expected sequence makes
+ * the feed read what lies between from the log first (it committed before, so it is there), one
+ * already delivered is dropped, and after a reconnect the feed reads what it missed.
+ */
+class TenantFeed {
+  readonly listeners = new Set<FeedListener>();
+  /** Resolves once the feed knows where the tenant's log stands: events up to there are the past. */
+  readonly ready: Promise<void>;
+  private last = 0;
+  private chain: Promise<void>;
+
+  constructor(
+    readonly tenantId: string,
+    private readonly log: EventLog,
+    private readonly onFailure: (feed: TenantFeed, err: unknown) => void,
+  ) {
+    this.ready = log.head(tenantId).then((head) => {
+      this.last = head;
+    });
+    this.chain = this.ready;
+  }
+
+  receive(event: DomainEvent): void {
+    this.enqueue(() => this.inOrder(event));
+  }
+
+  /** Reads and delivers whatever committed after the last delivered event. */
+  catchUp(): void {
+    this.enqueue(() => this.fill(undefined));
+  }
+
+  private enqueue(step: () => Promise<void>): void {
+    this.chain = this.chain.then(step).catch((err: unknown) => this.onFailure(this, err));
+  }
+
+  private async inOrder(event: DomainEvent): Promise<void> {
+    if (event.sequence <= this.last) return;
+    if (event.sequence > this.last + 1) await this.fill(event.sequence);
+    this.deliver(event);
+  }
+
+  private async fill(before: number | undefined): Promise<void> {
+    for (;;) {
+      const page = await this.log.read(this.tenantId, { after: this.last, ...(before === undefined ? {} : { before }), limit: LOG_PAGE });
+      for (const event of page) this.deliver(event);
+      if (page.length < LOG_PAGE) return;
+    }
+  }
+
+  private deliver(event: DomainEvent): void {
+    if (event.sequence <= this.last) return;
+    this.last = event.sequence;
+    for (const listener of this.listeners) listener.push(event);
+  }
+}
+
+export interface EventStreamsOptions {
+  bus: EventBus;
+  /** The subgraph's retained events (its outbox): where streams resume from and fill gaps. */
+  log: EventLog;
+  /** Events one stream may hold for a consumer (the gateway) that fell behind. */
+  queueLimit?: number;
+  /** Event ids remembered to drop re-published events. */
+  recentIds?: number;
+  logger?: Logger;
+}
+
+/** Opens event streams on one subgraph's bus and event log; counts the open ones (tests, logs). */
 export class EventStreams {
   private open = 0;
+  private readonly bus: EventBus;
+  private readonly log: EventLog;
+  private readonly queueLimit: number;
+  private readonly logger: Logger | undefined;
+  private readonly recent: RecentIds;
+  private readonly feeds = new Map<string, TenantFeed>();
+  private busSubscription: Promise<() => Promise<void>> | undefined;
+  private busUsers = 0;
 
-  /** queueLimit: events one stream may hold for a consumer (the gateway) that fell behind. */
-  constructor(
-    private readonly bus: EventBus,
-    private readonly queueLimit = 1000,
-  ) {}
+  constructor(options: EventStreamsOptions) {
+    this.bus = options.bus;
+    this.log = options.log;
+    this.queueLimit = options.queueLimit ?? 1000;
+    this.logger = options.logger;
+    this.recent = new RecentIds(options.recentIds ?? 10_000);
+    // What was published while the connection was down never arrives: read it from the log.
+    this.bus.onReconnect(() => {
+      for (const feed of this.feeds.values()) feed.catchUp();
+    });
+  }
 
   get active(): number {
     return this.open;
   }
 
   /**
-   * Resolves once the bus delivers the types to the stream, so an event committed after that is
-   * never missed. Returning the stream (or its overflow) releases the bus subscriptions.
+   * Resolves once the bus delivers the subgraph's events to the stream, so an event committed
+   * after that is never missed (with afterSequence: once the events after it are known to be
+   * retained). Returning the stream (or its overflow) releases the bus subscription.
    */
   async stream(options: EventStreamOptions): Promise<AsyncGenerator<DomainEvent, undefined, unknown>> {
-    const unsubscribes: (() => Promise<void>)[] = [];
+    const after = options.afterSequence ?? null;
+    const types = new Set(options.types);
+    let release: (() => Promise<void>) | undefined;
+    let joined: { feed: TenantFeed; listener: FeedListener } | undefined;
+    const cleanup = async () => {
+      if (joined) this.leave(joined.feed, joined.listener);
+      joined = undefined;
+      const r = release;
+      release = undefined;
+      await r?.();
+    };
     this.open += 1;
     const queue = new EventQueue<DomainEvent>({
       limit: this.queueLimit,
       onClose: async () => {
         this.open -= 1;
-        await Promise.allSettled(unsubscribes.splice(0).map((u) => u()));
+        await cleanup();
       },
     });
-    const deliver = (event: DomainEvent) => {
-      if (event.tenantId === options.tenantId) queue.push(event);
-    };
     try {
-      for (const type of options.types) {
-        const unsubscribe = await this.bus.subscribe(type, deliver);
-        // The consumer may have gone while the bus was subscribing.
-        if (queue.done) await unsubscribe();
-        else unsubscribes.push(unsubscribe);
+      release = await this.acquireBus();
+      const feed = this.feedFor(options.tenantId);
+      const listener: FeedListener = { push: (event) => void (types.has(event.type) && queue.push(event)), fail: (err) => queue.fail(err) };
+      feed.listeners.add(listener);
+      joined = { feed, listener };
+      await feed.ready;
+      if (after !== null) {
+        const check = await this.log.checkResume(options.tenantId, after);
+        if (check !== 'ok') throw new EventsExpiredError(after, check);
       }
+      // The consumer may have gone (an overflow) meanwhile.
+      if (queue.done) await cleanup();
     } catch (err) {
       await queue.return();
       throw err;
     }
-    return options.filter ? filterAsync(queue, options.filter) : queue;
+    const source = after === null ? queue : this.replayThenLive(queue, options.tenantId, [...types], after);
+    return options.filter ? filterAsync(source, options.filter) : source;
+  }
+
+  /** The retained events after `after`, read page by page as the consumer asks, then the live queue without what the replay gave. */
+  private replayThenLive(queue: EventQueue<DomainEvent>, tenantId: string, types: string[], after: number): AsyncGenerator<DomainEvent, undefined, unknown> {
+    let position = after;
+    let page: DomainEvent[] = [];
+    let replayed = false;
+    const log = this.log;
+    const stream: AsyncGenerator<DomainEvent, undefined, unknown> = {
+      async next() {
+        for (;;) {
+          const event = page.shift();
+          if (event) {
+            position = event.sequence;
+            return { value: event, done: false };
+          }
+          if (!replayed && !queue.done) {
+            try {
+              page = await log.read(tenantId, { after: position, types, limit: LOG_PAGE });
+            } catch {
+              await queue.return();
+              throw new EventsUnavailableError();
+            }
+            replayed = page.length < LOG_PAGE;
+            continue;
+          }
+          // Live events up to where the replay reached were replayed already.
+          const result = await queue.next();
+          if (result.done || result.value.sequence > position) return result;
+        }
+      },
+      async return() {
+        page = [];
+        replayed = true;
+        return queue.return();
+      },
+      async throw(err) {
+        await stream.return(undefined);
+        throw err;
+      },
+      [Symbol.asyncIterator]() {
+        return stream;
+      },
+    };
+    return stream;
+  }
+
+  private receive(event: DomainEvent): void {
+    if (!this.recent.add(event.id)) return;
+    this.feeds.get(event.tenantId)?.receive(event);
+  }
+
+  private feedFor(tenantId: string): TenantFeed {
+    let feed = this.feeds.get(tenantId);
+    if (!feed) {
+      feed = new TenantFeed(tenantId, this.log, (failed, err) => this.fail(failed, err));
+      this.feeds.set(tenantId, feed);
+    }
+    return feed;
+  }
+
+  private leave(feed: TenantFeed, listener: FeedListener): void {
+    feed.listeners.delete(listener);
+    if (feed.listeners.size === 0) this.dropFeed(feed);
+  }
+
+  private dropFeed(feed: TenantFeed): void {
+    if (this.feeds.get(feed.tenantId) === feed) this.feeds.delete(feed.tenantId);
+  }
+
+  /** The log could not be read: the feed's streams end (their subscribers resume), the next stream starts afresh. */
+  private fail(feed: TenantFeed, err: unknown): void {
+    this.logger?.error({ err, streams: feed.listeners.size }, 'event log read failed; ending the streams that depend on it');
+    this.dropFeed(feed);
+    const error = new EventsUnavailableError();
+    for (const listener of [...feed.listeners]) listener.fail(error);
+  }
+
+  /** One bus subscription to the subgraph's channel while any stream is open; a failed one is tried again by the next stream. */
+  private async acquireBus(): Promise<() => Promise<void>> {
+    this.busUsers += 1;
+    let subscription = this.busSubscription;
+    if (!subscription) {
+      const created = this.bus.subscribe(this.log.channel, (event) => this.receive(event));
+      subscription = created;
+      this.busSubscription = created;
+      created.catch(() => {
+        if (this.busSubscription === created) this.busSubscription = undefined;
+      });
+    }
+    try {
+      await subscription;
+    } catch (err) {
+      this.busUsers -= 1;
+      this.logger?.warn({ err }, 'event bus subscribe failed');
+      throw new EventsUnavailableError('The event bus did not confirm the subscription');
+    }
+    let released = false;
+    const held = subscription;
+    return async () => {
+      if (released) return;
+      released = true;
+      this.busUsers -= 1;
+      if (this.busUsers > 0 || this.busSubscription !== held) return;
+      this.busSubscription = undefined;
+      const unsubscribe = await held;
+      await unsubscribe();
+    };
   }
 }
 
@@ -435,7 +696,8 @@ export interface SubscriptionEndpointOptions<C extends RequestContext> {
   createContext: (base: RequestContext) => C;
   /** The identity in a gateway identity token (header value); throws a coded GraphQLError (401) when invalid. */
   verifyIdentity: (headerValue: string | undefined) => Promise<RequestIdentity>;
-  streams: EventStreams;
+  /** The subgraph's event source; none for a subgraph without an outbox (and so without subscription fields). */
+  streams: EventStreams | undefined;
   /** The subgraph's HTTP error formatting (masking), applied to every error sent. */
   formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
   logger: Logger;
@@ -460,7 +722,7 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
 
   const contextFor = (identity: RequestIdentity, requestId: string): C => {
     const context = opts.createContext(baseContext(identity, requestId, logger));
-    bindEventStreams(context, streams);
+    if (streams) bindEventStreams(context, streams);
     return context;
   };
   // Per connection, the ids of the subscriptions that opened a stream (not refused ones).
@@ -491,11 +753,11 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
         let ids = streaming.get(ctx);
         if (!ids) streaming.set(ctx, (ids = new Set()));
         ids.add(id);
-        logger.info({ id, operationName: payload.operationName, requestId, open: streams.active }, 'subscription opened');
+        logger.info({ id, operationName: payload.operationName, requestId, open: streams?.active ?? 0 }, 'subscription opened');
       },
       onComplete: (ctx, id, payload) => {
         if (!streaming.get(ctx)?.delete(id)) return;
-        logger.info({ id, operationName: payload.operationName, open: streams.active }, 'subscription closed');
+        logger.info({ id, operationName: payload.operationName, open: streams?.active ?? 0 }, 'subscription closed');
       },
       onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e)) } : result),
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => formatError(e.toJSON(), e)),

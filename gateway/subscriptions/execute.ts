@@ -5,7 +5,7 @@
 // its outcomes into their messages.
 import type { GraphQLDataSource } from '@apollo/gateway';
 import type { GraphQLRequest, GraphQLResponse } from '@apollo/server';
-import { getOperationAST, GraphQLError, print, type FormattedExecutionResult, type GraphQLFormattedError, type ParseOptions, type ValidationRule } from 'graphql';
+import { getOperationAST, GraphQLError, Kind, print, type FormattedExecutionResult, type GraphQLFormattedError, type ParseOptions, type ValidationRule } from 'graphql';
 import { IDENTITY_HEADER, type IdentityService } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { applyDenials, authorizeOperation, type Authorization } from '../auth/enforce.ts';
@@ -97,6 +97,8 @@ function canonical(value: unknown): string {
 export class GatewayOperations {
   private readonly streams = new Map<string, SharedStream>();
   private clients = 0;
+  /** Numbers the resuming subscriptions, which never share a stream. */
+  private resumed = 0;
   private closed = false;
 
   constructor(private readonly options: CoreOptions) {}
@@ -302,8 +304,33 @@ export class GatewayOperations {
    */
   private streamKey(prepared: AuthorizedSubscription, context: GatewayContext, headers: readonly (readonly [string, string])[]): string {
     const { operation } = prepared;
+    // A resuming subscription begins with a replay of what its client missed: a later identical
+    // one would join after that replay and miss it, so each resuming subscription is its own.
+    if (resumes(operation)) return `resume:${++this.resumed}`;
     return canonical([prepared.supergraph.id, operation.operationName ?? null, operation.query, operation.variables, headers, authorizationKey(context.principal)]);
   }
+}
+
+/** The argument a subscriber passes to resume after the last event it saw (runtime/outbox.ts). */
+const RESUME_ARGUMENT = 'afterSequence';
+
+/** Whether a root field of the subscription resumes: afterSequence set to a value, literally or by a variable. */
+function resumes(operation: CheckedOperation): boolean {
+  for (const selection of operation.operation.selectionSet.selections) {
+    if (selection.kind !== Kind.FIELD) continue;
+    const argument = selection.arguments?.find((a) => a.name.value === RESUME_ARGUMENT);
+    if (!argument) continue;
+    const { value } = argument;
+    if (value.kind !== Kind.VARIABLE) {
+      if (value.kind !== Kind.NULL) return true;
+      continue;
+    }
+    const name = value.name.value;
+    const given = operation.variables[name];
+    const fallback = operation.operation.variableDefinitions?.find((d) => d.variable.name.value === name)?.defaultValue;
+    if (given != null || (given === undefined && fallback !== undefined && fallback.kind !== Kind.NULL)) return true;
+  }
+  return false;
 }
 
 /** The access rules' denials applied to every event's result, their errors formatted like the rest. */

@@ -10,8 +10,9 @@ export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
   name: 'agents',
   defaultPort: 4001,
   migrations,
-  create({ database, bus, logger, identity, env }) {
-    const store = new AgentStore(database, bus, logger);
+  outbox: true,
+  create({ database, events, logger, identity, env }) {
+    const store = new AgentStore(database, events, logger);
     const credentials = createAgentCredentials({ env, identity, logger });
     return {
       resolvers,

@@ -1,6 +1,7 @@
 // The agents schema, the same on SQLite and PostgreSQL: timestamps are ISO-8601 UTC text and
 // structured fields JSON text, so nothing here depends on a dialect's own types.
 import type { Kysely, Migration } from 'kysely';
+import { outboxMigration } from '../../runtime/outbox.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_agents': {
@@ -65,4 +66,6 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('agents').execute();
     },
   },
+  // The events of every change, written in its transaction (runtime/outbox.ts).
+  '0002_outbox': outboxMigration(),
 };

@@ -5,7 +5,7 @@ import type { DomainEvent } from '../../runtime/events.ts';
 import { requireScopes } from '../../runtime/identity.ts';
 import { newId, parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
-import { scalarResolvers } from '../../runtime/scalars.ts';
+import { afterSequenceArg, eventIdentity, eventScalarResolvers, scalarResolvers } from '../../runtime/scalars.ts';
 import { eventStreamsOf } from '../../runtime/subscriptions.ts';
 import type { AgentsContext } from './context.ts';
 import { notRegistered, type IssuedCredential } from './credentials.ts';
@@ -111,9 +111,10 @@ function optionalId(value: string | null | undefined, argument: string): string 
   return value === null || value === undefined ? null : parseId(value, argument);
 }
 
-function agentEvents(ctx: AgentsContext, types: string[], agentId: string | null | undefined) {
-  const id = optionalId(agentId, 'agentId');
-  return eventStreamsOf(reading(ctx)).stream({ types, tenantId: ctx.tenantId, filter: (event) => id === null || event.subjectId === id });
+function agentEvents(ctx: AgentsContext, types: string[], args: { agentId?: string | null; afterSequence?: number | null }) {
+  const id = optionalId(args.agentId, 'agentId');
+  const afterSequence = afterSequenceArg(args.afterSequence);
+  return eventStreamsOf(reading(ctx)).stream({ types, tenantId: ctx.tenantId, afterSequence, filter: (event) => id === null || event.subjectId === id });
 }
 
 /** The agent as it is now: each event runs with a fresh context, so this is a fresh read. */
@@ -126,6 +127,7 @@ async function eventAgent(ctx: AgentsContext, event: DomainEvent): Promise<Agent
 
 export const resolvers: Resolvers = {
   ...scalarResolvers,
+  ...eventScalarResolvers,
   Query: {
     agent: (_parent, { id }, ctx) => reading(ctx).agentLoader.load(parseId(id, 'id')),
     agents: (_parent, { filter, first, after }, ctx) => reading(ctx).store.list(ctx.tenantId, normaliseFilter(filter), pageRequest({ first, after })),
@@ -146,17 +148,17 @@ export const resolvers: Resolvers = {
   },
   Subscription: {
     agentStatusChanged: {
-      subscribe: (_parent, { agentId }, ctx) => agentEvents(ctx, [AgentStatusChanged, AgentRegistered], agentId),
+      subscribe: (_parent, args, ctx) => agentEvents(ctx, [AgentStatusChanged, AgentRegistered], args),
       resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => {
         const agent = await eventAgent(ctx, event);
-        if (event.type === AgentRegistered) return { agent, from: null, to: (event.payload as AgentRegisteredPayload).status, occurredAt: event.occurredAt };
+        if (event.type === AgentRegistered) return { agent, from: null, to: (event.payload as AgentRegisteredPayload).status, occurredAt: event.occurredAt, ...eventIdentity(event) };
         const { from, to } = event.payload as AgentStatusChangedPayload;
-        return { agent, from, to, occurredAt: event.occurredAt };
+        return { agent, from, to, occurredAt: event.occurredAt, ...eventIdentity(event) };
       },
     },
     agentHeartbeat: {
-      subscribe: (_parent, { agentId }, ctx) => agentEvents(ctx, [AgentHeartbeat], agentId),
-      resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => ({ agent: await eventAgent(ctx, event), occurredAt: event.occurredAt }),
+      subscribe: (_parent, args, ctx) => agentEvents(ctx, [AgentHeartbeat], args),
+      resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => ({ agent: await eventAgent(ctx, event), occurredAt: event.occurredAt, ...eventIdentity(event) }),
     },
   },
   Agent: {

@@ -5,11 +5,10 @@ import { sql, type Expression, type ExpressionBuilder, type Selectable, type Sql
 import type { Database } from '../../runtime/db.ts';
 import { nowIso } from '../../runtime/db.ts';
 import { conflict, notFound } from '../../runtime/errors.ts';
-import type { EventBus } from '../../runtime/events.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
-import { inTransaction, type Emit } from '../../runtime/unit-of-work.ts';
+import { inTransaction, type Emit, type EventSink } from '../../runtime/unit-of-work.ts';
 import type { IssuedCredential } from './credentials.ts';
 import {
   AgentHeartbeat,
@@ -131,7 +130,7 @@ interface Change {
 export class AgentStore {
   constructor(
     private readonly database: Database<AgentsDB>,
-    private readonly bus: EventBus,
+    private readonly bus: EventSink,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
   ) {}

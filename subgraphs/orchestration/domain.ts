@@ -2,7 +2,7 @@
 // Temporal's retry policy and backoff, leases and attempt timeouts, input validation, and the
 // workflow DAG (Argo-style validation and step release). Time is always passed in as epoch
 // milliseconds so every rule can be tested without a clock.
-import type { DomainEvent } from '../../runtime/events.ts';
+import type { NewDomainEvent } from '../../runtime/events.ts';
 import { badInput, conflict, domainError } from '../../runtime/errors.ts';
 import { intInRange, jsonValue, numberInRange, optionalText, stringList, text } from '../../runtime/validate.ts';
 
@@ -817,7 +817,7 @@ export interface WorkflowRunStatusChangedPayload {
   [key: string]: unknown;
 }
 
-export function taskStateChanged(from: TaskState | null, task: Task): DomainEvent<TaskStateChangedPayload> {
+export function taskStateChanged(from: TaskState | null, task: Task): NewDomainEvent<TaskStateChangedPayload> {
   return {
     type: TASK_STATE_CHANGED,
     tenantId: task.tenantId,
@@ -827,7 +827,7 @@ export function taskStateChanged(from: TaskState | null, task: Task): DomainEven
   };
 }
 
-export function taskProgressReported(task: Task): DomainEvent<TaskProgressReportedPayload> {
+export function taskProgressReported(task: Task): NewDomainEvent<TaskProgressReportedPayload> {
   return {
     type: TASK_PROGRESS_REPORTED,
     tenantId: task.tenantId,
@@ -842,6 +842,6 @@ export function workflowRunStatusChanged(
   from: WorkflowRunStatus | null,
   to: WorkflowRunStatus,
   now: number,
-): DomainEvent<WorkflowRunStatusChangedPayload> {
+): NewDomainEvent<WorkflowRunStatusChangedPayload> {
   return { type: WORKFLOW_RUN_STATUS_CHANGED, tenantId: run.tenantId, subjectId: run.id, occurredAt: iso(now), payload: { runId: run.id, from, to } };
 }

@@ -16,13 +16,17 @@ export const orchestrationSpec = {
   SUBGRAPH_AGENTS_URL: env.url('GraphQL endpoint of the agents subgraph, asked about an agent at each claim', ['http', 'https'], 'http://127.0.0.1:4001/graphql'),
 };
 
+/** The agents subgraph's event channel (its name: runtime/outbox.ts publishes there). */
+const AGENTS_CHANNEL = 'agents';
+
 export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationContext> = {
   name: 'orchestration',
   defaultPort: 4002,
   migrations,
-  create({ database, bus, logger, identity, env: source }) {
+  outbox: true,
+  create({ database, bus, events, logger, identity, env: source }) {
     const config = loadConfig(orchestrationSpec, source);
-    const store = new OrchestrationStore({ database, bus, logger });
+    const store = new OrchestrationStore({ database, bus: events, logger });
     const agents = createAgentDirectory({ url: config.SUBGRAPH_AGENTS_URL ?? 'http://127.0.0.1:4001/graphql', identity, logger });
     const sweeper = createPeriodicJob({ name: 'lease sweep', intervalMs: config.LEASE_SWEEP_INTERVAL_MS, run: () => store.sweep(), logger });
 
@@ -45,8 +49,11 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
       createContext: (base) => createOrchestrationContext(base, store, agents),
       start: () => {
         sweeper.start();
-        unsubscribe = bus.subscribe(AGENT_STATUS_CHANGED, onStatusChanged);
-        unsubscribe.catch((err: unknown) => logger.error({ err }, `subscribing to ${AGENT_STATUS_CHANGED} failed: retired agents' tasks wait for their leases to expire`));
+        // The outbox publishes each subgraph's events on a channel named after it.
+        unsubscribe = bus.subscribe(AGENTS_CHANNEL, (event) => {
+          if (event.type === AGENT_STATUS_CHANGED) onStatusChanged(event);
+        });
+        unsubscribe.catch((err: unknown) => logger.error({ err }, `subscribing to the ${AGENTS_CHANNEL} events failed: retired agents' tasks wait for their leases to expire`));
       },
       stop: async () => {
         await sweeper.stop();

@@ -1,6 +1,7 @@
 // Schema of the orchestration subgraph. Only portable types (text, integer, double precision), so
 // the same migrations run on SQLite and PostgreSQL.
 import type { Kysely, Migration } from 'kysely';
+import { outboxMigration } from '../../runtime/outbox.ts';
 
 const initial: Migration = {
   async up(db: Kysely<unknown>) {
@@ -154,4 +155,6 @@ export const migrations: Record<string, Migration> = {
   '0001_orchestration': initial,
   '0002_claim_and_agent_page_indexes': claimAndAgentPageIndexes,
   '0003_task_history': taskHistory,
+  // The events of every change, written in its transaction (runtime/outbox.ts).
+  '0004_outbox': outboxMigration(),
 };

@@ -5,7 +5,7 @@ import type { DomainEvent } from '../../runtime/events.ts';
 import { requireScopes } from '../../runtime/identity.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
-import { scalarResolvers } from '../../runtime/scalars.ts';
+import { afterSequenceArg, eventIdentity, eventScalarResolvers, scalarResolvers } from '../../runtime/scalars.ts';
 import { eventStreamsOf } from '../../runtime/subscriptions.ts';
 import { intInRange, text } from '../../runtime/validate.ts';
 import type { OrchestrationContext } from './context.ts';
@@ -123,6 +123,7 @@ function runIdOf(event: DomainEvent): string | null {
 
 export const resolvers: Resolvers = {
   ...scalarResolvers,
+  ...eventScalarResolvers,
 
   Query: {
     task: (_, { id }, ctx) => reading(ctx).loaders.taskById.load(parseId(id, 'id')),
@@ -198,14 +199,15 @@ export const resolvers: Resolvers = {
         return eventStreamsOf(reading(ctx)).stream({
           types: [TASK_STATE_CHANGED, TASK_PROGRESS_REPORTED],
           tenantId: ctx.tenantId,
+          afterSequence: afterSequenceArg(args.afterSequence),
           filter: (event) => taskEventMatches(ctx, event, filter),
         });
       },
       resolve: async (event: DomainEvent, _: unknown, ctx: OrchestrationContext) => {
         const task = await eventTask(ctx, event.subjectId);
-        if (event.type === TASK_PROGRESS_REPORTED) return { kind: 'PROGRESS_REPORTED' as const, task, from: null, to: null, occurredAt: event.occurredAt };
+        if (event.type === TASK_PROGRESS_REPORTED) return { kind: 'PROGRESS_REPORTED' as const, task, from: null, to: null, occurredAt: event.occurredAt, ...eventIdentity(event) };
         const { from, to } = event.payload as TaskStateChangedPayload;
-        return { kind: 'STATE_CHANGED' as const, task, from, to, occurredAt: event.occurredAt };
+        return { kind: 'STATE_CHANGED' as const, task, from, to, occurredAt: event.occurredAt, ...eventIdentity(event) };
       },
     },
     workflowRunUpdated: {
@@ -214,6 +216,7 @@ export const resolvers: Resolvers = {
         return eventStreamsOf(reading(ctx)).stream({
           types: [WORKFLOW_RUN_STATUS_CHANGED, TASK_STATE_CHANGED],
           tenantId: ctx.tenantId,
+          afterSequence: afterSequenceArg(args.afterSequence),
           filter: (event) => {
             const id = runIdOf(event);
             return id !== null && (runId === null || id === runId);
@@ -224,9 +227,9 @@ export const resolvers: Resolvers = {
         const run = await eventRun(ctx, runIdOf(event) ?? event.subjectId);
         if (event.type === WORKFLOW_RUN_STATUS_CHANGED) {
           const { from, to } = event.payload as WorkflowRunStatusChangedPayload;
-          return { kind: 'STATUS_CHANGED' as const, run, from, to, task: null, occurredAt: event.occurredAt };
+          return { kind: 'STATUS_CHANGED' as const, run, from, to, task: null, occurredAt: event.occurredAt, ...eventIdentity(event) };
         }
-        return { kind: 'TASK_UPDATED' as const, run, from: null, to: null, task: await eventTask(ctx, event.subjectId), occurredAt: event.occurredAt };
+        return { kind: 'TASK_UPDATED' as const, run, from: null, to: null, task: await eventTask(ctx, event.subjectId), occurredAt: event.occurredAt, ...eventIdentity(event) };
       },
     },
   },

@@ -3,11 +3,10 @@
 // events are published only after it committed.
 import type { Database } from '../../runtime/db.ts';
 import { conflict, notFound } from '../../runtime/errors.ts';
-import type { EventBus } from '../../runtime/events.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
-import { inTransaction } from '../../runtime/unit-of-work.ts';
+import { inTransaction, type EventSink } from '../../runtime/unit-of-work.ts';
 import * as domain from './domain.ts';
 import { SYSTEM_ACTORS, type Actor, type AgentActor, type HistoryNote, type Task, type TaskFailure, type TaskHistoryEntry, type TaskSpec, type TaskState, type WorkflowDefinitionSpec } from './domain.ts';
 import type { StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store/rows.ts';
@@ -37,7 +36,8 @@ export interface SweepResult {
 
 export interface OrchestrationStoreOptions {
   database: Database<OrchestrationDB>;
-  bus: EventBus;
+  /** Where the events of each transaction go: the subgraph's outbox (or, in some tests, a bus). */
+  bus: EventSink;
   logger: Logger;
   /** Epoch milliseconds; tests drive time through it instead of sleeping. */
   clock?: () => number;
@@ -52,7 +52,7 @@ const errorCode = (err: unknown): unknown => (typeof err === 'object' && err !==
 
 export class OrchestrationStore {
   private readonly database: Database<OrchestrationDB>;
-  private readonly bus: EventBus;
+  private readonly bus: EventSink;
   private readonly logger: Logger;
   private readonly clock: () => number;
   private readonly sweepBatchSize: number;

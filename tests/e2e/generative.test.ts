@@ -56,6 +56,9 @@ const DOCUMENTED_CODES = new Set([
   'AGENT_NOT_FOUND',
   'AGENT_NOT_ACTIVE',
   'SKILLS_NOT_REGISTERED',
+  // Resumed subscriptions (README › Subscriptions).
+  'EVENTS_EXPIRED',
+  'EVENTS_UNAVAILABLE',
 ]);
 
 // What a stack trace, a file path or a database/library internal looks like in a body.

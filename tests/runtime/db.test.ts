@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { sql, type Migration } from 'kysely';
 import { backends, openTestDatabase } from '../support/databases.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
-import type { DomainEvent } from '../../runtime/events.ts';
+import type { DomainEvent, NewDomainEvent } from '../../runtime/events.ts';
 
 interface DB {
   notes: { id: string; body: string };
@@ -38,7 +38,7 @@ describe.each(backends)('database: $backend', ({ backend, skip }) => {
     try {
       const seen: DomainEvent[] = [];
       await t.bus.subscribe('NoteAdded', (e) => seen.push(e));
-      const ev = (id: string): DomainEvent => ({ type: 'NoteAdded', tenantId: 'default', subjectId: id, occurredAt: new Date().toISOString(), payload: {} });
+      const ev = (id: string): NewDomainEvent => ({ type: 'NoteAdded', tenantId: 'default', subjectId: id, occurredAt: new Date().toISOString(), payload: {} });
       await inTransaction(t.database, t.bus, t.logger, async (trx, emit) => {
         await trx.insertInto('notes').values({ id: 'ok', body: 'x' }).execute();
         emit(ev('ok'));

@@ -9,7 +9,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { sql, type Migration, type Transaction } from 'kysely';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../../runtime/db.ts';
-import { createEventBus, type DomainEvent, type EventBus } from '../../runtime/events.ts';
+import { createEventBus, type EventBus, type NewDomainEvent } from '../../runtime/events.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import { REDIS_URL, silentLogger } from '../support/databases.ts';
@@ -140,7 +140,7 @@ describe('group commit (SQLite)', () => {
       try {
         const seen: string[] = [];
         await bus.subscribe('NoteAdded', (e) => seen.push(e.subjectId));
-        const ev = (id: string): DomainEvent => ({ type: 'NoteAdded', tenantId: 'default', subjectId: id, occurredAt: new Date().toISOString(), payload: {} });
+        const ev = (id: string): NewDomainEvent => ({ type: 'NoteAdded', tenantId: 'default', subjectId: id, occurredAt: new Date().toISOString(), payload: {} });
         const write = (id: string, fail = false) =>
           inTransaction(t.database, bus, t.logger, async (trx, emit) => {
             await trx.insertInto('notes').values({ id, body: id }).execute();

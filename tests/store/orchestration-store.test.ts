@@ -100,6 +100,7 @@ function observedBus(inner: EventBus, reader: () => CommittedReader | undefined)
       await delivered;
     },
     subscribe: (type, handler) => inner.subscribe(type, handler),
+    onReconnect: (listener) => inner.onReconnect(listener),
     ping: () => inner.ping(),
     close: () => inner.close(),
   };

@@ -35,6 +35,8 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
       DATA_DIR: dataDir,
       LOG_LEVEL: 'silent',
       DATABASE_SCHEMA_PREFIX: schemaPrefix,
+      // No periodic outbox relay during the statement counts (the one at start is awaited by settleEvents).
+      OUTBOX_RELAY_INTERVAL_MS: '3600000',
       ...TEST_SECURITY_ENV,
     });
   });
@@ -279,6 +281,7 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
       expect(activated.errors).toBeUndefined();
     }
     const missing = randomUUID();
+    await running.settleEvents();
     const commitsBefore = running.database.stats.commits;
     const ids = [...agentsToBeat.map((a) => a.id), missing, ...agentsToBeat.map((a) => a.id)];
     const answers = await Promise.all(ids.map((id) => gql<{ recordHeartbeat: { id: string; lastHeartbeatAt: string } }>(`mutation($id: ID!) { recordHeartbeat(id: $id) { id lastHeartbeatAt } }`, { id })));
@@ -306,6 +309,7 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
 
     const unknown = randomUUID();
     const representations = [...ids.map((id) => ({ __typename: 'Agent', id })), { __typename: 'Agent', id: unknown }, { __typename: 'Agent', id: 'not-a-uuid' }];
+    await running.settleEvents();
     const before = running.database.stats.queries;
     const res = await gql<{ _entities: ({ id: string; name: string; health: string } | null)[] }>(
       'query($r: [_Any!]!) { _entities(representations: $r) { ... on Agent { id name health } } }',

@@ -39,7 +39,14 @@ async function startInstance(sweepIntervalMs: number): Promise<Instance> {
   const agents = await startSubgraph(agentsSubgraph, { ...common, AGENTS_PORT: '0' }, { bus });
   const started = await startSubgraph(
     orchestration,
-    { ...common, ORCHESTRATION_PORT: '0', LEASE_SWEEP_INTERVAL_MS: String(sweepIntervalMs), SUBGRAPH_AGENTS_URL: agents.url },
+    {
+      ...common,
+      ORCHESTRATION_PORT: '0',
+      LEASE_SWEEP_INTERVAL_MS: String(sweepIntervalMs),
+      // The outbox relay is background work too: as quiet as the sweeper.
+      OUTBOX_RELAY_INTERVAL_MS: String(sweepIntervalMs),
+      SUBGRAPH_AGENTS_URL: agents.url,
+    },
     { bus },
   );
   return {
@@ -289,6 +296,7 @@ describe('orchestration subgraph over HTTP', () => {
         expect(claimTask?.id).toBe(submitted[expected]);
       }
 
+      await target.settleEvents();
       const before = target.database.stats.queries;
       const result = await gql<{ _entities: { id: string; activeTaskCount: number; tasks: { totalCount: number; nodes: { id: string }[] } }[] }>(
         `query($r: [_Any!]!) { _entities(representations: $r) { ... on Agent { id tasks(first: 2) { totalCount nodes { id } } activeTaskCount } } }`,

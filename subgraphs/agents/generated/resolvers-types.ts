@@ -17,6 +17,8 @@ export type Scalars = {
   DateTime: { input: string; output: string; }
   /** Any JSON value. */
   JSON: { input: unknown; output: unknown; }
+  /** An integer between -(2^53 - 1) and 2^53 - 1: exact in JSON and JavaScript numbers. */
+  SafeInt: { input: number; output: number; }
   _FieldSet: { input: unknown; output: unknown; }
 };
 
@@ -124,7 +126,15 @@ export type AgentHeartbeatEvent = {
   __typename?: 'AgentHeartbeatEvent';
   /** The agent as it is when the event is delivered. */
   agent: Agent;
+  /** Unique: an event received twice (e.g. once live and once on resuming) is the same event. */
+  eventId: Scalars['ID']['output'];
   occurredAt: Scalars['DateTime']['output'];
+  /**
+   * Position of the event among all events of the tenant in this subgraph (1, 2, 3… in commit
+   * order, without gaps; a filtered subscription sees a subset). Pass the last one received as
+   * afterSequence to resume.
+   */
+  sequence: Scalars['SafeInt']['output'];
 };
 
 /** The organization that provides the agent (A2A AgentProvider). */
@@ -182,9 +192,17 @@ export type AgentStatusEvent = {
   __typename?: 'AgentStatusEvent';
   /** The agent as it is when the event is delivered. */
   agent: Agent;
+  /** Unique: an event received twice (e.g. once live and once on resuming) is the same event. */
+  eventId: Scalars['ID']['output'];
   /** The status before; null when the agent was just registered. */
   from?: Maybe<AgentStatus>;
   occurredAt: Scalars['DateTime']['output'];
+  /**
+   * Position of the event among all events of the tenant in this subgraph (1, 2, 3… in commit
+   * order, without gaps; a filtered subscription sees a subset). Pass the last one received as
+   * afterSequence to resume.
+   */
+  sequence: Scalars['SafeInt']['output'];
   /** The status the change led to. */
   to: AgentStatus;
 };
@@ -343,11 +361,13 @@ export type Subscription = {
 
 
 export type SubscriptionAgentHeartbeatArgs = {
+  afterSequence?: InputMaybe<Scalars['SafeInt']['input']>;
   agentId?: InputMaybe<Scalars['ID']['input']>;
 };
 
 
 export type SubscriptionAgentStatusChangedArgs = {
+  afterSequence?: InputMaybe<Scalars['SafeInt']['input']>;
   agentId?: InputMaybe<Scalars['ID']['input']>;
 };
 
@@ -488,6 +508,7 @@ export type ResolversTypes = {
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RegisterAgentInput: RegisterAgentInput;
+  SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   UpdateAgentInput: UpdateAgentInput;
 };
@@ -520,6 +541,7 @@ export type ResolversParentTypes = {
   PageInfo: PageInfo;
   Query: Record<PropertyKey, never>;
   RegisterAgentInput: RegisterAgentInput;
+  SafeInt: Scalars['SafeInt']['output'];
   Subscription: Record<PropertyKey, never>;
   UpdateAgentInput: UpdateAgentInput;
 };
@@ -574,7 +596,9 @@ export type AgentEdgeResolvers<ContextType = AgentsContext, ParentType extends R
 
 export type AgentHeartbeatEventResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentHeartbeatEvent'] = ResolversParentTypes['AgentHeartbeatEvent']> = {
   agent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
+  eventId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  sequence?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
 };
 
 export type AgentProviderResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentProvider'] = ResolversParentTypes['AgentProvider']> = {
@@ -594,8 +618,10 @@ export type AgentSkillResolvers<ContextType = AgentsContext, ParentType extends 
 
 export type AgentStatusEventResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['AgentStatusEvent'] = ResolversParentTypes['AgentStatusEvent']> = {
   agent?: Resolver<ResolversTypes['Agent'], ParentType, ContextType>;
+  eventId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   from?: Resolver<Maybe<ResolversTypes['AgentStatus']>, ParentType, ContextType>;
   occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  sequence?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   to?: Resolver<ResolversTypes['AgentStatus'], ParentType, ContextType>;
 };
 
@@ -635,6 +661,10 @@ export type QueryResolvers<ContextType = AgentsContext, ParentType extends Resol
   agents?: Resolver<ResolversTypes['AgentConnection'], ParentType, ContextType, RequireFields<QueryAgentsArgs, 'first'>>;
 };
 
+export interface SafeIntScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['SafeInt'], any> {
+  name: 'SafeInt';
+}
+
 export type SubscriptionResolvers<ContextType = AgentsContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = {
   agentHeartbeat?: SubscriptionResolver<ResolversTypes['AgentHeartbeatEvent'], "agentHeartbeat", ParentType, ContextType, Partial<SubscriptionAgentHeartbeatArgs>>;
   agentStatusChanged?: SubscriptionResolver<ResolversTypes['AgentStatusEvent'], "agentStatusChanged", ParentType, ContextType, Partial<SubscriptionAgentStatusChangedArgs>>;
@@ -656,6 +686,7 @@ export type Resolvers<ContextType = AgentsContext> = {
   Mutation?: MutationResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
+  SafeInt?: GraphQLScalarType;
   Subscription?: SubscriptionResolvers<ContextType>;
 };
 

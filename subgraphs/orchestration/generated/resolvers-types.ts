@@ -17,6 +17,8 @@ export type Scalars = {
   DateTime: { input: string; output: string; }
   /** Any JSON value. */
   JSON: { input: unknown; output: unknown; }
+  /** An integer between -(2^53 - 1) and 2^53 - 1: exact in JSON and JavaScript numbers. */
+  SafeInt: { input: number; output: number; }
   _FieldSet: { input: unknown; output: unknown; }
 };
 
@@ -267,6 +269,7 @@ export type Subscription = {
 
 
 export type SubscriptionTaskUpdatedArgs = {
+  afterSequence?: InputMaybe<Scalars['SafeInt']['input']>;
   agentId?: InputMaybe<Scalars['ID']['input']>;
   taskId?: InputMaybe<Scalars['ID']['input']>;
   workflowRunId?: InputMaybe<Scalars['ID']['input']>;
@@ -274,6 +277,7 @@ export type SubscriptionTaskUpdatedArgs = {
 
 
 export type SubscriptionWorkflowRunUpdatedArgs = {
+  afterSequence?: InputMaybe<Scalars['SafeInt']['input']>;
   runId?: InputMaybe<Scalars['ID']['input']>;
 };
 
@@ -360,10 +364,18 @@ export type TaskErrorInput = {
 /** Something happened to a task: a mutation, the lease sweeper or the workflow engine changed it. */
 export type TaskEvent = {
   __typename?: 'TaskEvent';
+  /** Unique: an event received twice (e.g. once live and once on resuming) is the same event. */
+  eventId: Scalars['ID']['output'];
   /** STATE_CHANGED: the state before; null when the task was just submitted, and for PROGRESS_REPORTED. */
   from?: Maybe<TaskState>;
   kind: TaskEventKind;
   occurredAt: Scalars['DateTime']['output'];
+  /**
+   * Position of the event among all events of the tenant in this subgraph (1, 2, 3… in commit
+   * order, without gaps; a filtered subscription sees a subset). Pass the last one received as
+   * afterSequence to resume.
+   */
+  sequence: Scalars['SafeInt']['output'];
   /** The task as it is when the event is delivered (it may have moved on since the event). */
   task: Task;
   /** STATE_CHANGED: the state the change led to; null for PROGRESS_REPORTED. */
@@ -515,12 +527,20 @@ export type WorkflowRunEdge = {
 /** Something happened to a workflow run: its status changed, or one of its tasks did. */
 export type WorkflowRunEvent = {
   __typename?: 'WorkflowRunEvent';
+  /** Unique: an event received twice (e.g. once live and once on resuming) is the same event. */
+  eventId: Scalars['ID']['output'];
   /** STATUS_CHANGED: the status before; null when the run started, and for TASK_UPDATED. */
   from?: Maybe<WorkflowRunStatus>;
   kind: WorkflowRunEventKind;
   occurredAt: Scalars['DateTime']['output'];
   /** The run as it is when the event is delivered. */
   run: WorkflowRun;
+  /**
+   * Position of the event among all events of the tenant in this subgraph (1, 2, 3… in commit
+   * order, without gaps; a filtered subscription sees a subset). Pass the last one received as
+   * afterSequence to resume.
+   */
+  sequence: Scalars['SafeInt']['output'];
   /** TASK_UPDATED: the task that changed state. */
   task?: Maybe<Task>;
   /** STATUS_CHANGED: the status the change led to; null for TASK_UPDATED. */
@@ -697,6 +717,7 @@ export type ResolversTypes = {
   RetryPolicy: ResolverTypeWrapper<RetryPolicy>;
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   RetryPolicyInput: RetryPolicyInput;
+  SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
   StepRunStatus: StepRunStatus;
   SubmitTaskInput: SubmitTaskInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -743,6 +764,7 @@ export type ResolversParentTypes = {
   RetryPolicy: RetryPolicy;
   Float: Scalars['Float']['output'];
   RetryPolicyInput: RetryPolicyInput;
+  SafeInt: Scalars['SafeInt']['output'];
   SubmitTaskInput: SubmitTaskInput;
   Subscription: Record<PropertyKey, never>;
   Task: TaskRow;
@@ -819,6 +841,10 @@ export type RetryPolicyResolvers<ContextType = OrchestrationContext, ParentType 
   maximumIntervalSeconds?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
 };
 
+export interface SafeIntScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['SafeInt'], any> {
+  name: 'SafeInt';
+}
+
 export type SubscriptionResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = {
   taskUpdated?: SubscriptionResolver<ResolversTypes['TaskEvent'], "taskUpdated", ParentType, ContextType, Partial<SubscriptionTaskUpdatedArgs>>;
   workflowRunUpdated?: SubscriptionResolver<ResolversTypes['WorkflowRunEvent'], "workflowRunUpdated", ParentType, ContextType, Partial<SubscriptionWorkflowRunUpdatedArgs>>;
@@ -871,9 +897,11 @@ export type TaskErrorResolvers<ContextType = OrchestrationContext, ParentType ex
 };
 
 export type TaskEventResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['TaskEvent'] = ResolversParentTypes['TaskEvent']> = {
+  eventId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   from?: Resolver<Maybe<ResolversTypes['TaskState']>, ParentType, ContextType>;
   kind?: Resolver<ResolversTypes['TaskEventKind'], ParentType, ContextType>;
   occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  sequence?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   task?: Resolver<ResolversTypes['Task'], ParentType, ContextType>;
   to?: Resolver<Maybe<ResolversTypes['TaskState']>, ParentType, ContextType>;
 };
@@ -942,10 +970,12 @@ export type WorkflowRunEdgeResolvers<ContextType = OrchestrationContext, ParentT
 };
 
 export type WorkflowRunEventResolvers<ContextType = OrchestrationContext, ParentType extends ResolversParentTypes['WorkflowRunEvent'] = ResolversParentTypes['WorkflowRunEvent']> = {
+  eventId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   from?: Resolver<Maybe<ResolversTypes['WorkflowRunStatus']>, ParentType, ContextType>;
   kind?: Resolver<ResolversTypes['WorkflowRunEventKind'], ParentType, ContextType>;
   occurredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   run?: Resolver<ResolversTypes['WorkflowRun'], ParentType, ContextType>;
+  sequence?: Resolver<ResolversTypes['SafeInt'], ParentType, ContextType>;
   task?: Resolver<Maybe<ResolversTypes['Task']>, ParentType, ContextType>;
   to?: Resolver<Maybe<ResolversTypes['WorkflowRunStatus']>, ParentType, ContextType>;
 };
@@ -975,6 +1005,7 @@ export type Resolvers<ContextType = OrchestrationContext> = {
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   RetryPolicy?: RetryPolicyResolvers<ContextType>;
+  SafeInt?: GraphQLScalarType;
   Subscription?: SubscriptionResolvers<ContextType>;
   Task?: TaskResolvers<ContextType>;
   TaskConnection?: TaskConnectionResolvers<ContextType>;
