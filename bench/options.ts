@@ -124,7 +124,13 @@ export function parseOptions(argv: string[], defaultOutDir: string): BenchOption
     if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new Error(`--variant expects name:KEY=VALUE,… with a lower-case name, got "${spec}"`);
     const items = spec.slice(colon + 1).split(',');
     const nodeArgs = items.filter((i) => i.startsWith('--'));
-    const env = { ...oursEnv, ...envPairs('--variant', items.filter((i) => !i.startsWith('--'))) };
+    const env = {
+      ...oursEnv,
+      ...envPairs(
+        '--variant',
+        items.filter((i) => !i.startsWith('--')),
+      ),
+    };
     return nodeArgs.length > 0 ? { name, env, nodeArgs } : { name, env };
   });
   for (const spec of values.compare ?? []) {

@@ -48,7 +48,10 @@ export interface ProfileSummary {
 const MARKERS: { stage: string; test: (fn: string, area: string) => boolean }[] = [
   { stage: 'garbage collection', test: (fn) => fn === '(garbage collector)' },
   { stage: 'logging (pino)', test: (_fn, area) => area === 'pino' || area === 'sonic-boom' },
-  { stage: 'JSON serialisation of the response', test: (fn, area) => fn === 'prettyJSONStringify' || (area === 'gateway/server.ts' && (fn === '' || fn === 'stringifyResult')) },
+  {
+    stage: 'JSON serialisation of the response',
+    test: (fn, area) => fn === 'prettyJSONStringify' || (area === 'gateway/server.ts' && (fn === '' || fn === 'stringifyResult')),
+  },
   {
     stage: 'subgraph HTTP client (request, parse answer)',
     test: (fn, area) =>
@@ -60,8 +63,14 @@ const MARKERS: { stage: string; test: (fn: string, area: string) => boolean }[] 
   { stage: 'result shaping (computeResponse)', test: (fn) => fn === 'computeResponse' },
 ];
 const PACKAGES: { stage: string; areas: RegExp }[] = [
-  { stage: 'gateway executor (operation, plan lookup, fetch orchestration)', areas: /^(@apollo\/gateway|@apollo\/query-planner|@apollo\/federation-internals|@opentelemetry\/api)$/ },
-  { stage: 'Apollo Server request pipeline (parse/validate cache, plugins, HTTP semantics)', areas: /^(@apollo\/server|@apollo\/utils\..*|graphql|negotiator|content-type|express|body-parser|lru-cache)$/ },
+  {
+    stage: 'gateway executor (operation, plan lookup, fetch orchestration)',
+    areas: /^(@apollo\/gateway|@apollo\/query-planner|@apollo\/federation-internals|@opentelemetry\/api)$/,
+  },
+  {
+    stage: 'Apollo Server request pipeline (parse/validate cache, plugins, HTTP semantics)',
+    areas: /^(@apollo\/server|@apollo\/utils\..*|graphql|negotiator|content-type|express|body-parser|lru-cache)$/,
+  },
   { stage: 'HTTP server, sockets, event loop', areas: /^(runtime\/http\.ts|gateway\/.*|node:.*)$/ },
 ];
 
@@ -199,7 +208,9 @@ export function summarise(original: CpuProfile, top = 25): ProfileSummary {
 }
 
 function table(title: string, rows: Share[]): string {
-  return [`| ${title} | self ms | % of busy |`, '|---|---:|---:|', ...rows.map((r) => `| ${r.name.replace(/\|/g, '\\|')} | ${r.ms} | ${r.percent} |`)].join('\n');
+  return [`| ${title} | self ms | % of busy |`, '|---|---:|---:|', ...rows.map((r) => `| ${r.name.replace(/\|/g, '\\|')} | ${r.ms} | ${r.percent} |`)].join(
+    '\n',
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

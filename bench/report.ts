@@ -89,7 +89,8 @@ function ratioCell(t: TargetSummary): string {
   return `${median} (${t.ratioRange[0].toFixed(2)}–${t.ratioRange[1].toFixed(2)})`;
 }
 
-const fmt = (value: number | null, digits = 0) => (value === null || Number.isNaN(value) ? 'n/a' : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (value: number | null, digits = 0) =>
+  value === null || Number.isNaN(value) ? 'n/a' : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 export function markdownTable(scenarios: readonly ScenarioSummary[]): string {
   const lines = [
@@ -98,7 +99,7 @@ export function markdownTable(scenarios: readonly ScenarioSummary[]): string {
   ];
   for (const s of scenarios) {
     if (s.skipped) {
-      lines.push(`| ${s.title} | (skipped) | | | | | | | | ${s.skipped.slice(0, 160).replace(/\|/g, "/")} |`);
+      lines.push(`| ${s.title} | (skipped) | | | | | | | | ${s.skipped.slice(0, 160).replace(/\|/g, '/')} |`);
       continue;
     }
     const same = s.sameData ? (s.sameData.same ? 'yes' : `NO: ${s.sameData.detail.slice(0, 80)}`) : 'n/a';

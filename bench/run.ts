@@ -69,7 +69,9 @@ async function main(opts: BenchOptions): Promise<void> {
     const watched = running.all();
     log(`services: ${watched.map((w) => `${w.name} pid ${w.pid}`).join(', ')}; logs in ${logDir}`);
 
-    const headers: Record<string, string> = opts.token ? { authorization: `Bearer ${await mintDevToken({}, { ...process.env, NODE_ENV: 'development' })}` } : {};
+    const headers: Record<string, string> = opts.token
+      ? { authorization: `Bearer ${await mintDevToken({}, { ...process.env, NODE_ENV: 'development' })}` }
+      : {};
     const chosen = allScenarios({ agentIds: seeded.agentIds }).filter((s) => opts.scenarios.length === 0 || opts.scenarios.includes(s.id));
     const plans: { scenario: Scenario; targets: TargetEndpoint[]; summary: ScenarioSummary }[] = [];
     for (const scenario of chosen) {
@@ -90,7 +92,14 @@ async function main(opts: BenchOptions): Promise<void> {
     const active = plans.filter((p) => !p.summary.skipped);
 
     const run = (scenario: Scenario, target: TargetEndpoint, seconds: number) =>
-      measure({ baseUrl: target.baseUrl, call: scenario.call(target.kind, seededRandom(opts.seed)), connections: opts.connections, durationSeconds: seconds, watched, headers });
+      measure({
+        baseUrl: target.baseUrl,
+        call: scenario.call(target.kind, seededRandom(opts.seed)),
+        connections: opts.connections,
+        durationSeconds: seconds,
+        watched,
+        headers,
+      });
 
     if (opts.warmupSeconds > 0) {
       log(`warm-up: ${opts.warmupSeconds} s per scenario and target, discarded`);
@@ -118,13 +127,17 @@ async function main(opts: BenchOptions): Promise<void> {
           }
           measured.set(key(scenario, target.kind), [...(measured.get(key(scenario, target.kind)) ?? []), m]);
           const failed = Object.values(m.failures).some((n) => n > 0) ? `, failures ${JSON.stringify(m.failures)}` : '';
-          log(`round ${r + 1}/${opts.rounds} ${scenario.id} ${target.kind}: ${m.requestsPerSecond} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, CPU ${JSON.stringify(m.cpuMsPerRequest)} ms/req${failed}`);
+          log(
+            `round ${r + 1}/${opts.rounds} ${scenario.id} ${target.kind}: ${m.requestsPerSecond} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms, CPU ${JSON.stringify(m.cpuMsPerRequest)} ms/req${failed}`,
+          );
         }
       }
     }
 
     for (const { scenario, targets, summary } of active) {
-      summary.targets = withRatios(targets.map((t) => summarise(t.kind, measured.get(key(scenario, t.kind)) ?? [], cpuProcessOf(t.kind, scenario.directSubgraph))));
+      summary.targets = withRatios(
+        targets.map((t) => summarise(t.kind, measured.get(key(scenario, t.kind)) ?? [], cpuProcessOf(t.kind, scenario.directSubgraph))),
+      );
     }
     const peakRss: Record<string, number | null> = {};
     for (const w of watched) peakRss[w.name in running.subgraphs ? `${w.name} subgraph` : targetLabel(w.name as TargetKind)] = peakRssMb(w.pid);

@@ -36,7 +36,6 @@ export interface Services {
 /** SUBGRAPH_<NAME>_URL, as both gateways read it. */
 const urlVariable = (name: string) => `SUBGRAPH_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_URL`;
 
-
 export async function startServices(options: BenchOptions, work: string, dataDir: string, logDir: string): Promise<Services> {
   let bundle: string | undefined;
   // Development mode everywhere: stock @apollo/gateway cannot sign the gateway identity our
@@ -47,7 +46,14 @@ export async function startServices(options: BenchOptions, work: string, dataDir
   const started = await Promise.all(
     Object.keys(subgraphRegistry).map(async (name) => {
       const port = await freePort();
-      return launch({ name, args: ['scripts/subgraph.ts', name], port, env: { ...common, [`${name.toUpperCase()}_PORT`]: String(port) }, logDir, ready: readyz });
+      return launch({
+        name,
+        args: ['scripts/subgraph.ts', name],
+        port,
+        env: { ...common, [`${name.toUpperCase()}_PORT`]: String(port) },
+        logDir,
+        ready: readyz,
+      });
     }),
   );
   const subgraphs = Object.fromEntries(started.map((s) => [s.name, s]));
@@ -92,7 +98,11 @@ export async function startServices(options: BenchOptions, work: string, dataDir
         // (--compare) runs from its sources under tsx, as they are.
         const how = variant?.root
           ? { args: ['gateway/main.ts'], cwd: variant.root, nodeArgs }
-          : { args: [(bundle ??= await buildGateway())], tsx: false, nodeArgs: [...GATEWAY_NODE_ARGS, ...options.oursNodeArgs, ...(variant?.nodeArgs ?? []), ...nodeArgs] };
+          : {
+              args: [(bundle ??= await buildGateway())],
+              tsx: false,
+              nodeArgs: [...GATEWAY_NODE_ARGS, ...options.oursNodeArgs, ...(variant?.nodeArgs ?? []), ...nodeArgs],
+            };
         service = await launch({
           name: kind,
           ...how,

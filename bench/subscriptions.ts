@@ -76,7 +76,11 @@ async function gql<T>(url: string, query: string, variables?: Record<string, unk
 }
 
 async function stats(gatewayBase: string): Promise<{ clientSubscriptions: number; sharedStreams: number; upstreamSubscriptions: number }> {
-  return (await (await fetch(`${gatewayBase}/debug/subscriptions`)).json()) as { clientSubscriptions: number; sharedStreams: number; upstreamSubscriptions: number };
+  return (await (await fetch(`${gatewayBase}/debug/subscriptions`)).json()) as {
+    clientSubscriptions: number;
+    sharedStreams: number;
+    upstreamSubscriptions: number;
+  };
 }
 
 interface Row {
@@ -111,9 +115,25 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
   const subscribers: Subscriber[] = [];
   try {
     const [agentsPort, orchestrationPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
-    services.push(await launch({ name: 'agents', args: ['scripts/subgraph.ts', 'agents'], port: agentsPort, env: { ...common, AGENTS_PORT: String(agentsPort) }, logDir, ready: readyz }));
     services.push(
-      await launch({ name: 'orchestration', args: ['scripts/subgraph.ts', 'orchestration'], port: orchestrationPort, env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort), SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${agentsPort}/graphql` }, logDir, ready: readyz }),
+      await launch({
+        name: 'agents',
+        args: ['scripts/subgraph.ts', 'agents'],
+        port: agentsPort,
+        env: { ...common, AGENTS_PORT: String(agentsPort) },
+        logDir,
+        ready: readyz,
+      }),
+    );
+    services.push(
+      await launch({
+        name: 'orchestration',
+        args: ['scripts/subgraph.ts', 'orchestration'],
+        port: orchestrationPort,
+        env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort), SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${agentsPort}/graphql` },
+        logDir,
+        ready: readyz,
+      }),
     );
     const others: Record<string, string> = {};
     for (const name of ['governance']) {
@@ -125,7 +145,16 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
         continue;
       }
       const port = await freePort();
-      services.push(await launch({ name, args: ['scripts/subgraph.ts', name], port, env: { ...common, [`${name.toUpperCase()}_PORT`]: String(port) }, logDir, ready: readyz }));
+      services.push(
+        await launch({
+          name,
+          args: ['scripts/subgraph.ts', name],
+          port,
+          env: { ...common, [`${name.toUpperCase()}_PORT`]: String(port) },
+          logDir,
+          ready: readyz,
+        }),
+      );
       others[`SUBGRAPH_${name.toUpperCase()}_URL`] = `http://127.0.0.1:${port}/graphql`;
     }
     const gateway = await launch({
@@ -147,14 +176,24 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
     services.push(gateway);
     const url = `${gateway.baseUrl}/graphql`;
 
-    const { registerAgent } = await gql<{ registerAgent: { id: string } }>(url, `mutation { registerAgent(input: { name: "Bench agent", skills: [{ id: "b", name: "B", tags: ["bench"] }] }) { id } }`);
+    const { registerAgent } = await gql<{ registerAgent: { id: string } }>(
+      url,
+      `mutation { registerAgent(input: { name: "Bench agent", skills: [{ id: "b", name: "B", tags: ["bench"] }] }) { id } }`,
+    );
     const agentId = registerAgent.id;
     await gql(url, `mutation($id: ID!) { activateAgent(id: $id) { id } }`, { id: agentId });
-    const { submitTask } = await gql<{ submitTask: { id: string } }>(url, `mutation { submitTask(input: { title: "Bench task", requiredSkillTags: ["bench"] }) { id } }`);
+    const { submitTask } = await gql<{ submitTask: { id: string } }>(
+      url,
+      `mutation { submitTask(input: { title: "Bench task", requiredSkillTags: ["bench"] }) { id } }`,
+    );
     const taskId = submitTask.id;
     await gql(url, `mutation($a: ID!) { claimTask(agentId: $a, skillTags: ["bench"]) { id } }`, { a: agentId });
     const progress = (percent: number) =>
-      gql(url, `mutation($t: ID!, $a: ID!, $p: Int!) { reportTaskProgress(taskId: $t, agentId: $a, percent: $p, leaseSeconds: 3600) { id } }`, { t: taskId, a: agentId, p: percent });
+      gql(url, `mutation($t: ID!, $a: ID!, $p: Int!) { reportTaskProgress(taskId: $t, agentId: $a, percent: $p, leaseSeconds: 3600) { id } }`, {
+        t: taskId,
+        a: agentId,
+        p: percent,
+      });
     // Warm the gateway (plans, connection pools, JIT) before its baseline.
     await progress(1);
     for (let i = 0; i < 50; i++) await gql(url, `query($t: ID!) { task(id: $t) { state progress { percent } agent { name health } } }`, { t: taskId });
@@ -184,7 +223,10 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
           });
           const arrivals = new Map<number, number>();
           const dispose = client.subscribe<Record<string, { task: { progress: { percent: number } | null } }>>(
-            { query: `subscription($t: ID) { taskUpdated(taskId: $t) { kind occurredAt task { id state progress { percent } agent { name health } } } }`, variables: { t: taskId } },
+            {
+              query: `subscription($t: ID) { taskUpdated(taskId: $t) { kind occurredAt task { id state progress { percent } agent { name health } } } }`,
+              variables: { t: taskId },
+            },
             {
               next: (result) => {
                 const event = result.data ? Object.values(result.data)[0] : undefined;
@@ -215,7 +257,9 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
     await sleep(2000);
     const rssAfterMb = rssMb(gateway.pid);
     const shared = await stats(gateway.baseUrl);
-    log(`${size} subscribers: ${shared.sharedStreams} shared stream(s), ${shared.upstreamSubscriptions} upstream subscription(s); measuring ${options.events} events`);
+    log(
+      `${size} subscribers: ${shared.sharedStreams} shared stream(s), ${shared.upstreamSubscriptions} upstream subscription(s); measuring ${options.events} events`,
+    );
 
     const delays: number[] = [];
     const lastDelays: number[] = [];

@@ -10,7 +10,19 @@ export const DEFAULT_FORWARD_HEADERS = ['x-request-id', 'traceparent', 'tracesta
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key', 'x-gateway-identity', 'cookie']);
 
 // Hop-by-hop and body-framing headers: copying them would corrupt the subgraph request.
-const NOT_FORWARDABLE = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'content-type', 'content-encoding', 'expect']);
+const NOT_FORWARDABLE = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'expect',
+]);
 
 function headerList(doc: string, def: string[]): { doc: string; default: string[]; parse(raw: string): string[] } {
   return {
@@ -26,7 +38,10 @@ function headerList(doc: string, def: string[]): { doc: string; default: string[
       const framing = names.filter((h) => NOT_FORWARDABLE.has(h) || h.startsWith('proxy-'));
       if (framing.length > 0) throw new Error(`${framing.join(', ')} describe the client's own connection or body and cannot be forwarded`);
       const credentials = names.filter((h) => CREDENTIAL_HEADERS.has(h));
-      if (credentials.length > 0) throw new Error(`${credentials.join(', ')} carry credentials, which end at the gateway (subgraphs get a signed identity instead) and cannot be forwarded`);
+      if (credentials.length > 0)
+        throw new Error(
+          `${credentials.join(', ')} carry credentials, which end at the gateway (subgraphs get a signed identity instead) and cannot be forwarded`,
+        );
       return [...new Set(names)];
     },
   };
@@ -45,10 +60,18 @@ export const gatewaySpec = {
   SUPERGRAPH_WATCH: env.bool('reload the supergraph when its file changes', true),
   SUPERGRAPH_POLL_MS: env.int('how often the supergraph file is also stat-polled, for filesystems where change events are missed; 0 = events only', 1000, 0),
   SUBGRAPH_TIMEOUT_MS: env.int('longest a single subgraph request may take', 10_000, 1),
-  SUBGRAPH_MAX_RESPONSE_BYTES: env.int('most bytes of one subgraph answer the gateway reads (it buffers whole answers); past it the fetch fails with SUBGRAPH_RESPONSE_TOO_LARGE', 16 * 1024 * 1024, 1024),
+  SUBGRAPH_MAX_RESPONSE_BYTES: env.int(
+    'most bytes of one subgraph answer the gateway reads (it buffers whole answers); past it the fetch fails with SUBGRAPH_RESPONSE_TOO_LARGE',
+    16 * 1024 * 1024,
+    1024,
+  ),
   INTROSPECTION: optionalBool('answer introspection queries; default: on outside production, off in production'),
   GRAPHIQL: optionalBool('serve GraphiQL to browsers at /graphql; default: on outside production, off in production'),
-  API_KEY_CACHE_MS: env.int('how long a valid API key is trusted without asking the governance subgraph again; a revoked key stops working within this', 10_000, 0),
+  API_KEY_CACHE_MS: env.int(
+    'how long a valid API key is trusted without asking the governance subgraph again; a revoked key stops working within this',
+    10_000,
+    0,
+  ),
   TRUST_PROXY: env.bool('take the client address (for rate limits of anonymous callers) from X-Forwarded-For; only behind a reverse proxy you run', false),
   PREPARED_OPERATIONS_MAX: env.int(
     'documents the gateway remembers after Apollo Server executed them, so repeats (HTTP POST, REST routes, queries and mutations over graphql-ws and SSE) skip its request pipeline (README, Design notes); 0 turns this fast path off',

@@ -1,7 +1,7 @@
 // Who is calling and how much they may still do: every gateway transport (GraphQL over HTTP, REST,
 // SSE, graphql-ws) builds its request context here, so they all authenticate and count alike.
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
-import { GraphQLError } from 'graphql';
+import type { GraphQLError } from 'graphql';
 import type { RequestInfo } from '../runtime/http.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { ApiKeyVerifier } from './auth/api-keys.ts';
@@ -67,7 +67,10 @@ export function createAuthenticator(deps: { jwt: JwtVerifier; apiKeys: ApiKeyVer
 export async function createGatewayContext(info: RequestInfo, logger: Logger, auth: Authenticator): Promise<GatewayContext> {
   let principal: Principal;
   try {
-    principal = await auth.authenticate(readCredentials((name) => info.headers.get(name)), info.requestId);
+    principal = await auth.authenticate(
+      readCredentials((name) => info.headers.get(name)),
+      info.requestId,
+    );
   } catch (err) {
     if (err instanceof AuthError) throw err.toGraphQLError();
     throw err;
@@ -82,7 +85,9 @@ export async function createGatewayContext(info: RequestInfo, logger: Logger, au
 
 /** A context for a caller already authenticated (a graphql-ws connection's). */
 export function contextFor(info: Pick<RequestInfo, 'requestId' | 'headers' | 'remoteAddress'>, logger: Logger, principal: Principal): GatewayContext {
-  const child = logger.child(principal.kind === 'anonymous' ? { requestId: info.requestId } : { requestId: info.requestId, tenantId: principal.tenantId, subject: principal.subject });
+  const child = logger.child(
+    principal.kind === 'anonymous' ? { requestId: info.requestId } : { requestId: info.requestId, tenantId: principal.tenantId, subject: principal.subject },
+  );
   return { requestId: info.requestId, headers: info.headers, logger: child, principal, remoteAddress: info.remoteAddress };
 }
 

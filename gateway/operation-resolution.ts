@@ -19,7 +19,9 @@ export function operationResolutionPlugin<C extends BaseContext>(): ApolloServer
         async didResolveOperation({ operation, request }) {
           // Apollo's types promise an operation here; at run time it is undefined when none matched.
           if (operation) return;
-          throw new GraphQLError(operationResolutionMessage(request.operationName), { extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } } });
+          throw new GraphQLError(operationResolutionMessage(request.operationName), {
+            extensions: { code: 'OPERATION_RESOLUTION_FAILURE', http: { status: 400 } },
+          });
         },
       };
     },

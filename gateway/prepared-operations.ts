@@ -13,8 +13,22 @@
 // unchanged. An answer with errors (or cache hints, or extensions) is handed to Apollo with the
 // context already built and the result already computed, so Apollo formats, masks and codes it
 // exactly as it does every error, and nothing (a mutation above all) runs twice.
-import { HeaderMap, type ApolloServer, type ApolloServerPlugin, type GraphQLRequest, type GraphQLResponse, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
-import type { GatewayExecutionResult, GatewayExecutor, GatewayGraphQLRequestContext, GatewayInterface, GatewaySchemaHash } from '@apollo/server-gateway-interface';
+import {
+  HeaderMap,
+  type ApolloServer,
+  type ApolloServerPlugin,
+  type GraphQLRequest,
+  type GraphQLResponse,
+  type HTTPGraphQLRequest,
+  type HTTPGraphQLResponse,
+} from '@apollo/server';
+import type {
+  GatewayExecutionResult,
+  GatewayExecutor,
+  GatewayGraphQLRequestContext,
+  GatewayInterface,
+  GatewaySchemaHash,
+} from '@apollo/server-gateway-interface';
 import type { DocumentNode, GraphQLSchema, OperationDefinitionNode } from 'graphql';
 import type { Logger } from '../runtime/logger.ts';
 import type { GatewayContext } from './context.ts';
@@ -233,7 +247,8 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
       Reflect.deleteProperty(context, REPLAY);
       // Apollo answered without reaching the executor (the schema changed in between and the
       // document no longer validates): what ran is logged, as the client's answer is not it.
-      if (!pending.delivered) options.logger.warn({ requestId: context.requestId }, 'prepared operation: Apollo answered without the executed result (schema changed meanwhile)');
+      if (!pending.delivered)
+        options.logger.warn({ requestId: context.requestId }, 'prepared operation: Apollo answered without the executed result (schema changed meanwhile)');
     }
   };
 
@@ -275,7 +290,15 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
           // text and operation name always resolve to the same validated document and operation.
           async executionDidStart({ request, operation, document, queryHash, source, operationName, schema: validatedAgainst }) {
             const query = request.query;
-            if (query === undefined || query.length > maxLength || !operation || operation.operation === 'subscription' || validatedAgainst !== schema || !options.admits(query)) return;
+            if (
+              query === undefined ||
+              query.length > maxLength ||
+              !operation ||
+              operation.operation === 'subscription' ||
+              validatedAgainst !== schema ||
+              !options.admits(query)
+            )
+              return;
             remember(keyOf(query, request.operationName ?? undefined), { schema: validatedAgainst, document, operation, operationName, queryHash, source });
           },
         };
@@ -332,13 +355,19 @@ export function createPreparedOperations(options: PreparedOperationsOptions): Pr
       try {
         await apollo.executeOperation({ query: probe }, { contextValue });
         if (!current(probe, undefined)) {
-          problems.push('a document Apollo Server executed was not remembered: executionDidStart no longer hands over its schema, document, operation, queryHash and source, or the gateway executor was not captured from load()');
+          problems.push(
+            'a document Apollo Server executed was not remembered: executionDidStart no longer hands over its schema, document, operation, queryHash and source, or the gateway executor was not captured from load()',
+          );
         }
         const marker = `selfCheck:${Math.random().toString(36).slice(2)}`;
-        const answer = await viaApollo(contextValue, { result: { data: { __typename: marker } }, hints: [] }, () => apollo.executeOperation({ query: probe }, { contextValue }));
+        const answer = await viaApollo(contextValue, { result: { data: { __typename: marker } }, hints: [] }, () =>
+          apollo.executeOperation({ query: probe }, { contextValue }),
+        );
         const data = answer.body.kind === 'single' ? answer.body.singleResult.data : undefined;
         if (data?.__typename !== marker) {
-          problems.push('Apollo Server no longer hands the executor a context that carries the replay slot (a computed answer would run again): executeOperation must copy the context with its enumerable symbol properties');
+          problems.push(
+            'Apollo Server no longer hands the executor a context that carries the replay slot (a computed answer would run again): executeOperation must copy the context with its enumerable symbol properties',
+          );
         }
       } finally {
         if (!had) prepared.delete(key);

@@ -63,10 +63,16 @@ export async function runSelfCheck(target: SelfCheckTarget): Promise<void> {
     const versions = packages.map((p) => `${p} ${installedVersion(p)}`).join(', ');
     for (const problem of found) problems.push(`${versions}: ${problem}`);
   };
-  blame(['@apollo/gateway', '@apollo/query-planner', '@apollo/federation-internals'], plannerAssumptionProblems(target.gateway).map((p) => `subscription planning (gateway/subscriptions/planning.ts): ${p}`));
+  blame(
+    ['@apollo/gateway', '@apollo/query-planner', '@apollo/federation-internals'],
+    plannerAssumptionProblems(target.gateway).map((p) => `subscription planning (gateway/subscriptions/planning.ts): ${p}`),
+  );
   if (target.probe !== undefined) {
     const found = await target.prepared.selfCheck(target.apollo, target.probe, target.context);
-    blame(['@apollo/server'], found.map((p) => `prepared operations (gateway/prepared-operations.ts): ${p}`));
+    blame(
+      ['@apollo/server'],
+      found.map((p) => `prepared operations (gateway/prepared-operations.ts): ${p}`),
+    );
   }
   if (problems.length > 0) throw new SelfCheckError(problems);
 }

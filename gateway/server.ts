@@ -69,7 +69,8 @@ function loadAll(source: Record<string, string | undefined>) {
   const limits = attempt(() => loadLimitsConfig(source));
   // The REST routes' documents are always trusted: the facade only ever sends those texts.
   const trustedDocuments = attempt(() => loadTrustedDocuments(source, () => loadOperations().routes.map((route) => route.document)));
-  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments) throw new ConfigError([...new Set(problems)]);
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments)
+    throw new ConfigError([...new Set(problems)]);
   return { config, subscriptionConfig, auth, identity, limits, trustedDocuments };
 }
 
@@ -246,7 +247,9 @@ export async function startGateway(source: Record<string, string | undefined> = 
         execute: (request, context) => prepared.execute(apollo, request, context),
         // Requests Node's parser refuses (too long, malformed): problem+json on REST paths.
         formatClientError: ({ status, code, message, path, requestId }) =>
-          path !== undefined && rest.owns(path) ? { contentType: `${PROBLEM_CONTENT_TYPE}; charset=utf-8`, body: JSON.stringify(problem(status, code, message, { instance: path, requestId })) } : undefined,
+          path !== undefined && rest.owns(path)
+            ? { contentType: `${PROBLEM_CONTENT_TYPE}; charset=utf-8`, body: JSON.stringify(problem(status, code, message, { instance: path, requestId })) }
+            : undefined,
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
         },

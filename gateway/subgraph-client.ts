@@ -7,7 +7,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../runtime/identity.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { GatewayContext } from './context.ts';
-import { InflightDedup } from './dedup.ts';
+import type { InflightDedup } from './dedup.ts';
 import { subgraphResponseTooLarge, subgraphUnavailable } from './errors.ts';
 
 /**
@@ -57,7 +57,13 @@ const GATEWAY_SERVICE: IdentityClaims = { kind: 'service', subject: 'gateway', t
 function identityOf(options: GraphQLDataSourceProcessOptions<GatewayContext>): IdentityClaims {
   if (!isIncoming(options)) return GATEWAY_SERVICE;
   const { principal } = options.context;
-  return { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes, agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null) };
+  return {
+    kind: principal.kind,
+    subject: principal.subject,
+    tenantId: principal.tenantId,
+    scopes: principal.scopes,
+    agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null),
+  };
 }
 
 /** The body as text, as undici's body.text() decodes it: UTF-8, without a leading byte order mark. */
@@ -87,7 +93,11 @@ export interface RawResponse {
 }
 
 function isFormattedErrorList(value: unknown): value is GraphQLFormattedError[] {
-  return Array.isArray(value) && value.length > 0 && value.every((e) => typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string');
+  return (
+    Array.isArray(value) &&
+    value.length > 0 &&
+    value.every((e) => typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string')
+  );
 }
 
 /** A short, operator-readable cause: "connect ECONNREFUSED 127.0.0.1:4001", "HTTP 503 ...". */
@@ -294,7 +304,8 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       throw new SubgraphHttpError(raw.status, errors);
     }
     const body: unknown = json ? JSON.parse(raw.text) : raw.text;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error(`Expected JSON response body, but received: ${String(raw.text).slice(0, 200)}`);
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw new Error(`Expected JSON response body, but received: ${String(raw.text).slice(0, 200)}`);
     return body as GatewayGraphQLResponse;
   }
 
@@ -306,7 +317,12 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       const who = identityOf(options);
       const requestId = isIncoming(options) ? options.context.requestId : null;
       if (this.options.identity) headers[IDENTITY_HEADER] = await this.options.identity.signIdentity(who, this.options.name, requestId);
-      const body = JSON.stringify({ query: operation.query, variables: operation.variables, operationName: operation.operationName, extensions: operation.extensions });
+      const body = JSON.stringify({
+        query: operation.query,
+        variables: operation.variables,
+        operationName: operation.operationName,
+        extensions: operation.extensions,
+      });
       const document = isIncoming(options) ? options.document : undefined;
       const dedup = isIncoming(options) ? this.dedup : undefined;
       const send = () => this.send(headers, body);

@@ -135,7 +135,9 @@ export const subgraphSpec = {
   OUTBOX_RELAY_INTERVAL_MS: env.int('how often the outbox relay publishes events left unpublished and prunes expired ones, in milliseconds', 1000, 10),
   REDIS_CONNECT_TIMEOUT_MS: env.int('longest wait for a Redis (re)connection, in milliseconds', 2000, 1),
   REDIS_COMMAND_TIMEOUT_MS: env.int('longest wait for a Redis command (publish, subscribe), in milliseconds', 1000, 1),
-  TEST_CRASH_AFTER_COMMIT_OF: env.optionalString('tests only (NODE_ENV=test): the subgraph SIGKILLs itself right after committing an event of this type, before publishing it'),
+  TEST_CRASH_AFTER_COMMIT_OF: env.optionalString(
+    'tests only (NODE_ENV=test): the subgraph SIGKILLs itself right after committing an event of this type, before publishing it',
+  ),
 };
 
 export type CommonConfig = ConfigOf<typeof commonSpec>;

@@ -2,15 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import {
-  Kysely,
-  Migrator,
-  SqliteDialect,
-  sql,
-  type Migration,
-  type MigrationProvider,
-  type Transaction,
-} from 'kysely';
+import { Kysely, Migrator, SqliteDialect, sql, type Migration, type MigrationProvider, type Transaction } from 'kysely';
 import { GroupCommit, type Work } from './group-commit.ts';
 import type { Logger } from './logger.ts';
 import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';

@@ -22,15 +22,11 @@ export function domainError(code: ErrorCode, message: string, details?: Record<s
   return new GraphQLError(message, { extensions: { code, ...details } });
 }
 
-export const badInput = (message: string, details?: Record<string, unknown>): GraphQLError =>
-  domainError('BAD_USER_INPUT', message, details);
+export const badInput = (message: string, details?: Record<string, unknown>): GraphQLError => domainError('BAD_USER_INPUT', message, details);
 
-export const notFound = (entity: string, id: string): GraphQLError =>
-  domainError('NOT_FOUND', `${entity} "${id}" not found`, { entity, id });
+export const notFound = (entity: string, id: string): GraphQLError => domainError('NOT_FOUND', `${entity} "${id}" not found`, { entity, id });
 
-export const conflict = (message: string, details?: Record<string, unknown>): GraphQLError =>
-  domainError('CONFLICT', message, details);
+export const conflict = (message: string, details?: Record<string, unknown>): GraphQLError => domainError('CONFLICT', message, details);
 
 /** An agent's caller (an agent credential or agent token) acting on another agent: 403 over REST. */
-export const agentMismatch = (message: string, details?: Record<string, unknown>): GraphQLError =>
-  domainError('AGENT_MISMATCH', message, details);
+export const agentMismatch = (message: string, details?: Record<string, unknown>): GraphQLError => domainError('AGENT_MISMATCH', message, details);

@@ -44,7 +44,12 @@ export interface EventBus {
   close(): Promise<void>;
 }
 
-export function createEventBus(opts: { redisUrl?: string | undefined; channelPrefix: string; logger: Logger; redisTimeouts?: Partial<RedisTimeouts> }): EventBus {
+export function createEventBus(opts: {
+  redisUrl?: string | undefined;
+  channelPrefix: string;
+  logger: Logger;
+  redisTimeouts?: Partial<RedisTimeouts>;
+}): EventBus {
   const timeouts: RedisTimeouts = { connectTimeoutMs: 2000, commandTimeoutMs: 1000, ...opts.redisTimeouts };
   return opts.redisUrl ? new RedisEventBus(opts.redisUrl, opts.channelPrefix, opts.logger, timeouts) : new InProcessEventBus(opts.logger);
 }

@@ -111,7 +111,6 @@ export class GroupCommit<DB> {
         const value = await pending.work(unit);
         await unit.releaseSavepoint(SAVEPOINT).execute();
         done.push({ pending, value });
-        continue;
       } catch (err) {
         if (unit && (await this.undo(unit))) {
           pending.reject(err);

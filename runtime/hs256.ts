@@ -60,7 +60,7 @@ export function verifyHs256(key: KeyObject, token: string, expect: ClaimsExpecta
   if (!SIGNATURE.test(signature) || !isSegment(encodedHeader) || !isSegment(encodedPayload)) return undefined;
 
   const header = decodeObject(encodedHeader);
-  if (!header || header.alg !== 'HS256') return undefined;
+  if (header?.alg !== 'HS256') return undefined;
   for (const name of Object.keys(header)) if (!HEADER_PARAMETERS.has(name)) return undefined;
   if ((header.typ !== undefined && typeof header.typ !== 'string') || (header.kid !== undefined && typeof header.kid !== 'string')) return undefined;
 

@@ -95,7 +95,10 @@ function graphqlError(res: ServerResponse, status: number, message: string, code
  * (431; 414 when the request line alone is that long), a head that did not arrive in time (408),
  * or bytes that are not HTTP/1.1 (400).
  */
-export function classifyClientError(err: NodeJS.ErrnoException & { rawPacket?: unknown }, maxHeaderBytes = maxHeaderSize): { status: number; code: string; message: string; path: string | undefined } {
+export function classifyClientError(
+  err: NodeJS.ErrnoException & { rawPacket?: unknown },
+  maxHeaderBytes = maxHeaderSize,
+): { status: number; code: string; message: string; path: string | undefined } {
   const raw = Buffer.isBuffer(err.rawPacket) ? err.rawPacket : undefined;
   // The request line, when this chunk starts with one: METHOD SP target SP ...
   const head = raw ? raw.subarray(0, 8192).toString('latin1') : '';
@@ -153,15 +156,12 @@ export function clientAddress(req: IncomingMessage, trustProxy: boolean): string
   return req.socket.remoteAddress ?? 'unknown';
 }
 
-export async function startHttpServer<C extends BaseContext>(
-  opts: HttpServerOptions<C>,
-  listen: { host: string; port: number },
-): Promise<RunningHttpServer> {
+export async function startHttpServer<C extends BaseContext>(opts: HttpServerOptions<C>, listen: { host: string; port: number }): Promise<RunningHttpServer> {
   const graphqlPath = opts.graphqlPath ?? '/graphql';
   let draining = false;
 
   async function handleGraphQL(req: IncomingMessage, res: ServerResponse, info: RequestInfo, search: string): Promise<void> {
-    let body: unknown = undefined;
+    let body: unknown;
     if (req.method === 'POST') {
       let raw: string;
       try {
@@ -189,7 +189,9 @@ export async function startHttpServer<C extends BaseContext>(
     }
     const httpGraphQLRequest: HTTPGraphQLRequest = { method: req.method ?? 'GET', headers: info.headers, search, body };
     const context = () => opts.context(info);
-    const response = opts.execute ? await opts.execute(httpGraphQLRequest, context) : await opts.apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
+    const response = opts.execute
+      ? await opts.execute(httpGraphQLRequest, context)
+      : await opts.apollo.executeHTTPGraphQLRequest({ httpGraphQLRequest, context });
     const headers: Record<string, string | number> = {};
     for (const [k, v] of response.headers) headers[k] = v;
     if (response.body.kind === 'complete') {
@@ -217,7 +219,14 @@ export async function startHttpServer<C extends BaseContext>(
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       opts.logger.info(
-        { requestId, method: req.method, path: pathname, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, operationName: info.operationName },
+        {
+          requestId,
+          method: req.method,
+          path: pathname,
+          status: res.statusCode,
+          durationMs: Math.round(durationMs * 100) / 100,
+          operationName: info.operationName,
+        },
         'request',
       );
       // A request in flight when close() began leaves a keep-alive connection behind; close it

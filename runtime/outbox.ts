@@ -188,7 +188,11 @@ export class Outbox implements TransactionalEvents, EventLog {
     const createdAt = new Date(this.clock()).toISOString();
     // Indexes of the events per tenant, in emit order.
     const byTenant = new Map<string, number[]>();
-    events.forEach((e, i) => byTenant.set(e.tenantId, [...(byTenant.get(e.tenantId) ?? []), i]));
+    events.forEach((e, i) => {
+      const own = byTenant.get(e.tenantId);
+      if (own) own.push(i);
+      else byTenant.set(e.tenantId, [i]);
+    });
     const sequences: number[] = [];
     // Tenants in a fixed order: two transactions touching the same tenants never deadlock.
     for (const tenantId of [...byTenant.keys()].sort()) {
@@ -200,7 +204,9 @@ export class Outbox implements TransactionalEvents, EventLog {
         .returning('last_sequence')
         .executeTakeFirstOrThrow();
       const first = Number(last_sequence) - own.length + 1;
-      own.forEach((index, i) => (sequences[index] = first + i));
+      own.forEach((index, i) => {
+        sequences[index] = first + i;
+      });
     }
     const stored = events.map((e, i): DomainEvent => ({ ...e, id: randomUUID(), sequence: sequences[i] ?? 0 }));
     // One INSERT for all of the transaction's events.

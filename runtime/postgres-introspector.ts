@@ -89,6 +89,7 @@ export class SchemaScopedPostgresDialect extends PostgresDialect {
     super(config);
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: the signature kysely's PostgresDialect declares, overridden as it is.
   override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
     return new SchemaScopedIntrospector(db, this.schema);
   }

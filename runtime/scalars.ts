@@ -45,6 +45,7 @@ export function eventIdentity(event: { id: string; sequence: number }): { eventI
 /** An afterSequence argument: absent, or a sequence (0 resumes from the very first event). */
 export function afterSequenceArg(value: number | null | undefined): number | null {
   if (value === null || value === undefined) return null;
-  if (!Number.isSafeInteger(value) || value < 0) throw badInput('afterSequence must be a sequence received from this subscription (an integer >= 0)', { argument: 'afterSequence' });
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw badInput('afterSequence must be a sequence received from this subscription (an integer >= 0)', { argument: 'afterSequence' });
   return value;
 }

@@ -170,7 +170,10 @@ export class EventQueue<T> implements AsyncGenerator<T, undefined, unknown> {
 }
 
 /** Keeps the items of source for which keep() holds; return() reaches the source at once. */
-export function filterAsync<T>(source: AsyncGenerator<T, undefined, unknown>, keep: (item: T) => boolean | Promise<boolean>): AsyncGenerator<T, undefined, unknown> {
+export function filterAsync<T>(
+  source: AsyncGenerator<T, undefined, unknown>,
+  keep: (item: T) => boolean | Promise<boolean>,
+): AsyncGenerator<T, undefined, unknown> {
   const filtered: AsyncGenerator<T, undefined, unknown> = {
     async next() {
       for (;;) {
@@ -208,7 +211,8 @@ export interface EventStreamOptions {
 /** A subscriber asked to resume after a sequence whose successors are not all retained (or that was never reached). */
 export class EventsExpiredError extends GraphQLError {
   constructor(afterSequence: number, reason: 'expired' | 'future') {
-    const why = reason === 'expired' ? `some events after sequence ${afterSequence} are no longer retained` : `sequence ${afterSequence} is past the last event`;
+    const why =
+      reason === 'expired' ? `some events after sequence ${afterSequence} are no longer retained` : `sequence ${afterSequence} is past the last event`;
     super(`Cannot resume: ${why}. Query the current state, then subscribe again without afterSequence.`, {
       extensions: { code: 'EVENTS_EXPIRED', afterSequence, reason },
     });
@@ -582,7 +586,15 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
 
 function coded(code: string, errors: readonly GraphQLError[]): GraphQLError[] {
   return errors.map(
-    (e) => new GraphQLError(e.message, { nodes: e.nodes ?? null, source: e.source ?? null, positions: e.positions ?? null, path: e.path ?? null, originalError: e.originalError ?? null, extensions: { ...e.extensions, code } }),
+    (e) =>
+      new GraphQLError(e.message, {
+        nodes: e.nodes ?? null,
+        source: e.source ?? null,
+        positions: e.positions ?? null,
+        path: e.path ?? null,
+        originalError: e.originalError ?? null,
+        extensions: { ...e.extensions, code },
+      }),
   );
 }
 
@@ -601,7 +613,9 @@ export function NoConditionalSubscriptionRootRule(context: ValidationContext): A
           const conditional = selection.directives?.find((d) => d.name.value === 'skip' || d.name.value === 'include');
           if (conditional) {
             const name = node.name ? `Subscription "${node.name.value}"` : 'Anonymous Subscription';
-            context.reportError(new GraphQLError(`${name} must not use \`@skip\` or \`@include\` directives in the top level selection.`, { nodes: conditional }));
+            context.reportError(
+              new GraphQLError(`${name} must not use \`@skip\` or \`@include\` directives in the top level selection.`, { nodes: conditional }),
+            );
           }
           if (selection.kind === Kind.INLINE_FRAGMENT) walk(selection.selectionSet);
           if (selection.kind === Kind.FRAGMENT_SPREAD && !seen.has(selection.name.value)) {
@@ -679,7 +693,9 @@ export function subscriptionsOverHttpRejected<C extends BaseContext>(hint: strin
       return {
         async didResolveOperation({ operation }) {
           if (operation?.operation === 'subscription') {
-            throw new GraphQLError(`Subscriptions are not served over plain HTTP requests: ${hint}`, { extensions: { code: 'BAD_REQUEST', http: { status: 400 } } });
+            throw new GraphQLError(`Subscriptions are not served over plain HTTP requests: ${hint}`, {
+              extensions: { code: 'BAD_REQUEST', http: { status: 400 } },
+            });
           }
         },
       };
@@ -741,7 +757,9 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
         const checked = checkOperation(opts.schema, payload);
         if (Array.isArray(checked)) return checked;
         if (checked.operation.operation !== 'subscription') {
-          return [new GraphQLError('Only subscriptions are served over WebSocket; send queries and mutations over HTTP', { extensions: { code: 'BAD_REQUEST' } })];
+          return [
+            new GraphQLError('Only subscriptions are served over WebSocket; send queries and mutations over HTTP', { extensions: { code: 'BAD_REQUEST' } }),
+          ];
         }
         const contextValue = contextFor(identity, forwardedRequestId(payload.extensions));
         return { schema: opts.schema, document: checked.document, operationName: checked.operationName, variableValues: checked.variables, contextValue };
@@ -768,7 +786,9 @@ export function serveSubscriptions<C extends RequestContext>(opts: SubscriptionE
     async close(timeoutMs) {
       opts.server.off('upgrade', onUpgrade);
       // dispose() waits for every socket's closing handshake; a peer that never answers is cut.
-      const timer = setTimeout(() => wss.clients.forEach((socket) => socket.terminate()), timeoutMs);
+      const timer = setTimeout(() => {
+        for (const socket of wss.clients) socket.terminate();
+      }, timeoutMs);
       timer.unref();
       await ws.dispose();
       clearTimeout(timer);

@@ -85,8 +85,14 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     agentVersion: '1.4.0',
     endpointUrl: 'https://agents.example.com/research',
     provider: { organization: 'Example Labs', url: 'https://example.com' },
-    skills: [skill('web-research', 'Web research', ['research', 'search'], 'Searches the web and collects sources.'), skill('summarise', 'Summarise', ['summarize', 'writing'], 'Condenses documents.')],
-    labels: [{ key: 'team', value: 'content' }, { key: 'tier', value: 'gold' }],
+    skills: [
+      skill('web-research', 'Web research', ['research', 'search'], 'Searches the web and collects sources.'),
+      skill('summarise', 'Summarise', ['summarize', 'writing'], 'Condenses documents.'),
+    ],
+    labels: [
+      { key: 'team', value: 'content' },
+      { key: 'tier', value: 'gold' },
+    ],
   });
   const writer = await register({
     name: 'Draft Writer',
@@ -114,8 +120,14 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     defaultOutputModes: ['text/markdown'],
     skills: [{ id: 'review', name: 'Code review', description: 'Reviews a diff.', tags: ['code', 'review'], examples: ['Review PR #42'] }],
   };
-  const reviewer = remember((await call<{ registerAgentFromCard: Registered }>(api, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard);
-  const legacy = await register({ name: 'Legacy Translator', description: 'Old translation agent, kept for history.', skills: [skill('translate', 'Translate', ['translation'], 'Translates text.')] });
+  const reviewer = remember(
+    (await call<{ registerAgentFromCard: Registered }>(api, REGISTER_CARD, { card, labels: [{ key: 'team', value: 'platform' }] })).registerAgentFromCard,
+  );
+  const legacy = await register({
+    name: 'Legacy Translator',
+    description: 'Old translation agent, kept for history.',
+    skills: [skill('translate', 'Translate', ['translation'], 'Translates text.')],
+  });
 
   for (const id of [researcher, writer, checker, reviewer, legacy]) await transition('activateAgent', id);
   await transition('pauseAgent', checker);
@@ -125,21 +137,38 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
 
   const submit = async (input: Vars) => (await call<{ submitTask: { id: string } }>(api, SUBMIT, { input })).submitTask.id;
   // An agent names itself: allowed to an agent credential, which may act only as its agent.
-  const claim = async (agentId: string, tags: string[]) => (await call<{ claimTask: { id: string } | null }>(as(agentId), CLAIM, { agentId, tags })).claimTask?.id;
+  const claim = async (agentId: string, tags: string[]) =>
+    (await call<{ claimTask: { id: string } | null }>(as(agentId), CLAIM, { agentId, tags })).claimTask?.id;
 
   // Tasks in several states: one of each the lifecycle reaches.
-  const done = await submit({ title: 'Summarise Q3 market report', requiredSkillTags: ['summarize'], priority: 5, input: { url: 'https://example.com/q3.pdf' } });
+  const done = await submit({
+    title: 'Summarise Q3 market report',
+    requiredSkillTags: ['summarize'],
+    priority: 5,
+    input: { url: 'https://example.com/q3.pdf' },
+  });
   const doneClaim = await claim(researcher, ['research', 'search', 'summarize', 'writing']);
   if (doneClaim === done) {
-    await call(as(researcher), `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, { t: done, a: researcher });
+    await call(as(researcher), `mutation ($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { summary: "Revenue up 12%." }) { id } }`, {
+      t: done,
+      a: researcher,
+    });
   }
   const working = await submit({ title: 'Draft launch blog post', requiredSkillTags: ['writing'], priority: 3, input: { topic: 'Agent platform launch' } });
   if ((await claim(writer, ['writing'])) === working) {
-    await call(as(writer), `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`, { t: working, a: writer });
+    await call(
+      as(writer),
+      `mutation ($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 40, message: "Outline done", leaseSeconds: 3600) { id } }`,
+      { t: working, a: writer },
+    );
   }
   const failed = await submit({ title: 'Review PR #41', requiredSkillTags: ['review'], retryPolicy: { maximumAttempts: 1 } });
   if ((await claim(reviewer, ['code', 'review'])) === failed) {
-    await call(as(reviewer), `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`, { t: failed, a: reviewer });
+    await call(
+      as(reviewer),
+      `mutation ($t: ID!, $a: ID!) { failTask(taskId: $t, agentId: $a, error: { message: "Repository not reachable", type: "UPSTREAM" }, retryable: false) { id } }`,
+      { t: failed, a: reviewer },
+    );
   }
   const canceled = await submit({ title: 'Translate FAQ to French', requiredSkillTags: ['translation'] });
   await call(api, `mutation ($id: ID!) { cancelTask(id: $id) { id } }`, { id: canceled });

@@ -27,7 +27,8 @@ export class UsageError extends Error {}
 
 /** The admin of the demo tenant with every scope, as `npm start` prints it, unless told otherwise. */
 export async function mintDevToken(options: DevTokenOptions = {}, source: Record<string, string | undefined> = process.env): Promise<string> {
-  if (source.NODE_ENV === 'production') throw new DevTokenRefused('Refusing to mint a development token with NODE_ENV=production: get tokens from your identity provider.');
+  if (source.NODE_ENV === 'production')
+    throw new DevTokenRefused('Refusing to mint a development token with NODE_ENV=production: get tokens from your identity provider.');
   const config = loadAuthConfig(source);
   if (!config.secret) throw new DevTokenRefused('No AUTH_JWT_SECRET to sign with.');
   const tenant = options.tenant ?? DEFAULT_TENANT;
@@ -55,7 +56,8 @@ export function parseTtl(text: string): number {
   const match = /^(\d+)\s*([smhd]?)$/.exec(text.trim());
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match?.[2] ?? ''];
   const seconds = match && unit ? Number(match[1]) * unit : NaN;
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 30 * 86400) throw new UsageError(`--ttl must be a duration like 90s, 15m, 12h or 7d (at most 30d), got "${text}"`);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 30 * 86400)
+    throw new UsageError(`--ttl must be a duration like 90s, 15m, 12h or 7d (at most 30d), got "${text}"`);
   return seconds;
 }
 
@@ -82,7 +84,10 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const scopes = values.scopes?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const scopes = values.scopes
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   const token = await mintDevToken({
     ...(values.tenant !== undefined ? { tenant: values.tenant } : {}),
     ...(scopes !== undefined ? { scopes } : {}),

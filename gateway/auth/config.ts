@@ -33,7 +33,10 @@ export const authSpec = {
   AUTH_JWT_SECRET: env.optionalString(
     `HS256 secret (at least ${MIN_SECRET_BYTES} bytes) user tokens are signed with; a public development secret when unset outside production`,
   ),
-  AUTH_JWKS_URL: env.url('JWKS endpoint of the identity provider, for RS256/ES256 tokens; keys are cached and rotated keys fetched when a token names a new kid', ['https', 'http']),
+  AUTH_JWKS_URL: env.url(
+    'JWKS endpoint of the identity provider, for RS256/ES256 tokens; keys are cached and rotated keys fetched when a token names a new kid',
+    ['https', 'http'],
+  ),
   AUTH_JWKS_ALGORITHMS: list<AsymmetricAlgorithm>('algorithms accepted from the JWKS keys', ['RS256', 'ES256'], ASYMMETRIC_ALGORITHMS),
   AUTH_ISSUER: env.optionalString(`required "iss" of user tokens; ${DEV_ISSUER} outside production when unset`),
   AUTH_AUDIENCE: env.optionalString(`required "aud" of user tokens; ${DEV_AUDIENCE} outside production when unset`),
@@ -64,8 +67,10 @@ export function loadAuthConfig(source: Record<string, string | undefined> = proc
   const production = c.NODE_ENV === 'production';
   const problems: string[] = [];
   if (production) {
-    if (c.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push('AUTH_JWT_SECRET: is the public development secret; set your own (or use AUTH_JWKS_URL) when NODE_ENV=production');
-    if (c.AUTH_JWT_SECRET === undefined && c.AUTH_JWKS_URL === undefined) problems.push('AUTH_JWKS_URL: required when NODE_ENV=production (or AUTH_JWT_SECRET with your own secret)');
+    if (c.AUTH_JWT_SECRET === DEV_JWT_SECRET)
+      problems.push('AUTH_JWT_SECRET: is the public development secret; set your own (or use AUTH_JWKS_URL) when NODE_ENV=production');
+    if (c.AUTH_JWT_SECRET === undefined && c.AUTH_JWKS_URL === undefined)
+      problems.push('AUTH_JWKS_URL: required when NODE_ENV=production (or AUTH_JWT_SECRET with your own secret)');
     if (c.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER: required when NODE_ENV=production');
     if (c.AUTH_AUDIENCE === undefined) problems.push('AUTH_AUDIENCE: required when NODE_ENV=production');
   }
@@ -74,14 +79,21 @@ export function loadAuthConfig(source: Record<string, string | undefined> = proc
     problems.push(`AUTH_JWT_SECRET: must be at least ${MIN_SECRET_BYTES} bytes, got ${Buffer.byteLength(secret)}`);
   }
   // Any claim name without spaces: providers namespace custom claims as URLs (https://example.com/agent).
-  if (!/^\S{1,200}$/.test(c.AUTH_AGENT_CLAIM)) problems.push(`AUTH_AGENT_CLAIM: expected a claim name without spaces, got "${c.AUTH_AGENT_CLAIM.slice(0, 40)}"`);
+  if (!/^\S{1,200}$/.test(c.AUTH_AGENT_CLAIM))
+    problems.push(`AUTH_AGENT_CLAIM: expected a claim name without spaces, got "${c.AUTH_AGENT_CLAIM.slice(0, 40)}"`);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     production,
     secret: secret === undefined ? null : new TextEncoder().encode(secret),
     developmentSecret: secret === DEV_JWT_SECRET,
     jwks: c.AUTH_JWKS_URL
-      ? { url: c.AUTH_JWKS_URL, algorithms: c.AUTH_JWKS_ALGORITHMS, cooldownMs: c.AUTH_JWKS_COOLDOWN_MS, cacheMaxAgeMs: c.AUTH_JWKS_CACHE_MS, timeoutMs: c.AUTH_JWKS_TIMEOUT_MS }
+      ? {
+          url: c.AUTH_JWKS_URL,
+          algorithms: c.AUTH_JWKS_ALGORITHMS,
+          cooldownMs: c.AUTH_JWKS_COOLDOWN_MS,
+          cacheMaxAgeMs: c.AUTH_JWKS_CACHE_MS,
+          timeoutMs: c.AUTH_JWKS_TIMEOUT_MS,
+        }
       : null,
     issuer: c.AUTH_ISSUER ?? DEV_ISSUER,
     audience: c.AUTH_AUDIENCE ?? DEV_AUDIENCE,

@@ -17,7 +17,8 @@ export function readCredentials(get: (name: string) => string | undefined | null
     const match = /^(\S+)\s+(\S+)$/.exec(authorization);
     const scheme = match?.[1]?.toLowerCase();
     const value = match?.[2];
-    if (!value || value.length > MAX_CREDENTIAL_LENGTH) throw new AuthError('malformed', 'expected "Authorization: Bearer <token>" or "Authorization: ApiKey <key>"');
+    if (!value || value.length > MAX_CREDENTIAL_LENGTH)
+      throw new AuthError('malformed', 'expected "Authorization: Bearer <token>" or "Authorization: ApiKey <key>"');
     if (scheme === 'bearer') fromAuthorization = { kind: 'bearer', token: value };
     else if (scheme === 'apikey') fromAuthorization = { kind: 'apiKey', key: value };
     else throw new AuthError('malformed', `unsupported authorization scheme "${(match?.[1] ?? '').slice(0, 20)}"`);

@@ -177,7 +177,14 @@ export function authorizeOperation(input: AuthorizeInput): Authorization {
   const denials = new Map<string, Denial>();
   const variables = input.variables ?? null;
 
-  function collect(set: SelectionSetNode, parent: GraphQLCompositeType, scope: ReadonlySet<string>, objectType: GraphQLCompositeType, steps: ResponseStep[], inFragments: ReadonlySet<string>): void {
+  function collect(
+    set: SelectionSetNode,
+    parent: GraphQLCompositeType,
+    scope: ReadonlySet<string>,
+    objectType: GraphQLCompositeType,
+    steps: ResponseStep[],
+    inFragments: ReadonlySet<string>,
+  ): void {
     for (const selection of set.selections) {
       if (!reachesResponse(selection, variables)) continue;
       if (selection.kind === Kind.FIELD) {
@@ -286,7 +293,8 @@ function operationError(message: string): GraphQLError {
 function assertNoReservedAlias(document: DocumentNode): void {
   visit(document, {
     Field(node) {
-      if (node.alias?.value === HIDDEN_TYPENAME) throw new GraphQLError(`The alias "${HIDDEN_TYPENAME}" is reserved`, { nodes: [node], extensions: { code: 'BAD_USER_INPUT' } });
+      if (node.alias?.value === HIDDEN_TYPENAME)
+        throw new GraphQLError(`The alias "${HIDDEN_TYPENAME}" is reserved`, { nodes: [node], extensions: { code: 'BAD_USER_INPUT' } });
     },
   });
 }
@@ -381,7 +389,9 @@ function withHiddenTypename(set: SelectionSetNode): SelectionSetNode {
 }
 
 function onlyPlaceholders(set: SelectionSetNode): boolean {
-  return set.selections.every((s) => (s.kind === Kind.FIELD ? s.alias?.value === HIDDEN_TYPENAME : s.kind === Kind.INLINE_FRAGMENT ? onlyPlaceholders(s.selectionSet) : false));
+  return set.selections.every((s) =>
+    s.kind === Kind.FIELD ? s.alias?.value === HIDDEN_TYPENAME : s.kind === Kind.INLINE_FRAGMENT ? onlyPlaceholders(s.selectionSet) : false,
+  );
 }
 
 /** The operation with the fragments it still spreads and the variables it still uses. */
@@ -416,10 +426,14 @@ function assemble(
     fragments.push({ ...fragment, selectionSet: rewritten.get(name)?.selectionSet ?? fragment.selectionSet });
   }
   // Fragment directives' variables count as used as well.
-  for (const fragment of fragments) visit({ ...fragment, selectionSet: { kind: Kind.SELECTION_SET, selections: [] } }, { Variable: (v) => void variables.add(v.name.value) });
+  for (const fragment of fragments)
+    visit({ ...fragment, selectionSet: { kind: Kind.SELECTION_SET, selections: [] } }, { Variable: (v) => void variables.add(v.name.value) });
   return {
     kind: Kind.DOCUMENT,
-    definitions: [{ ...operation, variableDefinitions: operation.variableDefinitions?.filter((v) => variables.has(v.variable.name.value)) ?? [] }, ...fragments],
+    definitions: [
+      { ...operation, variableDefinitions: operation.variableDefinitions?.filter((v) => variables.has(v.variable.name.value)) ?? [] },
+      ...fragments,
+    ],
   };
 }
 
@@ -446,7 +460,10 @@ interface Slot {
  * For a document of null, pass `{ data: {} }`. The errors added are GraphQLError instances (with
  * path and extensions), so Apollo's error formatting keeps them as they are.
  */
-export function applyDenials<E extends GraphQLFormattedError>(result: ExecutionResultLike<E>, authorization: Authorization): ExecutionResultLike<E | GraphQLError> {
+export function applyDenials<E extends GraphQLFormattedError>(
+  result: ExecutionResultLike<E>,
+  authorization: Authorization,
+): ExecutionResultLike<E | GraphQLError> {
   if (!authorization.rewritten || result.data === undefined) return result;
   if (result.data === null) {
     // Execution already lost the whole response; only root-level denials still have a place.
@@ -510,7 +527,15 @@ function descend(
     if (!Array.isArray(value)) return;
     const item = type.type;
     value.forEach((element, i) => {
-      descend(element, unwrapNonNull(item), denial, next, [...path, i], [...slots, { parent: value, key: i, nonNull: item.kind === Kind.NON_NULL_TYPE }], found);
+      descend(
+        element,
+        unwrapNonNull(item),
+        denial,
+        next,
+        [...path, i],
+        [...slots, { parent: value, key: i, nonNull: item.kind === Kind.NON_NULL_TYPE }],
+        found,
+      );
     });
     return;
   }

@@ -2,7 +2,15 @@
 // asymmetric algorithms configured for AUTH_JWKS_URL against the provider's keys. The algorithm is
 // chosen by the key source, never trusted from the token: `alg: none`, an HS token when only JWKS
 // is configured, or an RS token signed with the HS secret as "public key" are all refused.
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWSHeaderParameters, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  type JWTVerifyOptions,
+} from 'jose';
 import { hmacKey, verifyHs256 } from '../../runtime/hs256.ts';
 import type { AuthConfig } from './config.ts';
 import { AGENT_ID_PATTERN, AuthError, scopesFromClaims, TENANT_ID_PATTERN, type AuthenticatedPrincipal, type AuthFailure } from './principal.ts';
@@ -133,7 +141,12 @@ function toAuthError(err: unknown): AuthError {
   // The provider's key endpoint failed, timed out or answered garbage (fetch errors are not
   // JOSEErrors): not the caller's fault, but the token cannot be checked, so it is not accepted.
   // jose reports a non-200 or non-JSON key set answer as its generic error.
-  if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || err.code === 'ERR_JOSE_GENERIC') {
+  if (
+    !(err instanceof joseErrors.JOSEError) ||
+    err instanceof joseErrors.JWKSTimeout ||
+    err instanceof joseErrors.JWKSInvalid ||
+    err.code === 'ERR_JOSE_GENERIC'
+  ) {
     return new AuthError('keys unavailable');
   }
   return new AuthError('malformed');
@@ -149,7 +162,8 @@ function principalOf(payload: JWTPayload, tenantClaims: readonly string[], agent
   if (typeof tenantId !== 'string' || !TENANT_ID_PATTERN.test(tenantId)) throw new AuthError('malformed', `invalid "${tenantClaim}" claim`);
   // An agent's token: its holder acts as that agent and no other (the subgraphs enforce it).
   const agentId = claims[agentClaim];
-  if (agentId !== undefined && (typeof agentId !== 'string' || !AGENT_ID_PATTERN.test(agentId))) throw new AuthError('malformed', `invalid "${agentClaim}" claim (an agent id)`);
+  if (agentId !== undefined && (typeof agentId !== 'string' || !AGENT_ID_PATTERN.test(agentId)))
+    throw new AuthError('malformed', `invalid "${agentClaim}" claim (an agent id)`);
   // Frozen: the same object is handed to every request that presents the token (the cache above).
   return Object.freeze({
     kind: 'user',

@@ -36,7 +36,8 @@ export function withAccessControl(gateway: GatewayInterface, options: AccessCont
     return entry;
   };
 
-  const secured = (inner: GatewayExecutor): GatewayExecutor =>
+  const secured =
+    (inner: GatewayExecutor): GatewayExecutor =>
     async (requestContext) => {
       // Fails closed: without the rules, nothing runs.
       if (!policy) throw new GraphQLError('Access rules not loaded yet', { extensions: { code: 'SERVICE_UNAVAILABLE' } });

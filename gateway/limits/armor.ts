@@ -16,7 +16,9 @@ function limitError(message: string, limit: Limit, max: number): GraphQLError {
 function reporter(limit: Limit, max: number) {
   return {
     // Armor words every rejection as a "Syntax Error"; it is not one.
-    onReject: [(context: ValidationContext | null, error: GraphQLError) => context?.reportError(limitError(error.message.replace(/^Syntax Error: /, ''), limit, max))],
+    onReject: [
+      (context: ValidationContext | null, error: GraphQLError) => context?.reportError(limitError(error.message.replace(/^Syntax Error: /, ''), limit, max)),
+    ],
     // Reported through the context above rather than thrown, so all limit errors come together.
     propagateOnRejection: false,
   };

@@ -26,7 +26,10 @@ const quiet = createLogger('openapi', 'silent');
  * supergraph hook (not watching), so whatever the gateway does to the file happens here too.
  */
 export async function apiSchemaOf(supergraphSdl: string, path = DEFAULT_SUPERGRAPH): Promise<GraphQLSchema> {
-  const gateway = new ApolloGateway({ supergraphSdl: watchedSupergraph({ path, initialSdl: supergraphSdl, watch: false, pollMs: 0, logger: quiet }), logger: quiet });
+  const gateway = new ApolloGateway({
+    supergraphSdl: watchedSupergraph({ path, initialSdl: supergraphSdl, watch: false, pollMs: 0, logger: quiet }),
+    logger: quiet,
+  });
   try {
     const { schema } = await gateway.load();
     return schema;

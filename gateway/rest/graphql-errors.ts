@@ -68,7 +68,14 @@ export function locateArgument(route: RouteModel, field: string): Omit<FieldErro
     if (!source) continue;
     const rest = segments.slice(n);
     if (source.in === 'body') return { pointer: pointer([...source.path, ...rest]) };
-    return { parameter: source.name + rest.filter((s) => !/^\d+$/.test(s)).map((s) => `[${s}]`).join('') };
+    return {
+      parameter:
+        source.name +
+        rest
+          .filter((s) => !/^\d+$/.test(s))
+          .map((s) => `[${s}]`)
+          .join(''),
+    };
   }
   return undefined;
 }

@@ -58,7 +58,14 @@ function publish(schema: GraphQLSchema, operations: OperationSet): Published & {
   }));
   // Routes that do not fit keep their path, so clients get a 503 that says why, not a 404.
   for (const { declaration, reasons } of compiled.unavailable) {
-    entries.push({ method: declaration.method, path: declaration.path, declaration, model: undefined, unavailableReasons: reasons, validators: () => ({ parameters: new Map(), body: undefined }) });
+    entries.push({
+      method: declaration.method,
+      path: declaration.path,
+      declaration,
+      model: undefined,
+      unavailableReasons: reasons,
+      validators: () => ({ parameters: new Map(), body: undefined }),
+    });
   }
   return {
     table: new RouteTable(entries),

@@ -135,10 +135,7 @@ export class SchemaBuilder {
       properties[field.name] = schema;
       if (isNonNullType(field.type) && field.defaultValue === undefined) required.push(field.name);
     }
-    return withDescription(
-      { type: 'object', properties, ...(required.length > 0 ? { required } : {}), additionalProperties: false },
-      type.description,
-    );
+    return withDescription({ type: 'object', properties, ...(required.length > 0 ? { required } : {}), additionalProperties: false }, type.description);
   }
 
   /**
@@ -194,7 +191,13 @@ export class SchemaBuilder {
   }
 
   /** Fields of a selection set, fragments merged in; @skip/@include make a field optional. */
-  private collect(type: GraphQLObjectType, selectionSet: SelectionSetNode, properties: Record<string, JsonSchema>, required: Set<string>, conditional: boolean): void {
+  private collect(
+    type: GraphQLObjectType,
+    selectionSet: SelectionSetNode,
+    properties: Record<string, JsonSchema>,
+    required: Set<string>,
+    conditional: boolean,
+  ): void {
     const fields = type.getFields();
     for (const selection of selectionSet.selections) {
       const isConditional = conditional || (selection.directives ?? []).some((d) => d.name.value === 'skip' || d.name.value === 'include');
@@ -212,7 +215,8 @@ export class SchemaBuilder {
         this.collect(type, this.fragment(selection.name.value, type).selectionSet, properties, required, isConditional);
       } else {
         const on = selection.typeCondition?.name.value;
-        if (on !== undefined && on !== type.name) throw new Error(`inline fragment on ${on} inside ${type.name}: type conditions are not supported by the REST facade yet`);
+        if (on !== undefined && on !== type.name)
+          throw new Error(`inline fragment on ${on} inside ${type.name}: type conditions are not supported by the REST facade yet`);
         this.collect(type, selection.selectionSet, properties, required, isConditional);
       }
     }
@@ -220,7 +224,8 @@ export class SchemaBuilder {
 
   private ref(name: string, kind: string, build: () => JsonSchema): JsonSchema {
     const owner = this.owners.get(name);
-    if (owner !== undefined && owner !== kind) throw new Error(`the ${kind} ${name} and the ${owner} ${name} would share one component name; rename the fragment`);
+    if (owner !== undefined && owner !== kind)
+      throw new Error(`the ${kind} ${name} and the ${owner} ${name} would share one component name; rename the fragment`);
     if (owner === undefined) {
       this.owners.set(name, kind);
       // Placed before building so recursive input types refer to themselves instead of looping.

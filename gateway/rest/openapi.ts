@@ -74,9 +74,13 @@ function problemResponse(description: string): Record<string, unknown> {
 const RESPONSES: Record<string, Record<string, unknown>> = {
   BadRequest: problemResponse('Invalid input (code BAD_USER_INPUT or BAD_REQUEST); `errors` lists each bad value. Nothing was changed.'),
   NotFound: problemResponse('No such resource (code NOT_FOUND).'),
-  Conflict: problemResponse('Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`). Nothing was changed.'),
+  Conflict: problemResponse(
+    'Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`). Nothing was changed.',
+  ),
   ServiceUnavailable: problemResponse('A subgraph needed for the answer is unavailable (code SUBGRAPH_UNAVAILABLE); retry later.'),
-  Error: problemResponse('Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), the typed problems listed under `Problem.type` (e.g. 403 `/problems/agent-mismatch`, 404 `/problems/agent-not-found`, 422 `/problems/skills-not-registered`), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502.'),
+  Error: problemResponse(
+    'Any other error: 401 UNAUTHENTICATED (no or invalid credentials), 403 FORBIDDEN (a scope is missing), the typed problems listed under `Problem.type` (e.g. 403 `/problems/agent-mismatch`, 404 `/problems/agent-not-found`, 422 `/problems/skills-not-registered`), 413, 415, 429 RATE_LIMITED (with Retry-After), 500, 502.',
+  ),
 };
 
 const SECURITY_SCHEMES: Record<string, Record<string, unknown>> = {
@@ -112,7 +116,8 @@ function operationObject(route: RouteModel): Record<string, unknown> {
     description: `${d.status === 201 ? 'Created. ' : ''}${route.resourceDescription ?? `The ${route.resourceName}.`}`,
     content: { 'application/json': { schema: route.response } },
   };
-  if (d.location) success.headers = { Location: { description: `Where the created ${route.resourceName} is read: ${d.location}.`, schema: { type: 'string' } } };
+  if (d.location)
+    success.headers = { Location: { description: `Where the created ${route.resourceName} is read: ${d.location}.`, schema: { type: 'string' } } };
   responses[String(d.status)] = success;
   if (route.nullable && d.nullStatus === 204) responses['204'] = { description: `No ${route.resourceName}: nothing to return.` };
   responses['400'] = responseRef('BadRequest');
@@ -196,7 +201,10 @@ export function generateOpenApi(schema: GraphQLSchema, operations: OperationSet,
     const { example, operationId, file } = route.declaration;
     if (example === undefined || !route.body) continue;
     const errors = validator.compile(route.body.schema)(example);
-    if (errors.length > 0) problems.push(`${file} (${operationId}): @example does not match the request body schema: ${errors.map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ')}`);
+    if (errors.length > 0)
+      problems.push(
+        `${file} (${operationId}): @example does not match the request body schema: ${errors.map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ')}`,
+      );
   }
   return { compiled, document: buildOpenApiDocument(compiled), problems };
 }

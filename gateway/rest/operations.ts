@@ -1,15 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  GraphQLError,
-  Kind,
-  parse,
-  print,
-  type DocumentNode,
-  type FragmentDefinitionNode,
-  type OperationDefinitionNode,
-} from 'graphql';
+import { GraphQLError, Kind, parse, print, type DocumentNode, type FragmentDefinitionNode, type OperationDefinitionNode } from 'graphql';
 import { fragmentsUsed } from '../graphql-documents.ts';
 
 /**
@@ -277,7 +269,8 @@ export function parseOperationFiles(files: OperationFile[]): OperationSet {
       }
       if (method === 'GET' && def.operation !== 'query') problems.push(`${where}: GET routes must be queries (a GET must not change anything)`);
       if (def.operation === 'query' && method !== 'GET') problems.push(`${where}: queries are served with GET`);
-      if (example !== undefined && (method === 'GET' || method === 'DELETE')) problems.push(`${where}: @example describes a request body, which ${method} routes have none of`);
+      if (example !== undefined && (method === 'GET' || method === 'DELETE'))
+        problems.push(`${where}: @example describes a request body, which ${method} routes have none of`);
 
       // Two templates that differ only in placeholder names would match the same requests.
       const shape = `${method} ${segments.map((s) => (s.startsWith('{') ? '{}' : s)).join('/')}`;
@@ -310,5 +303,11 @@ export function parseOperationFiles(files: OperationFile[]): OperationSet {
   }
   if (problems.length > 0) throw new OperationFileError(problems);
   const usedTags = new Set(routes.map((r) => r.tag));
-  return { routes, fragments, tags: tags.filter((t) => usedTags.has(t.name)).concat([...usedTags].filter((t) => !tags.some((d) => d.name === t)).map((name) => ({ name, description: undefined }))) };
+  return {
+    routes,
+    fragments,
+    tags: tags
+      .filter((t) => usedTags.has(t.name))
+      .concat([...usedTags].filter((t) => !tags.some((d) => d.name === t)).map((name) => ({ name, description: undefined }))),
+  };
 }

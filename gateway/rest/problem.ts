@@ -33,8 +33,16 @@ export const TYPED_PROBLEMS = {
   DELEGATION_FORBIDDEN: { status: 403, title: 'Delegation forbidden', description: 'acting for a named agent needs the `tasks:delegate` scope' },
   AGENT_NOT_FOUND: { status: 404, title: 'Agent not found', description: "the caller's tenant has no such agent" },
   AGENT_NOT_ACTIVE: { status: 409, title: 'Agent not active', description: 'only an ACTIVE agent claims tasks; `status` says what it is' },
-  SKILLS_NOT_REGISTERED: { status: 422, title: 'Skills not registered', description: 'a claim named skill tags the agent did not register (`unregisteredTags`)' },
-  DEPENDENCY_UNAVAILABLE: { status: 503, title: 'Dependency unavailable', description: 'a subgraph could not reach another one it needs (`serviceName`); try again' },
+  SKILLS_NOT_REGISTERED: {
+    status: 422,
+    title: 'Skills not registered',
+    description: 'a claim named skill tags the agent did not register (`unregisteredTags`)',
+  },
+  DEPENDENCY_UNAVAILABLE: {
+    status: 503,
+    title: 'Dependency unavailable',
+    description: 'a subgraph could not reach another one it needs (`serviceName`); try again',
+  },
 } as const satisfies Record<string, { status: number; title: string; description: string }>;
 
 type TypedCode = keyof typeof TYPED_PROBLEMS;

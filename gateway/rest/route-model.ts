@@ -117,7 +117,8 @@ function queryStyle(type: GraphQLInputType): { style: ParameterModel['style'] } 
     for (const field of Object.values(t.getFields())) {
       const ft = getNullableType(field.type);
       const leaf = isListType(ft) ? getNullableType(ft.ofType) : ft;
-      if (isListType(leaf) || !isTextual(leaf)) return `${t.name}.${field.name} is not a scalar, enum or list of them, so ${t.name} cannot be a query parameter`;
+      if (isListType(leaf) || !isTextual(leaf))
+        return `${t.name}.${field.name} is not a scalar, enum or list of them, so ${t.name} cannot be a query parameter`;
     }
     return { style: 'deepObject' };
   }
@@ -215,7 +216,15 @@ function compileRoute(schema: GraphQLSchema, builder: SchemaBuilder, declaration
       // A parameter cannot be null, only absent: its schema is the non-null type's.
       let paramSchema = builder.inputValue(v.type);
       if (v.defaultValue !== undefined) paramSchema = { ...paramSchema, default: v.defaultValue };
-      parameters.push({ name: v.name, in: where, required: where === 'path' || v.required, style, schema: paramSchema, type: v.type, description: v.description });
+      parameters.push({
+        name: v.name,
+        in: where,
+        required: where === 'path' || v.required,
+        style,
+        schema: paramSchema,
+        type: v.type,
+        description: v.description,
+      });
       if (argumentPath) argumentSources.set(argumentPath, { in: where, name: v.name, path: [] });
     }
   }

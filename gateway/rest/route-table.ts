@@ -9,10 +9,7 @@ export interface Routable {
   path: string;
 }
 
-export type MatchResult<T> =
-  | { kind: 'found'; entry: T; params: Record<string, string> }
-  | { kind: 'method-not-allowed'; allowed: string[] }
-  | { kind: 'none' };
+export type MatchResult<T> = { kind: 'found'; entry: T; params: Record<string, string> } | { kind: 'method-not-allowed'; allowed: string[] } | { kind: 'none' };
 
 interface Template<T> {
   segments: string[];

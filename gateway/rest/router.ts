@@ -85,7 +85,13 @@ function isCrossSiteSimpleRequest(req: IncomingMessage): boolean {
 
 type Parsed = { ok: true; variables: Record<string, unknown> } | { ok: false; status: number; code: string; detail: string; errors?: FieldError[] };
 
-async function readVariables(req: IncomingMessage, route: RuntimeRoute & { model: RouteModel }, params: Record<string, string>, url: URL, maxBodyBytes: number): Promise<Parsed> {
+async function readVariables(
+  req: IncomingMessage,
+  route: RuntimeRoute & { model: RouteModel },
+  params: Record<string, string>,
+  url: URL,
+  maxBodyBytes: number,
+): Promise<Parsed> {
   const { model } = route;
   const errors: FieldError[] = [];
   const variables: Record<string, unknown> = {};
@@ -115,7 +121,12 @@ async function readVariables(req: IncomingMessage, route: RuntimeRoute & { model
     let body: unknown;
     if (raw.trim() !== '') {
       if (!isJsonType(req.headers['content-type'])) {
-        return { ok: false, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', detail: `The request body must be JSON (content-type: application/json), got "${req.headers['content-type'] ?? 'none'}"` };
+        return {
+          ok: false,
+          status: 415,
+          code: 'UNSUPPORTED_MEDIA_TYPE',
+          detail: `The request body must be JSON (content-type: application/json), got "${req.headers['content-type'] ?? 'none'}"`,
+        };
       }
       try {
         body = JSON.parse(raw);
@@ -138,7 +149,13 @@ async function readVariables(req: IncomingMessage, route: RuntimeRoute & { model
     }
   }
   if (errors.length > 0) {
-    return { ok: false, status: 400, code: 'BAD_USER_INPUT', detail: `The request is invalid: ${errors.length} problem${errors.length === 1 ? '' : 's'} (see errors).`, errors };
+    return {
+      ok: false,
+      status: 400,
+      code: 'BAD_USER_INPUT',
+      detail: `The request is invalid: ${errors.length} problem${errors.length === 1 ? '' : 's'} (see errors).`,
+      errors,
+    };
   }
   return { ok: true, variables };
 }
@@ -174,7 +191,10 @@ export async function handleRestRequest(
   const { model } = route;
   if (!model) {
     deps.logger.error({ operationName: route.declaration.operationId, reasons: route.unavailableReasons }, 'REST route does not fit the loaded supergraph');
-    sendProblem(res, problem(503, 'ROUTE_UNAVAILABLE', `${route.method} ${route.path} is unavailable: its operation does not fit the schema currently served`, where));
+    sendProblem(
+      res,
+      problem(503, 'ROUTE_UNAVAILABLE', `${route.method} ${route.path} is unavailable: its operation does not fit the schema currently served`, where),
+    );
     return true;
   }
 

@@ -43,12 +43,23 @@ export class SchemaValidator {
 }
 
 function describeAllowed(values: unknown): string {
-  return Array.isArray(values) ? values.filter((v) => v !== null).map((v) => JSON.stringify(v)).join(', ') : '';
+  return Array.isArray(values)
+    ? values
+        .filter((v) => v !== null)
+        .map((v) => JSON.stringify(v))
+        .join(', ')
+    : '';
 }
 
 /** One error per offending value, in words a client can act on. */
 function explain(error: ErrorObject): { path: string[]; detail: string } {
-  const path = error.instancePath === '' ? [] : error.instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const path =
+    error.instancePath === ''
+      ? []
+      : error.instancePath
+          .slice(1)
+          .split('/')
+          .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   const params = error.params as Record<string, unknown>;
   switch (error.keyword) {
     case 'required':
@@ -58,7 +69,9 @@ function explain(error: ErrorObject): { path: string[]; detail: string } {
     case 'enum':
       return { path, detail: `must be one of ${describeAllowed(params.allowedValues)}` };
     case 'type': {
-      const types = String(params.type).split(',').filter((t) => t !== 'null');
+      const types = String(params.type)
+        .split(',')
+        .filter((t) => t !== 'null');
       return { path, detail: `must be ${types.join(' or ')}${String(params.type).includes('null') ? ' or null' : ''}` };
     }
     default:
@@ -90,5 +103,13 @@ export const bodyError = (path: string[]): FieldError => ({ pointer: pointer(pat
 
 /** A parameter name with the deepObject part, e.g. `label[key]`; list indexes are dropped. */
 export function parameterError(name: string): (path: string[]) => FieldError {
-  return (path) => ({ parameter: name + path.filter((s) => !/^\d+$/.test(s)).map((s) => `[${s}]`).join(''), detail: '' });
+  return (path) => ({
+    parameter:
+      name +
+      path
+        .filter((s) => !/^\d+$/.test(s))
+        .map((s) => `[${s}]`)
+        .join(''),
+    detail: '',
+  });
 }

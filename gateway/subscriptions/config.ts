@@ -8,7 +8,11 @@ export const subscriptionSpec = {
     0,
   ),
   SUBSCRIPTION_QUEUE_LIMIT: env.int('events one client subscription may have waiting for its connection; one more closes that connection as too slow', 100, 1),
-  SUBSCRIPTION_MAX_BUFFERED_BYTES: env.int('bytes one WebSocket or SSE connection may have written but not yet sent; more closes it as too slow', 1_048_576, 1024),
+  SUBSCRIPTION_MAX_BUFFERED_BYTES: env.int(
+    'bytes one WebSocket or SSE connection may have written but not yet sent; more closes it as too slow',
+    1_048_576,
+    1024,
+  ),
 };
 
 export type SubscriptionConfig = ConfigOf<typeof subscriptionSpec>;

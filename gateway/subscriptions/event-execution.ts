@@ -97,7 +97,11 @@ export function eventExecutor(options: EventExecutorOptions): (event: FormattedE
   };
 }
 
-export function formatResult(data: Record<string, unknown> | null | undefined, errors: readonly GraphQLError[] | undefined, format: ErrorFormatter): FormattedExecutionResult {
+export function formatResult(
+  data: Record<string, unknown> | null | undefined,
+  errors: readonly GraphQLError[] | undefined,
+  format: ErrorFormatter,
+): FormattedExecutionResult {
   const formatted: FormattedExecutionResult = { data: data ?? null };
   if (errors && errors.length > 0) formatted.errors = errors.map((e) => format(e.toJSON(), e));
   return formatted;

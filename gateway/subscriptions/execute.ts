@@ -5,7 +5,16 @@
 // its outcomes into their messages.
 import type { GraphQLDataSource } from '@apollo/gateway';
 import type { GraphQLRequest, GraphQLResponse } from '@apollo/server';
-import { getOperationAST, GraphQLError, Kind, print, type FormattedExecutionResult, type GraphQLFormattedError, type ParseOptions, type ValidationRule } from 'graphql';
+import {
+  getOperationAST,
+  GraphQLError,
+  Kind,
+  print,
+  type FormattedExecutionResult,
+  type GraphQLFormattedError,
+  type ParseOptions,
+  type ValidationRule,
+} from 'graphql';
 import { IDENTITY_HEADER, type IdentityService } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { applyDenials, authorizeOperation, type Authorization } from '../auth/enforce.ts';
@@ -13,10 +22,10 @@ import type { AccessPolicy } from '../auth/supergraph-policy.ts';
 import { checkOperation, EventQueue, type CheckedOperation, type OperationRequest } from '../../runtime/subscriptions.ts';
 import type { GatewayContext } from '../context.ts';
 import { eventExecutor, type ErrorFormatter } from './event-execution.ts';
-import { Planning, SupergraphNotLoadedError, type SubscriptionPlan, type Supergraph } from './planning.ts';
+import { type Planning, SupergraphNotLoadedError, type SubscriptionPlan, type Supergraph } from './planning.ts';
 import { SharedStream } from './shared-stream.ts';
 import { authorizationKey, identityClaims, streamContext } from './stream-identity.ts';
-import { UpstreamSubscriptions } from './upstream.ts';
+import type { UpstreamSubscriptions } from './upstream.ts';
 
 export interface PreparedOperation {
   operation: CheckedOperation;
@@ -80,7 +89,10 @@ export interface CoreOptions {
 const PER_REQUEST_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate']);
 
 const SHUTTING_DOWN: GraphQLFormattedError = { message: 'The gateway is shutting down; subscribe again', extensions: { code: 'SHUTTING_DOWN' } };
-const EXPIRED: GraphQLFormattedError = { message: 'The credentials of this subscription expired; subscribe again with fresh ones', extensions: { code: 'UNAUTHENTICATED', reason: 'expired' } };
+const EXPIRED: GraphQLFormattedError = {
+  message: 'The credentials of this subscription expired; subscribe again with fresh ones',
+  extensions: { code: 'UNAUTHENTICATED', reason: 'expired' },
+};
 // setTimeout's limit (about 24.8 days); a later expiry is checked again when this one fires.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -265,7 +277,11 @@ export class GatewayOperations {
         variables,
         extensions: { headers: { ...this.forwardedHeaders(context), [IDENTITY_HEADER]: identityToken } },
       },
-      execute: withDenials(eventExecutor({ supergraph, plan, operation, context, dataSources: () => this.options.dataSources, format: this.options.format }), authorization, this.options.format),
+      execute: withDenials(
+        eventExecutor({ supergraph, plan, operation, context, dataSources: () => this.options.dataSources, format: this.options.format }),
+        authorization,
+        this.options.format,
+      ),
       upstream: this.options.upstream,
       format: this.options.format,
       onFinished: () => {
@@ -307,7 +323,14 @@ export class GatewayOperations {
     // A resuming subscription begins with a replay of what its client missed: a later identical
     // one would join after that replay and miss it, so each resuming subscription is its own.
     if (resumes(operation)) return `resume:${++this.resumed}`;
-    return canonical([prepared.supergraph.id, operation.operationName ?? null, operation.query, operation.variables, headers, authorizationKey(context.principal)]);
+    return canonical([
+      prepared.supergraph.id,
+      operation.operationName ?? null,
+      operation.query,
+      operation.variables,
+      headers,
+      authorizationKey(context.principal),
+    ]);
   }
 }
 

@@ -99,17 +99,21 @@ export function plannerAssumptionProblems(gateway: ApolloGateway): string[] {
   const problems: string[] = [];
   if (typeof planner.buildQueryPlan !== 'function') problems.push('QueryPlanner.buildQueryPlan is not a function');
   if (typeof planner.supergraph?.apiSchema !== 'function') problems.push('QueryPlanner.supergraph.apiSchema() is not a function');
-  if (typeof planner.supergraph?.schema?.toGraphQLJSSchema !== 'function') problems.push('QueryPlanner.supergraph.schema.toGraphQLJSSchema() is not a function');
+  if (typeof planner.supergraph?.schema?.toGraphQLJSSchema !== 'function')
+    problems.push('QueryPlanner.supergraph.schema.toGraphQLJSSchema() is not a function');
   if (typeof operationFromDocument !== 'function') problems.push('@apollo/federation-internals no longer exports operationFromDocument');
   if (problems.length > 0 || !gateway.schema) return problems;
   // Plan the first subscription field that needs no argument, selecting only __typename.
-  const field = Object.values(gateway.schema.getSubscriptionType()?.getFields() ?? {}).find((f) => f.args.every((a) => !isNonNullType(a.type) || a.defaultValue !== undefined));
+  const field = Object.values(gateway.schema.getSubscriptionType()?.getFields() ?? {}).find((f) =>
+    f.args.every((a) => !isNonNullType(a.type) || a.defaultValue !== undefined),
+  );
   if (!field) return problems;
   const type = getNamedType(field.type);
   const selection = isCompositeType(type) ? `${field.name} { __typename }` : field.name;
   try {
     const plan = new Planning(gateway).current().plan(parse(`subscription { ${selection} }`), `subscription { ${selection} }`, undefined);
-    if (plan.primary.kind !== 'Fetch' || typeof plan.primary.serviceName !== 'string') problems.push(`the Subscription plan's primary node is not a fetch (kind ${String(plan.primary.kind)})`);
+    if (plan.primary.kind !== 'Fetch' || typeof plan.primary.serviceName !== 'string')
+      problems.push(`the Subscription plan's primary node is not a fetch (kind ${String(plan.primary.kind)})`);
   } catch (err) {
     problems.push(`planning "subscription { ${selection} }" failed: ${(err as Error).message}`);
   }

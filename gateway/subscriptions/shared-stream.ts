@@ -68,9 +68,14 @@ export class SharedStream {
   private enqueue(item: Upstream): void {
     if (this.finished) return;
     if (this.pending.length >= PENDING_LIMIT) {
-      this.options.logger.warn({ subgraph: this.options.subgraph.name, operationName: this.options.request.operationName, pending: this.pending.length }, 'subscription events arrive faster than they are resolved; ending it');
+      this.options.logger.warn(
+        { subgraph: this.options.subgraph.name, operationName: this.options.request.operationName, pending: this.pending.length },
+        'subscription events arrive faster than they are resolved; ending it',
+      );
       this.pending.length = 0;
-      this.end({ errors: [{ message: 'The gateway fell behind this subscription\'s events; subscribe again', extensions: { code: 'SUBSCRIPTION_OVERLOADED' } }] });
+      this.end({
+        errors: [{ message: "The gateway fell behind this subscription's events; subscribe again", extensions: { code: 'SUBSCRIPTION_OVERLOADED' } }],
+      });
       return;
     }
     this.pending.push(item);

@@ -51,7 +51,10 @@ export function createSseTransport(core: GatewayOperations, options: SseTranspor
       if (Array.isArray(prepared)) {
         // 400 unless the refusal names its status (trusted documents: 403, 404).
         const status = (prepared[0]?.extensions.http as { status?: unknown } | undefined)?.status;
-        const response: SseResponse = [JSON.stringify({ errors: core.formatErrors(prepared) }), { status: typeof status === 'number' ? status : 400, statusText: 'Refused', headers: JSON_HEADERS }];
+        const response: SseResponse = [
+          JSON.stringify({ errors: core.formatErrors(prepared) }),
+          { status: typeof status === 'number' ? status : 400, statusText: 'Refused', headers: JSON_HEADERS },
+        ];
         return response;
       }
       const { info, res } = req.context;
@@ -62,14 +65,20 @@ export function createSseTransport(core: GatewayOperations, options: SseTranspor
         // A caller the gateway refuses (credentials...) gets its status, as over HTTP.
         if (!(err instanceof GraphQLError)) throw err;
         const status = (err.extensions.http as { status?: unknown } | undefined)?.status;
-        const response: SseResponse = [JSON.stringify({ errors: core.formatErrors([err]) }), { status: typeof status === 'number' ? status : 400, statusText: 'Refused', headers: JSON_HEADERS }];
+        const response: SseResponse = [
+          JSON.stringify({ errors: core.formatErrors([err]) }),
+          { status: typeof status === 'number' ? status : 400, statusText: 'Refused', headers: JSON_HEADERS },
+        ];
         return response;
       }
       info.operationName = prepared.operation.operationName;
       const authorized = await core.authorize(prepared, context);
       if (Array.isArray(authorized)) {
         const { status, headers } = refusalHead(authorized);
-        const response: SseResponse = [JSON.stringify({ errors: core.formatErrors(authorized) }), { status, statusText: 'Refused', headers: { ...JSON_HEADERS, ...headers } }];
+        const response: SseResponse = [
+          JSON.stringify({ errors: core.formatErrors(authorized) }),
+          { status, statusText: 'Refused', headers: { ...JSON_HEADERS, ...headers } },
+        ];
         return response;
       }
       const outcome = await core.run(authorized, context, {

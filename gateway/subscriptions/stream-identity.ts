@@ -55,5 +55,11 @@ export function streamContext(principal: Principal, headers: Iterable<readonly [
 
 /** The claims the gateway signs for a principal (the same mapping as the subgraph client's). */
 export function identityClaims(principal: Principal): IdentityClaims {
-  return { kind: principal.kind, subject: principal.subject, tenantId: principal.tenantId, scopes: principal.scopes, agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null) };
+  return {
+    kind: principal.kind,
+    subject: principal.subject,
+    tenantId: principal.tenantId,
+    scopes: principal.scopes,
+    agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null),
+  };
 }

@@ -115,7 +115,11 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
         const prepared = core.prepare(payload);
         if (Array.isArray(prepared)) return prepared;
         const request = ctx.extra.request;
-        const context = contextFor({ requestId: randomUUID(), headers: toHeaderMap(request), remoteAddress: clientAddress(request, options.trustProxy) }, logger, principal);
+        const context = contextFor(
+          { requestId: randomUUID(), headers: toHeaderMap(request), remoteAddress: clientAddress(request, options.trustProxy) },
+          logger,
+          principal,
+        );
         const kind = prepared.operation.operation.operation;
         // Queries and mutations count like HTTP requests; subscription starts are counted by authorize().
         if (kind !== 'subscription') {
@@ -166,7 +170,9 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
     },
     async close(timeoutMs) {
       closing = true;
-      const timer = setTimeout(() => wss.clients.forEach((s) => s.terminate()), timeoutMs);
+      const timer = setTimeout(() => {
+        for (const s of wss.clients) s.terminate();
+      }, timeoutMs);
       timer.unref();
       await graphqlWs.dispose();
       clearTimeout(timer);

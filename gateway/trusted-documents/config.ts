@@ -13,7 +13,9 @@ export const trustedDocumentsSpec = {
     TRUSTED_DOCUMENTS_MODES,
     'off',
   ),
-  TRUSTED_DOCUMENTS_MANIFEST: env.optionalString('comma-separated paths of Apollo persisted query manifests (apollo-persisted-query-manifest, version 1) of the client operations to trust'),
+  TRUSTED_DOCUMENTS_MANIFEST: env.optionalString(
+    'comma-separated paths of Apollo persisted query manifests (apollo-persisted-query-manifest, version 1) of the client operations to trust',
+  ),
 };
 
 export interface TrustedDocuments {

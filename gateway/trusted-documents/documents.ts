@@ -114,7 +114,8 @@ export function resolveTrustedDocument(registry: TrustedDocumentRegistry, reques
     if (id !== undefined && id !== registered) return refusal('The document id sent does not match the document sent', 'BAD_REQUEST', 400);
     return { id: registered, query };
   }
-  if (id === undefined) return refusal('Send a registered document ("query") or its id ("documentId" or extensions.persistedQuery.sha256Hash)', 'BAD_REQUEST', 400);
+  if (id === undefined)
+    return refusal('Send a registered document ("query") or its id ("documentId" or extensions.persistedQuery.sha256Hash)', 'BAD_REQUEST', 400);
   const body = registry.byId.get(id);
   if (body === undefined) return refusal(`No registered document has the id "${id.slice(0, 80)}"`, TRUSTED_DOCUMENT_CODES.notFound, 404);
   return { id, query: body };

@@ -13,4 +13,12 @@ export {
 } from './documents.ts';
 export { loadTrustedDocuments, trustedDocumentsSpec, type TrustedDocuments } from './config.ts';
 export { subscriptionDocumentGate, trustedDocumentsPlugin, type DocumentGate } from './gate.ts';
-export { buildManifest, checkManifest, MANIFEST_FORMAT, ManifestBuildError, type ManifestOperation, type OperationSource, type PersistedQueryManifest } from './manifest.ts';
+export {
+  buildManifest,
+  checkManifest,
+  MANIFEST_FORMAT,
+  ManifestBuildError,
+  type ManifestOperation,
+  type OperationSource,
+  type PersistedQueryManifest,
+} from './manifest.ts';

@@ -43,7 +43,13 @@ interface IssueAnswer {
 
 export function createAgentCredentials(deps: { env: Record<string, string | undefined>; identity: IdentityService; logger: Logger }): AgentCredentials {
   const { SUBGRAPH_GOVERNANCE_URL: url } = loadConfig(credentialsSpec, deps.env);
-  const governance = createServiceClient({ from: 'agents', to: 'governance', url: url ?? DEFAULT_GOVERNANCE_URL, identity: deps.identity, logger: deps.logger });
+  const governance = createServiceClient({
+    from: 'agents',
+    to: 'governance',
+    url: url ?? DEFAULT_GOVERNANCE_URL,
+    identity: deps.identity,
+    logger: deps.logger,
+  });
   return {
     async issue(caller, agentId, agentName) {
       const answer = await governance.query<IssueAnswer>({ ...caller, scopes: ['agents:write'] }, ISSUE, { agentId, name: agentName });

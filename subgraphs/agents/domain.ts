@@ -427,10 +427,7 @@ export function searchText(...parts: (string | null)[]): string {
  * description and tags) must be present; optional ones are type-checked when given. Every error
  * names the card field, e.g. `card.skills[2].tags`.
  */
-export function registrationFromCard(
-  card: unknown,
-  extras: { labels?: Opt<readonly LabelInput[]>; heartbeatIntervalSeconds?: Opt<number> } = {},
-): AgentDraft {
+export function registrationFromCard(card: unknown, extras: { labels?: Opt<readonly LabelInput[]>; heartbeatIntervalSeconds?: Opt<number> } = {}): AgentDraft {
   const c = asObject(card, 'card');
   jsonValue(card, 'card', LIMITS.cardBytes);
 

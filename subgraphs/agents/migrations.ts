@@ -33,11 +33,7 @@ export const migrations: Record<string, Migration> = {
         .execute();
       // Keyset pagination: tenant, then (created_at, id) in either direction.
       await db.schema.createIndex('agents_tenant_created_idx').on('agents').columns(['tenant_id', 'created_at', 'id']).execute();
-      await db.schema
-        .createIndex('agents_tenant_status_created_idx')
-        .on('agents')
-        .columns(['tenant_id', 'status', 'created_at', 'id'])
-        .execute();
+      await db.schema.createIndex('agents_tenant_status_created_idx').on('agents').columns(['tenant_id', 'status', 'created_at', 'id']).execute();
 
       await db.schema
         .createTable('agent_skill_tags')

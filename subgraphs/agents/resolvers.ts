@@ -74,9 +74,11 @@ async function register(ctx: AgentsContext, draft: AgentDraft, issueCredential: 
   try {
     row = await ctx.store.register(ctx.tenantId, draft, id);
   } catch (err) {
-    await ctx.credentials.revoke(caller, credential.keyId).catch((revokeErr: unknown) =>
-      ctx.logger.error({ err: revokeErr, keyId: credential.keyId, agentId: id }, 'could not revoke the credential of an agent that was not stored'),
-    );
+    await ctx.credentials
+      .revoke(caller, credential.keyId)
+      .catch((revokeErr: unknown) =>
+        ctx.logger.error({ err: revokeErr, keyId: credential.keyId, agentId: id }, 'could not revoke the credential of an agent that was not stored'),
+      );
     throw err;
   }
   return remember(ctx, { ...row, credential });
@@ -151,14 +153,19 @@ export const resolvers: Resolvers = {
       subscribe: (_parent, args, ctx) => agentEvents(ctx, [AgentStatusChanged, AgentRegistered], args),
       resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => {
         const agent = await eventAgent(ctx, event);
-        if (event.type === AgentRegistered) return { agent, from: null, to: (event.payload as AgentRegisteredPayload).status, occurredAt: event.occurredAt, ...eventIdentity(event) };
+        if (event.type === AgentRegistered)
+          return { agent, from: null, to: (event.payload as AgentRegisteredPayload).status, occurredAt: event.occurredAt, ...eventIdentity(event) };
         const { from, to } = event.payload as AgentStatusChangedPayload;
         return { agent, from, to, occurredAt: event.occurredAt, ...eventIdentity(event) };
       },
     },
     agentHeartbeat: {
       subscribe: (_parent, args, ctx) => agentEvents(ctx, [AgentHeartbeat], args),
-      resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => ({ agent: await eventAgent(ctx, event), occurredAt: event.occurredAt, ...eventIdentity(event) }),
+      resolve: async (event: DomainEvent, _args: unknown, ctx: AgentsContext) => ({
+        agent: await eventAgent(ctx, event),
+        occurredAt: event.occurredAt,
+        ...eventIdentity(event),
+      }),
     },
   },
   Agent: {

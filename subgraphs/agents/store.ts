@@ -164,9 +164,7 @@ export class AgentStore {
       .where((eb) => matches(eb, tenantId, filter));
     const after = page.after;
     if (after) {
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]),
-      );
+      query = query.where((eb) => eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]));
     }
     const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit).execute();
     const { n } = await db
@@ -265,12 +263,7 @@ export class AgentStore {
    * Read, check expectedVersion, apply, write guarded by the version read: a concurrent writer
    * that got in between makes the guarded UPDATE match nothing, which is a CONFLICT, not a lost update.
    */
-  private async mutate(
-    tenantId: string,
-    id: string,
-    expectedVersion: number | null | undefined,
-    change: (current: AgentRow) => Change,
-  ): Promise<AgentRow> {
+  private async mutate(tenantId: string, id: string, expectedVersion: number | null | undefined, change: (current: AgentRow) => Change): Promise<AgentRow> {
     return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
       const current = await find(trx, tenantId, id);
       if (!current) throw notFound('Agent', id);
@@ -327,13 +320,21 @@ function matches(eb: ExpressionBuilder<AgentsDB, 'agents'>, tenantId: string, fi
       eb(
         'agents.id',
         'in',
-        eb.selectFrom('agent_skill_tags').select('agent_skill_tags.agent_id').where('agent_skill_tags.tenant_id', '=', tenantId).where('agent_skill_tags.tag', '=', tag),
+        eb
+          .selectFrom('agent_skill_tags')
+          .select('agent_skill_tags.agent_id')
+          .where('agent_skill_tags.tenant_id', '=', tenantId)
+          .where('agent_skill_tags.tag', '=', tag),
       ),
     );
   }
   if (filter.label !== undefined) {
     const { key, value } = filter.label;
-    let labelled = eb.selectFrom('agent_labels').select('agent_labels.agent_id').where('agent_labels.tenant_id', '=', tenantId).where('agent_labels.key', '=', key);
+    let labelled = eb
+      .selectFrom('agent_labels')
+      .select('agent_labels.agent_id')
+      .where('agent_labels.tenant_id', '=', tenantId)
+      .where('agent_labels.key', '=', key);
     if (value !== undefined) labelled = labelled.where('agent_labels.value', '=', value);
     conditions.push(eb('agents.id', 'in', labelled));
   }

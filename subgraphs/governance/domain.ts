@@ -62,7 +62,9 @@ export function normaliseCreateInput(input: CreateApiKeyInput, field = 'input'):
   if (input.scopes.length > LIMITS.scopes) throw badInput(`${field}.scopes must have at most ${LIMITS.scopes} items`, { field: `${field}.scopes` });
   input.scopes.forEach((scope, i) => {
     if (!KNOWN.has(scope)) {
-      throw badInput(`${field}.scopes[${i}] "${scope.slice(0, 64)}" is not a scope; known scopes: ${PLATFORM_SCOPES.join(', ')}`, { field: `${field}.scopes[${i}]` });
+      throw badInput(`${field}.scopes[${i}] "${scope.slice(0, 64)}" is not a scope; known scopes: ${PLATFORM_SCOPES.join(', ')}`, {
+        field: `${field}.scopes[${i}]`,
+      });
     }
   });
   return { name, scopes: [...new Set(input.scopes)].sort() };

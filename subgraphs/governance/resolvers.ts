@@ -68,7 +68,9 @@ export const resolvers: Resolvers = {
       const id = parseId(agentId, 'agentId');
       // An agent rotates its own credential (after a leak, on a schedule), never another's.
       if (caller.agentId && caller.agentId !== id) {
-        throw agentMismatch(`This credential acts as agent "${caller.agentId}" and cannot rotate the credentials of agent "${id}"`, { agentId: caller.agentId });
+        throw agentMismatch(`This credential acts as agent "${caller.agentId}" and cannot rotate the credentials of agent "${id}"`, {
+          agentId: caller.agentId,
+        });
       }
       return ctx.store.rotateAgentCredential(caller.tenantId, id, normaliseOverlap(overlapSeconds), caller.subject);
     },

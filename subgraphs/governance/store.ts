@@ -185,7 +185,10 @@ export class ApiKeyStore {
         .orderBy('id', 'desc')
         .executeTakeFirst();
       if (!newest) {
-        throw domainError('NOT_FOUND', `Agent "${agentId}" has no credential to rotate; register it with issueCredential to get one`, { entity: 'AgentCredential', agentId });
+        throw domainError('NOT_FOUND', `Agent "${agentId}" has no credential to rotate; register it with issueCredential to get one`, {
+          entity: 'AgentCredential',
+          agentId,
+        });
       }
       const until = new Date(this.clock() + overlapSeconds * 1000).toISOString();
       const ending = await trx
@@ -197,7 +200,13 @@ export class ApiKeyStore {
         .returning(['id'])
         .execute();
       for (const { id } of ending) {
-        emit({ type: ApiKeyRevoked, tenantId, subjectId: id, occurredAt: now, payload: { keyId: id, revokedBy: rotatedBy, revokedAt: until } satisfies ApiKeyRevokedPayload });
+        emit({
+          type: ApiKeyRevoked,
+          tenantId,
+          subjectId: id,
+          occurredAt: now,
+          payload: { keyId: id, revokedBy: rotatedBy, revokedAt: until } satisfies ApiKeyRevokedPayload,
+        });
       }
       await assertRoomForAgent(trx, tenantId, agentId, now);
       return insertKey(trx, emit, { tenantId, name: newest.name, scopes: AGENT_CREDENTIAL_SCOPES, agentId, createdBy: rotatedBy, now });
@@ -288,7 +297,14 @@ async function insertKey(trx: Transaction<GovernanceDB>, emit: Emit, k: NewKey):
     tenantId: k.tenantId,
     subjectId: apiKey.id,
     occurredAt: k.now,
-    payload: { keyId: apiKey.id, name: apiKey.name, scopes: apiKey.scopes, prefix: apiKey.prefix, createdBy: k.createdBy, agentId: k.agentId } satisfies ApiKeyCreatedPayload,
+    payload: {
+      keyId: apiKey.id,
+      name: apiKey.name,
+      scopes: apiKey.scopes,
+      prefix: apiKey.prefix,
+      createdBy: k.createdBy,
+      agentId: k.agentId,
+    } satisfies ApiKeyCreatedPayload,
   });
   return { apiKey, secret: material.key };
 }

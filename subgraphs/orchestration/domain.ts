@@ -134,11 +134,7 @@ export interface TaskSpec {
   timeoutSeconds: number;
 }
 
-export function newTask(
-  spec: TaskSpec,
-  ids: { id: string; tenantId: string; workflowRunId?: string; workflowStepId?: string },
-  now: number,
-): Task {
+export function newTask(spec: TaskSpec, ids: { id: string; tenantId: string; workflowRunId?: string; workflowStepId?: string }, now: number): Task {
   const at = iso(now);
   return {
     ...spec,
@@ -189,11 +185,7 @@ export function claim(task: Task, agentId: string, leaseSeconds: number, now: nu
   });
 }
 
-export function reportProgress(
-  task: Task,
-  args: { agentId: string; percent: number; message: string | null; leaseSeconds: number },
-  now: number,
-): Task {
+export function reportProgress(task: Task, args: { agentId: string; percent: number; message: string | null; leaseSeconds: number }, now: number): Task {
   assertCommand(task, 'reportProgress');
   assertHolder(task, args.agentId);
   return next(task, now, {
@@ -399,7 +391,10 @@ export interface AgentStanding {
  */
 export function claimTags(agent: AgentStanding, requested: readonly string[] | null): string[] {
   if (agent.status !== 'ACTIVE') {
-    throw domainError('AGENT_NOT_ACTIVE', `Agent "${agent.id}" is ${agent.status}: only ACTIVE agents claim tasks`, { agentId: agent.id, status: agent.status });
+    throw domainError('AGENT_NOT_ACTIVE', `Agent "${agent.id}" is ${agent.status}: only ACTIVE agents claim tasks`, {
+      agentId: agent.id,
+      status: agent.status,
+    });
   }
   const registered = [...new Set(agent.skillTags)];
   if (requested === null) return registered;
@@ -646,11 +641,7 @@ export interface WorkflowStepFields extends TaskSpecFields {
 
 const STEP_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-export function validateWorkflowDefinition(input: {
-  name: string;
-  description?: string | null;
-  steps: readonly WorkflowStepFields[];
-}): WorkflowDefinitionSpec {
+export function validateWorkflowDefinition(input: { name: string; description?: string | null; steps: readonly WorkflowStepFields[] }): WorkflowDefinitionSpec {
   const name = text(input.name, 'name', { min: 1, max: LIMITS.workflowName });
   const description = optionalText(input.description, 'description', LIMITS.description);
   if (input.steps.length < 1 || input.steps.length > LIMITS.steps) {
@@ -768,7 +759,11 @@ export function stepStatusOf(state: TaskState): StepRunStatus | null {
 }
 
 /** A released step's task input: its own input, the run's input and its direct dependencies' results. */
-export function stepTaskInput(step: Pick<WorkflowStep, 'input' | 'dependsOn'>, runInput: unknown, results: ReadonlyMap<string, unknown>): Record<string, unknown> {
+export function stepTaskInput(
+  step: Pick<WorkflowStep, 'input' | 'dependsOn'>,
+  runInput: unknown,
+  results: ReadonlyMap<string, unknown>,
+): Record<string, unknown> {
   const upstream: Record<string, unknown> = {};
   for (const dep of step.dependsOn) upstream[dep] = results.get(dep) ?? null;
   return { ...(step.input ?? {}), workflowInput: runInput ?? null, upstream };

@@ -13,7 +13,11 @@ import { OrchestrationStore, type OrchestrationDB } from './store.ts';
 
 export const orchestrationSpec = {
   LEASE_SWEEP_INTERVAL_MS: env.int('how often expired task leases and timed-out attempts are swept, in milliseconds', 1000, 10),
-  SUBGRAPH_AGENTS_URL: env.url('GraphQL endpoint of the agents subgraph, asked about an agent at each claim', ['http', 'https'], 'http://127.0.0.1:4001/graphql'),
+  SUBGRAPH_AGENTS_URL: env.url(
+    'GraphQL endpoint of the agents subgraph, asked about an agent at each claim',
+    ['http', 'https'],
+    'http://127.0.0.1:4001/graphql',
+  ),
 };
 
 /** The agents subgraph's event channel (its name: runtime/outbox.ts publishes there). */
@@ -53,7 +57,9 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
         unsubscribe = bus.subscribe(AGENTS_CHANNEL, (event) => {
           if (event.type === AGENT_STATUS_CHANGED) onStatusChanged(event);
         });
-        unsubscribe.catch((err: unknown) => logger.error({ err }, `subscribing to the ${AGENTS_CHANNEL} events failed: retired agents' tasks wait for their leases to expire`));
+        unsubscribe.catch((err: unknown) =>
+          logger.error({ err }, `subscribing to the ${AGENTS_CHANNEL} events failed: retired agents' tasks wait for their leases to expire`),
+        );
       },
       stop: async () => {
         await sweeper.stop();

@@ -148,7 +148,10 @@ export const resolvers: Resolvers = {
       const actor = agentActor(ctx, args.agentId);
       const requested = args.skillTags === null || args.skillTags === undefined ? null : skillTags(args.skillTags, 'skillTags');
       const lease = leaseSeconds(args.leaseSeconds);
-      const agent = await ctx.agents.standing({ tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.identity.requestId ?? ctx.requestId }, actor.agentId);
+      const agent = await ctx.agents.standing(
+        { tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.identity.requestId ?? ctx.requestId },
+        actor.agentId,
+      );
       return ctx.store.claimTask(ctx.tenantId, actor, claimTags(agent, requested), lease);
     },
     // The agent commands below need no call to the agents subgraph: holding the task is what
@@ -170,7 +173,10 @@ export const resolvers: Resolvers = {
     provideTaskInput: (_, args, ctx) => {
       writing(ctx);
       const taskId = parseId(args.taskId, 'taskId');
-      return ctx.store.provideInput(ctx.tenantId, taskId, callerActor(ctx), { input: jsonInput(args.input, 'input'), leaseSeconds: leaseSeconds(args.leaseSeconds) });
+      return ctx.store.provideInput(ctx.tenantId, taskId, callerActor(ctx), {
+        input: jsonInput(args.input, 'input'),
+        leaseSeconds: leaseSeconds(args.leaseSeconds),
+      });
     },
     completeTask: (_, args, ctx) => {
       writing(ctx);
@@ -205,7 +211,8 @@ export const resolvers: Resolvers = {
       },
       resolve: async (event: DomainEvent, _: unknown, ctx: OrchestrationContext) => {
         const task = await eventTask(ctx, event.subjectId);
-        if (event.type === TASK_PROGRESS_REPORTED) return { kind: 'PROGRESS_REPORTED' as const, task, from: null, to: null, occurredAt: event.occurredAt, ...eventIdentity(event) };
+        if (event.type === TASK_PROGRESS_REPORTED)
+          return { kind: 'PROGRESS_REPORTED' as const, task, from: null, to: null, occurredAt: event.occurredAt, ...eventIdentity(event) };
         const { from, to } = event.payload as TaskStateChangedPayload;
         return { kind: 'STATE_CHANGED' as const, task, from, to, occurredAt: event.occurredAt, ...eventIdentity(event) };
       },
@@ -229,7 +236,15 @@ export const resolvers: Resolvers = {
           const { from, to } = event.payload as WorkflowRunStatusChangedPayload;
           return { kind: 'STATUS_CHANGED' as const, run, from, to, task: null, occurredAt: event.occurredAt, ...eventIdentity(event) };
         }
-        return { kind: 'TASK_UPDATED' as const, run, from: null, to: null, task: await eventTask(ctx, event.subjectId), occurredAt: event.occurredAt, ...eventIdentity(event) };
+        return {
+          kind: 'TASK_UPDATED' as const,
+          run,
+          from: null,
+          to: null,
+          task: await eventTask(ctx, event.subjectId),
+          occurredAt: event.occurredAt,
+          ...eventIdentity(event),
+        };
       },
     },
   },
@@ -249,7 +264,10 @@ export const resolvers: Resolvers = {
 
   Agent: {
     __resolveReference: (ref) => ({ id: ref.id }),
-    tasks: (agent, { state, first, after }, ctx) => reading(ctx).loaders.tasksByAgentId(state ?? null, pageRequest({ first, after })).load(agent.id),
+    tasks: (agent, { state, first, after }, ctx) =>
+      reading(ctx)
+        .loaders.tasksByAgentId(state ?? null, pageRequest({ first, after }))
+        .load(agent.id),
     activeTaskCount: (agent, _, ctx) => reading(ctx).loaders.activeTaskCountByAgentId.load(agent.id),
   },
 

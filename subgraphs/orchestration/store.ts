@@ -8,7 +8,18 @@ import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
 import { inTransaction, type EventSink } from '../../runtime/unit-of-work.ts';
 import * as domain from './domain.ts';
-import { SYSTEM_ACTORS, type Actor, type AgentActor, type HistoryNote, type Task, type TaskFailure, type TaskHistoryEntry, type TaskSpec, type TaskState, type WorkflowDefinitionSpec } from './domain.ts';
+import {
+  SYSTEM_ACTORS,
+  type Actor,
+  type AgentActor,
+  type HistoryNote,
+  type Task,
+  type TaskFailure,
+  type TaskHistoryEntry,
+  type TaskSpec,
+  type TaskState,
+  type WorkflowDefinitionSpec,
+} from './domain.ts';
 import type { StepRunRow, TaskRow, WorkflowDefinitionRow, WorkflowRunRow } from './store/rows.ts';
 import { cancelRun, settleTask, startRun } from './store/run-driver.ts';
 import type { Scope } from './store/scope.ts';
@@ -72,7 +83,9 @@ export class OrchestrationStore {
   private async transaction<T>(tenantId: string, actor: Actor, fn: (s: Scope) => Promise<T>, now: number = this.clock()): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await inTransaction(this.database, this.bus, this.logger, (trx, emit) => fn({ trx, dialect: this.database.dialect, tenantId, now, emit, actor }));
+        return await inTransaction(this.database, this.bus, this.logger, (trx, emit) =>
+          fn({ trx, dialect: this.database.dialect, tenantId, now, emit, actor }),
+        );
       } catch (err) {
         if (attempt >= 3 || !RETRYABLE_PG_CODES.has(String(errorCode(err)))) throw err;
         this.logger.warn({ err, attempt }, 'transaction aborted by the database; retrying');
@@ -151,7 +164,12 @@ export class OrchestrationStore {
     });
   }
 
-  async reportProgress(tenantId: string, taskId: string, actor: AgentActor, args: { percent: number; message: string | null; leaseSeconds: number }): Promise<TaskRow> {
+  async reportProgress(
+    tenantId: string,
+    taskId: string,
+    actor: AgentActor,
+    args: { percent: number; message: string | null; leaseSeconds: number },
+  ): Promise<TaskRow> {
     return this.changeTask(
       tenantId,
       actor,
@@ -190,7 +208,12 @@ export class OrchestrationStore {
     let released = 0;
     for (const id of await tasks.heldTaskIds(this.db, tenantId, agentId)) {
       const next = await this.transaction(tenantId, SYSTEM_ACTORS.agentRetirement, (s) =>
-        this.applyToTask(s, id, (task) => domain.release(task, agentId, s.now), () => ({ kind: 'RELEASED', message: reason })),
+        this.applyToTask(
+          s,
+          id,
+          (task) => domain.release(task, agentId, s.now),
+          () => ({ kind: 'RELEASED', message: reason }),
+        ),
       );
       if (next) released += 1;
     }
@@ -249,7 +272,13 @@ export class OrchestrationStore {
         const next = await this.transaction(
           tenantId,
           SYSTEM_ACTORS.leaseSweeper,
-          (s) => this.applyToTask(s, id, (task) => domain.expire(task, s.now), (task) => domain.expiryNote(task, s.now)),
+          (s) =>
+            this.applyToTask(
+              s,
+              id,
+              (task) => domain.expire(task, s.now),
+              (task) => domain.expiryNote(task, s.now),
+            ),
           now,
         );
         if (next?.state === 'SUBMITTED') result.requeued += 1;

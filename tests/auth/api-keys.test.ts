@@ -25,7 +25,14 @@ describe('API keys at the gateway', () => {
 
   beforeAll(async () => {
     // Until the runtime checks identity tokens (part 2) the development switch stands in for them.
-    subgraph = await startSubgraph(governance, { ...process.env, GOVERNANCE_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_SCHEMA_PREFIX: schemaPrefix, ALLOW_UNSIGNED_DEV: 'true' });
+    subgraph = await startSubgraph(governance, {
+      ...process.env,
+      GOVERNANCE_PORT: '0',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+      DATABASE_SCHEMA_PREFIX: schemaPrefix,
+      ALLOW_UNSIGNED_DEV: 'true',
+    });
   });
   afterAll(async () => {
     await subgraph?.stop();
@@ -48,7 +55,14 @@ describe('API keys at the gateway', () => {
     const verifier = createApiKeyVerifier({ url: subgraph.url, identity, fetch: countingFetch, cacheMs: 10_000, clock: () => now });
     calls = 0;
     const principal = await verifier.verify(secret, 'req-1');
-    expect(principal).toEqual({ kind: 'apiKey', subject: `apikey:${apiKey.id}`, tenantId: 'default', scopes: ['agents:read', 'tasks:write'], expiresAt: null, apiKeyId: apiKey.id });
+    expect(principal).toEqual({
+      kind: 'apiKey',
+      subject: `apikey:${apiKey.id}`,
+      tenantId: 'default',
+      scopes: ['agents:read', 'tasks:write'],
+      expiresAt: null,
+      apiKeyId: apiKey.id,
+    });
     await verifier.verify(secret);
     expect(calls).toBe(1);
     now += 10_001;
@@ -59,7 +73,10 @@ describe('API keys at the gateway', () => {
   it('gives an agent credential’s principal the agent it acts as', async () => {
     const agentId = randomUUID();
     // Minted as the agents subgraph does when it registers an agent with issueCredential.
-    const asAgentsSubgraph = await identity.signIdentity({ kind: 'service', subject: 'subgraph:agents:test', tenantId: 'default', scopes: ['agents:write'] }, 'governance');
+    const asAgentsSubgraph = await identity.signIdentity(
+      { kind: 'service', subject: 'subgraph:agents:test', tenantId: 'default', scopes: ['agents:write'] },
+      'governance',
+    );
     const minted = await gqlOk<{ issueAgentCredential: { secret: string; apiKey: { id: string } } }>(
       subgraph.url,
       'mutation($a: ID!) { issueAgentCredential(agentId: $a) { secret apiKey { id } } }',
@@ -85,7 +102,11 @@ describe('API keys at the gateway', () => {
   it('refuses a wrong, malformed or revoked key with 401', async () => {
     const { secret, apiKey } = await createKey(['agents:read']);
     const verifier = createApiKeyVerifier({ url: subgraph.url, identity, cacheMs: 0 });
-    const reasonOf = (key: string) => verifier.verify(key).then(() => 'accepted', (e: unknown) => (e instanceof AuthError ? `${e.reason} ${e.status}` : String(e)));
+    const reasonOf = (key: string) =>
+      verifier.verify(key).then(
+        () => 'accepted',
+        (e: unknown) => (e instanceof AuthError ? `${e.reason} ${e.status}` : String(e)),
+      );
     expect(await reasonOf(secret)).toBe('accepted');
     expect(await reasonOf(secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A'))).toBe('invalid api key 401');
     expect(await reasonOf('nonsense')).toBe('invalid api key 401');
@@ -103,7 +124,11 @@ describe('API keys at the gateway', () => {
       return fetch(input, init);
     };
     const verifier = createApiKeyVerifier({ url: () => url, identity, fetch: recordingFetch, cacheMs: 0 });
-    await expect(verifier.verify(secret)).rejects.toMatchObject({ reason: 'keys unavailable', status: 503, message: expect.stringContaining('no governance subgraph is routed') });
+    await expect(verifier.verify(secret)).rejects.toMatchObject({
+      reason: 'keys unavailable',
+      status: 503,
+      message: expect.stringContaining('no governance subgraph is routed'),
+    });
     expect(asked).toEqual([]);
     url = 'http://127.0.0.1:1/graphql';
     await expect(verifier.verify(secret)).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
@@ -116,7 +141,7 @@ describe('API keys at the gateway', () => {
     const warnings: { fields: Record<string, unknown>; message: string }[] = [];
     const logger = { warn: (fields: Record<string, unknown>, message: string) => void warnings.push({ fields, message }) };
     const verifier = createApiKeyVerifier({ url: 'http://127.0.0.1:1/graphql', identity, timeoutMs: 500, logger: logger as never });
-    await expect(verifier.verify('ap_0123456789abcdef_' + 'A'.repeat(43), 'req-9')).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
+    await expect(verifier.verify(`ap_0123456789abcdef_${'A'.repeat(43)}`, 'req-9')).rejects.toMatchObject({ reason: 'keys unavailable', status: 503 });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.message).toBe('API key check failed: governance could not answer');
     expect(warnings[0]!.fields).toMatchObject({ url: 'http://127.0.0.1:1/graphql', requestId: 'req-9', err: expect.any(Error) });

@@ -15,7 +15,15 @@ function problems(source: Record<string, string>): string[] {
 describe('auth configuration', () => {
   it('runs on the development secret, issuer and audience outside production', () => {
     const config = loadAuthConfig({ NODE_ENV: 'development' });
-    expect(config).toMatchObject({ production: false, developmentSecret: true, jwks: null, issuer: DEV_ISSUER, audience: DEV_AUDIENCE, tenantClaims: ['tenant', 'org'], clockToleranceSeconds: 5 });
+    expect(config).toMatchObject({
+      production: false,
+      developmentSecret: true,
+      jwks: null,
+      issuer: DEV_ISSUER,
+      audience: DEV_AUDIENCE,
+      tenantClaims: ['tenant', 'org'],
+      clockToleranceSeconds: 5,
+    });
     expect(new TextDecoder().decode(config.secret!)).toBe(DEV_JWT_SECRET);
   });
 
@@ -31,14 +39,26 @@ describe('auth configuration', () => {
   });
 
   it('accepts production with a JWKS URL (and no HS256 at all), or with its own secret', () => {
-    const jwks = loadAuthConfig({ NODE_ENV: 'production', AUTH_JWKS_URL: 'https://idp.example/jwks', AUTH_ISSUER: 'https://idp.example', AUTH_AUDIENCE: 'api' });
-    expect(jwks).toMatchObject({ production: true, secret: null, developmentSecret: false, jwks: { url: 'https://idp.example/jwks', algorithms: ['RS256', 'ES256'] } });
+    const jwks = loadAuthConfig({
+      NODE_ENV: 'production',
+      AUTH_JWKS_URL: 'https://idp.example/jwks',
+      AUTH_ISSUER: 'https://idp.example',
+      AUTH_AUDIENCE: 'api',
+    });
+    expect(jwks).toMatchObject({
+      production: true,
+      secret: null,
+      developmentSecret: false,
+      jwks: { url: 'https://idp.example/jwks', algorithms: ['RS256', 'ES256'] },
+    });
     const own = loadAuthConfig({ NODE_ENV: 'production', AUTH_JWT_SECRET: 'an-operator-chosen-secret-of-32-bytes!', AUTH_ISSUER: 'i', AUTH_AUDIENCE: 'a' });
     expect(own.developmentSecret).toBe(false);
   });
 
   it('reports bad values together: short secret, bad URL, unknown algorithm, bad claim names', () => {
-    expect(problems({ AUTH_JWT_SECRET: 'short', AUTH_JWKS_URL: 'ftp://x', AUTH_JWKS_ALGORITHMS: 'RS256,HS256,none', AUTH_TENANT_CLAIMS: 'tenant, bad claim' })).toEqual([
+    expect(
+      problems({ AUTH_JWT_SECRET: 'short', AUTH_JWKS_URL: 'ftp://x', AUTH_JWKS_ALGORITHMS: 'RS256,HS256,none', AUTH_TENANT_CLAIMS: 'tenant, bad claim' }),
+    ).toEqual([
       expect.stringMatching(/^AUTH_JWKS_URL: /),
       expect.stringMatching(/^AUTH_JWKS_ALGORITHMS: unexpected "HS256", "none"/),
       expect.stringMatching(/^AUTH_TENANT_CLAIMS: unexpected "bad claim"/),

@@ -110,7 +110,10 @@ function reference(document: DocumentNode, principal: Principal, variables?: Rec
     }
     return defaultFieldResolver(source, args, context, info);
   };
-  const result = execute({ schema, document, rootValue: rootValue(), variableValues: variables, fieldResolver }) as { data?: unknown; errors?: readonly GraphQLError[] };
+  const result = execute({ schema, document, rootValue: rootValue(), variableValues: variables, fieldResolver }) as {
+    data?: unknown;
+    errors?: readonly GraphQLError[];
+  };
   const codeOf = (e: GraphQLError) => ((e.originalError ?? e) as unknown as Record<symbol, string>)[CODE];
   return { data: result.data, errors: (result.errors ?? []).map((e) => ({ path: e.path, code: codeOf(e) })) };
 }
@@ -121,7 +124,9 @@ function enforced(query: string, principal: Principal, variables?: Record<string
   const authorization = authorizeOperation({ schema, policy, document, principal, variables: variables ?? null });
   if (authorization.document) expect(validate(schema, authorization.document)).toEqual([]);
   const executed = authorization.document
-    ? (execute({ schema, document: authorization.document, rootValue: rootValue(calls), variableValues: variables }) as { data?: Record<string, unknown> | null })
+    ? (execute({ schema, document: authorization.document, rootValue: rootValue(calls), variableValues: variables }) as {
+        data?: Record<string, unknown> | null;
+      })
     : { data: {} };
   const applied = applyDenials({ data: executed.data ?? null }, authorization);
   // As a client receives it: the errors serialised.
@@ -221,7 +226,10 @@ describe('authorizeOperation + applyDenials', () => {
       fragment Unused on User { name }`;
     const { authorization, result } = expectSameAsGraphQL(query, user([]));
     expect(selectedFields(authorization.document)).not.toContain('email');
-    expect(result.errors?.map((e) => e.path)).toEqual([['me', 'email'], ['me', 'friends', 0, 'email']]);
+    expect(result.errors?.map((e) => e.path)).toEqual([
+      ['me', 'email'],
+      ['me', 'friends', 0, 'email'],
+    ]);
 
     // A fragment spread only inside a removed field is no longer used: it must go (else invalid).
     const dropped = enforced('{ hello adminPanel { ...P } } fragment P on AdminPanel { stats }', ANONYMOUS);
@@ -241,12 +249,7 @@ describe('authorizeOperation + applyDenials', () => {
     expect(kept.result.data).toEqual({ node: { id: 'u1' }, secret: null });
 
     const calls: string[] = [];
-    const m = enforced(
-      'mutation($id: ID!, $x: Boolean!) { deleteUser(id: $id) ping @include(if: $x) }',
-      user([]),
-      { id: 'u1', x: true },
-      calls,
-    );
+    const m = enforced('mutation($id: ID!, $x: Boolean!) { deleteUser(id: $id) ping @include(if: $x) }', user([]), { id: 'u1', x: true }, calls);
     const printed = print(m.authorization.document!);
     expect(printed).not.toContain('$id');
     expect(printed).toContain('$x: Boolean!');
@@ -279,13 +282,15 @@ describe('authorizeOperation + applyDenials', () => {
   });
 
   it('decides per concrete type in unions and fragments on concrete types', () => {
-    const { authorization, result } = expectSameAsGraphQL(
-      '{ search { ... on User { name email } ... on Document { title body createdBy } } }',
-      ANONYMOUS,
-    );
+    const { authorization, result } = expectSameAsGraphQL('{ search { ... on User { name email } ... on Document { title body createdBy } } }', ANONYMOUS);
     // The typename is asked for so the denial lands on the right items, and then removed.
     expect(selectedFields(authorization.document)).toContain(`${HIDDEN_TYPENAME}: __typename`);
-    expect(result.data).toEqual({ search: [{ name: 'Bob', email: null }, { title: 'Plan', body: null, createdBy: null }] });
+    expect(result.data).toEqual({
+      search: [
+        { name: 'Bob', email: null },
+        { title: 'Plan', body: null, createdBy: null },
+      ],
+    });
     expect(result.errors?.map((e) => e.path)).toEqual([
       ['search', 0, 'email'],
       ['search', 1, 'body'],
@@ -297,9 +302,15 @@ describe('authorizeOperation + applyDenials', () => {
     // Document.createdBy needs admin, User.createdBy does not: on the interface, it is denied for both.
     const { result } = enforced('{ a: node(id: "u1") { id createdBy } b: node(id: "d1") { id createdBy } }', user([]));
     expect(result.data).toEqual({ a: { id: 'u1', createdBy: null }, b: { id: 'd1', createdBy: null } });
-    expect(result.errors?.map((e) => e.path)).toEqual([['a', 'createdBy'], ['b', 'createdBy']]);
+    expect(result.errors?.map((e) => e.path)).toEqual([
+      ['a', 'createdBy'],
+      ['b', 'createdBy'],
+    ]);
     // Asked on the concrete type, the User one is allowed.
-    const precise = expectSameAsGraphQL('{ a: node(id: "u1") { id ... on User { createdBy } ... on Document { createdBy } } b: node(id: "d1") { ... on Document { createdBy } } }', user([]));
+    const precise = expectSameAsGraphQL(
+      '{ a: node(id: "u1") { id ... on User { createdBy } ... on Document { createdBy } } b: node(id: "d1") { ... on Document { createdBy } } }',
+      user([]),
+    );
     expect(precise.result.data).toEqual({ a: { id: 'u1', createdBy: 'root' }, b: { createdBy: null } });
   });
 
@@ -341,8 +352,12 @@ describe('authorizeOperation + applyDenials', () => {
     expect(() => authorizeOperation({ schema, policy, document: parse(`{ ${HIDDEN_TYPENAME}: hello }`), principal: ANONYMOUS })).toThrow(
       expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT' } }),
     );
-    expect(() => authorizeOperation({ schema, policy, document: parse('query A { hello }'), operationName: 'B', principal: ANONYMOUS })).toThrow(/Unknown operation/);
-    expect(() => authorizeOperation({ schema, policy, document: parse('query A { hello } query B { hello }'), principal: ANONYMOUS })).toThrow(/name of the operation/);
+    expect(() => authorizeOperation({ schema, policy, document: parse('query A { hello }'), operationName: 'B', principal: ANONYMOUS })).toThrow(
+      /Unknown operation/,
+    );
+    expect(() => authorizeOperation({ schema, policy, document: parse('query A { hello } query B { hello }'), principal: ANONYMOUS })).toThrow(
+      /name of the operation/,
+    );
     const picked = authorizeOperation({ schema, policy, document: parse('query A { hello } query B { secret }'), operationName: 'B', principal: ANONYMOUS });
     expect(picked.document).toBeNull();
     expect(picked.denials.map((d) => d.steps.map((s) => s.key))).toEqual([['secret']]);
@@ -357,7 +372,14 @@ describe('authorizeOperation + applyDenials', () => {
   it('describes where each denial lands, for transports that apply it themselves', () => {
     const { authorization } = enforced('{ me { friends { e: email } } search { ... on Document { body } } }', ANONYMOUS);
     const byPath = Object.fromEntries(authorization.denials.map((d: Authorization['denials'][number]) => [d.steps.map((s) => s.key).join('.'), d]));
-    expect(byPath['me.friends.e']).toMatchObject({ types: null, steps: [{ key: 'me', type: 'User' }, { key: 'friends', type: '[User!]!' }, { key: 'e', type: 'String' }] });
+    expect(byPath['me.friends.e']).toMatchObject({
+      types: null,
+      steps: [
+        { key: 'me', type: 'User' },
+        { key: 'friends', type: '[User!]!' },
+        { key: 'e', type: 'String' },
+      ],
+    });
     expect(byPath['search.body']).toMatchObject({ types: ['Document'] });
   });
 });
@@ -375,13 +397,22 @@ describe('createAuthorizer (authorizeOperation remembered)', () => {
       const first = authorize({ schema, policy, document, operationName, principal });
       expect(first).toEqual(authorizeOperation({ schema, policy, document, operationName, principal }));
       // Another principal object with the same scopes (in another order) gets the same answer object.
-      const again = authorize({ schema, policy, document, operationName, principal: principal.kind === 'anonymous' ? ANONYMOUS : user([...principal.scopes].reverse()) });
+      const again = authorize({
+        schema,
+        policy,
+        document,
+        operationName,
+        principal: principal.kind === 'anonymous' ? ANONYMOUS : user([...principal.scopes].reverse()),
+      });
       expect(again).toBe(first);
     }
     // A signed-in caller without scopes is not anonymous.
     const none = authorize({ schema, policy, document, operationName: 'A', principal: user([]) });
     expect(none.denials.map((d) => d.error.code)).toEqual(['FORBIDDEN', 'FORBIDDEN']);
-    expect(authorize({ schema, policy, document, operationName: 'A', principal: ANONYMOUS }).denials.map((d) => d.error.code)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED']);
+    expect(authorize({ schema, policy, document, operationName: 'A', principal: ANONYMOUS }).denials.map((d) => d.error.code)).toEqual([
+      'UNAUTHENTICATED',
+      'UNAUTHENTICATED',
+    ]);
   });
 
   it('decides again for another schema or policy, and every time when @skip/@include depend on variables', () => {

@@ -75,7 +75,10 @@ describe('HS256 with node:crypto', () => {
       'four parts': { token: `${good}.x`, fast: false },
       'typ expected and right': { token: raw({ alg: 'HS256', typ: 'a+jwt' }, claims()), e: { ...expect0, typ: 'application/A+JWT' }, fast: true },
       'typ expected and missing': { token: good, e: { ...expect0, typ: 'a+jwt' }, fast: false },
-      'invalid UTF-8 in the claims': { token: signSegments(encodeSegment({ alg: 'HS256' }), base64url.encode(new Uint8Array([0x7b, 0xff, 0x7d]))), fast: false },
+      'invalid UTF-8 in the claims': {
+        token: signSegments(encodeSegment({ alg: 'HS256' }), base64url.encode(new Uint8Array([0x7b, 0xff, 0x7d]))),
+        fast: false,
+      },
     };
     for (const [name, c] of Object.entries(cases)) {
       const fast = verifyHs256(key, c.token, c.e ?? expect0) !== undefined;

@@ -45,7 +45,10 @@ describe('gateway identity tokens', () => {
     // An agent's identity names the agent, and only that one.
     const agent = await service.verifyIdentity(await service.signIdentity({ ...alice, kind: 'apiKey', agentId: 'agt_1' }, 'orchestration'), 'orchestration');
     expect(agent).toMatchObject({ kind: 'apiKey', agentId: 'agt_1', tenantId: 'acme' });
-    const anonymous = await service.verifyIdentity(await service.signIdentity({ kind: 'service', subject: null, tenantId: null, scopes: [] }, 'governance'), 'governance');
+    const anonymous = await service.verifyIdentity(
+      await service.signIdentity({ kind: 'service', subject: null, tenantId: null, scopes: [] }, 'governance'),
+      'governance',
+    );
     expect(anonymous).toMatchObject({ kind: 'service', subject: null, tenantId: null, scopes: [], requestId: null });
   });
 
@@ -73,7 +76,9 @@ describe('gateway identity tokens', () => {
 
     const [header, , signature] = (await service.signIdentity(alice, 'agents')).split('.');
     const now = Math.floor(Date.now() / 1000);
-    const escalated = base64url.encode(JSON.stringify({ knd: 'user', ten: 'other-tenant', scp: ['admin'], sub: 'alice', iss: 'agent-platform-gateway', aud: 'agents', iat: now, exp: now + 60 }));
+    const escalated = base64url.encode(
+      JSON.stringify({ knd: 'user', ten: 'other-tenant', scp: ['admin'], sub: 'alice', iss: 'agent-platform-gateway', aud: 'agents', iat: now, exp: now + 60 }),
+    );
     expect((await failure(service.verifyIdentity(`${header}.${escalated}.${signature}`, 'agents'))).reason).toBe('bad signature');
 
     const none = `${base64url.encode(JSON.stringify({ alg: 'none', typ: 'gateway-identity+jwt' }))}.${escalated}.`;
@@ -97,7 +102,14 @@ describe('gateway identity tokens', () => {
 
     const dev = createIdentityService(loadIdentityConfig({ NODE_ENV: 'development', ALLOW_UNSIGNED_DEV: 'true' }));
     const identity = await dev.verifyIdentity(undefined, 'agents');
-    expect(identity).toMatchObject({ kind: 'user', subject: 'development', tenantId: 'default', scopes: [...PLATFORM_SCOPES], audience: 'agents', signed: false });
+    expect(identity).toMatchObject({
+      kind: 'user',
+      subject: 'development',
+      tenantId: 'default',
+      scopes: [...PLATFORM_SCOPES],
+      audience: 'agents',
+      signed: false,
+    });
     expect((await failure(dev.verifyIdentity('garbage.token.here', 'agents'))).reason).toBe('malformed');
     const foreign = await createIdentityService(config).signIdentity(alice, 'agents');
     expect((await failure(dev.verifyIdentity(foreign, 'agents'))).reason).toBe('bad signature');
@@ -105,7 +117,10 @@ describe('gateway identity tokens', () => {
 
   it('answers a subgraph request without a valid token with HTTP 401 and UNAUTHENTICATED', async () => {
     const service = createIdentityService(config);
-    const apollo = new ApolloServer<{ identity: RequestIdentity }>({ typeDefs: 'type Query { me: String }', resolvers: { Query: { me: (_p, _a, ctx: { identity: RequestIdentity }) => ctx.identity.subject } } });
+    const apollo = new ApolloServer<{ identity: RequestIdentity }>({
+      typeDefs: 'type Query { me: String }',
+      resolvers: { Query: { me: (_p, _a, ctx: { identity: RequestIdentity }) => ctx.identity.subject } },
+    });
     await apollo.start();
     const ask = async (token?: string) => {
       const headers = new HeaderMap([['content-type', 'application/json']]);
@@ -119,7 +134,13 @@ describe('gateway identity tokens', () => {
           }
         },
       });
-      return { status: response.status ?? 200, body: JSON.parse(response.body.kind === 'complete' ? response.body.string : '{}') as { data?: unknown; errors?: { extensions: Record<string, unknown> }[] } };
+      return {
+        status: response.status ?? 200,
+        body: JSON.parse(response.body.kind === 'complete' ? response.body.string : '{}') as {
+          data?: unknown;
+          errors?: { extensions: Record<string, unknown> }[];
+        },
+      };
     };
     try {
       const denied = await ask();
@@ -156,7 +177,9 @@ describe('identity configuration', () => {
       expect.stringContaining('ALLOW_UNSIGNED_DEV: must not be true when NODE_ENV=production'),
       expect.stringContaining('GATEWAY_SIGNING_SECRET: required when NODE_ENV=production'),
     ]);
-    expect(problems({ NODE_ENV: 'production', GATEWAY_SIGNING_SECRET: DEV_GATEWAY_SIGNING_SECRET })).toEqual([expect.stringContaining('public development secret')]);
+    expect(problems({ NODE_ENV: 'production', GATEWAY_SIGNING_SECRET: DEV_GATEWAY_SIGNING_SECRET })).toEqual([
+      expect.stringContaining('public development secret'),
+    ]);
     expect(problems({ NODE_ENV: 'development', GATEWAY_SIGNING_SECRET: 'short' })).toEqual([expect.stringContaining('at least 32 bytes')]);
     expect(problems({ NODE_ENV: 'production', GATEWAY_SIGNING_SECRET: SECRET })).toEqual([]);
     expect(loadIdentityConfig({ NODE_ENV: 'development', ALLOW_UNSIGNED_DEV: 'true' }).allowUnsignedDev).toBe(true);

@@ -26,8 +26,14 @@ interface TokenOptions {
 }
 
 async function token(o: TokenOptions = {}): Promise<string> {
-  const jwt = new SignJWT({ tenant: 'acme', scope: 'agents:read tasks:write', ...o.claims }).setProtectedHeader({ alg: o.alg ?? 'HS256', ...(o.kid ? { kid: o.kid } : {}) });
-  jwt.setIssuer(o.issuer ?? DEV_ISSUER).setAudience(o.audience ?? DEV_AUDIENCE).setIssuedAt();
+  const jwt = new SignJWT({ tenant: 'acme', scope: 'agents:read tasks:write', ...o.claims }).setProtectedHeader({
+    alg: o.alg ?? 'HS256',
+    ...(o.kid ? { kid: o.kid } : {}),
+  });
+  jwt
+    .setIssuer(o.issuer ?? DEV_ISSUER)
+    .setAudience(o.audience ?? DEV_AUDIENCE)
+    .setIssuedAt();
   if (o.subject !== null) jwt.setSubject(o.subject ?? 'alice');
   if (o.exp !== null) jwt.setExpirationTime(o.exp ?? nowSeconds() + 300);
   if (o.nbf !== undefined) jwt.setNotBefore(o.nbf);
@@ -54,7 +60,13 @@ describe('HS256 tokens (development)', () => {
   it('gives the principal: subject, tenant, scopes from every scope claim, expiry', async () => {
     const exp = nowSeconds() + 120;
     const principal = await dev.verify(await token({ exp, claims: { scp: ['admin', 'agents:read'], scopes: 'tasks:read' } }));
-    expect(principal).toEqual({ kind: 'user', subject: 'alice', tenantId: 'acme', scopes: ['agents:read', 'tasks:write', 'tasks:read', 'admin'], expiresAt: new Date(exp * 1000) });
+    expect(principal).toEqual({
+      kind: 'user',
+      subject: 'alice',
+      tenantId: 'acme',
+      scopes: ['agents:read', 'tasks:write', 'tasks:read', 'admin'],
+      expiresAt: new Date(exp * 1000),
+    });
     // `org` when there is no `tenant`; the configured order decides.
     expect((await dev.verify(await token({ claims: { tenant: undefined, org: 'globex' } }))).tenantId).toBe('globex');
     const orgFirst = createJwtVerifier(loadAuthConfig({ NODE_ENV: 'development', AUTH_TENANT_CLAIMS: 'org,tenant' }));
@@ -89,13 +101,17 @@ describe('HS256 tokens (development)', () => {
   it('refuses tampered and foreign-signed tokens', async () => {
     const good = await token();
     const [header, , signature] = good.split('.');
-    const escalated = base64url.encode(JSON.stringify({ sub: 'alice', tenant: 'other', scope: 'admin', iss: DEV_ISSUER, aud: DEV_AUDIENCE, exp: nowSeconds() + 300 }));
+    const escalated = base64url.encode(
+      JSON.stringify({ sub: 'alice', tenant: 'other', scope: 'admin', iss: DEV_ISSUER, aud: DEV_AUDIENCE, exp: nowSeconds() + 300 }),
+    );
     expect(await reason(dev.verify(`${header}.${escalated}.${signature}`))).toBe('bad signature');
     expect(await reason(dev.verify(await token({ key: new TextEncoder().encode('someone-elses-secret-of-32-bytes-or-more') })))).toBe('bad signature');
   });
 
   it('refuses alg none and algorithms not configured', async () => {
-    const payload = base64url.encode(JSON.stringify({ sub: 'alice', tenant: 'acme', scope: 'admin', iss: DEV_ISSUER, aud: DEV_AUDIENCE, exp: nowSeconds() + 300 }));
+    const payload = base64url.encode(
+      JSON.stringify({ sub: 'alice', tenant: 'acme', scope: 'admin', iss: DEV_ISSUER, aud: DEV_AUDIENCE, exp: nowSeconds() + 300 }),
+    );
     for (const alg of ['none', 'None', 'NONE']) {
       expect(await reason(dev.verify(`${base64url.encode(JSON.stringify({ alg, typ: 'JWT' }))}.${payload}.`))).toBe('unsupported alg');
     }
@@ -127,7 +143,7 @@ describe('HS256 tokens (development)', () => {
     expect(await reason(dev.verify(await token({ claims: { tenant: undefined } })))).toBe('malformed');
     expect(await reason(dev.verify(await token({ claims: { tenant: 'a b/../c' } })))).toBe('malformed');
     expect(await reason(dev.verify(await token({ claims: { tenant: 42 } })))).toBe('malformed');
-    expect(await reason(dev.verify(await token({ claims: { scope: ['admin'] , scp: 7 } })))).toBe('malformed');
+    expect(await reason(dev.verify(await token({ claims: { scope: ['admin'], scp: 7 } })))).toBe('malformed');
     expect(await reason(dev.verify(await token({ claims: { scopes: ['ok', 3] } })))).toBe('malformed');
   });
 });
@@ -164,7 +180,14 @@ describe('JWKS tokens (production)', () => {
 
   const production = (extra: Record<string, string> = {}) =>
     createJwtVerifier(
-      loadAuthConfig({ NODE_ENV: 'production', AUTH_JWKS_URL: url, AUTH_ISSUER: 'https://idp.example', AUTH_AUDIENCE: 'agent-platform', AUTH_JWKS_COOLDOWN_MS: '0', ...extra }),
+      loadAuthConfig({
+        NODE_ENV: 'production',
+        AUTH_JWKS_URL: url,
+        AUTH_ISSUER: 'https://idp.example',
+        AUTH_AUDIENCE: 'agent-platform',
+        AUTH_JWKS_COOLDOWN_MS: '0',
+        ...extra,
+      }),
     );
   const signed = (kid: string, o: TokenOptions = {}) =>
     token({ alg: pairs[kid]!.jwk.alg, key: pairs[kid]!.privateKey, kid, issuer: 'https://idp.example', audience: 'agent-platform', ...o });
@@ -224,7 +247,9 @@ describe('JWKS tokens (production)', () => {
     const verifier = production();
     expect(await reason(verifier.verify(await token({ issuer: 'https://idp.example', audience: 'agent-platform' })))).toBe('unsupported alg');
     const publicKeyAsSecret = new TextEncoder().encode(JSON.stringify(pairs['rsa-1']!.jwk));
-    expect(await reason(verifier.verify(await token({ key: publicKeyAsSecret, kid: 'rsa-1', issuer: 'https://idp.example', audience: 'agent-platform' })))).toBe('unsupported alg');
+    expect(
+      await reason(verifier.verify(await token({ key: publicKeyAsSecret, kid: 'rsa-1', issuer: 'https://idp.example', audience: 'agent-platform' }))),
+    ).toBe('unsupported alg');
     // ES256 is not accepted when only RS256 is configured.
     keys = [pairs['ec-1']!.jwk];
     expect(await reason(production({ AUTH_JWKS_ALGORITHMS: 'RS256' }).verify(await signed('ec-1')))).toBe('unsupported alg');

@@ -33,7 +33,15 @@ describe('gateway with access control', () => {
   let keyId: string;
 
   beforeAll(async () => {
-    const env = { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_SCHEMA_PREFIX: schemaPrefix, AGENTS_PORT: '0', GOVERNANCE_PORT: '0', ALLOW_UNSIGNED_DEV: 'true' };
+    const env = {
+      ...process.env,
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+      DATABASE_SCHEMA_PREFIX: schemaPrefix,
+      AGENTS_PORT: '0',
+      GOVERNANCE_PORT: '0',
+      ALLOW_UNSIGNED_DEV: 'true',
+    };
     [agentsSubgraph, governanceSubgraph] = await Promise.all([startSubgraph(agents, env), startSubgraph(governance, env)]);
     const urls: Record<string, string> = { agents: agentsSubgraph.url, governance: governanceSubgraph.url };
     const gateway = new ApolloGateway({
@@ -43,7 +51,10 @@ describe('gateway with access control', () => {
     });
     apollo = new ApolloServer<Context>({ gateway: withAccessControl(gateway, { principalOf: (context) => (context as Context).principal }), logger: quiet });
     await apollo.start();
-    const created = await gqlOk<{ createApiKey: { apiKey: { id: string } } }>(governanceSubgraph.url, 'mutation { createApiKey(input: { name: "existing", scopes: ["agents:read"] }) { apiKey { id } } }');
+    const created = await gqlOk<{ createApiKey: { apiKey: { id: string } } }>(
+      governanceSubgraph.url,
+      'mutation { createApiKey(input: { name: "existing", scopes: ["agents:read"] }) { apiKey { id } } }',
+    );
     keyId = created.createApiKey.apiKey.id;
   });
   afterAll(async () => {

@@ -131,10 +131,20 @@ describe('toGatewaySupergraph', () => {
       [['agents'], 'UNAUTHENTICATED'],
       [['apiKeys'], 'UNAUTHENTICATED'],
     ]);
-    const reader = authorizeOperation({ schema, policy, document, principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['agents:read'], expiresAt: null } });
+    const reader = authorizeOperation({
+      schema,
+      policy,
+      document,
+      principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['agents:read'], expiresAt: null },
+    });
     expect(reader.denials).toHaveLength(1);
     expect(reader.denials[0]?.error).toMatchObject({ code: 'FORBIDDEN', missingScopes: ['admin'] });
-    const admin = authorizeOperation({ schema, policy, document, principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['admin', 'agents:read'], expiresAt: null } });
+    const admin = authorizeOperation({
+      schema,
+      policy,
+      document,
+      principal: { kind: 'user', subject: 's', tenantId: 't', scopes: ['admin', 'agents:read'], expiresAt: null },
+    });
     expect(admin.rewritten).toBe(false);
   });
 });

@@ -39,7 +39,9 @@ describe('development tokens', () => {
   });
 
   it('are refused with NODE_ENV=production, and refuse unusable tenants and scopes', async () => {
-    await expect(mintDevToken({}, { NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40), AUTH_ISSUER: 'i', AUTH_AUDIENCE: 'a' })).rejects.toBeInstanceOf(DevTokenRefused);
+    await expect(mintDevToken({}, { NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40), AUTH_ISSUER: 'i', AUTH_AUDIENCE: 'a' })).rejects.toBeInstanceOf(
+      DevTokenRefused,
+    );
     await expect(mintDevToken({ tenant: 'a b' }, {})).rejects.toBeInstanceOf(UsageError);
     await expect(mintDevToken({ scopes: ['agents:read', 'two words'] }, {})).rejects.toBeInstanceOf(UsageError);
   });
@@ -50,7 +52,10 @@ describe('development tokens', () => {
   });
 
   it('npm run token prints only the token, and refuses in production', async () => {
-    const minted = await runToExit({ args: ['scripts/token.ts', '--tenant', 'acme', '--scopes', 'tasks:read,tasks:write', '--ttl', '10m'], env: { AUTH_JWT_SECRET: '' } });
+    const minted = await runToExit({
+      args: ['scripts/token.ts', '--tenant', 'acme', '--scopes', 'tasks:read,tasks:write', '--ttl', '10m'],
+      env: { AUTH_JWT_SECRET: '' },
+    });
     expect(minted.code).toBe(0);
     expect(minted.output).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
     expect(await verifier.verify(minted.output.trim())).toMatchObject({ tenantId: 'acme', scopes: ['tasks:read', 'tasks:write'] });

@@ -24,7 +24,9 @@ const measurement = (requestsPerSecond: number, cpu: number): Measurement => ({
 
 describe('same-data check', () => {
   it('treats objects with the same content in another key order as equal, and different content as different', () => {
-    expect(JSON.stringify(normalise({ b: 1, a: { d: [1, { f: 1, e: 2 }], c: null } }))).toBe(JSON.stringify(normalise({ a: { c: null, d: [1, { e: 2, f: 1 }] }, b: 1 })));
+    expect(JSON.stringify(normalise({ b: 1, a: { d: [1, { f: 1, e: 2 }], c: null } }))).toBe(
+      JSON.stringify(normalise({ a: { c: null, d: [1, { e: 2, f: 1 }] }, b: 1 })),
+    );
     expect(JSON.stringify(normalise({ a: [1, 2] }))).not.toBe(JSON.stringify(normalise({ a: [2, 1] })));
   });
 
@@ -32,7 +34,12 @@ describe('same-data check', () => {
     const a = '11111111-1111-4111-8111-111111111111';
     const b = '22222222-2222-4222-8222-222222222222';
     const graphql = { data: { agents: { nodes: [{ id: a, skills: [{ id: 'own' }] }, { id: b }] } } };
-    const rest = { items: [{ id: a, links: { self: { id: a } } }, { id: b, skills: [{ id: 'common' }] }] };
+    const rest = {
+      items: [
+        { id: a, links: { self: { id: a } } },
+        { id: b, skills: [{ id: 'common' }] },
+      ],
+    };
     expect(idsOf(graphql)).toEqual([a, b]);
     expect(idsOf(rest)).toEqual(idsOf(graphql));
     expect(idsOf({ items: [{ id: b }, { id: a }] })).not.toEqual(idsOf(graphql));
@@ -118,7 +125,16 @@ describe('the supergraph stock @apollo/gateway gets', () => {
 describe('flags', () => {
   it('has full and quick defaults', () => {
     const full = parseOptions([], '/out');
-    expect(full).toMatchObject({ durationSeconds: 10, warmupSeconds: 3, rounds: 3, connections: 50, agents: 1000, tasks: 5000, token: true, targets: ['subgraph', 'stock', 'ours'] });
+    expect(full).toMatchObject({
+      durationSeconds: 10,
+      warmupSeconds: 3,
+      rounds: 3,
+      connections: 50,
+      agents: 1000,
+      tasks: 5000,
+      token: true,
+      targets: ['subgraph', 'stock', 'ours'],
+    });
     expect(parseOptions(['--quick'], '/out')).toMatchObject({ durationSeconds: 2, warmupSeconds: 1, rounds: 3 });
   });
 

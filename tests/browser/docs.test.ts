@@ -113,7 +113,9 @@ describe.skipIf(missing)(`documentation in a browser${missing ? ` (skipped: ${CH
 
   it('GET /graphql in a browser: GraphiQL, served locally, runs a query', async () => {
     const query = encodeURIComponent('{ agents { totalCount nodes { name } } }');
-    const { page, escaped, errors } = await visit(`/graphql?query=${query}`, { 'graphiql:headers': JSON.stringify({ authorization: await defaultAuthorization() }) });
+    const { page, escaped, errors } = await visit(`/graphql?query=${query}`, {
+      'graphiql:headers': JSON.stringify({ authorization: await defaultAuthorization() }),
+    });
     await page.locator('.graphiql-execute-button').click({ timeout: 20_000 });
     await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 20_000 }).toContain('Browsable');
     expect(await page.locator('.graphiql-response').innerText()).toContain('"totalCount": 1');

@@ -41,7 +41,8 @@ afterAll(async () => {
 
 type Credential = { keyId: string; prefix: string; secret: string; scopes: string[] };
 type Registered = { id: string; name: string; credential: Credential | null };
-const REGISTER = 'mutation($input: RegisterAgentInput!, $issue: Boolean) { registerAgent(input: $input, issueCredential: $issue) { id name credential { keyId prefix secret scopes } } }';
+const REGISTER =
+  'mutation($input: RegisterAgentInput!, $issue: Boolean) { registerAgent(input: $input, issueCredential: $issue) { id name credential { keyId prefix secret scopes } } }';
 const HEARTBEAT = 'mutation($id: ID!) { recordHeartbeat(id: $id) { id name lastHeartbeatAt } }';
 
 async function register(name: string, issue = false): Promise<Registered> {
@@ -63,7 +64,13 @@ describe('agent credentials through the gateway', () => {
     expect(plainRest.status).toBe(201);
     expect((plainRest.body as Registered).credential).toBeNull();
 
-    const card = { name: 'Card agent', description: 'From a card', version: '1.0.0', url: 'https://agents.example.com/card', skills: [{ id: 's', name: 'S', description: 'x', tags: ['t'] }] };
+    const card = {
+      name: 'Card agent',
+      description: 'From a card',
+      version: '1.0.0',
+      url: 'https://agents.example.com/card',
+      skills: [{ id: 's', name: 'S', description: 'x', tags: ['t'] }],
+    };
     const viaCard = await rest(base, 'POST', '/v1/agents/from-card', { query: { issueCredential: 'true' }, body: { card } });
     expect(viaCard.status).toBe(201);
     const cardAgent = viaCard.body as Registered;
@@ -74,7 +81,11 @@ describe('agent credentials through the gateway', () => {
       expect(beat.recordHeartbeat.name).toBe(agent.name);
     }
     // Listed for the admin without secrets.
-    const keys = await gqlOk<{ apiKeys: { nodes: { id: string; agentId: string }[] } }>(platform.url, 'query($a: ID) { apiKeys(agentId: $a) { nodes { id agentId } } }', { a: restAgent.id });
+    const keys = await gqlOk<{ apiKeys: { nodes: { id: string; agentId: string }[] } }>(
+      platform.url,
+      'query($a: ID) { apiKeys(agentId: $a) { nodes { id agentId } } }',
+      { a: restAgent.id },
+    );
     expect(keys.apiKeys.nodes).toEqual([{ id: restAgent.credential!.keyId, agentId: restAgent.id }]);
   });
 
@@ -96,7 +107,9 @@ describe('agent credentials through the gateway', () => {
     expect(spawn.status).toBe(403);
     expect(spawn.body).toMatchObject({ code: 'AGENT_MISMATCH' });
     // The other agent never had a heartbeat.
-    const after = await gqlOk<{ agent: { lastHeartbeatAt: string | null } }>(platform.url, 'query($id: ID!) { agent(id: $id) { lastHeartbeatAt } }', { id: other.id });
+    const after = await gqlOk<{ agent: { lastHeartbeatAt: string | null } }>(platform.url, 'query($id: ID!) { agent(id: $id) { lastHeartbeatAt } }', {
+      id: other.id,
+    });
     expect(after.agent.lastHeartbeatAt).toBeNull();
     // An agent credential has no admin scope: it cannot list or mint keys.
     const keys = await gql<{ apiKeys: unknown }>(platform.url, '{ apiKeys { totalCount } }', undefined, asMe);
@@ -126,9 +139,7 @@ describe('agent credentials through the gateway', () => {
 
   it('the walkthrough: an agent works a task with its own credential only, and history says it acted as itself', async () => {
     const skills = [{ id: 'tr', name: 'Translate', tags: ['translate-e2e'] }];
-    const me = (
-      await gqlOk<{ registerAgent: Registered }>(platform.url, REGISTER, { input: { name: 'Translator', skills }, issue: true })
-    ).registerAgent;
+    const me = (await gqlOk<{ registerAgent: Registered }>(platform.url, REGISTER, { input: { name: 'Translator', skills }, issue: true })).registerAgent;
     const other = await register('Bystander', true);
     await gqlOk(platform.url, 'mutation($id: ID!) { activateAgent(id: $id) { id } }', { id: me.id });
     const submitted = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation($i: SubmitTaskInput!) { submitTask(input: $i) { id } }', {
@@ -177,17 +188,26 @@ describe('agent credentials through the gateway', () => {
     const fresh = bySelf.rotateAgentCredential.secret;
     const old = await gql(platform.url, HEARTBEAT, { id: me.id }, { 'x-api-key': me.credential!.secret });
     expect(old.status).toBe(401);
-    expect((await gqlOk<{ recordHeartbeat: { name: string } }>(platform.url, HEARTBEAT, { id: me.id }, { 'x-api-key': fresh })).recordHeartbeat.name).toBe('Rotating');
+    expect((await gqlOk<{ recordHeartbeat: { name: string } }>(platform.url, HEARTBEAT, { id: me.id }, { 'x-api-key': fresh })).recordHeartbeat.name).toBe(
+      'Rotating',
+    );
 
     const stranger = await gql(platform.url, rotate, { a: other.id, o: 0 }, { 'x-api-key': fresh });
     expect(codes(stranger.errors)).toEqual(['AGENT_MISMATCH']);
-    expect((await gqlOk<{ recordHeartbeat: { name: string } }>(platform.url, HEARTBEAT, { id: other.id }, { 'x-api-key': other.credential!.secret })).recordHeartbeat.name).toBe('Someone else');
+    expect(
+      (await gqlOk<{ recordHeartbeat: { name: string } }>(platform.url, HEARTBEAT, { id: other.id }, { 'x-api-key': other.credential!.secret })).recordHeartbeat
+        .name,
+    ).toBe('Someone else');
 
     // By the admin, with an overlap: both keys work until it ends; revoking ends it at once.
     const byAdmin = await gqlOk<{ rotateAgentCredential: { secret: string } }>(platform.url, rotate, { a: me.id, o: 600 });
     expect((await gql(platform.url, HEARTBEAT, { id: me.id }, { 'x-api-key': fresh })).errors).toBeUndefined();
     expect((await gql(platform.url, HEARTBEAT, { id: me.id }, { 'x-api-key': byAdmin.rotateAgentCredential.secret })).errors).toBeUndefined();
-    const listed = await gqlOk<{ apiKeys: { nodes: { id: string; revokedAt: string | null }[] } }>(platform.url, 'query($a: ID) { apiKeys(agentId: $a) { nodes { id revokedAt } } }', { a: me.id });
+    const listed = await gqlOk<{ apiKeys: { nodes: { id: string; revokedAt: string | null }[] } }>(
+      platform.url,
+      'query($a: ID) { apiKeys(agentId: $a) { nodes { id revokedAt } } }',
+      { a: me.id },
+    );
     const outgoing = listed.apiKeys.nodes.find((k) => k.revokedAt !== null)!;
     await gqlOk(platform.url, 'mutation($id: ID!) { revokeApiKey(id: $id) { id } }', { id: outgoing.id });
     expect((await gql(platform.url, HEARTBEAT, { id: me.id }, { 'x-api-key': fresh })).status).toBe(401);

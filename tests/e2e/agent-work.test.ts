@@ -42,11 +42,24 @@ async function activeAgent(tags: string[]): Promise<string> {
 }
 
 const submit = async (tags: string[]) =>
-  (await gqlOk<{ submitTask: { id: string } }>(platform.url, `mutation($t: [String!]) { submitTask(input: { title: "work", requiredSkillTags: $t }) { id } }`, { t: tags }, operator))
-    .submitTask.id;
+  (
+    await gqlOk<{ submitTask: { id: string } }>(
+      platform.url,
+      `mutation($t: [String!]) { submitTask(input: { title: "work", requiredSkillTags: $t }) { id } }`,
+      { t: tags },
+      operator,
+    )
+  ).submitTask.id;
 
 const taskState = async (id: string) =>
-  (await gqlOk<{ task: { state: string; agent: { id: string } | null } }>(platform.url, `query($id: ID!) { task(id: $id) { state agent { id } } }`, { id }, operator)).task;
+  (
+    await gqlOk<{ task: { state: string; agent: { id: string } | null } }>(
+      platform.url,
+      `query($id: ID!) { task(id: $id) { state agent { id } } }`,
+      { id },
+      operator,
+    )
+  ).task;
 
 interface Problem {
   type: string;
@@ -69,12 +82,9 @@ describe('agents claiming work through the gateway', () => {
     const tag = `ops-${randomUUID().slice(0, 8)}`;
     const agentId = await activeAgent([tag]);
     const taskId = await submit([tag]);
-    const { claimTask } = await gqlOk<{ claimTask: { id: string; agent: { id: string; name: string }; history: { kind: string; actor: string; onBehalfOf: string }[] } }>(
-      platform.url,
-      `mutation($a: ID) { claimTask(agentId: $a) { id agent { id name } history { kind actor onBehalfOf } } }`,
-      { a: agentId },
-      operator,
-    );
+    const { claimTask } = await gqlOk<{
+      claimTask: { id: string; agent: { id: string; name: string }; history: { kind: string; actor: string; onBehalfOf: string }[] };
+    }>(platform.url, `mutation($a: ID) { claimTask(agentId: $a) { id agent { id name } history { kind actor onBehalfOf } } }`, { a: agentId }, operator);
     expect(claimTask).toMatchObject({ id: taskId, agent: { id: agentId, name: `worker-${tag}` } });
     expect(claimTask.history.map((h) => [h.kind, h.actor, h.onBehalfOf])).toEqual([
       ['SUBMITTED', 'operator@default', null],

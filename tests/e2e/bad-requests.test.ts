@@ -76,7 +76,9 @@ describe('an operationName that names no operation', () => {
   });
 
   it('is 400 OPERATION_RESOLUTION_FAILURE over HTTP GET', async () => {
-    const res = await fetch(`${platform.url}?query=${encodeURIComponent('query A { __typename }')}&operationName=B`, { headers: await withDefaultAuth({ accept: 'application/json', 'apollo-require-preflight': 'true' }) });
+    const res = await fetch(`${platform.url}?query=${encodeURIComponent('query A { __typename }')}&operationName=B`, {
+      headers: await withDefaultAuth({ accept: 'application/json', 'apollo-require-preflight': 'true' }),
+    });
     const got = await answer(res);
     expect(got.status).toBe(400);
     expect(codes(got.body)).toEqual(['OPERATION_RESOLUTION_FAILURE']);
@@ -162,8 +164,20 @@ function parseRaw(text: string): RawAnswer {
 describe('requests Node refuses to parse', () => {
   const long = 'a'.repeat(20_000);
   const cases = [
-    { name: 'a URL over the limit', path: '/graphql', request: (p: string) => `GET ${p}?q=${long} HTTP/1.1\r\nHost: x\r\n\r\n`, status: 414, code: 'URI_TOO_LONG' },
-    { name: 'headers over the limit', path: '/graphql', request: (p: string) => `GET ${p} HTTP/1.1\r\nHost: x\r\nX-Big: ${long}\r\n\r\n`, status: 431, code: 'REQUEST_HEADER_FIELDS_TOO_LARGE' },
+    {
+      name: 'a URL over the limit',
+      path: '/graphql',
+      request: (p: string) => `GET ${p}?q=${long} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      status: 414,
+      code: 'URI_TOO_LONG',
+    },
+    {
+      name: 'headers over the limit',
+      path: '/graphql',
+      request: (p: string) => `GET ${p} HTTP/1.1\r\nHost: x\r\nX-Big: ${long}\r\n\r\n`,
+      status: 431,
+      code: 'REQUEST_HEADER_FIELDS_TOO_LARGE',
+    },
     { name: 'malformed HTTP', path: '/graphql', request: (p: string) => `GET ${p} HTTP/1.1\r\nHost x\r\n\r\n`, status: 400, code: 'BAD_REQUEST' },
   ];
 
@@ -179,7 +193,13 @@ describe('requests Node refuses to parse', () => {
       expect(restAnswer.status).toBe(c.status);
       expect(restAnswer.headers.connection).toBe('close');
       expect(restAnswer.headers['content-type']).toMatch(/^application\/problem\+json/);
-      expect(JSON.parse(restAnswer.body)).toMatchObject({ status: c.status, code: c.code, instance: '/v1/agents', title: expect.any(String), detail: expect.any(String) });
+      expect(JSON.parse(restAnswer.body)).toMatchObject({
+        status: c.status,
+        code: c.code,
+        instance: '/v1/agents',
+        title: expect.any(String),
+        detail: expect.any(String),
+      });
 
       for (const body of [graphql.body, restAnswer.body]) expect(body).not.toMatch(/\bat .+:\d+:\d+|Error:|HPE_/);
     });

@@ -25,7 +25,9 @@ describe('durability', () => {
         written.agentIds.push(a.registerAgent.id);
         // Only an ACTIVE agent claims.
         await gqlOk(platform.url, 'mutation ($id: ID!) { activateAgent(id: $id) { id } }', { id: a.registerAgent.id });
-        const t = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation ($title: String!) { submitTask(input: { title: $title }) { id } }', { title: `job-${i}` });
+        const t = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation ($title: String!) { submitTask(input: { title: $title }) { id } }', {
+          title: `job-${i}`,
+        });
         written.taskIds.push(t.submitTask.id);
       }
       // The last write was acknowledged; kill without warning right after.
@@ -41,7 +43,11 @@ describe('durability', () => {
 
       await platform.agents.restart();
       await platform.orchestration.restart();
-      const after = await gqlOk<{ agents: { totalCount: number; nodes: { id: string }[] }; tasks: { totalCount: number }; task: { state: string; agent: { id: string } } }>(
+      const after = await gqlOk<{
+        agents: { totalCount: number; nodes: { id: string }[] };
+        tasks: { totalCount: number };
+        task: { state: string; agent: { id: string } };
+      }>(
         platform.url,
         'query ($id: ID!) { agents(first: 100) { totalCount nodes { id } } tasks(first: 1) { totalCount } task(id: $id) { state agent { id } } }',
         { id: claimed.claimTask.id },

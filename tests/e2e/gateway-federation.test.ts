@@ -30,21 +30,29 @@ beforeAll(async () => {
   const planner = await gqlOk<{ registerAgent: { id: string; status: string } }>(
     platform.url,
     `mutation Register($input: RegisterAgentInput!) { registerAgent(input: $input) { id status } }`,
-    { input: { name: 'Planner', description: 'Breaks work down', skills: [{ id: 'plan', name: 'Planning', tags: ['planning'] }], heartbeatIntervalSeconds: 30 } },
+    {
+      input: { name: 'Planner', description: 'Breaks work down', skills: [{ id: 'plan', name: 'Planning', tags: ['planning'] }], heartbeatIntervalSeconds: 30 },
+    },
   );
   plannerId = planner.registerAgent.id;
   expect(planner.registerAgent.status).toBe('REGISTERED');
   const idle = await gqlOk<{ registerAgent: { id: string } }>(platform.url, `mutation { registerAgent(input: { name: "Idle" }) { id } }`);
   idleId = idle.registerAgent.id;
 
-  const activated = await gqlOk<{ activateAgent: { status: string } }>(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { status } }`, { id: plannerId });
+  const activated = await gqlOk<{ activateAgent: { status: string } }>(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { status } }`, {
+    id: plannerId,
+  });
   expect(activated.activateAgent.status).toBe('ACTIVE');
   await gqlOk(platform.url, `mutation($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id: plannerId });
 
   const submit = `mutation($input: SubmitTaskInput!) { submitTask(input: $input) { id state } }`;
-  const first = await gqlOk<{ submitTask: { id: string; state: string } }>(platform.url, submit, { input: { title: 'Draft the plan', requiredSkillTags: ['planning'], priority: 5 } });
+  const first = await gqlOk<{ submitTask: { id: string; state: string } }>(platform.url, submit, {
+    input: { title: 'Draft the plan', requiredSkillTags: ['planning'], priority: 5 },
+  });
   expect(first.submitTask.state).toBe('SUBMITTED');
-  const second = await gqlOk<{ submitTask: { id: string } }>(platform.url, submit, { input: { title: 'Needs a linguist', requiredSkillTags: ['translation'] } });
+  const second = await gqlOk<{ submitTask: { id: string } }>(platform.url, submit, {
+    input: { title: 'Needs a linguist', requiredSkillTags: ['translation'] },
+  });
   openTaskId = second.submitTask.id;
 
   const claim = await gqlOk<{ claimTask: { id: string; state: string; agent: { id: string; name: string } } | null }>(
@@ -70,10 +78,9 @@ describe('gateway over the agents and orchestration subgraphs', () => {
   });
 
   it('joins agents with the tasks they hold', async () => {
-    const data = await gqlOk<{ agents: { totalCount: number; nodes: { name: string; tasks: { nodes: { title: string; state: string }[] }; activeTaskCount: number }[] } }>(
-      platform.url,
-      `{ agents { totalCount nodes { name tasks { nodes { title state } } activeTaskCount } } }`,
-    );
+    const data = await gqlOk<{
+      agents: { totalCount: number; nodes: { name: string; tasks: { nodes: { title: string; state: string }[] }; activeTaskCount: number }[] };
+    }>(platform.url, `{ agents { totalCount nodes { name tasks { nodes { title state } } activeTaskCount } } }`);
     expect(data.agents.totalCount).toBe(2);
     // Newest first.
     expect(data.agents.nodes).toEqual([
@@ -90,7 +97,9 @@ describe('gateway over the agents and orchestration subgraphs', () => {
     );
     expect(data.task).toEqual({ title: 'Draft the plan', state: 'ASSIGNED', agent: { name: 'Planner', health: 'HEALTHY', status: 'ACTIVE' } });
 
-    const open = await gqlOk<{ task: { title: string; agent: null } }>(platform.url, `query($id: ID!) { task(id: $id) { title agent { name } } }`, { id: openTaskId });
+    const open = await gqlOk<{ task: { title: string; agent: null } }>(platform.url, `query($id: ID!) { task(id: $id) { title agent { name } } }`, {
+      id: openTaskId,
+    });
     expect(open.task).toEqual({ title: 'Needs a linguist', agent: null });
   });
 
@@ -107,18 +116,24 @@ describe('gateway over the agents and orchestration subgraphs', () => {
     const conflict = await gql(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { status } }`, { id: plannerId });
     expect(conflict.status).toBe(200);
     expect(conflict.data).toBeNull();
-    expect(conflict.errors).toEqual([expect.objectContaining({ path: ['activateAgent'], extensions: expect.objectContaining({ code: 'CONFLICT', serviceName: 'agents' }) })]);
+    expect(conflict.errors).toEqual([
+      expect.objectContaining({ path: ['activateAgent'], extensions: expect.objectContaining({ code: 'CONFLICT', serviceName: 'agents' }) }),
+    ]);
 
     const badId = await gql(platform.url, `{ task(id: "not-a-uuid") { title } }`);
     expect(badId.status).toBe(200);
-    expect(badId.errors).toEqual([expect.objectContaining({ path: ['task'], extensions: expect.objectContaining({ code: 'BAD_USER_INPUT', serviceName: 'orchestration' }) })]);
+    expect(badId.errors).toEqual([
+      expect.objectContaining({ path: ['task'], extensions: expect.objectContaining({ code: 'BAD_USER_INPUT', serviceName: 'orchestration' }) }),
+    ]);
     for (const error of [...(conflict.errors ?? []), ...(badId.errors ?? [])]) expect(JSON.stringify(error)).not.toMatch(/stacktrace|\.ts:\d+/);
   });
 
   it('rejects an invalid operation itself, without asking a subgraph', async () => {
     const result = await gql(platform.url, `{ agents { nodes { nope } } }`);
     expect(result.status).toBe(400);
-    expect(result.errors).toEqual([expect.objectContaining({ message: expect.stringMatching(/Cannot query field "nope"/), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })]);
+    expect(result.errors).toEqual([
+      expect.objectContaining({ message: expect.stringMatching(/Cannot query field "nope"/), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }),
+    ]);
   });
 
   it('passes the request id and the configured client headers to every subgraph', async () => {

@@ -45,9 +45,16 @@ beforeAll(async () => {
   );
   agentId = agent.registerAgent.id;
   await gqlOk(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { id } }`, { id: agentId });
-  const task = await gqlOk<{ submitTask: { id: string } }>(platform.url, `mutation { submitTask(input: { title: "Summarise the report", requiredSkillTags: ["summarize"] }) { id } }`);
+  const task = await gqlOk<{ submitTask: { id: string } }>(
+    platform.url,
+    `mutation { submitTask(input: { title: "Summarise the report", requiredSkillTags: ["summarize"] }) { id } }`,
+  );
   taskId = task.submitTask.id;
-  const claim = await gqlOk<{ claimTask: { id: string } | null }>(platform.url, `mutation($agentId: ID!) { claimTask(agentId: $agentId, skillTags: ["summarize"]) { id } }`, { agentId });
+  const claim = await gqlOk<{ claimTask: { id: string } | null }>(
+    platform.url,
+    `mutation($agentId: ID!) { claimTask(agentId: $agentId, skillTags: ["summarize"]) { id } }`,
+    { agentId },
+  );
   expect(claim.claimTask?.id).toBe(taskId);
 });
 
@@ -122,7 +129,14 @@ describe('gateway shutdown', () => {
 
       platform.gateway.kill('SIGTERM');
       await expect
-        .poll(async () => fetch(`http://127.0.0.1:${platform.gateway.port}/healthz`).then(() => 'accepting', () => 'refusing'), { timeout: 5_000 })
+        .poll(
+          async () =>
+            fetch(`http://127.0.0.1:${platform.gateway.port}/healthz`).then(
+              () => 'accepting',
+              () => 'refusing',
+            ),
+          { timeout: 5_000 },
+        )
         .toBe('refusing');
     } finally {
       platform.orchestration.kill('SIGCONT');

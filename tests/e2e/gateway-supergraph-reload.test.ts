@@ -21,7 +21,10 @@ let gatewayPid: number | undefined;
 const INTROSPECT = `{ __type(name: "Query") { fields { name description } } agentType: __type(name: "Agent") { fields { name } } }`;
 
 async function schemaView(): Promise<{ agentDescription: string | null | undefined; agentFields: string[] }> {
-  const data = await gqlOk<{ __type: { fields: { name: string; description: string | null }[] }; agentType: { fields: { name: string }[] } }>(platform.url, INTROSPECT);
+  const data = await gqlOk<{ __type: { fields: { name: string; description: string | null }[] }; agentType: { fields: { name: string }[] } }>(
+    platform.url,
+    INTROSPECT,
+  );
   return {
     agentDescription: data.__type.fields.find((f) => f.name === 'agent')?.description,
     agentFields: data.agentType.fields.map((f) => f.name),
@@ -52,7 +55,10 @@ beforeAll(async () => {
   copyFileSync(DEFAULT_SUPERGRAPH_PATH, supergraphPath);
   platform = await startPlatform({ dataDir: dir, gatewayEnv: { SUPERGRAPH_PATH: supergraphPath, SUPERGRAPH_POLL_MS: '250' } });
   gatewayPid = platform.gateway.pid();
-  const agent = await gqlOk<{ registerAgent: { id: string } }>(platform.url, `mutation { registerAgent(input: { name: "Reloader", skills: [{ id: "x", name: "X", tags: ["x"] }] }) { id } }`);
+  const agent = await gqlOk<{ registerAgent: { id: string } }>(
+    platform.url,
+    `mutation { registerAgent(input: { name: "Reloader", skills: [{ id: "x", name: "X", tags: ["x"] }] }) { id } }`,
+  );
   await gqlOk(platform.url, `mutation { submitTask(input: { title: "Keep going", requiredSkillTags: ["x"] }) { id } }`);
   await gqlOk(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { id } }`, { id: agent.registerAgent.id });
   await gqlOk(platform.url, `mutation($id: ID!) { claimTask(agentId: $id, skillTags: ["x"]) { id } }`, { id: agent.registerAgent.id });
@@ -86,7 +92,8 @@ describe('supergraph file reload', () => {
     expect(results.length).toBeGreaterThan(30);
     const failed = results.filter((r) => r.status !== 200 || r.errors !== undefined);
     expect(failed).toEqual([]);
-    for (const r of results) expect(r.data).toEqual({ agents: { nodes: [{ name: 'Reloader', tasks: { nodes: [{ title: 'Keep going', state: 'ASSIGNED' }] } }] } });
+    for (const r of results)
+      expect(r.data).toEqual({ agents: { nodes: [{ name: 'Reloader', tasks: { nodes: [{ title: 'Keep going', state: 'ASSIGNED' }] } }] } });
 
     // The removed field is gone from the served schema, and queries for it are now invalid.
     expect((await schemaView()).agentFields).not.toContain('activeTaskCount');
@@ -100,13 +107,18 @@ describe('supergraph file reload', () => {
 
   it('ignores an invalid supergraph file: logged, and the current schema keeps serving', async () => {
     const before = await schemaView();
-    writeFileSync(supergraphPath, original.replace(ACTIVE_TASK_COUNT, '  activeTaskCount: Int! @join__field(graph: NOWHERE) @requiresScopes(scopes: [["tasks:read"]])\n'));
+    writeFileSync(
+      supergraphPath,
+      original.replace(ACTIVE_TASK_COUNT, '  activeTaskCount: Int! @join__field(graph: NOWHERE) @requiresScopes(scopes: [["tasks:read"]])\n'),
+    );
     await expect
       .poll(() => platform.gateway.jsonLogs().filter((l) => l.msg === 'supergraph file rejected; still serving the current schema'), { timeout: 15_000 })
       .toEqual([expect.objectContaining({ level: 50, path: supergraphPath, reason: expect.stringMatching(/NOWHERE/) })]);
 
     writeFileSync(supergraphPath, 'this is not GraphQL');
-    await expect.poll(() => platform.gateway.jsonLogs().filter((l) => l.msg === 'supergraph file rejected; still serving the current schema').length, { timeout: 15_000 }).toBe(2);
+    await expect
+      .poll(() => platform.gateway.jsonLogs().filter((l) => l.msg === 'supergraph file rejected; still serving the current schema').length, { timeout: 15_000 })
+      .toBe(2);
 
     expect(await schemaView()).toEqual(before);
     expect(await gqlOk(platform.url, `{ agents { nodes { name } } }`)).toEqual({ agents: { nodes: [{ name: 'Reloader' }] } });
@@ -116,7 +128,9 @@ describe('supergraph file reload', () => {
     // Fixing the file brings the next version in.
     writeFileSync(supergraphPath, original);
     await expect.poll(async () => (await schemaView()).agentFields, { timeout: 15_000 }).toContain('activeTaskCount');
-    expect(await gqlOk(platform.url, `{ agents { nodes { name activeTaskCount } } }`)).toEqual({ agents: { nodes: [{ name: 'Reloader', activeTaskCount: 1 }] } });
+    expect(await gqlOk(platform.url, `{ agents { nodes { name activeTaskCount } } }`)).toEqual({
+      agents: { nodes: [{ name: 'Reloader', activeTaskCount: 1 }] },
+    });
     expect(platform.gateway.pid()).toBe(gatewayPid);
   });
 });

@@ -62,7 +62,8 @@ const DOCUMENTED_CODES = new Set([
 ]);
 
 // What a stack trace, a file path or a database/library internal looks like in a body.
-const INTERNAL_DETAIL = /\n\s+at |\bat [\w$.<>]+ \(|\bat (?:file:\/\/)?\/\S+:\d+:\d+|node_modules|\/work\/|\.ts:\d+|\bstacktrace\b|SQLITE_|better-sqlite3|kysely|\bTypeError\b|\bReferenceError\b|Cannot read propert/;
+const INTERNAL_DETAIL =
+  /\n\s+at |\bat [\w$.<>]+ \(|\bat (?:file:\/\/)?\/\S+:\d+:\d+|node_modules|\/work\/|\.ts:\d+|\bstacktrace\b|SQLITE_|better-sqlite3|kysely|\bTypeError\b|\bReferenceError\b|Cannot read propert/;
 
 let dataDir: string;
 let platform: Platform;
@@ -83,14 +84,27 @@ beforeAll(async () => {
   checker = new DocumentChecker(document);
 
   // Things to find: generated ids are sometimes ones that exist.
-  const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(platform.url, 'mutation { registerAgent(input: { name: "Generated", skills: [{ id: "s", name: "S", tags: ["summarize"] }] }) { id } }');
-  const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation { submitTask(input: { title: "Generated", requiredSkillTags: ["summarize"] }) { id } }');
+  const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(
+    platform.url,
+    'mutation { registerAgent(input: { name: "Generated", skills: [{ id: "s", name: "S", tags: ["summarize"] }] }) { id } }',
+  );
+  const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(
+    platform.url,
+    'mutation { submitTask(input: { title: "Generated", requiredSkillTags: ["summarize"] }) { id } }',
+  );
   const { createWorkflowDefinition } = await gqlOk<{ createWorkflowDefinition: { id: string } }>(
     platform.url,
     'mutation { createWorkflowDefinition(input: { name: "generated", steps: [{ id: "a", title: "A", requiredSkillTags: ["summarize"] }] }) { id } }',
   );
-  const { startWorkflowRun } = await gqlOk<{ startWorkflowRun: { id: string } }>(platform.url, 'mutation($d: ID!) { startWorkflowRun(definitionId: $d) { id } }', { d: createWorkflowDefinition.id });
-  const { createApiKey } = await gqlOk<{ createApiKey: { apiKey: { id: string } } }>(platform.url, 'mutation { createApiKey(input: { name: "generated", scopes: ["agents:read"] }) { apiKey { id } } }');
+  const { startWorkflowRun } = await gqlOk<{ startWorkflowRun: { id: string } }>(
+    platform.url,
+    'mutation($d: ID!) { startWorkflowRun(definitionId: $d) { id } }',
+    { d: createWorkflowDefinition.id },
+  );
+  const { createApiKey } = await gqlOk<{ createApiKey: { apiKey: { id: string } } }>(
+    platform.url,
+    'mutation { createApiKey(input: { name: "generated", scopes: ["agents:read"] }) { apiKey { id } } }',
+  );
   pool.ids.push(registerAgent.id, submitTask.id, createWorkflowDefinition.id, startWorkflowRun.id, createApiKey.apiKey.id);
 
   credentials.admin = { authorization: `Bearer ${await userToken({ subject: 'generative-admin' })}` };
@@ -117,7 +131,9 @@ async function check<T>(arbitrary: fc.Arbitrary<T>, numRuns: number, predicate: 
   );
   if (details.failed) {
     const cause = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
-    throw new Error(`generative run failed (replay: GENERATIVE_SEED=${SEED}, fast-check path ${details.counterexamplePath ?? '?'})\ncounterexample: ${fc.stringify(details.counterexample)}\n${cause}`);
+    throw new Error(
+      `generative run failed (replay: GENERATIVE_SEED=${SEED}, fast-check path ${details.counterexamplePath ?? '?'})\ncounterexample: ${fc.stringify(details.counterexample)}\n${cause}`,
+    );
   }
 }
 
@@ -129,7 +145,11 @@ interface GraphQLAnswer {
 }
 
 async function postGraphQL(body: string, headers: Record<string, string>, contentType = 'application/json'): Promise<GraphQLAnswer> {
-  const res = await fetch(platform.url, { method: 'POST', headers: { 'content-type': contentType, ...Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== '')) }, body });
+  const res = await fetch(platform.url, {
+    method: 'POST',
+    headers: { 'content-type': contentType, ...Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== '')) },
+    body,
+  });
   const text = await res.text();
   let parsed: GraphQLAnswer['body'];
   try {
@@ -175,8 +195,11 @@ describe('generated GraphQL operations', () => {
         // Bad variables are a request error for every caller, checked before the access rules
         // (after validation: an operation over the cost limit is refused for that first).
         if (/variable/.test(broken) && garbageName > 1 && caller !== 'expired') {
-          const codes = (answer.body?.errors as { extensions?: { code?: unknown } }[]).map((e) => e.extensions?.code);
-          expect({ status: answer.status, codes: [...new Set(codes)].filter((c) => c !== 'BAD_USER_INPUT' && c !== 'GRAPHQL_VALIDATION_FAILED') }, `${what}\n→ ${answer.text.slice(0, 500)}`).toEqual({ status: 400, codes: [] });
+          const codes = (answer.body!.errors as { extensions?: { code?: unknown } }[]).map((e) => e.extensions?.code);
+          expect(
+            { status: answer.status, codes: [...new Set(codes)].filter((c) => c !== 'BAD_USER_INPUT' && c !== 'GRAPHQL_VALIDATION_FAILED') },
+            `${what}\n→ ${answer.text.slice(0, 500)}`,
+          ).toEqual({ status: 400, codes: [] });
         }
       } else if (caller !== 'expired' && answer.body?.data !== undefined) {
         // An expired token is refused before anything runs (401): there is no data to check.
@@ -196,9 +219,28 @@ describe('generated GraphQL operations', () => {
     const odd = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)),
       fc.string({ maxLength: 40 }),
-      fc.constantFrom('', '{', '[]', '[{"query":"{ __typename }"}]', '{"query":5}', '{"query":"{ __typename }","variables":"x"}', '{"query":"{ __typename }","variables":[1]}', '{"query":""}', '{"query":null}', '{"query":"{ __typename }","extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}', '{"query":"{ __typename }","operationName":{}}', '{"query":"subscription { agentHeartbeat { occurredAt } }"}', '\u0000\u0001', '{"query":"{ agents { nodes { id } } }","variables":{"a":{"__proto__":{"x":1}}}}'),
+      fc.constantFrom(
+        '',
+        '{',
+        '[]',
+        '[{"query":"{ __typename }"}]',
+        '{"query":5}',
+        '{"query":"{ __typename }","variables":"x"}',
+        '{"query":"{ __typename }","variables":[1]}',
+        '{"query":""}',
+        '{"query":null}',
+        '{"query":"{ __typename }","extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}',
+        '{"query":"{ __typename }","operationName":{}}',
+        '{"query":"subscription { agentHeartbeat { occurredAt } }"}',
+        '\u0000\u0001',
+        '{"query":"{ agents { nodes { id } } }","variables":{"a":{"__proto__":{"x":1}}}}',
+      ),
     );
-    const arbitrary = fc.record({ body: odd, contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', 'application/graphql', 'multipart/form-data; boundary=x'), caller: who() });
+    const arbitrary = fc.record({
+      body: odd,
+      contentType: fc.constantFrom('application/json', 'application/json', 'text/plain', 'application/graphql', 'multipart/form-data; boundary=x'),
+      caller: who(),
+    });
     await check(arbitrary, RUNS.bodies, async ({ body, contentType, caller }) => {
       const answer = await postGraphQL(body, credentials[caller]!, contentType);
       expectWellFormedGraphQL(answer, `${caller} ${contentType}: ${JSON.stringify(body)}`);
@@ -221,11 +263,20 @@ describe('generated GraphQL operations over graphql-ws', () => {
     try {
       await check(arbitrary, RUNS.ws, async ({ g, breakWith, caller }) => {
         const op = operation(g, schema, pool, breakWith);
-        const sub = subscribe(clientOf(caller), { query: op.query, ...(op.variables ? { variables: op.variables } : {}), operationName: op.operationName as string });
+        const sub = subscribe(clientOf(caller), {
+          query: op.query,
+          ...(op.variables ? { variables: op.variables } : {}),
+          operationName: op.operationName as string,
+        });
         const outcome = await Promise.race([sub.next().then((result) => ({ result })), sub.ended.then((ending) => ({ ending }))]);
         const what = `${caller} over graphql-ws: ${JSON.stringify(op)}\n→ ${JSON.stringify(outcome).slice(0, 800)}`;
         expect(JSON.stringify(outcome), what).not.toMatch(INTERNAL_DETAIL);
-        const errors = 'result' in outcome ? outcome.result.errors : outcome.ending.kind === 'error' && Array.isArray(outcome.ending.error) ? (outcome.ending.error as { extensions?: { code?: unknown } }[]) : undefined;
+        const errors =
+          'result' in outcome
+            ? outcome.result.errors
+            : outcome.ending.kind === 'error' && Array.isArray(outcome.ending.error)
+              ? (outcome.ending.error as { extensions?: { code?: unknown } }[])
+              : undefined;
         if ('ending' in outcome) expect(errors, `${what}\n(ended without an answer)`).toBeDefined();
         for (const error of errors ?? []) expect(DOCUMENTED_CODES, `${what}\n(undocumented code)`).toContain(error.extensions?.code);
         if (op.broken) expect(errors, `${what}\n(${op.broken} accepted)`).toBeDefined();
@@ -246,14 +297,29 @@ describe('generated GraphQL operations over graphql-ws', () => {
 /** pino error (50) and fatal (60) lines of every service: a client's mistake is never one. */
 function errorLines(): string[] {
   return [platform.gateway, platform.agents, platform.orchestration, platform.governance].flatMap((service) =>
-    service.jsonLogs().filter((line) => typeof line.level === 'number' && line.level >= 50).map((line) => `${service.name}: ${JSON.stringify(line).slice(0, 600)}`),
+    service
+      .jsonLogs()
+      .filter((line) => typeof line.level === 'number' && line.level >= 50)
+      .map((line) => `${service.name}: ${JSON.stringify(line).slice(0, 600)}`),
   );
 }
 
 describe('generated REST requests', () => {
   it(`valid and broken requests of every documented route: no 5xx, problem+json errors, successes as declared (seed ${SEED})`, async () => {
     const operations = checker.operations;
-    const breaks = fc.constantFrom<RestBreak | undefined>(undefined, undefined, undefined, undefined, undefined, 'wrong type', 'missing required', 'unknown property', 'not json', 'unknown parameter', 'bad path value');
+    const breaks = fc.constantFrom<RestBreak | undefined>(
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      'wrong type',
+      'missing required',
+      'unknown property',
+      'not json',
+      'unknown parameter',
+      'bad path value',
+    );
     const arbitrary = fc.record({ g: fc.gen(), breakWith: breaks, caller: who() });
     let successes = 0;
     await check(arbitrary, RUNS.rest, async ({ g, breakWith, caller }) => {

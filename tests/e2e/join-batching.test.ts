@@ -21,9 +21,15 @@ beforeAll(async () => {
       'mutation ($name: String!, $tag: String!) { registerAgent(input: { name: $name, skills: [{ id: "s", name: "S", tags: [$tag] }] }) { id } }',
       { name: `worker-${String(i).padStart(2, '0')}`, tag: `tag-${i}` },
     );
-    await gqlOk(platform.url, 'mutation ($t: String!, $tag: String!) { submitTask(input: { title: $t, requiredSkillTags: [$tag] }) { id } }', { t: `job-${i}`, tag: `tag-${i}` });
+    await gqlOk(platform.url, 'mutation ($t: String!, $tag: String!) { submitTask(input: { title: $t, requiredSkillTags: [$tag] }) { id } }', {
+      t: `job-${i}`,
+      tag: `tag-${i}`,
+    });
     await gqlOk(platform.url, 'mutation ($a: ID!) { activateAgent(id: $a) { id } }', { a: registerAgent.id });
-    await gqlOk(platform.url, 'mutation ($a: ID!, $tag: String!) { claimTask(agentId: $a, skillTags: [$tag]) { id } }', { a: registerAgent.id, tag: `tag-${i}` });
+    await gqlOk(platform.url, 'mutation ($a: ID!, $tag: String!) { claimTask(agentId: $a, skillTags: [$tag]) { id } }', {
+      a: registerAgent.id,
+      tag: `tag-${i}`,
+    });
   }
 });
 
@@ -38,12 +44,11 @@ const requestsWithId = (p: ServiceProcess, requestId: string) =>
 describe('joins are batched', () => {
   it('fetches 50 agents with their tasks in one request per subgraph', async () => {
     const requestId = 'batching-50-agents';
-    const data = await gqlOk<{ agents: { nodes: { name: string; activeTaskCount: number; tasks: { totalCount: number; nodes: { title: string; state: string }[] } }[] } }>(
-      platform.url,
-      '{ agents(first: 50) { nodes { name activeTaskCount tasks(first: 5) { totalCount nodes { title state } } } } }',
-      undefined,
-      { 'x-request-id': requestId },
-    );
+    const data = await gqlOk<{
+      agents: { nodes: { name: string; activeTaskCount: number; tasks: { totalCount: number; nodes: { title: string; state: string }[] } }[] };
+    }>(platform.url, '{ agents(first: 50) { nodes { name activeTaskCount tasks(first: 5) { totalCount nodes { title state } } } } }', undefined, {
+      'x-request-id': requestId,
+    });
     expect(data.agents.nodes).toHaveLength(50);
     for (const agent of data.agents.nodes) {
       const i = Number(agent.name.slice('worker-'.length));

@@ -50,12 +50,20 @@ describe('an event committed by a subgraph killed before publishing it', () => {
 
   /** An agents subgraph on the platform's data, on `port` (the one the gateway calls). */
   const agentsProcess = (name: string, port: number, env: Record<string, string> = {}) =>
-    startProcess({ name, args: ['scripts/subgraph.ts', 'agents'], port, env: { ...shared, ...TEST_SECURITY_ENV, DATA_DIR: dataDir, AGENTS_PORT: String(port), ...env } });
+    startProcess({
+      name,
+      args: ['scripts/subgraph.ts', 'agents'],
+      port,
+      env: { ...shared, ...TEST_SECURITY_ENV, DATA_DIR: dataDir, AGENTS_PORT: String(port), ...env },
+    });
 
   it(`reaches a subscriber that resumes after the restart, once (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`, async () => {
     platform = await startPlatform({ dataDir, env: shared });
     client = wsClient(platform.url);
-    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(platform.url, `mutation { registerAgent(input: { name: "Crashy", skills: [{ id: "c", name: "C", tags: ["c"] }] }) { id } }`);
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(
+      platform.url,
+      `mutation { registerAgent(input: { name: "Crashy", skills: [{ id: "c", name: "C", tags: ["c"] }] }) { id } }`,
+    );
     const agentId = registerAgent.id;
     const beat = () => gql(platform?.url ?? '', `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id: agentId });
 
@@ -101,7 +109,12 @@ describe('an event committed by a subgraph killed before publishing it', () => {
     const agents = await agentsProcess('agents-not-test', port, { NODE_ENV: 'development', TEST_CRASH_AFTER_COMMIT_OF: 'AgentRegistered' });
     extra.push(agents);
     const asGateway = await identityHeaders('agents');
-    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(agents.url, `mutation { registerAgent(input: { name: "Safe", skills: [{ id: "s", name: "S", tags: ["s"] }] }) { id } }`, undefined, asGateway);
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(
+      agents.url,
+      `mutation { registerAgent(input: { name: "Safe", skills: [{ id: "s", name: "S", tags: ["s"] }] }) { id } }`,
+      undefined,
+      asGateway,
+    );
     // Still alive after the commit of an AgentRegistered event.
     const read = await gqlOk<{ agent: { name: string } }>(agents.url, `query ($id: ID!) { agent(id: $id) { name } }`, { id: registerAgent.id }, asGateway);
     expect(read.agent.name).toBe('Safe');
@@ -113,7 +126,10 @@ describe('an event committed by a subgraph killed before publishing it', () => {
     async () => {
       platform = await startPlatform({ dataDir, env: shared });
       client = wsClient(platform.url);
-      const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(platform.url, `mutation { registerAgent(input: { name: "Replicated", skills: [{ id: "r", name: "R", tags: ["r"] }] }) { id } }`);
+      const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(
+        platform.url,
+        `mutation { registerAgent(input: { name: "Replicated", skills: [{ id: "r", name: "R", tags: ["r"] }] }) { id } }`,
+      );
       const agentId = registerAgent.id;
       const before = subgraphOpenSubscriptions(platform.agents).opened;
       const sub = subscribe(client, { query: HEARTBEATS, variables: { a: agentId } });

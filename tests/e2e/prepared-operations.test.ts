@@ -11,7 +11,18 @@ import { DEFAULT_SUPERGRAPH_PATH } from '../../gateway/config.ts';
 import { startGateway, type RunningGateway } from '../../gateway/server.ts';
 import { bearer, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { subscribe, wsClient } from '../subscriptions/support.ts';
-import { getFreePort, gqlOk, manageProcesses, startPlatform, startTcpTap, subgraphsOf, TEST_RATE_LIMITS, withDefaultAuth, type Platform, type TcpTap } from '../support/processes.ts';
+import {
+  getFreePort,
+  gqlOk,
+  manageProcesses,
+  startPlatform,
+  startTcpTap,
+  subgraphsOf,
+  TEST_RATE_LIMITS,
+  withDefaultAuth,
+  type Platform,
+  type TcpTap,
+} from '../support/processes.ts';
 
 manageProcesses();
 
@@ -155,7 +166,10 @@ describe('prepared operations: the fast path answers as Apollo Server does', () 
 
   it('runs a mutation once per request, also when its answer carries an error', async () => {
     const register = 'mutation Register($name: String!) { registerAgent(input: { name: $name }) { name } }';
-    const count = async () => (await gqlOk<{ agents: { nodes: { name: string }[] } }>(platform.url, '{ agents(first: 100) { nodes { name } } }')).agents.nodes.filter((a) => a.name === 'Once').length;
+    const count = async () =>
+      (await gqlOk<{ agents: { nodes: { name: string }[] } }>(platform.url, '{ agents(first: 100) { nodes { name } } }')).agents.nodes.filter(
+        (a) => a.name === 'Once',
+      ).length;
     const before = fast.prepared.stats().hits;
     for (let i = 0; i < 3; i++) expect((await post(fast.url, { query: register, variables: { name: 'Once' } })).status).toBe(200);
     expect(fast.prepared.stats().hits - before).toBe(2);
@@ -165,7 +179,9 @@ describe('prepared operations: the fast path answers as Apollo Server does', () 
     const activate = 'mutation Activate($id: ID!) { activateAgent(id: $id) { status } }';
     const fresh = await gqlOk<{ registerAgent: { id: string } }>(platform.url, 'mutation { registerAgent(input: { name: "Twice" }) { id } }');
     const other = await gqlOk<{ registerAgent: { id: string } }>(platform.url, 'mutation { registerAgent(input: { name: "Twice" }) { id } }');
-    expect(JSON.parse((await post(fast.url, { query: activate, variables: { id: fresh.registerAgent.id } })).body)).toEqual({ data: { activateAgent: { status: 'ACTIVE' } } });
+    expect(JSON.parse((await post(fast.url, { query: activate, variables: { id: fresh.registerAgent.id } })).body)).toEqual({
+      data: { activateAgent: { status: 'ACTIVE' } },
+    });
     await gqlOk(platform.url, activate, { id: other.registerAgent.id });
     const apollo = await post(platform.url, { query: activate, variables: { id: other.registerAgent.id } });
     const hitsBefore = fast.prepared.stats().hits;
@@ -268,7 +284,10 @@ describe('prepared operations: the fast path answers as Apollo Server does', () 
     expect(fast.prepared.stats().size).toBeGreaterThan(0);
 
     const original = readFileSync(supergraphPath, 'utf8');
-    writeFileSync(supergraphPath, original.replace(/(\n *"""(?:(?!""")[\s\S])*""")?\n *activeTaskCount: Int! @join__field\(graph: ORCHESTRATION\)[^\n]*\n/, '\n'));
+    writeFileSync(
+      supergraphPath,
+      original.replace(/(\n *"""(?:(?!""")[\s\S])*""")?\n *activeTaskCount: Int! @join__field\(graph: ORCHESTRATION\)[^\n]*\n/, '\n'),
+    );
     await expect.poll(async () => (await post(fast.url, { query })).status, { timeout: 15_000, interval: 100 }).toBe(400);
     // Nothing validated against the old schema is left (the refused query itself is never remembered).
     expect(fast.prepared.stats().size).toBe(0);

@@ -128,11 +128,15 @@ describe('every route with valid input', () => {
     expect(second.pageInfo.hasNextPage).toBe(false);
     expect([...first.nodes, ...second.nodes].map((a) => a.id)).toEqual([translator.id, agent.id]);
 
-    const updated = await ok<Agent>('UpdateAgent', { id: agent.id }, {
-      query: { expectedVersion: '1' },
-      // The planning skill: the tasks below require it, and an agent claims only with its registered tags.
-      body: { description: 'Summarises long documents', labels: [], skills: [{ id: 'plan', name: 'Planning', tags: ['planning'] }] },
-    });
+    const updated = await ok<Agent>(
+      'UpdateAgent',
+      { id: agent.id },
+      {
+        query: { expectedVersion: '1' },
+        // The planning skill: the tasks below require it, and an agent claims only with its registered tags.
+        body: { description: 'Summarises long documents', labels: [], skills: [{ id: 'plan', name: 'Planning', tags: ['planning'] }] },
+      },
+    );
     expect(updated).toMatchObject({ version: 2, labels: [] });
     expect(await ok<Agent>('ActivateAgent', { id: agent.id }, { query: { expectedVersion: '2' } })).toMatchObject({ status: 'ACTIVE', version: 3 });
     const beat = await ok<Agent>('RecordHeartbeat', { id: agent.id });
@@ -176,7 +180,9 @@ describe('every route with valid input', () => {
 
     const second = (await call('SubmitTask', {}, { body: { title: 'Doomed', requiredSkillTags: ['planning'] } })).body as Task;
     await ok('ClaimTask', {}, { body: { agentId, skillTags: ['planning'] } });
-    expect(await ok<Task>('FailTask', { id: second.id }, { body: { agentId, error: { message: 'cannot', type: 'BAD_SOURCE' }, retryable: false } })).toMatchObject({
+    expect(
+      await ok<Task>('FailTask', { id: second.id }, { body: { agentId, error: { message: 'cannot', type: 'BAD_SOURCE' }, retryable: false } }),
+    ).toMatchObject({
       state: 'FAILED',
       error: { message: 'cannot' },
     });
@@ -283,7 +289,21 @@ describe('invalid input', () => {
     // Valid by the schema (a string), too long for the domain rule: the subgraph refuses it.
     const long = await problemOf('RegisterAgent', {}, { body: { name: 'x'.repeat(201) } }, 400, 'BAD_USER_INPUT');
     expect(long.errors).toEqual([{ pointer: '#/name', detail: expect.stringContaining('at most 200 characters') }]);
-    const duplicate = await problemOf('RegisterAgent', {}, { body: { name: 'Dup', skills: [{ id: 's', name: 'A' }, { id: 's', name: 'B' }] } }, 400, 'BAD_USER_INPUT');
+    const duplicate = await problemOf(
+      'RegisterAgent',
+      {},
+      {
+        body: {
+          name: 'Dup',
+          skills: [
+            { id: 's', name: 'A' },
+            { id: 's', name: 'B' },
+          ],
+        },
+      },
+      400,
+      'BAD_USER_INPUT',
+    );
     expect(duplicate.errors).toEqual([{ pointer: '#/skills/1/id', detail: expect.any(String) }]);
     const card = await problemOf('RegisterAgentFromCard', {}, { body: { card: { name: 'No description' } } }, 400, 'BAD_USER_INPUT');
     expect(card.errors).toEqual([{ pointer: '#/card/description', detail: 'card.description is required' }]);
@@ -300,7 +320,16 @@ describe('invalid input', () => {
 describe('404 and 409', () => {
   it('answers 404 for ids that name nothing', async () => {
     const missing = randomUUID();
-    for (const op of ['GetAgent', 'GetTask', 'GetWorkflowDefinition', 'GetWorkflowRun', 'ActivateAgent', 'RecordHeartbeat', 'CancelTask', 'CancelWorkflowRun']) {
+    for (const op of [
+      'GetAgent',
+      'GetTask',
+      'GetWorkflowDefinition',
+      'GetWorkflowRun',
+      'ActivateAgent',
+      'RecordHeartbeat',
+      'CancelTask',
+      'CancelWorkflowRun',
+    ]) {
       const problem = await problemOf(op, { id: missing }, {}, 404, 'NOT_FOUND');
       expect(problem.detail, op).toContain(missing);
     }
@@ -313,7 +342,13 @@ describe('404 and 409', () => {
     const agent = (await rest(base, 'GET', `/v1/agents/${ids.agent}`)).body as Agent;
     const activate = await problemOf('ActivateAgent', { id: agent.id }, {}, 409, 'CONFLICT');
     expect(activate.detail).toContain('ACTIVE → ACTIVE is not allowed');
-    const stale = await problemOf('UpdateAgent', { id: agent.id }, { query: { expectedVersion: String(agent.version - 1) }, body: { name: 'Renamed' } }, 409, 'CONFLICT');
+    const stale = await problemOf(
+      'UpdateAgent',
+      { id: agent.id },
+      { query: { expectedVersion: String(agent.version - 1) }, body: { name: 'Renamed' } },
+      409,
+      'CONFLICT',
+    );
     expect(stale.detail).toContain(`is at version ${agent.version}`);
     await problemOf('CancelTask', { id: ids.completedTask ?? '' }, {}, 409, 'CONFLICT');
     await problemOf('CancelWorkflowRun', { id: ids.canceledRun ?? '' }, {}, 409, 'CONFLICT');
@@ -414,7 +449,9 @@ describe('the HTTP transport', () => {
     expect(((await rest(base, 'GET', `/v1/agents/${created.id}`)).body as Agent).status).toBe('REGISTERED');
     // Same origin (the /docs page), JSON (needs a preflight a browser would not get) and no Origin at all pass.
     expect((await rest(base, 'POST', `/v1/agents/${created.id}/activate`, { headers: { origin: `http://${host}` } })).status).toBe(200);
-    expect((await rest(base, 'POST', `/v1/agents/${created.id}/pause`, { headers: { origin: 'http://evil.example', 'content-type': 'application/json' } })).status).toBe(200);
+    expect(
+      (await rest(base, 'POST', `/v1/agents/${created.id}/pause`, { headers: { origin: 'http://evil.example', 'content-type': 'application/json' } })).status,
+    ).toBe(200);
     expect((await rest(base, 'POST', `/v1/agents/${created.id}/retire`)).status).toBe(200);
   });
 

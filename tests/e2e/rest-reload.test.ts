@@ -13,7 +13,8 @@ manageProcesses();
 
 const OLD_DESCRIPTION = 'One agent, or null when there is none with this id.';
 const NEW_DESCRIPTION = 'Looks up one agent by id.';
-const HEARTBEAT = /\n *"""Records that the agent is alive now\. Does not change version\."""\n *recordHeartbeat\(id: ID!\): Agent! @join__field\(graph: AGENTS\)[^\n]*\n/;
+const HEARTBEAT =
+  /\n *"""Records that the agent is alive now\. Does not change version\."""\n *recordHeartbeat\(id: ID!\): Agent! @join__field\(graph: AGENTS\)[^\n]*\n/;
 
 let dir: string;
 let supergraphPath: string;

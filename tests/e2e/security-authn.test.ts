@@ -180,9 +180,16 @@ describe('API keys', () => {
       expect(await gqlOk(platform.url, AGENTS, undefined, headers)).toEqual({ agents: { totalCount: 1 } });
     }
     const write = await gql(platform.url, 'mutation { registerAgent(input: { name: "Not allowed" }) { id } }', undefined, { 'x-api-key': secret });
-    expect(write.errors).toEqual([expect.objectContaining({ path: ['registerAgent'], extensions: expect.objectContaining({ code: 'FORBIDDEN', missingScopes: ['agents:write'] }) })]);
+    expect(write.errors).toEqual([
+      expect.objectContaining({ path: ['registerAgent'], extensions: expect.objectContaining({ code: 'FORBIDDEN', missingScopes: ['agents:write'] }) }),
+    ]);
 
-    const listed = await gqlOk<{ apiKeys: { nodes: { id: string; lastUsedAt: string | null }[] } }>(platform.url, '{ apiKeys { nodes { id lastUsedAt } } }', undefined, admin);
+    const listed = await gqlOk<{ apiKeys: { nodes: { id: string; lastUsedAt: string | null }[] } }>(
+      platform.url,
+      '{ apiKeys { nodes { id lastUsedAt } } }',
+      undefined,
+      admin,
+    );
     expect(listed.apiKeys.nodes.find((k) => k.id === apiKey.id)?.lastUsedAt).not.toBeNull();
     // The secret is never shown again.
     expect(JSON.stringify(listed)).not.toContain(secret);

@@ -29,15 +29,27 @@ beforeAll(async () => {
   acme = await bearer({ tenant: 'acme', subject: 'ann@acme' });
   globex = await bearer({ tenant: 'globex', subject: 'gus@globex' });
   const as = <T>(query: string, variables?: Record<string, unknown>) => gqlOk<T>(platform.url, query, variables, acme);
-  own.agent = (await as<{ registerAgent: { id: string } }>('mutation { registerAgent(input: { name: "Acme worker", skills: [{ id: "s", name: "S", tags: ["acme"] }] }) { id } }')).registerAgent.id;
+  own.agent = (
+    await as<{ registerAgent: { id: string } }>(
+      'mutation { registerAgent(input: { name: "Acme worker", skills: [{ id: "s", name: "S", tags: ["acme"] }] }) { id } }',
+    )
+  ).registerAgent.id;
   await as('mutation($id: ID!) { activateAgent(id: $id) { id } }', { id: own.agent });
-  own.task = (await as<{ submitTask: { id: string } }>('mutation { submitTask(input: { title: "Acme job", requiredSkillTags: ["acme"] }) { id } }')).submitTask.id;
+  own.task = (
+    await as<{ submitTask: { id: string } }>('mutation { submitTask(input: { title: "Acme job", requiredSkillTags: ["acme"] }) { id } }')
+  ).submitTask.id;
   await as('mutation($a: ID!) { claimTask(agentId: $a, skillTags: ["acme"], leaseSeconds: 600) { id } }', { a: own.agent });
   own.definition = (
-    await as<{ createWorkflowDefinition: { id: string } }>('mutation { createWorkflowDefinition(input: { name: "acme-flow", steps: [{ id: "one", title: "One", requiredSkillTags: ["nobody"] }] }) { id } }')
+    await as<{ createWorkflowDefinition: { id: string } }>(
+      'mutation { createWorkflowDefinition(input: { name: "acme-flow", steps: [{ id: "one", title: "One", requiredSkillTags: ["nobody"] }] }) { id } }',
+    )
   ).createWorkflowDefinition.id;
-  own.run = (await as<{ startWorkflowRun: { id: string } }>('mutation($d: ID!) { startWorkflowRun(definitionId: $d) { id } }', { d: own.definition })).startWorkflowRun.id;
-  own.key = (await as<{ createApiKey: { apiKey: { id: string } } }>('mutation { createApiKey(input: { name: "acme key", scopes: ["agents:read"] }) { apiKey { id } } }')).createApiKey.apiKey.id;
+  own.run = (
+    await as<{ startWorkflowRun: { id: string } }>('mutation($d: ID!) { startWorkflowRun(definitionId: $d) { id } }', { d: own.definition })
+  ).startWorkflowRun.id;
+  own.key = (
+    await as<{ createApiKey: { apiKey: { id: string } } }>('mutation { createApiKey(input: { name: "acme key", scopes: ["agents:read"] }) { apiKey { id } } }')
+  ).createApiKey.apiKey.id;
 });
 
 afterAll(async () => {
@@ -56,7 +68,10 @@ describe('scopes', () => {
     expect(res.status).toBe(200);
     expect(res.data).toEqual({ task: { title: 'Acme job', agent: null } });
     expect(res.errors).toEqual([
-      expect.objectContaining({ path: ['task', 'agent'], extensions: expect.objectContaining({ code: 'FORBIDDEN', requiredScopes: [['agents:read']], missingScopes: ['agents:read'] }) }),
+      expect.objectContaining({
+        path: ['task', 'agent'],
+        extensions: expect.objectContaining({ code: 'FORBIDDEN', requiredScopes: [['agents:read']], missingScopes: ['agents:read'] }),
+      }),
     ]);
     expect(requestLines(platform.agents)).toBe(before);
   });
@@ -67,7 +82,9 @@ describe('scopes', () => {
     const before = await count();
     const res = await gql(platform.url, 'mutation { submitTask(input: { title: "sneaky" }) { id } }', undefined, reader);
     expect(res.data).toBeNull();
-    expect(res.errors).toEqual([expect.objectContaining({ path: ['submitTask'], extensions: expect.objectContaining({ code: 'FORBIDDEN', missingScopes: ['tasks:write'] }) })]);
+    expect(res.errors).toEqual([
+      expect.objectContaining({ path: ['submitTask'], extensions: expect.objectContaining({ code: 'FORBIDDEN', missingScopes: ['tasks:write'] }) }),
+    ]);
     expect(await count()).toBe(before);
   });
 
@@ -114,7 +131,9 @@ describe('scopes', () => {
     };
     const agentsOnly = await identityHeaders('orchestration', { tenantId: 'acme', scopes: ['agents:read'] });
     expect((await post(platform.orchestration.url, agentsOnly, '{ tasks { totalCount } }')).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
-    expect((await post(platform.orchestration.url, agentsOnly, 'mutation { submitTask(input: { title: "x" }) { id } }')).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await post(platform.orchestration.url, agentsOnly, 'mutation { submitTask(input: { title: "x" }) { id } }')).errors?.[0]?.extensions?.code).toBe(
+      'FORBIDDEN',
+    );
     const anonymous = await identityHeaders('agents', { kind: 'anonymous', subject: null, tenantId: null, scopes: [] });
     expect((await post(platform.agents.url, anonymous, '{ agents { totalCount } }')).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
     const noAdmin = await identityHeaders('governance', { tenantId: 'acme', scopes: ['agents:read'] });
@@ -146,7 +165,7 @@ describe('tenant isolation', () => {
       const unknown = await gql(platform.url, query, { id: unknownId }, globex);
       expect(shape(foreign, id), query).toEqual(shape(unknown, unknownId));
       // The owner does see it.
-      expect(JSON.stringify((await gqlOk(platform.url, query, { id }, acme)))).not.toMatch(/null|"totalCount":0/);
+      expect(JSON.stringify(await gqlOk(platform.url, query, { id }, acme))).not.toMatch(/null|"totalCount":0/);
     }
     const lists = await gqlOk<Record<string, { totalCount: number }>>(
       platform.url,
@@ -158,7 +177,12 @@ describe('tenant isolation', () => {
   });
 
   it('writes: every mutation on another tenant’s id fails exactly like on an unknown id, and changes nothing', async () => {
-    const before = await gqlOk(platform.url, 'query($a: ID!, $t: ID!, $r: ID!) { agent(id: $a) { status version lastHeartbeatAt } task(id: $t) { state attempts progress { percent } } workflowRun(id: $r) { status } }', { a: own.agent, t: own.task, r: own.run }, acme);
+    const before = await gqlOk(
+      platform.url,
+      'query($a: ID!, $t: ID!, $r: ID!) { agent(id: $a) { status version lastHeartbeatAt } task(id: $t) { state attempts progress { percent } } workflowRun(id: $r) { status } }',
+      { a: own.agent, t: own.task, r: own.run },
+      acme,
+    );
     const writes: [string, Record<string, unknown>, string][] = [
       ['mutation($id: ID!) { pauseAgent(id: $id) { id } }', { id: own.agent }, 'id'],
       ['mutation($id: ID!) { retireAgent(id: $id) { id } }', { id: own.agent }, 'id'],
@@ -185,9 +209,19 @@ describe('tenant isolation', () => {
       // NOT_FOUND, or for claimTask AGENT_NOT_FOUND: another tenant's agent is one this tenant does not have.
       expect(codes(foreign) ?? ['none'], query).toEqual([query.includes('claimTask') ? 'AGENT_NOT_FOUND' : 'NOT_FOUND']);
     }
-    const after = await gqlOk(platform.url, 'query($a: ID!, $t: ID!, $r: ID!) { agent(id: $a) { status version lastHeartbeatAt } task(id: $t) { state attempts progress { percent } } workflowRun(id: $r) { status } }', { a: own.agent, t: own.task, r: own.run }, acme);
+    const after = await gqlOk(
+      platform.url,
+      'query($a: ID!, $t: ID!, $r: ID!) { agent(id: $a) { status version lastHeartbeatAt } task(id: $t) { state attempts progress { percent } } workflowRun(id: $r) { status } }',
+      { a: own.agent, t: own.task, r: own.run },
+      acme,
+    );
     expect(after).toEqual(before);
-    const keys = await gqlOk<{ apiKeys: { nodes: { id: string; revokedAt: string | null }[] } }>(platform.url, '{ apiKeys { nodes { id revokedAt } } }', undefined, acme);
+    const keys = await gqlOk<{ apiKeys: { nodes: { id: string; revokedAt: string | null }[] } }>(
+      platform.url,
+      '{ apiKeys { nodes { id revokedAt } } }',
+      undefined,
+      acme,
+    );
     expect(keys.apiKeys.nodes).toEqual([{ id: own.key, revokedAt: null }]);
   });
 
@@ -218,7 +252,12 @@ describe('tenant isolation', () => {
       await subgraphSubscribed(platform.orchestration, before, 3);
       // Same operation and variables, different tenants: separate upstream streams.
       expect((await gatewayStats(platform.url)).sharedStreams).toBe(3);
-      await gqlOk(platform.url, 'mutation($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 42, leaseSeconds: 600) { id } }', { t: own.task, a: own.agent }, acme);
+      await gqlOk(
+        platform.url,
+        'mutation($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 42, leaseSeconds: 600) { id } }',
+        { t: own.task, a: own.agent },
+        acme,
+      );
       expect((await owner.next()).data).toMatchObject({ taskUpdated: { kind: 'STATE_CHANGED' } });
       expect((await owner.next()).data).toEqual({ taskUpdated: { kind: 'PROGRESS_REPORTED', task: { progress: { percent: 42 } } } });
       // Give a leak time to show, then check nothing reached the other tenant.

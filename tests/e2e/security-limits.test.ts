@@ -61,12 +61,19 @@ describe('operation limits', () => {
   it.each([
     ['a depth bomb', () => deepQuery(20), 'maxDepth'],
     ['an alias bomb', () => `{ ${Array.from({ length: 100 }, (_, i) => `a${i}: agents { totalCount }`).join(' ')} }`, 'maxAliases'],
-    ['a cost bomb', () => `{ ${Array.from({ length: 10 }, (_, i) => `a${i}: tasks(first: 100) { nodes { agent { tasks(first: 100) { nodes { title description state priority attempts input result } } } } }`).join(' ')} }`, 'maxCost'],
+    [
+      'a cost bomb',
+      () =>
+        `{ ${Array.from({ length: 10 }, (_, i) => `a${i}: tasks(first: 100) { nodes { agent { tasks(first: 100) { nodes { title description state priority attempts input result } } } } }`).join(' ')} }`,
+      'maxCost',
+    ],
   ])('refuses %s with 400 before any subgraph is asked', async (_what, query, limit) => {
     const before = requestLines(platform.agents) + requestLines(platform.orchestration);
     const res = await gql(platform.url, query(), { id: '00000000-0000-4000-8000-000000000000' }, await caller(`bomb-${limit}`));
     expect(res.status).toBe(400);
-    expect(res.errors).toEqual(expect.arrayContaining([expect.objectContaining({ extensions: expect.objectContaining({ code: 'GRAPHQL_VALIDATION_FAILED', limit }) })]));
+    expect(res.errors).toEqual(
+      expect.arrayContaining([expect.objectContaining({ extensions: expect.objectContaining({ code: 'GRAPHQL_VALIDATION_FAILED', limit }) })]),
+    );
     expect(requestLines(platform.agents) + requestLines(platform.orchestration)).toBe(before);
   });
 
@@ -80,7 +87,11 @@ describe('operation limits', () => {
   it('applies the same limits to subscriptions', async () => {
     const client = wsClient(platform.url, { connectionParams: await caller('sub-bomb') });
     try {
-      const sub = subscribe(client, { query: `subscription { taskUpdated { ${deepQuery(20).replace(/^query\(\$id: ID!\) \{ task\(id: \$id\) \{ /, 'task { ').replace(/ \} \}$/, ' }')} } }` });
+      const sub = subscribe(client, {
+        query: `subscription { taskUpdated { ${deepQuery(20)
+          .replace(/^query\(\$id: ID!\) \{ task\(id: \$id\) \{ /, 'task { ')
+          .replace(/ \} \}$/, ' }')} } }`,
+      });
       const ending = await sub.ended;
       expect(ending.kind).toBe('error');
       expect(JSON.stringify(ending.kind === 'error' ? ending.error : null)).toMatch(/maxDepth|maxCost/);
@@ -95,10 +106,17 @@ describe('operation limits', () => {
     const graphql = await fetch(platform.url, { method: 'POST', headers, body: huge });
     expect(graphql.status).toBe(413);
     expect(await graphql.json()).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'PAYLOAD_TOO_LARGE' } })] });
-    const restResponse = await rest(base, 'POST', '/v1/agents', { headers: await caller('body-rest'), rawBody: JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }) });
+    const restResponse = await rest(base, 'POST', '/v1/agents', {
+      headers: await caller('body-rest'),
+      rawBody: JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }),
+    });
     expect(restResponse.status).toBe(413);
 
-    const batch = await fetch(platform.url, { method: 'POST', headers, body: JSON.stringify([{ query: '{ agents { totalCount } }' }, { query: '{ agents { totalCount } }' }]) });
+    const batch = await fetch(platform.url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify([{ query: '{ agents { totalCount } }' }, { query: '{ agents { totalCount } }' }]),
+    });
     expect(batch.status).toBe(400);
   });
 });
@@ -135,7 +153,9 @@ describe('rate limits per caller', () => {
       const subs = Array.from({ length: SUBSCRIPTION_BUDGET }, () => subscribe(client, { query: 'subscription { agentHeartbeat { occurredAt } }' }));
       const refused = subscribe(client, { query: 'subscription { agentHeartbeat { occurredAt } }' });
       const ending = await refused.ended;
-      expect(ending.kind === 'error' ? ending.error : ending).toEqual([expect.objectContaining({ extensions: expect.objectContaining({ code: 'RATE_LIMITED' }) })]);
+      expect(ending.kind === 'error' ? ending.error : ending).toEqual([
+        expect.objectContaining({ extensions: expect.objectContaining({ code: 'RATE_LIMITED' }) }),
+      ]);
       for (const s of subs) s.unsubscribe();
     } finally {
       await client.dispose();
@@ -146,7 +166,12 @@ describe('rate limits per caller', () => {
 describe('error masking', () => {
   it('turns a thrown internal error into INTERNAL_SERVER_ERROR with a correlation id that is in the log, never a stack', async () => {
     const admin = await caller('masking');
-    const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(platform.url, 'mutation { submitTask(input: { title: "to corrupt", input: { ok: true } }) { id } }', undefined, admin);
+    const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(
+      platform.url,
+      'mutation { submitTask(input: { title: "to corrupt", input: { ok: true } }) { id } }',
+      undefined,
+      admin,
+    );
     // A row the code cannot read: JSON.parse throws deep in the subgraph.
     const db = new BetterSqlite3(join(dataDir, 'orchestration.sqlite'));
     try {

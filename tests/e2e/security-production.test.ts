@@ -53,7 +53,12 @@ describe('NODE_ENV=production', () => {
       const res = await gql(platform.url, query, undefined, { authorization });
       expect(res.status).toBe(400);
       expect(res.data ?? null).toBeNull();
-      expect(res.errors).toEqual([expect.objectContaining({ message: expect.stringMatching(/introspection is not allowed/i), extensions: expect.objectContaining({ code: 'GRAPHQL_VALIDATION_FAILED' }) })]);
+      expect(res.errors).toEqual([
+        expect.objectContaining({
+          message: expect.stringMatching(/introspection is not allowed/i),
+          extensions: expect.objectContaining({ code: 'GRAPHQL_VALIDATION_FAILED' }),
+        }),
+      ]);
     }
     const typo = await gql(platform.url, '{ agentz { totalCount } }', undefined, { authorization });
     expect(typo.status).toBe(400);
@@ -125,7 +130,14 @@ describe('development switches refuse to work in production', () => {
   it('the gateway refuses to start on the development secrets or without its issuer and audience', async () => {
     const devSecrets = await runToExit({
       args: ['gateway/main.ts'],
-      env: { ...PRODUCTION, GATEWAY_PORT: '0', GATEWAY_SIGNING_SECRET: DEV_GATEWAY_SIGNING_SECRET, AUTH_JWT_SECRET: DEV_JWT_SECRET, AUTH_ISSUER: '', AUTH_AUDIENCE: '' },
+      env: {
+        ...PRODUCTION,
+        GATEWAY_PORT: '0',
+        GATEWAY_SIGNING_SECRET: DEV_GATEWAY_SIGNING_SECRET,
+        AUTH_JWT_SECRET: DEV_JWT_SECRET,
+        AUTH_ISSUER: '',
+        AUTH_AUDIENCE: '',
+      },
     });
     expect(devSecrets.code).toBe(1);
     for (const problem of [

@@ -8,7 +8,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentIdOf, type PersistedQueryManifest } from '../../gateway/trusted-documents/index.ts';
-import { gql, gqlOk, manageProcesses, runToExit, startGatewayProcess, startPlatform, subgraphsOf, withDefaultAuth, type Platform, type ServiceProcess } from '../support/processes.ts';
+import {
+  gql,
+  gqlOk,
+  manageProcesses,
+  runToExit,
+  startGatewayProcess,
+  startPlatform,
+  subgraphsOf,
+  withDefaultAuth,
+  type Platform,
+  type ServiceProcess,
+} from '../support/processes.ts';
 import { refusal, subscribe, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
@@ -40,7 +51,10 @@ async function post(url: string, body: Record<string, unknown>, headers: Record<
     headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...(await withDefaultAuth(headers)) },
     body: JSON.stringify(body),
   });
-  return { status: res.status, body: (await res.json()) as { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] } };
+  return {
+    status: res.status,
+    body: (await res.json()) as { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] },
+  };
 }
 
 async function get(url: string, params: Record<string, string>) {
@@ -152,7 +166,10 @@ describe('TRUSTED_DOCUMENTS=enforce', () => {
     const unknown = await post(platform.url, { extensions: { persistedQuery: { version: 1, sha256Hash: 'f'.repeat(64) } } });
     expect(unknown.status).toBe(404);
     expect(unknown.body.errors).toEqual([expect.objectContaining({ extensions: { code: 'PERSISTED_QUERY_NOT_FOUND' } })]);
-    const mismatch = await post(platform.url, { query: operation('AgentNames').body, extensions: { persistedQuery: { version: 1, sha256Hash: operation('AddAgent').id } } });
+    const mismatch = await post(platform.url, {
+      query: operation('AgentNames').body,
+      extensions: { persistedQuery: { version: 1, sha256Hash: operation('AddAgent').id } },
+    });
     expect(mismatch.status).toBe(400);
     expect(mismatch.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
   });
@@ -271,9 +288,15 @@ describe('a bad manifest', () => {
       }),
     );
     const wrongId = join(dir, 'wrong-id.json');
-    writeFileSync(wrongId, JSON.stringify({ format: 'apollo-persisted-query-manifest', version: 1, operations: [{ id: 'a'.repeat(64), name: 'Fine', type: 'query', body }] }));
+    writeFileSync(
+      wrongId,
+      JSON.stringify({ format: 'apollo-persisted-query-manifest', version: 1, operations: [{ id: 'a'.repeat(64), name: 'Fine', type: 'query', body }] }),
+    );
     const missing = join(dir, 'nowhere.json');
-    const result = await runToExit({ args: ['gateway/main.ts'], env: { GATEWAY_PORT: '0', TRUSTED_DOCUMENTS: 'enforce', TRUSTED_DOCUMENTS_MANIFEST: [bad, wrongId, missing].join(',') } });
+    const result = await runToExit({
+      args: ['gateway/main.ts'],
+      env: { GATEWAY_PORT: '0', TRUSTED_DOCUMENTS: 'enforce', TRUSTED_DOCUMENTS_MANIFEST: [bad, wrongId, missing].join(',') },
+    });
     expect(result.code).toBe(1);
     expect(result.output).toContain('Invalid configuration');
     expect(result.output).toContain(`TRUSTED_DOCUMENTS_MANIFEST: ${bad}: operations/1/type must be one of query, mutation, subscription`);

@@ -23,7 +23,11 @@ async function waitForLog(p: ServiceProcess, text: string, timeoutMs = 60_000): 
 
 /** The curl commands printed after `npm start`'s output since `from`, each as its lines. */
 function printedCurls(p: ServiceProcess, from = 0): string[] {
-  const lines = p.logs().slice(from).split('\n').map((l) => l.replace(/^\[npm-start out\] /, ''));
+  const lines = p
+    .logs()
+    .slice(from)
+    .split('\n')
+    .map((l) => l.replace(/^\[npm-start out\] /, ''));
   const commands: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     if (!/^\s+(try: )?curl /.test(lines[i]!)) continue;
@@ -73,7 +77,9 @@ describe('npm start', () => {
     // The printed development token and curl example work as they are.
     const printed = /authorization: Bearer ([\w-]+\.[\w-]+\.[\w-]+)/.exec(banner)?.[1];
     expect(printed).toBeDefined();
-    const asPrinted = await gqlOk<{ agents: { totalCount: number } }>(`http://127.0.0.1:${gatewayPort}/graphql`, '{ agents { totalCount } }', undefined, { authorization: `Bearer ${printed}` });
+    const asPrinted = await gqlOk<{ agents: { totalCount: number } }>(`http://127.0.0.1:${gatewayPort}/graphql`, '{ agents { totalCount } }', undefined, {
+      authorization: `Bearer ${printed}`,
+    });
     expect(asPrinted.agents.totalCount).toBe(5);
 
     // A demo agent's credential is printed, with requests made as that agent: the heartbeat works

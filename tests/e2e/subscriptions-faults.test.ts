@@ -57,13 +57,21 @@ async function submitAndClaim(input?: unknown): Promise<string> {
   const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(platform.url, `mutation($input: SubmitTaskInput!) { submitTask(input: $input) { id } }`, {
     input: { title: 'Fault task', requiredSkillTags: [tag], input },
   });
-  const { claimTask } = await gqlOk<{ claimTask: { id: string } | null }>(platform.url, `mutation($a: ID!) { claimTask(agentId: $a, skillTags: ["${tag}"]) { id } }`, { a: agentId });
+  const { claimTask } = await gqlOk<{ claimTask: { id: string } | null }>(
+    platform.url,
+    `mutation($a: ID!) { claimTask(agentId: $a, skillTags: ["${tag}"]) { id } }`,
+    { a: agentId },
+  );
   expect(claimTask?.id).toBe(submitTask.id);
   return submitTask.id;
 }
 
 const progress = (taskId: string, percent: number) =>
-  gqlOk(platform.url, `mutation($t: ID!, $a: ID!, $p: Int!) { reportTaskProgress(taskId: $t, agentId: $a, percent: $p) { id } }`, { t: taskId, a: agentId, p: percent });
+  gqlOk(platform.url, `mutation($t: ID!, $a: ID!, $p: Int!) { reportTaskProgress(taskId: $t, agentId: $a, percent: $p) { id } }`, {
+    t: taskId,
+    a: agentId,
+    p: percent,
+  });
 
 const TASK_EVENTS = `subscription($t: ID) { taskUpdated(taskId: $t) { kind task { progress { percent } agent { name } } } }`;
 
@@ -71,7 +79,13 @@ async function released(): Promise<void> {
   await waitFor('every subscription released at the gateway and in orchestration', async () => {
     const stats = await gatewayStats(platform.url);
     const upstream = subgraphOpenSubscriptions(platform.orchestration);
-    return stats.clientSubscriptions === 0 && stats.sharedStreams === 0 && stats.upstreamSubscriptions === 0 && upstream.open === 0 && upstream.opened === upstream.closed;
+    return (
+      stats.clientSubscriptions === 0 &&
+      stats.sharedStreams === 0 &&
+      stats.upstreamSubscriptions === 0 &&
+      upstream.open === 0 &&
+      upstream.opened === upstream.closed
+    );
   });
 }
 
@@ -117,7 +131,12 @@ describe('subgraph failures', () => {
     await platform.orchestration.stop();
     const last = await sub.next();
     expect(last).toEqual({
-      errors: [{ message: expect.stringMatching(/^Subgraph "orchestration" is unavailable: connection closed \(1001/), extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'orchestration' } }],
+      errors: [
+        {
+          message: expect.stringMatching(/^Subgraph "orchestration" is unavailable: connection closed \(1001/),
+          extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'orchestration' },
+        },
+      ],
     });
     expect(await sub.ended).toEqual({ kind: 'complete' });
 
@@ -125,7 +144,12 @@ describe('subgraph failures', () => {
     const started = Date.now();
     const refused = subscribe(client, { query: TASK_EVENTS, variables: { t: taskId } });
     expect(await refused.next()).toEqual({
-      errors: [{ message: expect.stringMatching(/^Subgraph "orchestration" is unavailable: .*ECONNREFUSED/), extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'orchestration' } }],
+      errors: [
+        {
+          message: expect.stringMatching(/^Subgraph "orchestration" is unavailable: .*ECONNREFUSED/),
+          extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'orchestration' },
+        },
+      ],
     });
     expect(await refused.ended).toEqual({ kind: 'complete' });
     expect(Date.now() - started).toBeLessThan(3_000);
@@ -162,7 +186,9 @@ describe('subgraph failures', () => {
 
     await platform.agents.restart();
     await progress(taskId, 40);
-    expect(await sub.next()).toEqual({ data: { taskUpdated: { kind: 'PROGRESS_REPORTED', task: { progress: { percent: 40 }, agent: { name: 'Fault worker' } } } } });
+    expect(await sub.next()).toEqual({
+      data: { taskUpdated: { kind: 'PROGRESS_REPORTED', task: { progress: { percent: 40 }, agent: { name: 'Fault worker' } } } },
+    });
     sub.unsubscribe();
     await released();
   });
@@ -190,7 +216,13 @@ describe('connections', () => {
     // Ten aliases of the 100 KB input make every event about 1 MB.
     const fields = Array.from({ length: 10 }, (_, i) => `i${i}: input`).join(' ');
     const before = subgraphOpenSubscriptions(platform.orchestration).opened;
-    socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: `subscription($t: ID) { taskUpdated(taskId: $t) { task { ${fields} } } }`, variables: { t: taskId } } }));
+    socket.send(
+      JSON.stringify({
+        id: '1',
+        type: 'subscribe',
+        payload: { query: `subscription($t: ID) { taskUpdated(taskId: $t) { task { ${fields} } } }`, variables: { t: taskId } },
+      }),
+    );
     await subgraphSubscribed(platform.orchestration, before);
     socket.pause();
     let sent = 0;
@@ -217,11 +249,15 @@ describe('connections', () => {
     const body = JSON.stringify({ query: `subscription($t: ID) { taskUpdated(taskId: $t) { task { ${fields} } } }`, variables: { t: taskId } });
     const authorization = await defaultAuthorization();
     const ended = new Promise<string>((resolve) => {
-      const req = request(platform.url.replace(/\/graphql$/, '/graphql/stream'), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization } }, (res) => {
-        res.pause(); // never read
-        res.on('close', () => resolve('closed'));
-        res.on('error', () => resolve('closed'));
-      });
+      const req = request(
+        platform.url.replace(/\/graphql$/, '/graphql/stream'),
+        { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization } },
+        (res) => {
+          res.pause(); // never read
+          res.on('close', () => resolve('closed'));
+          res.on('error', () => resolve('closed'));
+        },
+      );
       req.on('error', () => resolve('closed'));
       req.end(body);
     });
@@ -274,7 +310,12 @@ describe('keep-alive (a second gateway with a short interval)', () => {
     try {
       const last = await sub.next(10_000);
       expect(last).toEqual({
-        errors: [{ message: 'Subgraph "orchestration" is unavailable: connection closed (1006 abnormal closure)', extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'orchestration' } }],
+        errors: [
+          {
+            message: 'Subgraph "orchestration" is unavailable: connection closed (1006 abnormal closure)',
+            extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'orchestration' },
+          },
+        ],
       });
       expect(await sub.ended).toEqual({ kind: 'complete' });
       // The log line travels through a pipe, which may deliver it after the client saw the end.
@@ -309,7 +350,9 @@ describe('gateway shutdown', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(await closed).toEqual({ code: 1001, reason: 'Going away' });
     const stream = await sse.text();
-    expect(stream).toContain(`event: next\ndata: ${JSON.stringify({ errors: [{ message: 'The gateway is shutting down; subscribe again', extensions: { code: 'SHUTTING_DOWN' } }] })}`);
+    expect(stream).toContain(
+      `event: next\ndata: ${JSON.stringify({ errors: [{ message: 'The gateway is shutting down; subscribe again', extensions: { code: 'SHUTTING_DOWN' } }] })}`,
+    );
     expect(stream).toMatch(/event: complete\n/);
     // The subgraph saw its subscriber go.
     await waitFor('orchestration released the upstream subscription', () => subgraphOpenSubscriptions(platform.orchestration).open === 0);

@@ -12,7 +12,16 @@ import type { Client } from 'graphql-ws';
 import { createClient as createSseClient } from 'graphql-sse';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { gql, gqlOk, manageProcesses, startPlatform, type Platform } from '../support/processes.ts';
-import { gatewayStats, refusal, subgraphOpenSubscriptions, subgraphSubscribed, subscribe, waitFor, wsClient, type TestSubscription } from '../subscriptions/support.ts';
+import {
+  gatewayStats,
+  refusal,
+  subgraphOpenSubscriptions,
+  subgraphSubscribed,
+  subscribe,
+  waitFor,
+  wsClient,
+  type TestSubscription,
+} from '../subscriptions/support.ts';
 
 manageProcesses();
 
@@ -50,11 +59,9 @@ async function worker(name: string): Promise<{ id: string; tag: string }> {
 }
 
 async function submit(title: string, tag: string): Promise<string> {
-  const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(
-    platform.url,
-    `mutation($input: SubmitTaskInput!) { submitTask(input: $input) { id } }`,
-    { input: { title, requiredSkillTags: [tag] } },
-  );
+  const { submitTask } = await gqlOk<{ submitTask: { id: string } }>(platform.url, `mutation($input: SubmitTaskInput!) { submitTask(input: $input) { id } }`, {
+    input: { title, requiredSkillTags: [tag] },
+  });
   return submitTask.id;
 }
 
@@ -69,7 +76,11 @@ async function claim(agentId: string, tag: string): Promise<string> {
 }
 
 const progress = (taskId: string, agentId: string, percent: number) =>
-  gqlOk(platform.url, `mutation($t: ID!, $a: ID!, $p: Int!) { reportTaskProgress(taskId: $t, agentId: $a, percent: $p) { id } }`, { t: taskId, a: agentId, p: percent });
+  gqlOk(platform.url, `mutation($t: ID!, $a: ID!, $p: Int!) { reportTaskProgress(taskId: $t, agentId: $a, percent: $p) { id } }`, {
+    t: taskId,
+    a: agentId,
+    p: percent,
+  });
 
 /** Subscribes and waits until the owning subgraph listens on its bus, so no later event is missed. */
 async function subscribed(query: string, variables?: Record<string, unknown>, owner: 'orchestration' | 'agents' = 'orchestration'): Promise<TestSubscription> {
@@ -97,7 +108,13 @@ describe('federated subscriptions over graphql-ws', () => {
           from: 'SUBMITTED',
           to: 'ASSIGNED',
           // name and health come from the agents subgraph, activeTaskCount from orchestration's Agent.
-          task: { id: taskId, title: 'Summarise the report', state: 'ASSIGNED', progress: null, agent: { id: agentId, name: 'Summariser', health: 'OFFLINE', activeTaskCount: 1 } },
+          task: {
+            id: taskId,
+            title: 'Summarise the report',
+            state: 'ASSIGNED',
+            progress: null,
+            agent: { id: agentId, name: 'Summariser', health: 'OFFLINE', activeTaskCount: 1 },
+          },
         },
       },
     });
@@ -114,7 +131,13 @@ describe('federated subscriptions over graphql-ws', () => {
           kind: 'PROGRESS_REPORTED',
           from: null,
           to: null,
-          task: { id: taskId, title: 'Summarise the report', state: 'WORKING', progress: { percent: 40 }, agent: { id: agentId, name: 'Summariser', health: 'HEALTHY', activeTaskCount: 1 } },
+          task: {
+            id: taskId,
+            title: 'Summarise the report',
+            state: 'WORKING',
+            progress: { percent: 40 },
+            agent: { id: agentId, name: 'Summariser', health: 'HEALTHY', activeTaskCount: 1 },
+          },
         },
       },
     });
@@ -157,7 +180,15 @@ describe('federated subscriptions over graphql-ws', () => {
     const { createWorkflowDefinition } = await gqlOk<{ createWorkflowDefinition: { id: string } }>(
       platform.url,
       `mutation($input: CreateWorkflowDefinitionInput!) { createWorkflowDefinition(input: $input) { id } }`,
-      { input: { name: `pipeline-${w.tag}`, steps: [{ id: 'fetch', title: 'Fetch', requiredSkillTags: [w.tag] }, { id: 'sum', title: 'Summarise', requiredSkillTags: [w.tag], dependsOn: ['fetch'] }] } },
+      {
+        input: {
+          name: `pipeline-${w.tag}`,
+          steps: [
+            { id: 'fetch', title: 'Fetch', requiredSkillTags: [w.tag] },
+            { id: 'sum', title: 'Summarise', requiredSkillTags: [w.tag], dependsOn: ['fetch'] },
+          ],
+        },
+      },
     );
     const startRun = `mutation($d: ID!) { startWorkflowRun(definitionId: $d) { id } }`;
     const other = (await gqlOk<{ startWorkflowRun: { id: string } }>(platform.url, startRun, { d: createWorkflowDefinition.id })).startWorkflowRun.id;
@@ -178,7 +209,14 @@ describe('federated subscriptions over graphql-ws', () => {
           kind: 'TASK_UPDATED',
           from: null,
           to: null,
-          run: { id: run, status: 'RUNNING', steps: [{ stepId: 'fetch', status: 'RUNNING' }, { stepId: 'sum', status: 'PENDING' }] },
+          run: {
+            id: run,
+            status: 'RUNNING',
+            steps: [
+              { stepId: 'fetch', status: 'RUNNING' },
+              { stepId: 'sum', status: 'PENDING' },
+            ],
+          },
           task: { title: 'Fetch', state: 'ASSIGNED', workflowStepId: 'fetch', agent: { name: 'Pipeline worker' } },
         },
       },
@@ -186,14 +224,20 @@ describe('federated subscriptions over graphql-ws', () => {
     expect(await tasksOfRun.next()).toEqual({ data: { taskUpdated: { kind: 'STATE_CHANGED', to: 'ASSIGNED', task: { title: 'Fetch', progress: null } } } });
     // Progress reports do not name the run: the filter reads it from the task.
     await progress(taskId, w.id, 50);
-    expect((await tasksOfRun.next()).data).toEqual({ taskUpdated: { kind: 'STATE_CHANGED', to: 'WORKING', task: { title: 'Fetch', progress: { percent: 50 } } } });
-    expect((await tasksOfRun.next()).data).toEqual({ taskUpdated: { kind: 'PROGRESS_REPORTED', to: null, task: { title: 'Fetch', progress: { percent: 50 } } } });
+    expect((await tasksOfRun.next()).data).toEqual({
+      taskUpdated: { kind: 'STATE_CHANGED', to: 'WORKING', task: { title: 'Fetch', progress: { percent: 50 } } },
+    });
+    expect((await tasksOfRun.next()).data).toEqual({
+      taskUpdated: { kind: 'PROGRESS_REPORTED', to: null, task: { title: 'Fetch', progress: { percent: 50 } } },
+    });
     expect((await sub.next()).data).toMatchObject({ workflowRunUpdated: { kind: 'TASK_UPDATED', task: { title: 'Fetch', state: 'WORKING' } } });
 
     await gqlOk(platform.url, `mutation($t: ID!, $a: ID!) { completeTask(taskId: $t, agentId: $a, result: { pages: 3 }) { id } }`, { t: taskId, a: w.id });
     expect((await sub.next()).data).toMatchObject({ workflowRunUpdated: { kind: 'TASK_UPDATED', task: { title: 'Fetch', state: 'COMPLETED' } } });
     // Completing "fetch" released "sum": its new task is an event of the run too.
-    expect((await sub.next()).data).toMatchObject({ workflowRunUpdated: { kind: 'TASK_UPDATED', task: { title: 'Summarise', state: 'SUBMITTED', agent: null } } });
+    expect((await sub.next()).data).toMatchObject({
+      workflowRunUpdated: { kind: 'TASK_UPDATED', task: { title: 'Summarise', state: 'SUBMITTED', agent: null } },
+    });
 
     await gqlOk(platform.url, `mutation($id: ID!) { cancelWorkflowRun(id: $id) { id } }`, { id: run });
     const ending = [await sub.next(), await sub.next()].map((r) => r.data?.workflowRunUpdated);
@@ -225,7 +269,9 @@ describe('federated subscriptions over graphql-ws', () => {
     const withAgent = await subscribed(query, { task: taskId, withAgent: true });
     const without = await subscribed(query, { task: taskId, withAgent: false, skipProgress: false });
     await claim(w.id, w.tag);
-    expect(await withAgent.next()).toEqual({ data: { update: { status: 'ASSIGNED', task: { headline: 'Directive task', agent: { agentName: 'Directive worker' } } } } });
+    expect(await withAgent.next()).toEqual({
+      data: { update: { status: 'ASSIGNED', task: { headline: 'Directive task', agent: { agentName: 'Directive worker' } } } },
+    });
     expect(await without.next()).toEqual({ data: { update: { status: 'ASSIGNED', task: { headline: 'Directive task', progress: null } } } });
     withAgent.unsubscribe();
     without.unsubscribe();
@@ -241,7 +287,12 @@ describe('federated subscriptions over graphql-ws', () => {
       ['subscription($t: ID!) { taskUpdated(taskId: $t) { kind } }', {}, 'BAD_USER_INPUT', /Variable "\$t" of required type "ID!" was not provided/],
       ['subscription($t: ID) { taskUpdated(taskId: $t) { kind } }', { t: { not: 'an id' } }, 'BAD_USER_INPUT', /Variable "\$t" got invalid value/],
       ['subscription($s: Boolean!) { taskUpdated @skip(if: $s) { kind } }', { s: false }, 'GRAPHQL_VALIDATION_FAILED', /must not use `@skip` or `@include`/],
-      ['subscription A { taskUpdated { kind } } subscription B { taskUpdated { kind } }', undefined, 'OPERATION_RESOLUTION_FAILURE', /Must provide operation name/],
+      [
+        'subscription A { taskUpdated { kind } } subscription B { taskUpdated { kind } }',
+        undefined,
+        'OPERATION_RESOLUTION_FAILURE',
+        /Must provide operation name/,
+      ],
     ];
     for (const [query, variables, code, message] of cases) {
       const errors = await refusal(subscribe(client, { query, ...(variables ? { variables } : {}) }));
@@ -256,7 +307,10 @@ describe('federated subscriptions over graphql-ws', () => {
     const sub = subscribe(client, { query: `subscription { taskUpdated(taskId: "not-a-uuid") { kind } }` });
     const result = await sub.next();
     expect(result.errors).toEqual([
-      expect.objectContaining({ message: 'taskId must be a UUID, got "not-a-uuid"', extensions: expect.objectContaining({ code: 'BAD_USER_INPUT', serviceName: 'orchestration' }) }),
+      expect.objectContaining({
+        message: 'taskId must be a UUID, got "not-a-uuid"',
+        extensions: expect.objectContaining({ code: 'BAD_USER_INPUT', serviceName: 'orchestration' }),
+      }),
     ]);
     expect(await sub.ended).toEqual({ kind: 'complete' });
   });
@@ -272,7 +326,9 @@ describe('federated subscriptions over graphql-ws', () => {
     const id = (created.data!.registerAgent as { id: string }).id;
     expect(created.data).toEqual({ registerAgent: { id, name: 'Over the socket', status: 'REGISTERED' } });
     const read = await one(`query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id });
-    expect(read).toEqual(await gql(platform.url, `query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id }).then((r) => ({ data: r.data })));
+    expect(read).toEqual(
+      await gql(platform.url, `query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id }).then((r) => ({ data: r.data })),
+    );
     // A repeat (the gateway's prepared-operations path once a document has run) answers the same.
     expect(await one(`query($id: ID!) { agent(id: $id) { name activeTaskCount tasks { totalCount } } }`, { id })).toEqual(read);
     const refused = await one(`mutation { pauseAgent(id: "nope") { id } }`);
@@ -338,9 +394,15 @@ describe('GraphQL over SSE and over plain HTTP', () => {
       body: JSON.stringify({ query: 'subscription { taskUpdated { nope } }' }),
     });
     expect(bad.status).toBe(400);
-    expect(await bad.json()).toEqual({ errors: [expect.objectContaining({ message: expect.stringMatching(/Cannot query field "nope"/), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })] });
+    expect(await bad.json()).toEqual({
+      errors: [expect.objectContaining({ message: expect.stringMatching(/Cannot query field "nope"/), extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })],
+    });
 
-    const malformed = await fetch(streamUrl(), { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: await defaultAuthorization() }, body: '{"query": 5}' });
+    const malformed = await fetch(streamUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: await defaultAuthorization() },
+      body: '{"query": 5}',
+    });
     expect(malformed.status).toBe(400);
     expect(await malformed.json()).toEqual({ errors: [expect.objectContaining({ extensions: { code: 'BAD_REQUEST' } })] });
 
@@ -358,7 +420,12 @@ describe('GraphQL over SSE and over plain HTTP', () => {
     const result = await gql(platform.url, 'subscription { taskUpdated { kind } }');
     expect(result.status).toBe(400);
     expect(result.errors).toEqual([
-      { message: expect.stringMatching(/^Subscriptions are not served over plain HTTP requests: subscribe over graphql-ws .* or over SSE at \/graphql\/stream$/), extensions: { code: 'BAD_REQUEST' } },
+      {
+        message: expect.stringMatching(
+          /^Subscriptions are not served over plain HTTP requests: subscribe over graphql-ws .* or over SSE at \/graphql\/stream$/,
+        ),
+        extensions: { code: 'BAD_REQUEST' },
+      },
     ]);
   });
 });

@@ -49,7 +49,10 @@ describe.skipIf(!REDIS_URL)('a subscription while Redis is away', () => {
   });
 
   it('gets every acknowledged event once Redis is back, in order, none twice', async () => {
-    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(platform.url, `mutation { registerAgent(input: { name: "Steady", skills: [{ id: "s", name: "S", tags: ["s"] }] }) { id } }`);
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(
+      platform.url,
+      `mutation { registerAgent(input: { name: "Steady", skills: [{ id: "s", name: "S", tags: ["s"] }] }) { id } }`,
+    );
     const beat = () => gql(platform.url, `mutation ($id: ID!) { recordHeartbeat(id: $id) { id } }`, { id: registerAgent.id });
     const before = subgraphOpenSubscriptions(platform.agents).opened;
     const sub = subscribe(client, { query: `subscription ($a: ID) { agentHeartbeat(agentId: $a) { eventId sequence } }`, variables: { a: registerAgent.id } });

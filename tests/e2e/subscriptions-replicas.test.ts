@@ -58,20 +58,43 @@ describe.skipIf(!enabled)('subscriptions across orchestration replicas (PostgreS
     const agentId = registerAgent.id;
     await gqlOk(platform.url, `mutation($id: ID!) { activateAgent(id: $id) { id } }`, { id: agentId });
     const before = subgraphOpenSubscriptions(platform.orchestration).opened;
-    const sub = subscribe(client, { query: `subscription($a: ID) { taskUpdated(agentId: $a) { kind from to task { title state progress { percent } agent { name } } } }`, variables: { a: agentId } });
+    const sub = subscribe(client, {
+      query: `subscription($a: ID) { taskUpdated(agentId: $a) { kind from to task { title state progress { percent } agent { name } } } }`,
+      variables: { a: agentId },
+    });
     await subgraphSubscribed(platform.orchestration, before);
 
     // Straight to replica 2 (signed as the gateway would): neither the gateway nor replica 1 sees these requests.
     const asGateway = await identityHeaders('orchestration');
-    const submitted = await gqlOk<{ submitTask: { id: string } }>(replica2.url, `mutation { submitTask(input: { title: "Cross-replica", requiredSkillTags: ["replicas"] }) { id } }`, undefined, asGateway);
+    const submitted = await gqlOk<{ submitTask: { id: string } }>(
+      replica2.url,
+      `mutation { submitTask(input: { title: "Cross-replica", requiredSkillTags: ["replicas"] }) { id } }`,
+      undefined,
+      asGateway,
+    );
     await gqlOk(replica2.url, `mutation Claim($a: ID!) { claimTask(agentId: $a, skillTags: ["replicas"]) { id } }`, { a: agentId }, asGateway);
     expect((await sub.next()).data).toEqual({
-      taskUpdated: { kind: 'STATE_CHANGED', from: 'SUBMITTED', to: 'ASSIGNED', task: { title: 'Cross-replica', state: 'ASSIGNED', progress: null, agent: { name: 'Replica worker' } } },
+      taskUpdated: {
+        kind: 'STATE_CHANGED',
+        from: 'SUBMITTED',
+        to: 'ASSIGNED',
+        task: { title: 'Cross-replica', state: 'ASSIGNED', progress: null, agent: { name: 'Replica worker' } },
+      },
     });
-    await gqlOk(replica2.url, `mutation Progress($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 75) { id } }`, { t: submitted.submitTask.id, a: agentId }, asGateway);
+    await gqlOk(
+      replica2.url,
+      `mutation Progress($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 75) { id } }`,
+      { t: submitted.submitTask.id, a: agentId },
+      asGateway,
+    );
     expect((await sub.next()).data).toMatchObject({ taskUpdated: { kind: 'STATE_CHANGED', from: 'ASSIGNED', to: 'WORKING' } });
     expect((await sub.next()).data).toEqual({
-      taskUpdated: { kind: 'PROGRESS_REPORTED', from: null, to: null, task: { title: 'Cross-replica', state: 'WORKING', progress: { percent: 75 }, agent: { name: 'Replica worker' } } },
+      taskUpdated: {
+        kind: 'PROGRESS_REPORTED',
+        from: null,
+        to: null,
+        task: { title: 'Cross-replica', state: 'WORKING', progress: { percent: 75 }, agent: { name: 'Replica worker' } },
+      },
     });
     // The three mutations were served by replica 2; replica 1 only held the subscription.
     expect(replica2.jsonLogs().filter((l) => l.msg === 'request' && l.method === 'POST' && l.path === '/graphql')).toHaveLength(3);

@@ -99,7 +99,12 @@ describe('a shared stream', () => {
     await waitFor('both subscribed', async () => (await gatewayStats(platform.url)).clientSubscriptions === 2);
     expect(await gatewayStats(platform.url)).toMatchObject({ sharedStreams: 1, upstreamSubscriptions: 1 });
 
-    const { claimTask } = await gqlOk<{ claimTask: { id: string } }>(platform.url, `mutation($a: ID!, $tags: [String!]!) { claimTask(agentId: $a, skillTags: $tags) { id } }`, { a: agentId, tags: [tag] }, admin);
+    const { claimTask } = await gqlOk<{ claimTask: { id: string } }>(
+      platform.url,
+      `mutation($a: ID!, $tags: [String!]!) { claimTask(agentId: $a, skillTags: $tags) { id } }`,
+      { a: agentId, tags: [tag] },
+      admin,
+    );
     expect(claimTask.id).toBe(taskId);
     const assigned = { data: { taskUpdated: { to: 'ASSIGNED', task: { agent: { name: 'Outliving' } } } } };
     expect(await firstSub.next()).toEqual(assigned);
@@ -113,7 +118,12 @@ describe('a shared stream', () => {
     await waitFor('the first subscriber released', async () => (await gatewayStats(platform.url)).clientSubscriptions === 1);
     expect(await gatewayStats(platform.url)).toMatchObject({ sharedStreams: 1, upstreamSubscriptions: 1 });
 
-    await gqlOk(platform.url, `mutation($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 50) { id } }`, { t: taskId, a: agentId }, admin);
+    await gqlOk(
+      platform.url,
+      `mutation($t: ID!, $a: ID!) { reportTaskProgress(taskId: $t, agentId: $a, percent: 50) { id } }`,
+      { t: taskId, a: agentId },
+      admin,
+    );
     expect(await second.next()).toEqual({ data: { taskUpdated: { to: 'WORKING', task: { agent: { name: 'Outliving' } } } } });
 
     // Every entity fetch of the stream acted as the stream: its tenant, no subscriber's subject or request.
@@ -140,8 +150,18 @@ describe('subscribers who may see different things never share a stream', () => 
     const subB = await subscribedBy(client(await userToken({ tenant: tenantB })), TENANT_WIDE);
     expect(await gatewayStats(platform.url)).toMatchObject({ clientSubscriptions: 2, sharedStreams: 2, upstreamSubscriptions: 2 });
 
-    await gqlOk(platform.url, `mutation($a: ID!, $tags: [String!]!) { claimTask(agentId: $a, skillTags: $tags) { id } }`, { a: b.agentId, tags: [b.tag] }, adminB);
-    await gqlOk(platform.url, `mutation($a: ID!, $tags: [String!]!) { claimTask(agentId: $a, skillTags: $tags) { id } }`, { a: a.agentId, tags: [a.tag] }, adminA);
+    await gqlOk(
+      platform.url,
+      `mutation($a: ID!, $tags: [String!]!) { claimTask(agentId: $a, skillTags: $tags) { id } }`,
+      { a: b.agentId, tags: [b.tag] },
+      adminB,
+    );
+    await gqlOk(
+      platform.url,
+      `mutation($a: ID!, $tags: [String!]!) { claimTask(agentId: $a, skillTags: $tags) { id } }`,
+      { a: a.agentId, tags: [a.tag] },
+      adminA,
+    );
     expect(await subA.next()).toEqual({ data: { taskUpdated: { to: 'ASSIGNED', task: { id: a.taskId, agent: { name: 'Agent of A' } } } } });
     expect(await subB.next()).toEqual({ data: { taskUpdated: { to: 'ASSIGNED', task: { id: b.taskId, agent: { name: 'Agent of B' } } } } });
     subA.unsubscribe();
@@ -155,7 +175,10 @@ describe('subscribers who may see different things never share a stream', () => 
     const full = await subscribedBy(client(await userToken({ tenant, subject: 'one', scopes: ['tasks:read', 'agents:read'] })), WATCH, { t: taskId });
     const narrow = await subscribedBy(client(await userToken({ tenant, subject: 'two', scopes: ['tasks:read'] })), WATCH, { t: taskId });
     // Another subject with the first one's scopes (in another order): shares its stream.
-    const same = subscribe(client(await userToken({ tenant, subject: 'three', scopes: ['agents:read', 'tasks:read'] })), { query: WATCH, variables: { t: taskId } });
+    const same = subscribe(client(await userToken({ tenant, subject: 'three', scopes: ['agents:read', 'tasks:read'] })), {
+      query: WATCH,
+      variables: { t: taskId },
+    });
     await waitFor('three subscribed', async () => (await gatewayStats(platform.url)).clientSubscriptions === 3);
     expect(await gatewayStats(platform.url)).toMatchObject({ sharedStreams: 2, upstreamSubscriptions: 2 });
 
@@ -165,7 +188,9 @@ describe('subscribers who may see different things never share a stream', () => 
     expect(await same.next()).toEqual(visible);
     const denied = await narrow.next();
     expect(denied.data).toEqual({ taskUpdated: { to: 'ASSIGNED', task: { agent: null } } });
-    expect(denied.errors).toEqual([expect.objectContaining({ path: ['taskUpdated', 'task', 'agent'], extensions: expect.objectContaining({ code: 'FORBIDDEN' }) })]);
+    expect(denied.errors).toEqual([
+      expect.objectContaining({ path: ['taskUpdated', 'task', 'agent'], extensions: expect.objectContaining({ code: 'FORBIDDEN' }) }),
+    ]);
     for (const s of [full, narrow, same]) s.unsubscribe();
   });
 });

@@ -40,12 +40,19 @@ describe('the built gateway', () => {
     try {
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const ready = await fetch(`${base}/readyz`).then((r) => r.status, () => 0);
+        const ready = await fetch(`${base}/readyz`).then(
+          (r) => r.status,
+          () => 0,
+        );
         if (ready === 200) break;
         if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the built gateway did not become ready:\n${output}`);
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
-      const typename = await fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) });
+      const typename = await fetch(`${base}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ __typename }' }),
+      });
       expect(await typename.json()).toEqual({ data: { __typename: 'Query' } });
       const openapi = await fetch(`${base}/openapi.json`);
       expect(openapi.status).toBe(200);

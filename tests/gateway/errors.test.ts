@@ -32,9 +32,17 @@ describe('formatGatewayError', () => {
   it('passes errors a subgraph sent, which the gateway wraps around plain JSON', () => {
     const { format, lines } = capture();
     const received = { message: 'Agent "x" not found', extensions: { code: 'NOT_FOUND', entity: 'Agent', id: 'x' } };
-    const error = new GraphQLError(received.message, { originalError: received as unknown as Error, path: ['agent'], extensions: { ...received.extensions, serviceName: 'agents' } });
+    const error = new GraphQLError(received.message, {
+      originalError: received as unknown as Error,
+      path: ['agent'],
+      extensions: { ...received.extensions, serviceName: 'agents' },
+    });
     const formatted = format({ message: received.message, path: ['agent'], extensions: { ...received.extensions, serviceName: 'agents' } }, error);
-    expect(formatted).toEqual({ message: 'Agent "x" not found', path: ['agent'], extensions: { code: 'NOT_FOUND', entity: 'Agent', id: 'x', serviceName: 'agents' } });
+    expect(formatted).toEqual({
+      message: 'Agent "x" not found',
+      path: ['agent'],
+      extensions: { code: 'NOT_FOUND', entity: 'Agent', id: 'x', serviceName: 'agents' },
+    });
     expect(lines).toEqual([]);
   });
 

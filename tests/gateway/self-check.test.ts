@@ -34,7 +34,14 @@ describe('gateway start-up self-check', () => {
   });
 
   it('passes against the installed @apollo packages, which are the ones package.json pins exactly', async () => {
-    for (const name of ['@apollo/server', '@apollo/gateway', '@apollo/query-planner', '@apollo/federation-internals', '@apollo/subgraph', '@apollo/composition']) {
+    for (const name of [
+      '@apollo/server',
+      '@apollo/gateway',
+      '@apollo/query-planner',
+      '@apollo/federation-internals',
+      '@apollo/subgraph',
+      '@apollo/composition',
+    ]) {
       expect(pkg.dependencies[name], name).toMatch(/^\d+\.\d+\.\d+$/);
       expect(installedVersion(name), name).toBe(pkg.dependencies[name]);
     }
@@ -72,7 +79,11 @@ describe('gateway start-up self-check', () => {
 
   it('probes with { __typename }, or under enforce with a registered query needing no variables', () => {
     expect(probeQuery(null)).toBe('{ __typename }');
-    const registered = ['mutation M { x }', 'query Get($id: ID!) { agent(id: $id) { id } }', 'query List($first: Int) { agents(first: $first) { totalCount } }'];
+    const registered = [
+      'mutation M { x }',
+      'query Get($id: ID!) { agent(id: $id) { id } }',
+      'query List($first: Int) { agents(first: $first) { totalCount } }',
+    ];
     expect(probeQuery(registered)).toBe(registered[2]);
     expect(probeQuery(['query Get($id: ID!) { agent(id: $id) { id } }'])).toBeUndefined();
   });

@@ -31,7 +31,12 @@ const taps: TcpTap[] = [];
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'gateway-client-'));
   subgraph = await startSubgraph(agents, { DATA_DIR: dataDir, AGENTS_PORT: '0', LOG_LEVEL: 'silent', ...TEST_SECURITY_ENV });
-  const data = await gqlOk<{ registerAgent: { id: string } }>(subgraph.url, 'mutation { registerAgent(input: { name: "Keeper" }) { id } }', undefined, await identityHeaders('agents'));
+  const data = await gqlOk<{ registerAgent: { id: string } }>(
+    subgraph.url,
+    'mutation { registerAgent(input: { name: "Keeper" }) { id } }',
+    undefined,
+    await identityHeaders('agents'),
+  );
   agentId = data.registerAgent.id;
   closedPortUrl = `http://127.0.0.1:${await getFreePort()}/graphql`;
 });
@@ -115,14 +120,19 @@ describe('gateway → subgraph transport', () => {
     const t = await tap();
     const g = await gateway({ SUBGRAPH_AGENTS_URL: t.url });
     const authorization = await defaultAuthorization();
-    const result = await gql(g.url, AGENT_QUERY, { id: agentId }, {
-      'x-request-id': 'client-chosen-id-1',
-      authorization,
-      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-      tracestate: 'vendor=abc',
-      'accept-language': 'de-CH',
-      cookie: 'session=do-not-forward',
-    });
+    const result = await gql(
+      g.url,
+      AGENT_QUERY,
+      { id: agentId },
+      {
+        'x-request-id': 'client-chosen-id-1',
+        authorization,
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        tracestate: 'vendor=abc',
+        'accept-language': 'de-CH',
+        cookie: 'session=do-not-forward',
+      },
+    );
     expect(result.status).toBe(200);
     expect(result.headers.get('x-request-id')).toBe('client-chosen-id-1');
     const sent = t.received().toLowerCase();
@@ -165,7 +175,10 @@ describe('subgraph failures reach the client as SUBGRAPH_UNAVAILABLE naming the 
     expect(result.data).toEqual({ agent: null });
     const port = new URL(closedPortUrl).port;
     expect(result.errors).toEqual([
-      { message: `Subgraph "agents" is unavailable: connect ECONNREFUSED 127.0.0.1:${port}`, extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'agents' } },
+      {
+        message: `Subgraph "agents" is unavailable: connect ECONNREFUSED 127.0.0.1:${port}`,
+        extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName: 'agents' },
+      },
     ]);
   });
 

@@ -32,7 +32,12 @@ beforeAll(async () => {
   subgraph = await startSubgraph(agents, { DATA_DIR: dataDir, AGENTS_PORT: '0', LOG_LEVEL: 'silent', ...TEST_SECURITY_ENV });
   ids = [];
   for (const name of ['Ada', 'Grace']) {
-    const data = await gqlOk<{ registerAgent: { id: string } }>(subgraph.url, 'mutation ($name: String!) { registerAgent(input: { name: $name }) { id } }', { name }, await identityHeaders('agents'));
+    const data = await gqlOk<{ registerAgent: { id: string } }>(
+      subgraph.url,
+      'mutation ($name: String!) { registerAgent(input: { name: $name }) { id } }',
+      { name },
+      await identityHeaders('agents'),
+    );
     ids.push(data.registerAgent.id);
   }
 });
@@ -60,7 +65,14 @@ async function source(withDedup: boolean, forwardHeaders: string[] = []): Promis
 
 const ADMIN: Principal = { kind: 'user', subject: 'admin', tenantId: 'default', scopes: ['agents:read', 'agents:write'], expiresAt: null };
 
-function call(s: SubgraphDataSource, query: string, variables: Record<string, unknown>, clientHeaders: Record<string, string> = {}, requestId = 'r', principal: Principal = ADMIN) {
+function call(
+  s: SubgraphDataSource,
+  query: string,
+  variables: Record<string, unknown>,
+  clientHeaders: Record<string, string> = {},
+  requestId = 'r',
+  principal: Principal = ADMIN,
+) {
   const headers = new HeaderMap();
   for (const [k, v] of Object.entries(clientHeaders)) headers.set(k, v);
   const context: GatewayContext = { requestId, headers, logger: silentLogger, principal, remoteAddress: '127.0.0.1' };

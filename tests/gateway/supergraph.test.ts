@@ -96,7 +96,13 @@ describe('watchedSupergraph', () => {
   async function start(options: { watch?: boolean; pollMs?: number } = {}) {
     const { logger, lines } = captureLogger();
     const hook = watchedSupergraph({ path, initialSdl: composed, watch: options.watch ?? true, pollMs: options.pollMs ?? 200, debounceMs: 100, logger });
-    const result = await hook({ update: (sdl) => void updates.push(sdl), healthCheck: noop, getDataSource: () => { throw new Error('unused'); } });
+    const result = await hook({
+      update: (sdl) => void updates.push(sdl),
+      healthCheck: noop,
+      getDataSource: () => {
+        throw new Error('unused');
+      },
+    });
     cleanup = result.cleanup;
     // What the gateway is handed is the file in the form it loads (see toGatewaySupergraph).
     expect(result.supergraphSdl).toBe(toGatewaySupergraph(composed));

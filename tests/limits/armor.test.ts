@@ -14,7 +14,10 @@ const defaults = loadLimitsConfig({}).query;
 let schema: GraphQLSchema;
 
 beforeAll(async () => {
-  const gateway = new ApolloGateway({ supergraphSdl: toGatewaySupergraph(readFileSync(DEFAULT_SUPERGRAPH_PATH, 'utf8')), logger: { debug() {}, info() {}, warn() {}, error() {} } });
+  const gateway = new ApolloGateway({
+    supergraphSdl: toGatewaySupergraph(readFileSync(DEFAULT_SUPERGRAPH_PATH, 'utf8')),
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  });
   schema = (await gateway.load()).schema;
   await gateway.stop();
 });
@@ -57,7 +60,12 @@ describe('operation limits', () => {
     // So deep a query is also too costly: every limit it breaks is reported.
     expect(refusal(deepQuery(40))).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ code: 'GRAPHQL_VALIDATION_FAILED', limit: 'maxDepth', max: 12, message: expect.stringMatching(/^Query depth limit of 12 exceeded, found \d+\.$/) }),
+        expect.objectContaining({
+          code: 'GRAPHQL_VALIDATION_FAILED',
+          limit: 'maxDepth',
+          max: 12,
+          message: expect.stringMatching(/^Query depth limit of 12 exceeded, found \d+\.$/),
+        }),
       ]),
     );
     // Fragments do not hide depth.
@@ -80,7 +88,9 @@ describe('operation limits', () => {
     const fields = 'id name description agentVersion endpointUrl status health heartbeatIntervalSeconds lastHeartbeatAt createdAt updatedAt version';
     const wide = `{ agents { nodes { ${fields} tasks { nodes { id title state agent { ${fields} tasks { nodes { id title state agent { ${fields} } } } } } } } } }`;
     const errors = refusal(wide, { ...defaults, maxCost: 300 });
-    expect(errors).toEqual([expect.objectContaining({ limit: 'maxCost', max: 300, message: expect.stringMatching(/^Query Cost limit of 300 exceeded, found [\d.]+\.$/) })]);
+    expect(errors).toEqual([
+      expect.objectContaining({ limit: 'maxCost', max: 300, message: expect.stringMatching(/^Query Cost limit of 300 exceeded, found [\d.]+\.$/) }),
+    ]);
     expect(checkOperationLimits(schema, wide, defaults).ok).toBe(true);
   });
 
@@ -88,7 +98,12 @@ describe('operation limits', () => {
     const bomb = `{ agents { ${'totalCount '.repeat(5000)} } }`;
     const started = process.hrtime.bigint();
     expect(refusal(bomb)).toEqual([
-      { code: 'GRAPHQL_PARSE_FAILED', limit: 'maxTokens', max: 2000, message: expect.stringMatching(/^Syntax Error: Document contains more tha[nt] 2000 tokens\. Parsing aborted\.$/) },
+      {
+        code: 'GRAPHQL_PARSE_FAILED',
+        limit: 'maxTokens',
+        max: 2000,
+        message: expect.stringMatching(/^Syntax Error: Document contains more tha[nt] 2000 tokens\. Parsing aborted\.$/),
+      },
     ]);
     expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(200);
     expect(refusal('{ agents { ')[0]).toMatchObject({ code: 'GRAPHQL_PARSE_FAILED' });
@@ -123,7 +138,10 @@ describe('operation limits in Apollo Server', () => {
       context: async () => ({}),
     });
     const text = response.body.kind === 'complete' ? response.body.string : '';
-    return { status: response.status ?? 200, body: JSON.parse(text) as { data?: unknown; errors?: { message: string; extensions?: Record<string, unknown> }[] } };
+    return {
+      status: response.status ?? 200,
+      body: JSON.parse(text) as { data?: unknown; errors?: { message: string; extensions?: Record<string, unknown> }[] },
+    };
   }
 
   it('answers within the limits', async () => {
@@ -143,7 +161,10 @@ describe('operation limits in Apollo Server', () => {
   it('refuses a token bomb as a parse failure', async () => {
     const res = await post({ query: `{ me { ${'name '.repeat(100)} } }` });
     expect(res.status).toBe(400);
-    expect(res.body.errors?.[0]).toMatchObject({ message: expect.stringMatching(/Document contains more tha[nt] 60 tokens/), extensions: { code: 'GRAPHQL_PARSE_FAILED' } });
+    expect(res.body.errors?.[0]).toMatchObject({
+      message: expect.stringMatching(/Document contains more tha[nt] 60 tokens/),
+      extensions: { code: 'GRAPHQL_PARSE_FAILED' },
+    });
   });
 
   it('refuses batches, and hides field suggestions in production', async () => {

@@ -63,7 +63,9 @@ export interface DocumentedOperation {
 }
 
 export function operationsOf(doc: OpenApiDoc): DocumentedOperation[] {
-  return Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, operation]) => ({ method: method.toUpperCase(), path, operation })));
+  return Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, operation]) => ({ method: method.toUpperCase(), path, operation })),
+  );
 }
 
 const escapePointer = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
@@ -100,7 +102,8 @@ export class DocumentChecker {
     }
     if (!target.content) return response.text === '' ? [] : [`status ${response.status} declares no body, got ${response.text.slice(0, 200)}`];
     const mediaType = (response.headers.get('content-type') ?? '').split(';')[0]?.trim() ?? '';
-    if (!(mediaType in target.content)) return [`content-type ${mediaType} is not declared for ${operationId} ${response.status} (declared: ${Object.keys(target.content).join(', ')})`];
+    if (!(mediaType in target.content))
+      return [`content-type ${mediaType} is not declared for ${operationId} ${response.status} (declared: ${Object.keys(target.content).join(', ')})`];
     const ref = `urn:test:openapi${pointer}/content/${escapePointer(mediaType)}/schema`;
     let validate = this.cache.get(ref);
     if (!validate) {

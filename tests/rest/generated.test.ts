@@ -62,9 +62,14 @@ describe('the contract checker used by the e2e tests', () => {
 
   it('refuses responses that break the declared schema, status or media type', () => {
     expect(checker.check('GetAgent', { status: 200, headers: json, body: { id: 'x' }, text: '{}' })).toContain("/ must have required property 'name'");
-    expect(checker.check('ListAgents', { status: 200, headers: json, body: { totalCount: 1, nodes: [], pageInfo: { hasNextPage: 'no', endCursor: null } }, text: '{}' })).toEqual([
-      '/pageInfo/hasNextPage must be boolean',
-    ]);
+    expect(
+      checker.check('ListAgents', {
+        status: 200,
+        headers: json,
+        body: { totalCount: 1, nodes: [], pageInfo: { hasNextPage: 'no', endCursor: null } },
+        text: '{}',
+      }),
+    ).toEqual(['/pageInfo/hasNextPage must be boolean']);
     expect(checker.check('GetAgent', { status: 404, headers: json, body: {}, text: '{}' })[0]).toContain('content-type application/json is not declared');
     expect(checker.check('ClaimTask', { status: 204, headers: new Headers(), body: undefined, text: '' })).toEqual([]);
     // GetAgent declares no 204: an empty answer falls under `default`, which promises a problem.

@@ -57,7 +57,9 @@ mutation PokeThing($id: ID!, $expectedVersion: Int, $force: Int) {
 
   it('refuses an operation without a route, or with a malformed one', () => {
     expect(problemsOf('query GetThing { agent(id: "x") { id } }')).toContain('things.graphql:1 (GetThing): needs a "# @route <METHOD> /path" comment');
-    expect(problemsOf('# @route FETCH /v1/x\nquery A { agent(id: "x") { id } }')).toContain('@route must be "<GET|POST|PUT|PATCH|DELETE> /path", got "FETCH /v1/x"');
+    expect(problemsOf('# @route FETCH /v1/x\nquery A { agent(id: "x") { id } }')).toContain(
+      '@route must be "<GET|POST|PUT|PATCH|DELETE> /path", got "FETCH /v1/x"',
+    );
     expect(problemsOf('# @route GET /v1/Things_\nquery A { agent(id: "x") { id } }')).toContain('path "/v1/Things_" must be');
   });
 
@@ -100,9 +102,33 @@ query A { agents { totalCount } }`);
     expect(new Set(routes.map((r) => r.operationId)).size).toBe(routes.length);
     // Every read and write of the agents and orchestration domains (issue 4's list).
     const expected = [
-      'ListAgents', 'GetAgent', 'RegisterAgent', 'RegisterAgentFromCard', 'UpdateAgent', 'ActivateAgent', 'PauseAgent', 'ResumeAgent', 'RetireAgent', 'RecordHeartbeat',
-      'ListTasks', 'GetTask', 'SubmitTask', 'ClaimTask', 'ReportTaskProgress', 'RequestTaskInput', 'ProvideTaskInput', 'CompleteTask', 'FailTask', 'CancelTask',
-      'ListWorkflowDefinitions', 'GetWorkflowDefinition', 'CreateWorkflowDefinition', 'ListWorkflowRuns', 'GetWorkflowRun', 'StartWorkflowRun', 'CancelWorkflowRun',
+      'ListAgents',
+      'GetAgent',
+      'RegisterAgent',
+      'RegisterAgentFromCard',
+      'UpdateAgent',
+      'ActivateAgent',
+      'PauseAgent',
+      'ResumeAgent',
+      'RetireAgent',
+      'RecordHeartbeat',
+      'ListTasks',
+      'GetTask',
+      'SubmitTask',
+      'ClaimTask',
+      'ReportTaskProgress',
+      'RequestTaskInput',
+      'ProvideTaskInput',
+      'CompleteTask',
+      'FailTask',
+      'CancelTask',
+      'ListWorkflowDefinitions',
+      'GetWorkflowDefinition',
+      'CreateWorkflowDefinition',
+      'ListWorkflowRuns',
+      'GetWorkflowRun',
+      'StartWorkflowRun',
+      'CancelWorkflowRun',
     ];
     expect(routes.map((r) => r.operationId)).toEqual(expect.arrayContaining(expected));
   });

@@ -50,7 +50,12 @@ describe('compiling the repository routes', () => {
   });
 
   it('makes a single input-object variable the whole body, and other body variables its properties', () => {
-    expect(route('RegisterAgent').body).toMatchObject({ mode: 'whole', variables: ['input'], required: true, schema: { $ref: '#/components/schemas/RegisterAgentInput' } });
+    expect(route('RegisterAgent').body).toMatchObject({
+      mode: 'whole',
+      variables: ['input'],
+      required: true,
+      schema: { $ref: '#/components/schemas/RegisterAgentInput' },
+    });
     const update = route('UpdateAgent');
     expect(update.body).toMatchObject({ mode: 'whole', variables: ['input'] });
     expect(update.parameters.map((p) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:expectedVersion']);
@@ -89,7 +94,10 @@ describe('compiling the repository routes', () => {
     expect(route('ListAgents').response).toMatchObject({
       type: 'object',
       required: ['totalCount', 'nodes', 'pageInfo'],
-      properties: { nodes: { type: 'array', items: { $ref: '#/components/schemas/Agent' } }, pageInfo: { properties: { endCursor: { type: ['string', 'null'] } } } },
+      properties: {
+        nodes: { type: 'array', items: { $ref: '#/components/schemas/Agent' } },
+        pageInfo: { properties: { endCursor: { type: ['string', 'null'] } } },
+      },
     });
     // A nullable input object is a reference or null.
     expect(compiled.components.UpdateAgentInput?.properties?.provider).toEqual({
@@ -109,7 +117,9 @@ query Fine($id: ID!) { agent(id: $id) { id } }`,
     ]);
     const result = compileRoutes(schema, operations);
     expect(result.routes.map((r) => r.declaration.operationId)).toEqual(['Fine']);
-    expect(result.unavailable).toEqual([{ declaration: expect.objectContaining({ operationId: 'Odd' }), reasons: ['Cannot query field "colour" on type "Agent".'] }]);
+    expect(result.unavailable).toEqual([
+      { declaration: expect.objectContaining({ operationId: 'Odd' }), reasons: ['Cannot query field "colour" on type "Agent".'] },
+    ]);
   });
 
   it('refuses query parameters that cannot be written as text', () => {
@@ -194,7 +204,11 @@ describe('GraphQL errors as problems', () => {
     expect(mapGraphQLErrors(model, [err('NOT_FOUND')], undefined)).toMatchObject({ status: 404, code: 'NOT_FOUND', detail: 'NOT_FOUND' });
     expect(mapGraphQLErrors(model, [err('CONFLICT')], undefined).status).toBe(409);
     expect(mapGraphQLErrors(model, [err('FORBIDDEN')], undefined).status).toBe(403);
-    expect(mapGraphQLErrors(model, [err('SUBGRAPH_UNAVAILABLE'), err('UNAUTHENTICATED')], undefined)).toMatchObject({ status: 401, code: 'UNAUTHENTICATED', detail: '2 errors: SUBGRAPH_UNAVAILABLE; UNAUTHENTICATED' });
+    expect(mapGraphQLErrors(model, [err('SUBGRAPH_UNAVAILABLE'), err('UNAUTHENTICATED')], undefined)).toMatchObject({
+      status: 401,
+      code: 'UNAUTHENTICATED',
+      detail: '2 errors: SUBGRAPH_UNAVAILABLE; UNAUTHENTICATED',
+    });
     expect(mapGraphQLErrors(model, [err('DOWNSTREAM_SERVICE_ERROR')], undefined).status).toBe(502);
     expect(mapGraphQLErrors(model, [err('INTERNAL_SERVER_ERROR')], undefined).status).toBe(500);
     // A code the facade does not know keeps the status a plugin gave the response.

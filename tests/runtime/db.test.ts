@@ -11,7 +11,11 @@ interface DB {
 const migrations: Record<string, Migration> = {
   '0001_notes': {
     async up(db) {
-      await db.schema.createTable('notes').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('body', 'text', (c) => c.notNull()).execute();
+      await db.schema
+        .createTable('notes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
     },
   },
 };

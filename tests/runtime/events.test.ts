@@ -93,7 +93,12 @@ describe.skipIf(!REDIS_URL)('redis event bus when Redis fails', () => {
     const proxy = await startRedisProxy(REDIS_URL ?? '');
     opened.push(proxy);
     const prefix = `test-${randomBytes(4).toString('hex')}`;
-    const bus = createEventBus({ redisUrl: proxy.url, channelPrefix: prefix, logger: silentLogger, redisTimeouts: { connectTimeoutMs: 300, commandTimeoutMs: 300 } });
+    const bus = createEventBus({
+      redisUrl: proxy.url,
+      channelPrefix: prefix,
+      logger: silentLogger,
+      redisTimeouts: { connectTimeoutMs: 300, commandTimeoutMs: 300 },
+    });
     const publisher = createEventBus({ redisUrl: REDIS_URL, channelPrefix: prefix, logger: silentLogger });
     opened.push(bus, publisher);
     return { proxy, bus, publisher };

@@ -22,7 +22,11 @@ interface DB {
 const migrations: Record<string, Migration> = {
   '0001_notes': {
     async up(db) {
-      await db.schema.createTable('notes').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('body', 'text', (c) => c.notNull()).execute();
+      await db.schema
+        .createTable('notes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
       await db.schema
         .createTable('children')
         .addColumn('id', 'text', (c) => c.primaryKey())
@@ -56,10 +60,12 @@ async function open(groupCommitMax?: number): Promise<Opened> {
   return o;
 }
 
-const insert = (id: string, body = id) => async (trx: Transaction<DB>) => {
-  await trx.insertInto('notes').values({ id, body }).execute();
-  return id;
-};
+const insert =
+  (id: string, body = id) =>
+  async (trx: Transaction<DB>) => {
+    await trx.insertInto('notes').values({ id, body }).execute();
+    return id;
+  };
 
 async function noteIds(t: Opened): Promise<string[]> {
   return (await t.database.db.selectFrom('notes').select('id').orderBy('id').execute()).map((r) => r.id);
@@ -92,7 +98,11 @@ describe('group commit (SQLite)', () => {
 
   it('turns a unique violation into that write’s own error, as it would alone', async () => {
     const t = await open();
-    const outcomes = await Promise.allSettled([t.database.transaction(insert('same', 'first')), t.database.transaction(insert('same', 'second')), t.database.transaction(insert('z'))]);
+    const outcomes = await Promise.allSettled([
+      t.database.transaction(insert('same', 'first')),
+      t.database.transaction(insert('same', 'second')),
+      t.database.transaction(insert('z')),
+    ]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
     expect(await t.database.db.selectFrom('notes').selectAll().orderBy('id').execute()).toEqual([
@@ -107,8 +117,14 @@ describe('group commit (SQLite)', () => {
     const countThenInsert = (id: string) =>
       t.database.transaction(async (trx) => {
         order.push(id);
-        const { n } = await trx.selectFrom('notes').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-        await trx.insertInto('notes').values({ id, body: String(n) }).execute();
+        const { n } = await trx
+          .selectFrom('notes')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .executeTakeFirstOrThrow();
+        await trx
+          .insertInto('notes')
+          .values({ id, body: String(n) })
+          .execute();
         return Number(n);
       });
     const seen = await Promise.all(['w1', 'w2', 'w3', 'w4'].map(countThenInsert));
@@ -140,7 +156,13 @@ describe('group commit (SQLite)', () => {
       try {
         const seen: string[] = [];
         await bus.subscribe('NoteAdded', (e) => seen.push(e.subjectId));
-        const ev = (id: string): NewDomainEvent => ({ type: 'NoteAdded', tenantId: 'default', subjectId: id, occurredAt: new Date().toISOString(), payload: {} });
+        const ev = (id: string): NewDomainEvent => ({
+          type: 'NoteAdded',
+          tenantId: 'default',
+          subjectId: id,
+          occurredAt: new Date().toISOString(),
+          payload: {},
+        });
         const write = (id: string, fail = false) =>
           inTransaction(t.database, bus, t.logger, async (trx, emit) => {
             await trx.insertInto('notes').values({ id, body: id }).execute();

@@ -43,7 +43,10 @@ describe('GraphQL over the transport', () => {
   let http: RunningHttpServer;
 
   beforeAll(async () => {
-    apollo = new ApolloServer({ typeDefs: 'type Query { hello(name: String): String }', resolvers: { Query: { hello: (_: unknown, a: { name?: string }) => `hi ${a.name ?? 'you'}` } } });
+    apollo = new ApolloServer({
+      typeDefs: 'type Query { hello(name: String): String }',
+      resolvers: { Query: { hello: (_: unknown, a: { name?: string }) => `hi ${a.name ?? 'you'}` } },
+    });
     await apollo.start();
     http = await startHttpServer(
       { logger: createLogger('test', 'silent'), maxBodyBytes: 10_000, apollo, context: async () => ({}), readiness: async () => {} },
@@ -55,14 +58,21 @@ describe('GraphQL over the transport', () => {
     await apollo?.stop();
   });
 
-  function send(method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  function send(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
     return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: http.port, method, path, headers: body ? { 'content-type': 'application/json' } : { 'apollo-require-preflight': 'true' } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-      });
+      const req = request(
+        { host: '127.0.0.1', port: http.port, method, path, headers: body ? { 'content-type': 'application/json' } : { 'apollo-require-preflight': 'true' } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });

@@ -12,7 +12,11 @@ if (skip) console.warn(`[tests] PostgreSQL introspection tests are skipped: ${sk
 const migrations: Record<string, Migration> = {
   '0001_notes': {
     async up(db) {
-      await db.schema.createTable('notes').addColumn('id', 'serial', (c) => c.primaryKey()).addColumn('body', 'text').execute();
+      await db.schema
+        .createTable('notes')
+        .addColumn('id', 'serial', (c) => c.primaryKey())
+        .addColumn('body', 'text')
+        .execute();
     },
   },
 };

@@ -42,7 +42,10 @@ describe('PostgreSQL pool limits', () => {
   it('reads DATABASE_POOL_MAX and DATABASE_POOL_TIMEOUT_MS, refusing nonsense', () => {
     const spec = { ...commonSpec, ...subgraphSpec };
     expect(loadConfig(spec, {})).toMatchObject({ DATABASE_POOL_MAX: 10, DATABASE_POOL_TIMEOUT_MS: 10_000 });
-    expect(loadConfig(spec, { DATABASE_POOL_MAX: '3', DATABASE_POOL_TIMEOUT_MS: '250' })).toMatchObject({ DATABASE_POOL_MAX: 3, DATABASE_POOL_TIMEOUT_MS: 250 });
+    expect(loadConfig(spec, { DATABASE_POOL_MAX: '3', DATABASE_POOL_TIMEOUT_MS: '250' })).toMatchObject({
+      DATABASE_POOL_MAX: 3,
+      DATABASE_POOL_TIMEOUT_MS: 250,
+    });
     expect(() => loadConfig(spec, { DATABASE_POOL_MAX: '0' })).toThrow(/DATABASE_POOL_MAX/);
   });
 
@@ -64,7 +67,10 @@ describe('PostgreSQL pool limits', () => {
     const t = await open(1, 200);
     try {
       const holder = sql`select pg_sleep(1.5)`.execute(t.database.db);
-      const waiter = sql`select 1`.execute(t.database.db).then(() => 'ran', (err: Error) => err.message);
+      const waiter = sql`select 1`.execute(t.database.db).then(
+        () => 'ran',
+        (err: Error) => err.message,
+      );
       expect(await waiter).toMatch(/timeout/i);
       await holder;
       // The pool works again once the connection is free.

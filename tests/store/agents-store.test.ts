@@ -193,7 +193,10 @@ describe.each(backends)('agents store on $backend', ({ backend, skip }) => {
             { id: 'review', name: 'Review', tags: ['code'] },
             { id: 'fix', name: 'Fix', tags: ['code', 'fr'] },
           ],
-          labels: [{ key: 'team', value: 'dev' }, { key: 'gpu', value: '' }],
+          labels: [
+            { key: 'team', value: 'dev' },
+            { key: 'gpu', value: '' },
+          ],
         }),
       );
       const plain = await store.register(tenant, draft({ name: 'Plain_agent' }));
@@ -280,10 +283,7 @@ describe.each(backends)('agents store on $backend', ({ backend, skip }) => {
     it('lets exactly one of two concurrent writers with the same expectedVersion win', async () => {
       const { store, tenant } = setup();
       const a = await store.register(tenant, draft({ name: 'A' }));
-      const results = await Promise.allSettled([
-        store.update(tenant, a.id, { name: 'first' }, 1),
-        store.update(tenant, a.id, { name: 'second' }, 1),
-      ]);
+      const results = await Promise.allSettled([store.update(tenant, a.id, { name: 'first' }, 1), store.update(tenant, a.id, { name: 'second' }, 1)]);
       const won = results.filter((r) => r.status === 'fulfilled');
       const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(won).toHaveLength(1);
@@ -353,7 +353,13 @@ describe.each(backends)('agents store on $backend', ({ backend, skip }) => {
         // Duplicate label keys pass this hand-made draft but break the labels primary key after the
         // agent row is inserted: the whole registration must roll back.
         const before = (await list(store, tenant)).totalCount;
-        const bad: AgentDraft = { ...draft({ name: 'rolled back' }), labels: [{ key: 'k', value: '1' }, { key: 'k', value: '2' }] };
+        const bad: AgentDraft = {
+          ...draft({ name: 'rolled back' }),
+          labels: [
+            { key: 'k', value: '1' },
+            { key: 'k', value: '2' },
+          ],
+        };
         await expect(store.register(tenant, bad)).rejects.toThrow();
         expect((await list(store, tenant)).totalCount).toBe(before);
         // Events are delivered in order: once this one arrives, any from the failures would have too.

@@ -49,21 +49,34 @@ describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
     it('creates a key, stores only its hash, and verifies it as the tenant with its scopes', async () => {
       const { store, tenant } = setup();
       const { apiKey, secret } = await store.create(tenant, draft('CI', ['tasks:write', 'agents:read']), 'alice');
-      expect(apiKey).toMatchObject({ tenantId: tenant, name: 'CI', scopes: ['agents:read', 'tasks:write'], createdBy: 'alice', lastUsedAt: null, revokedAt: null });
+      expect(apiKey).toMatchObject({
+        tenantId: tenant,
+        name: 'CI',
+        scopes: ['agents:read', 'tasks:write'],
+        createdBy: 'alice',
+        lastUsedAt: null,
+        revokedAt: null,
+      });
       expect(secret.startsWith(`${apiKey.prefix}_`)).toBe(true);
 
       const stored = await t.database.db.selectFrom('api_keys').selectAll().where('id', '=', apiKey.id).executeTakeFirstOrThrow();
       expect(JSON.stringify(stored)).not.toContain(secret.slice(apiKey.prefix.length + 1));
       expect(stored.secret_hash).toBe(hashKey(secret));
 
-      expect(await store.verify(secret)).toEqual({ keyId: apiKey.id, tenantId: tenant, subject: `apikey:${apiKey.id}`, scopes: ['agents:read', 'tasks:write'], agentId: null });
+      expect(await store.verify(secret)).toEqual({
+        keyId: apiKey.id,
+        tenantId: tenant,
+        subject: `apikey:${apiKey.id}`,
+        scopes: ['agents:read', 'tasks:write'],
+        agentId: null,
+      });
     });
 
     it('refuses a wrong, malformed or unknown key, and changes nothing doing so', async () => {
       const { store, tenant } = setup();
       const { apiKey, secret } = await store.create(tenant, draft(), null);
       const wrong = secret.slice(0, -2) + (secret.endsWith('AA') ? 'BB' : 'AA');
-      for (const key of [wrong, `${secret}x`, 'ap_0123456789abcdef_' + 'A'.repeat(43), '', 'Bearer x']) expect(await store.verify(key)).toBeNull();
+      for (const key of [wrong, `${secret}x`, `ap_0123456789abcdef_${'A'.repeat(43)}`, '', 'Bearer x']) expect(await store.verify(key)).toBeNull();
       expect((await store.get(tenant, apiKey.id))?.lastUsedAt).toBeNull();
     });
 
@@ -171,10 +184,21 @@ describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
         const { store, tenant } = setup();
         const agentId = randomUUID();
         const { apiKey, secret } = await store.issueAgentCredential(tenant, agentId, 'Agent credential: Scout', 'alice');
-        expect(apiKey).toMatchObject({ agentId, scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'], name: 'Agent credential: Scout', createdBy: 'alice' });
+        expect(apiKey).toMatchObject({
+          agentId,
+          scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'],
+          name: 'Agent credential: Scout',
+          createdBy: 'alice',
+        });
         expect(AGENT_CREDENTIAL_SCOPES).not.toContain('admin');
         expect(AGENT_CREDENTIAL_SCOPES).not.toContain('tasks:delegate');
-        expect(await store.verify(secret)).toEqual({ keyId: apiKey.id, tenantId: tenant, subject: `apikey:${apiKey.id}`, scopes: AGENT_CREDENTIAL_SCOPES, agentId });
+        expect(await store.verify(secret)).toEqual({
+          keyId: apiKey.id,
+          tenantId: tenant,
+          subject: `apikey:${apiKey.id}`,
+          scopes: AGENT_CREDENTIAL_SCOPES,
+          agentId,
+        });
         const stored = await t.database.db.selectFrom('api_keys').select(['agent_id', 'secret_hash']).where('id', '=', apiKey.id).executeTakeFirstOrThrow();
         expect(stored).toEqual({ agent_id: agentId, secret_hash: hashKey(secret) });
       });

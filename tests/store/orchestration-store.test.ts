@@ -141,7 +141,13 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
       return { clock, store, tenant, events };
     }
 
-    async function submitMany(store: OrchestrationStore, tenant: string, clock: ReturnType<typeof manualClock>, n: number, fields: Partial<TaskSpecFields> = {}) {
+    async function submitMany(
+      store: OrchestrationStore,
+      tenant: string,
+      clock: ReturnType<typeof manualClock>,
+      n: number,
+      fields: Partial<TaskSpecFields> = {},
+    ) {
       const out: TaskRow[] = [];
       for (let i = 0; i < n; i++) {
         out.push(await store.submitTask(tenant, USER, spec({ title: `Task ${i}`, ...fields })));
@@ -265,9 +271,11 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         // Past the first lease but within the renewed one: nothing expires.
         expect(await store.sweep(clock.now() + 15_000)).toEqual({ requeued: 0, failed: 0 });
         expect((await store.getTask(tenant, task!.id))?.state).toBe('WORKING');
-        expect(events().filter((e) => e.type === TASK_PROGRESS_REPORTED).map((e) => e.payload)).toEqual([
-          { taskId: task!.id, agentId: agent, percent: 40, message: 'half way' },
-        ]);
+        expect(
+          events()
+            .filter((e) => e.type === TASK_PROGRESS_REPORTED)
+            .map((e) => e.payload),
+        ).toEqual([{ taskId: task!.id, agentId: agent, percent: 40, message: 'half way' }]);
         expect(await store.sweep(clock.now() + 30_000)).toEqual({ requeued: 1, failed: 0 });
       });
 
@@ -299,7 +307,15 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const states = events()
           .filter((e) => e.type === TASK_STATE_CHANGED)
           .map((e) => `${String(e.payload.from)}→${String(e.payload.to)}`);
-        expect(states).toEqual(['null→SUBMITTED', 'SUBMITTED→ASSIGNED', 'ASSIGNED→SUBMITTED', 'SUBMITTED→ASSIGNED', 'ASSIGNED→SUBMITTED', 'SUBMITTED→ASSIGNED', 'ASSIGNED→FAILED']);
+        expect(states).toEqual([
+          'null→SUBMITTED',
+          'SUBMITTED→ASSIGNED',
+          'ASSIGNED→SUBMITTED',
+          'SUBMITTED→ASSIGNED',
+          'ASSIGNED→SUBMITTED',
+          'SUBMITTED→ASSIGNED',
+          'ASSIGNED→FAILED',
+        ]);
       });
 
       it('times an attempt out from its claim even though progress kept renewing the lease', async () => {
@@ -391,7 +407,10 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         expect(retried).toMatchObject({ state: 'SUBMITTED', availableAt: clock.at(1000), error: { message: 'busy', type: 'RATE_LIMIT' } });
         clock.advance(1000);
         await store.claimTask(tenant, as(agent), [], 60);
-        const failed = await store.failTask(tenant, task!.id, as(agent), { error: { message: 'bad input', type: 'INVALID', details: { line: 3 } }, retryable: false });
+        const failed = await store.failTask(tenant, task!.id, as(agent), {
+          error: { message: 'bad input', type: 'INVALID', details: { line: 3 } },
+          retryable: false,
+        });
         expect(failed).toMatchObject({ state: 'FAILED', attempts: 2, error: { message: 'bad input', type: 'INVALID', details: { line: 3 } } });
       });
 
@@ -408,13 +427,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         // At publish time another connection already saw each change: the commit came first.
         for (const s of stateEvents) expect(s.committedState).toBe(s.event.payload.to);
         // The rejected requestInput published nothing: no INPUT_REQUIRED above, nothing extra here.
-        expect(events().map((e) => e.type)).toEqual([
-          TASK_STATE_CHANGED,
-          TASK_STATE_CHANGED,
-          TASK_STATE_CHANGED,
-          TASK_PROGRESS_REPORTED,
-          TASK_STATE_CHANGED,
-        ]);
+        expect(events().map((e) => e.type)).toEqual([TASK_STATE_CHANGED, TASK_STATE_CHANGED, TASK_STATE_CHANGED, TASK_PROGRESS_REPORTED, TASK_STATE_CHANGED]);
       });
 
       it('keeps tenants apart', async () => {
@@ -487,7 +500,12 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const all = await Promise.all(agents.map((a) => loaders.tasksByAgentId(null, pageRequest({ first: 2 })).load(a)));
         expect(all.map((c) => c.totalCount).slice(0, 4)).toEqual([5, 2, 1, 0]);
         expect(all[0]!.nodes.map((n) => n.id)).toEqual(page1.nodes.map((n) => n.id));
-        expect(all[3]).toEqual({ edges: [], nodes: [], pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null }, totalCount: 0 });
+        expect(all[3]).toEqual({
+          edges: [],
+          nodes: [],
+          pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null },
+          totalCount: 0,
+        });
         const second = await Promise.all(agents.map((a) => loaders.tasksByAgentId(null, pageRequest({ first: 2, after: page1.pageInfo.endCursor })).load(a)));
         expect(second[0]!.nodes.map((n) => n.id)).toEqual(first.nodes.slice(2, 4).map((n) => n.id));
         expect(second[0]!.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: true });
@@ -563,7 +581,11 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         expect(finished?.finishedAt).not.toBeNull();
         expect(Object.values(await steps(store, tenant, run)).map((r) => r.status)).toEqual(['SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED', 'SUCCEEDED']);
         expect((await store.tasksByRunIds(tenant, [run.id])).map((x) => x.workflowStepId).sort()).toEqual(['a', 'b', 'c', 'd']);
-        expect(events().filter((e) => e.type === WORKFLOW_RUN_STATUS_CHANGED).map((e) => e.payload)).toEqual([
+        expect(
+          events()
+            .filter((e) => e.type === WORKFLOW_RUN_STATUS_CHANGED)
+            .map((e) => e.payload),
+        ).toEqual([
           { runId: run.id, from: null, to: 'RUNNING' },
           { runId: run.id, from: 'RUNNING', to: 'SUCCEEDED' },
         ]);
@@ -732,7 +754,7 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
         const released = await store.getTask(tenant, a!.id);
         expect(released).toMatchObject({ state: 'SUBMITTED', attempts: 0, leaseExpiresAt: null, availableAt: clock.at() });
         expect((await store.getTask(tenant, b!.id))?.state).toBe('COMPLETED');
-        expect((await store.getTask(tenant, c!.id))).toMatchObject({ state: 'ASSIGNED', agentId: other });
+        expect(await store.getTask(tenant, c!.id)).toMatchObject({ state: 'ASSIGNED', agentId: other });
         expect((await history(store, tenant, a!.id)).at(-1)).toMatchObject({
           kind: 'RELEASED',
           from: 'WORKING',
@@ -740,7 +762,11 @@ describe.each(backends)('orchestration store on $backend', ({ backend, skip }) =
           actor: 'system:agent-retirement',
           message: `agent "${retiring}" was retired`,
         });
-        expect(events().filter((e) => e.type === TASK_STATE_CHANGED && e.subjectId === a!.id).at(-1)?.payload).toMatchObject({ from: 'WORKING', to: 'SUBMITTED' });
+        expect(
+          events()
+            .filter((e) => e.type === TASK_STATE_CHANGED && e.subjectId === a!.id)
+            .at(-1)?.payload,
+        ).toMatchObject({ from: 'WORKING', to: 'SUBMITTED' });
 
         // maximumAttempts 1 and the released attempt given back: the next agent gets a full attempt.
         const next = await store.claimTask(tenant, as(other), [], 60);

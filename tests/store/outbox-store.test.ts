@@ -19,7 +19,11 @@ type DB = NotesDB & OutboxTables;
 const migrations: Record<string, Migration> = {
   '0001_notes': {
     async up(db) {
-      await db.schema.createTable('notes').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('tenant_id', 'text', (c) => c.notNull()).execute();
+      await db.schema
+        .createTable('notes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .execute();
     },
   },
   '0002_outbox': outboxMigration(),
@@ -68,7 +72,16 @@ describe.each(backends)('outbox on $backend', ({ backend, skip }) => {
   });
 
   function outboxOn(database: Database<DB>, bus: EventBus, options: Partial<OutboxOptions> = {}): Outbox {
-    const outbox = new Outbox({ database: database as Database<unknown>, bus, logger: silentLogger, channel: 'outbox', retentionSeconds: 60, relayIntervalMs: 60_000, clock: () => now, ...options });
+    const outbox = new Outbox({
+      database: database as Database<unknown>,
+      bus,
+      logger: silentLogger,
+      channel: 'outbox',
+      retentionSeconds: 60,
+      relayIntervalMs: 60_000,
+      clock: () => now,
+      ...options,
+    });
     outboxes.push(outbox);
     return outbox;
   }
@@ -77,7 +90,14 @@ describe.each(backends)('outbox on $backend', ({ backend, skip }) => {
   async function replica(): Promise<Database<DB>> {
     if (backend === 'sqlite') return t.database;
     const schema = schemaOf(t.database);
-    const database = await openDatabase<DB>({ name: 'outbox', dataDir: '', databaseUrl: DATABASE_URL, schemaPrefix: schema.slice(0, -'outbox'.length), migrations, logger: silentLogger });
+    const database = await openDatabase<DB>({
+      name: 'outbox',
+      dataDir: '',
+      databaseUrl: DATABASE_URL,
+      schemaPrefix: schema.slice(0, -'outbox'.length),
+      migrations,
+      logger: silentLogger,
+    });
     extra.push(database);
     return database;
   }
@@ -114,7 +134,12 @@ describe.each(backends)('outbox on $backend', ({ backend, skip }) => {
     expect(await outbox.head('nobody')).toBe(0);
     // Published after commit, as stored, on the subgraph's channel.
     await outbox.stop();
-    expect(bus.published.map((e) => [e.id, e.sequence])).toEqual(stored.filter((r) => r.tenant_id === 't1').concat(stored.filter((r) => r.tenant_id === 't2')).map((r) => [r.id, r.sequence]));
+    expect(bus.published.map((e) => [e.id, e.sequence])).toEqual(
+      stored
+        .filter((r) => r.tenant_id === 't1')
+        .concat(stored.filter((r) => r.tenant_id === 't2'))
+        .map((r) => [r.id, r.sequence]),
+    );
     expect((await rows()).every((r) => r.published_at !== null)).toBe(true);
   });
 
@@ -140,7 +165,10 @@ describe.each(backends)('outbox on $backend', ({ backend, skip }) => {
     // One statement, one snapshot: how many events a tenant has, and its highest sequence.
     const reader = (async () => {
       while (writing) {
-        const r = await sql<{ n: number | string; max: number | string | null }>`select count(*) as n, max(sequence) as max from outbox_events where tenant_id = 't1'`.execute(second.db);
+        const r = await sql<{
+          n: number | string;
+          max: number | string | null;
+        }>`select count(*) as n, max(sequence) as max from outbox_events where tenant_id = 't1'`.execute(second.db);
         const row = r.rows[0];
         snapshots.push({ n: Number(row?.n ?? 0), max: Number(row?.max ?? 0) });
         await new Promise((resolve) => setImmediate(resolve));

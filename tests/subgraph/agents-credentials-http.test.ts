@@ -47,7 +47,13 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
     }
   });
 
-  async function call<D>(url: string, audience: string, query: string, variables: Record<string, unknown> = {}, claims: Partial<IdentityClaims> = {}): Promise<Response<D>> {
+  async function call<D>(
+    url: string,
+    audience: string,
+    query: string,
+    variables: Record<string, unknown> = {},
+    claims: Partial<IdentityClaims> = {},
+  ): Promise<Response<D>> {
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(await identityHeaders(audience, claims)) },
@@ -57,10 +63,18 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
     expect(text).not.toMatch(/stacktrace|\\n\s*at\s|\.ts:\d+/);
     return { status: res.status, ...(JSON.parse(text) as Omit<Response<D>, 'status'>) };
   }
-  const agentsGql = <D>(query: string, variables?: Record<string, unknown>, claims?: Partial<IdentityClaims>) => call<D>(agentsSubgraph.url, 'agents', query, variables, claims);
+  const agentsGql = <D>(query: string, variables?: Record<string, unknown>, claims?: Partial<IdentityClaims>) =>
+    call<D>(agentsSubgraph.url, 'agents', query, variables, claims);
   const verify = async (key: string) =>
-    (await call<{ verifyApiKey: Record<string, unknown> | null }>(governanceSubgraph.url, 'governance', VERIFY, { key }, { kind: 'service', subject: 'gateway', tenantId: null, scopes: [] })).data!
-      .verifyApiKey;
+    (
+      await call<{ verifyApiKey: Record<string, unknown> | null }>(
+        governanceSubgraph.url,
+        'governance',
+        VERIFY,
+        { key },
+        { kind: 'service', subject: 'gateway', tenantId: null, scopes: [] },
+      )
+    ).data!.verifyApiKey;
   const count = async () => (await agentsGql<{ agents: { totalCount: number } }>('{ agents { totalCount } }')).data!.agents.totalCount;
 
   async function register(name: string, issue?: boolean): Promise<Registered> {
@@ -73,7 +87,12 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
     for (const issue of [undefined, false]) {
       const agent = await register('Plain', issue);
       expect(agent.credential).toBeNull();
-      const keys = await call<{ apiKeys: { totalCount: number } }>(governanceSubgraph.url, 'governance', 'query($a: ID) { apiKeys(agentId: $a) { totalCount } }', { a: agent.id });
+      const keys = await call<{ apiKeys: { totalCount: number } }>(
+        governanceSubgraph.url,
+        'governance',
+        'query($a: ID) { apiKeys(agentId: $a) { totalCount } }',
+        { a: agent.id },
+      );
       expect(keys.data!.apiKeys.totalCount).toBe(0);
     }
   });
@@ -82,7 +101,12 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
     const agent = await register('Scout', true);
     expect(agent.credential).toMatchObject({ scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'] });
     expect(agent.credential!.secret.startsWith(`${agent.credential!.prefix}_`)).toBe(true);
-    expect(await verify(agent.credential!.secret)).toEqual({ keyId: agent.credential!.keyId, tenantId: 'default', agentId: agent.id, scopes: agent.credential!.scopes });
+    expect(await verify(agent.credential!.secret)).toEqual({
+      keyId: agent.credential!.keyId,
+      tenantId: 'default',
+      agentId: agent.id,
+      scopes: agent.credential!.scopes,
+    });
     // Never shown again.
     const again = await agentsGql<{ agent: { credential: unknown } }>(`query($id: ID!) { agent(id: $id) { credential { secret } } }`, { id: agent.id });
     expect(again.data!.agent.credential).toBeNull();
@@ -96,7 +120,13 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
   });
 
   it('registers from an A2A card with a credential', async () => {
-    const card = { name: 'Card Agent', description: 'd', version: '1.0.0', url: 'https://agents.example.com/card', skills: [{ id: 's', name: 'S', description: 'x', tags: ['t'] }] };
+    const card = {
+      name: 'Card Agent',
+      description: 'd',
+      version: '1.0.0',
+      url: 'https://agents.example.com/card',
+      skills: [{ id: 's', name: 'S', description: 'x', tags: ['t'] }],
+    };
     const res = await agentsGql<{ registerAgentFromCard: Registered }>(REGISTER_CARD, { card, issue: true });
     expect(res.errors).toBeUndefined();
     const agent = res.data!.registerAgentFromCard;
@@ -112,17 +142,28 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
     await agentsGql('mutation($id: ID!) { activateAgent(id: $id) { id } }', { id: other.id });
     const asMe: Partial<IdentityClaims> = { kind: 'apiKey', subject: `apikey:${me.credential!.keyId}`, scopes: me.credential!.scopes, agentId: me.id };
 
-    const heartbeat = await agentsGql<{ recordHeartbeat: { lastHeartbeatAt: string | null } }>('mutation($id: ID!) { recordHeartbeat(id: $id) { lastHeartbeatAt } }', { id: me.id }, asMe);
+    const heartbeat = await agentsGql<{ recordHeartbeat: { lastHeartbeatAt: string | null } }>(
+      'mutation($id: ID!) { recordHeartbeat(id: $id) { lastHeartbeatAt } }',
+      { id: me.id },
+      asMe,
+    );
     expect(heartbeat.errors).toBeUndefined();
     expect(heartbeat.data!.recordHeartbeat.lastHeartbeatAt).not.toBeNull();
-    const update = await agentsGql<{ updateAgent: { description: string } }>('mutation($id: ID!) { updateAgent(id: $id, input: { description: "mine" }) { description } }', { id: me.id }, asMe);
+    const update = await agentsGql<{ updateAgent: { description: string } }>(
+      'mutation($id: ID!) { updateAgent(id: $id, input: { description: "mine" }) { description } }',
+      { id: me.id },
+      asMe,
+    );
     expect(update.data!.updateAgent.description).toBe('mine');
     for (const action of ['pauseAgent', 'resumeAgent']) {
       const res = await agentsGql(`mutation($id: ID!) { ${action}(id: $id) { status } }`, { id: me.id }, asMe);
       expect(res.errors).toBeUndefined();
     }
 
-    const before = await agentsGql<{ agent: { version: number; lastHeartbeatAt: string | null; status: string } }>('query($id: ID!) { agent(id: $id) { version lastHeartbeatAt status } }', { id: other.id });
+    const before = await agentsGql<{ agent: { version: number; lastHeartbeatAt: string | null; status: string } }>(
+      'query($id: ID!) { agent(id: $id) { version lastHeartbeatAt status } }',
+      { id: other.id },
+    );
     for (const mutation of ['recordHeartbeat(id: $id)', 'updateAgent(id: $id, input: { name: "mine now" })', 'pauseAgent(id: $id)', 'retireAgent(id: $id)']) {
       const res = await agentsGql(`mutation($id: ID!) { ${mutation} { id } }`, { id: other.id }, asMe);
       expect(res.errors?.map((e) => e.extensions?.code)).toEqual(['AGENT_MISMATCH']);

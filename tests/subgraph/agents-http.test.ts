@@ -252,7 +252,8 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
       ids.push(res.data!.registerAgent.id);
     }
     type Page = { agents: { totalCount: number; nodes: { id: string }[]; edges: { cursor: string }[]; pageInfo: { hasNextPage: boolean; endCursor: string } } };
-    const query = 'query($f: AgentFilter, $after: String) { agents(filter: $f, first: 2, after: $after) { totalCount nodes { id } edges { cursor } pageInfo { hasNextPage endCursor } } }';
+    const query =
+      'query($f: AgentFilter, $after: String) { agents(filter: $f, first: 2, after: $after) { totalCount nodes { id } edges { cursor } pageInfo { hasNextPage endCursor } } }';
     const first = await gql<Page>(query, { f: { skillTag: tag } });
     expect(first.data!.agents.totalCount).toBe(3);
     expect(first.data!.agents.pageInfo.hasNextPage).toBe(true);
@@ -284,7 +285,11 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
     await running.settleEvents();
     const commitsBefore = running.database.stats.commits;
     const ids = [...agentsToBeat.map((a) => a.id), missing, ...agentsToBeat.map((a) => a.id)];
-    const answers = await Promise.all(ids.map((id) => gql<{ recordHeartbeat: { id: string; lastHeartbeatAt: string } }>(`mutation($id: ID!) { recordHeartbeat(id: $id) { id lastHeartbeatAt } }`, { id })));
+    const answers = await Promise.all(
+      ids.map((id) =>
+        gql<{ recordHeartbeat: { id: string; lastHeartbeatAt: string } }>(`mutation($id: ID!) { recordHeartbeat(id: $id) { id lastHeartbeatAt } }`, { id }),
+      ),
+    );
     answers.forEach((res, i) => {
       if (ids[i] === missing) {
         expect(onlyError(res).extensions?.code).toBe('NOT_FOUND');
@@ -300,7 +305,6 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
   });
 
   it('resolves 50 entity references with one SQL statement', async () => {
-
     const aliases = Array.from({ length: 50 }, (_, i) => `a${i}: registerAgent(input: { name: "Entity ${i}" }) { id }`).join('\n');
     const created = await gql<Record<string, { id: string }>>(`mutation { ${aliases} }`);
     expect(created.errors).toBeUndefined();
@@ -308,7 +312,11 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
     expect(ids).toHaveLength(50);
 
     const unknown = randomUUID();
-    const representations = [...ids.map((id) => ({ __typename: 'Agent', id })), { __typename: 'Agent', id: unknown }, { __typename: 'Agent', id: 'not-a-uuid' }];
+    const representations = [
+      ...ids.map((id) => ({ __typename: 'Agent', id })),
+      { __typename: 'Agent', id: unknown },
+      { __typename: 'Agent', id: 'not-a-uuid' },
+    ];
     await running.settleEvents();
     const before = running.database.stats.queries;
     const res = await gql<{ _entities: ({ id: string; name: string; health: string } | null)[] }>(

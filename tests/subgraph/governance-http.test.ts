@@ -36,7 +36,11 @@ interface Caller {
 }
 
 async function gql<D = Record<string, unknown>>(caller: Caller, query: string, variables?: Record<string, unknown>): Promise<Response<D>> {
-  const res = await fetch(caller.url, { method: 'POST', headers: { 'content-type': 'application/json', ...caller.headers }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(caller.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...caller.headers },
+    body: JSON.stringify({ query, variables }),
+  });
   const text = await res.text();
   expect(text).not.toMatch(/stacktrace|\\n\s*at\s|\.ts:\d+/);
   return { status: res.status, ...(JSON.parse(text) as Omit<Response<D>, 'status'>) };
@@ -54,7 +58,14 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
   let strict: Caller;
 
   beforeAll(async () => {
-    running = await startSubgraph(governance, { ...process.env, GOVERNANCE_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'silent', DATABASE_SCHEMA_PREFIX: schemaPrefix, ...TEST_SECURITY_ENV });
+    running = await startSubgraph(governance, {
+      ...process.env,
+      GOVERNANCE_PORT: '0',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+      DATABASE_SCHEMA_PREFIX: schemaPrefix,
+      ...TEST_SECURITY_ENV,
+    });
     dev = { url: running.url, headers: await identityHeaders('governance') };
     gateway = { url: running.url, headers: await identityHeaders('governance', { kind: 'service', subject: 'gateway', tenantId: null, scopes: [] }) };
     strict = { url: running.url, headers: {} };
@@ -76,9 +87,19 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
   it('creates a key, shows its secret once, and lists it without', async () => {
     const { secret, apiKey } = await create('Billing sync', ['tasks:write', 'agents:read']);
     expect(secret).toMatch(/^ap_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
-    expect(apiKey).toMatchObject({ name: 'Billing sync', scopes: ['agents:read', 'tasks:write'], prefix: secret.slice(0, 19), lastUsedAt: null, revokedAt: null, createdBy: 'test-admin' });
+    expect(apiKey).toMatchObject({
+      name: 'Billing sync',
+      scopes: ['agents:read', 'tasks:write'],
+      prefix: secret.slice(0, 19),
+      lastUsedAt: null,
+      revokedAt: null,
+      createdBy: 'test-admin',
+    });
 
-    const listed = await gql<{ apiKeys: { totalCount: number; nodes: Record<string, unknown>[] } }>(dev, `{ apiKeys(first: 100) { totalCount nodes { ${KEY_FIELDS} } } }`);
+    const listed = await gql<{ apiKeys: { totalCount: number; nodes: Record<string, unknown>[] } }>(
+      dev,
+      `{ apiKeys(first: 100) { totalCount nodes { ${KEY_FIELDS} } } }`,
+    );
     expect(listed.data!.apiKeys.nodes).toContainEqual(apiKey);
     expect(JSON.stringify(listed)).not.toContain(secret.slice(20));
     const one = await gql<{ apiKey: Record<string, unknown> }>(dev, `query($id: ID!) { apiKey(id: $id) { ${KEY_FIELDS} } }`, { id: apiKey.id });
@@ -98,13 +119,16 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
     const wrong = secret.slice(0, -3) + (secret.endsWith('AAA') ? 'BBB' : 'AAA');
     for (const key of [wrong, 'garbage', 'x'.repeat(5000)]) expect((await gql(gateway, VERIFY, { key })).data).toEqual({ verifyApiKey: null });
 
-    const revoked = await gql<{ revokeApiKey: { revokedAt: string | null } }>(dev, 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', { id: apiKey.id });
+    const revoked = await gql<{ revokeApiKey: { revokedAt: string | null } }>(dev, 'mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }', {
+      id: apiKey.id,
+    });
     expect(revoked.data!.revokeApiKey.revokedAt).not.toBeNull();
     expect((await gql(gateway, VERIFY, { key: secret })).data).toEqual({ verifyApiKey: null });
   });
 
   it('refuses bad input with BAD_USER_INPUT naming the field, creating nothing', async () => {
-    const count = async () => (await gql<{ apiKeys: { totalCount: number } }>(dev, '{ apiKeys(includeRevoked: true) { totalCount } }')).data!.apiKeys.totalCount;
+    const count = async () =>
+      (await gql<{ apiKeys: { totalCount: number } }>(dev, '{ apiKeys(includeRevoked: true) { totalCount } }')).data!.apiKeys.totalCount;
     const before = await count();
     const unknownScope = await gql(dev, CREATE, { input: { name: 'x', scopes: ['agents:read', 'root'] } });
     expect(unknownScope.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.scopes[1]' });
@@ -154,13 +178,26 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
     it('the agents subgraph mints a credential bound to the agent; verify answers its agentId and the agent scopes', async () => {
       const agentId = randomUUID();
       const res = await gql<Issued>(await agentsSubgraph(), ISSUE, { agentId, name: 'Scout' });
-      expect(res.data!.issueAgentCredential.apiKey).toMatchObject({ agentId, name: 'Agent credential: Scout', scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'], createdBy: 'test-admin' });
+      expect(res.data!.issueAgentCredential.apiKey).toMatchObject({
+        agentId,
+        name: 'Agent credential: Scout',
+        scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'],
+        createdBy: 'test-admin',
+      });
       const verified = await gql<{ verifyApiKey: Record<string, unknown> }>(gateway, VERIFY, { key: res.data!.issueAgentCredential.secret });
-      expect(verified.data!.verifyApiKey).toMatchObject({ keyId: res.data!.issueAgentCredential.apiKey.id, tenantId: 'default', agentId, scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'] });
+      expect(verified.data!.verifyApiKey).toMatchObject({
+        keyId: res.data!.issueAgentCredential.apiKey.id,
+        tenantId: 'default',
+        agentId,
+        scopes: ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'],
+      });
     });
 
     it('nobody but the agents subgraph mints: an admin, the gateway, another subgraph, or one without agents:write get FORBIDDEN', async () => {
-      const other: Caller = { url: running.url, headers: await identityHeaders('governance', { kind: 'service', subject: 'subgraph:orchestration', tenantId: 'default', scopes: ['agents:write'] }) };
+      const other: Caller = {
+        url: running.url,
+        headers: await identityHeaders('governance', { kind: 'service', subject: 'subgraph:orchestration', tenantId: 'default', scopes: ['agents:write'] }),
+      };
       for (const caller of [dev, gateway, other, await agentsSubgraph('default', ['agents:read'])]) {
         const res = await gql(caller, ISSUE, { agentId: randomUUID() });
         expect(res.errors?.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
@@ -183,7 +220,8 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
 
     it('rotates: admin, agents:write, or the agent itself; another agent gets AGENT_MISMATCH; the old key stops', async () => {
       const { agentId, secret } = await issue();
-      const rotate = async (caller: Caller, overlap = 0) => gql<{ rotateAgentCredential: { secret: string; apiKey: { agentId: string; createdBy: string } } }>(caller, ROTATE, { agentId, overlap });
+      const rotate = async (caller: Caller, overlap = 0) =>
+        gql<{ rotateAgentCredential: { secret: string; apiKey: { agentId: string; createdBy: string } } }>(caller, ROTATE, { agentId, overlap });
 
       const byAdmin = await rotate(dev);
       expect(byAdmin.data!.rotateAgentCredential.apiKey).toMatchObject({ agentId, createdBy: 'test-admin' });
@@ -193,12 +231,20 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
       const byOperator = await rotate(operator, 60);
       expect(byOperator.errors).toBeUndefined();
       // Within the overlap the previous key still verifies.
-      expect((await gql<{ verifyApiKey: { agentId: string } }>(gateway, VERIFY, { key: byAdmin.data!.rotateAgentCredential.secret })).data!.verifyApiKey.agentId).toBe(agentId);
+      expect(
+        (await gql<{ verifyApiKey: { agentId: string } }>(gateway, VERIFY, { key: byAdmin.data!.rotateAgentCredential.secret })).data!.verifyApiKey.agentId,
+      ).toBe(agentId);
 
-      const self: Caller = { url: running.url, headers: await identityHeaders('governance', { kind: 'apiKey', subject: 'apikey:x', scopes: ['agents:write'], agentId }) };
+      const self: Caller = {
+        url: running.url,
+        headers: await identityHeaders('governance', { kind: 'apiKey', subject: 'apikey:x', scopes: ['agents:write'], agentId }),
+      };
       expect((await rotate(self)).data!.rotateAgentCredential.apiKey.agentId).toBe(agentId);
 
-      const stranger: Caller = { url: running.url, headers: await identityHeaders('governance', { kind: 'apiKey', subject: 'apikey:y', scopes: ['agents:write'], agentId: randomUUID() }) };
+      const stranger: Caller = {
+        url: running.url,
+        headers: await identityHeaders('governance', { kind: 'apiKey', subject: 'apikey:y', scopes: ['agents:write'], agentId: randomUUID() }),
+      };
       const mismatch = await rotate(stranger);
       expect(mismatch.errors?.map((e) => e.extensions?.code)).toEqual(['AGENT_MISMATCH']);
       const reader: Caller = { url: running.url, headers: await identityHeaders('governance', { subject: 'reader', scopes: ['agents:read'] }) };
@@ -220,7 +266,14 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
   it('refuses to start in production with the development switch', async () => {
     const result = await runToExit({
       args: ['scripts/subgraph.ts', 'governance'],
-      env: { NODE_ENV: 'production', ALLOW_UNSIGNED_DEV: 'true', GATEWAY_SIGNING_SECRET: 'a-production-secret-of-at-least-32-bytes!', DATA_DIR: dataDir, GOVERNANCE_PORT: '0', DATABASE_URL: '' },
+      env: {
+        NODE_ENV: 'production',
+        ALLOW_UNSIGNED_DEV: 'true',
+        GATEWAY_SIGNING_SECRET: 'a-production-secret-of-at-least-32-bytes!',
+        DATA_DIR: dataDir,
+        GOVERNANCE_PORT: '0',
+        DATABASE_URL: '',
+      },
     });
     expect(result.code).toBe(1);
     expect(result.output).toContain('ALLOW_UNSIGNED_DEV: must not be true when NODE_ENV=production');

@@ -35,7 +35,13 @@ async function startInstance(sweepIntervalMs: number): Promise<Instance> {
   const dataDir = mkdtempSync(join(tmpdir(), 'orchestration-http-'));
   const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : undefined;
   const bus = createEventBus({ redisUrl: undefined, channelPrefix: 'test', logger: createLogger('test-bus', 'silent') });
-  const common = { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...TEST_SECURITY_ENV, ...(schemaPrefix ? { DATABASE_SCHEMA_PREFIX: schemaPrefix } : {}) };
+  const common = {
+    ...process.env,
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'silent',
+    ...TEST_SECURITY_ENV,
+    ...(schemaPrefix ? { DATABASE_SCHEMA_PREFIX: schemaPrefix } : {}),
+  };
   const agents = await startSubgraph(agentsSubgraph, { ...common, AGENTS_PORT: '0' }, { bus });
   const started = await startSubgraph(
     orchestration,
@@ -144,7 +150,8 @@ const claim = async (agentId: string, skillTags: string[] | null, leaseSeconds =
   (await gql<{ claimTask: TaskJson | null }>(CLAIM, { a: agentId, t: skillTags, l: leaseSeconds })).claimTask;
 const getTask = async (id: string) => (await gql<{ task: TaskJson | null }>(`query($id: ID!) { task(id: $id) { ${TASK_FIELDS} } }`, { id })).task;
 const taskCount = async () => (await gql<{ tasks: { totalCount: number } }>('{ tasks { totalCount } }')).tasks.totalCount;
-const definitionCount = async () => (await gql<{ workflowDefinitions: { totalCount: number } }>('{ workflowDefinitions { totalCount } }')).workflowDefinitions.totalCount;
+const definitionCount = async () =>
+  (await gql<{ workflowDefinitions: { totalCount: number } }>('{ workflowDefinitions { totalCount } }')).workflowDefinitions.totalCount;
 
 describe('orchestration subgraph over HTTP', () => {
   it('answers health and readiness probes', async () => {
@@ -228,7 +235,13 @@ describe('orchestration subgraph over HTTP', () => {
       },
     );
     const def = created.createWorkflowDefinition;
-    expect(def).toMatchObject({ version: 1, steps: [{ id: 'fetch', dependsOn: [] }, { id: 'summarise', dependsOn: ['fetch'] }] });
+    expect(def).toMatchObject({
+      version: 1,
+      steps: [
+        { id: 'fetch', dependsOn: [] },
+        { id: 'summarise', dependsOn: ['fetch'] },
+      ],
+    });
 
     const RUN_FIELDS = 'id status finishedAt definition { id name } steps { stepId status task { id state input } } tasks { id workflowStepId }';
     const started = await gql<{ startWorkflowRun: { id: string; status: string; steps: { stepId: string; status: string; task: { id: string } | null }[] } }>(
@@ -252,19 +265,27 @@ describe('orchestration subgraph over HTTP', () => {
       await gql(`mutation($t: ID!, $a: ID!, $r: JSON) { completeTask(taskId: $t, agentId: $a, result: $r) { id } }`, { t: task!.id, a: agentId, r: result });
     }
 
-    const finished = await gql<{ workflowRun: { status: string; finishedAt: string | null; definition: { id: string }; steps: { stepId: string; status: string; task: { input: unknown } }[]; tasks: unknown[] } }>(
-      `query($id: ID!) { workflowRun(id: $id) { ${RUN_FIELDS} } }`,
-      { id: run.id },
-    );
+    const finished = await gql<{
+      workflowRun: {
+        status: string;
+        finishedAt: string | null;
+        definition: { id: string };
+        steps: { stepId: string; status: string; task: { input: unknown } }[];
+        tasks: unknown[];
+      };
+    }>(`query($id: ID!) { workflowRun(id: $id) { ${RUN_FIELDS} } }`, { id: run.id });
     expect(finished.workflowRun).toMatchObject({ status: 'SUCCEEDED', definition: { id: def.id } });
     expect(finished.workflowRun.finishedAt).toEqual(expect.any(String));
     expect(finished.workflowRun.steps.map((s) => s.status)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
     expect(finished.workflowRun.steps[1]?.task.input).toEqual({ words: 100, workflowInput: { url: 'https://example.com' }, upstream: { fetch: 'page text' } });
     expect(finished.workflowRun.tasks).toHaveLength(2);
 
-    const runs = await gql<{ workflowRuns: { nodes: { id: string }[] } }>(`query($d: ID!) { workflowRuns(filter: { definitionId: $d, status: SUCCEEDED }) { nodes { id } } }`, {
-      d: def.id,
-    });
+    const runs = await gql<{ workflowRuns: { nodes: { id: string }[] } }>(
+      `query($d: ID!) { workflowRuns(filter: { definitionId: $d, status: SUCCEEDED }) { nodes { id } } }`,
+      {
+        d: def.id,
+      },
+    );
     expect(runs.workflowRuns.nodes).toEqual([{ id: run.id }]);
   });
 
@@ -283,16 +304,21 @@ describe('orchestration subgraph over HTTP', () => {
       const agents = [await activeAgent([], quiet), await activeAgent([], quiet), ...Array.from({ length: 48 }, () => randomUUID())];
       const submitted: string[] = [];
       for (let i = 0; i < 4; i++) {
-        const { submitTask } = await gql<{ submitTask: { id: string } }>(`mutation($t: String!) { submitTask(input: { title: $t }) { id } }`, { t: `Batch ${i}` }, target);
+        const { submitTask } = await gql<{ submitTask: { id: string } }>(
+          `mutation($t: String!) { submitTask(input: { title: $t }) { id } }`,
+          { t: `Batch ${i}` },
+          target,
+        );
         submitted.push(submitTask.id);
       }
       // Claims take the oldest first: agent 0 holds tasks 0-2, agent 1 task 3, the other 48 none.
-      for (const [a, expected] of [[0, 0], [0, 1], [0, 2], [1, 3]] as const) {
-        const { claimTask } = await gql<{ claimTask: { id: string } | null }>(
-          `mutation($a: ID!) { claimTask(agentId: $a) { id } }`,
-          { a: agents[a] },
-          target,
-        );
+      for (const [a, expected] of [
+        [0, 0],
+        [0, 1],
+        [0, 2],
+        [1, 3],
+      ] as const) {
+        const { claimTask } = await gql<{ claimTask: { id: string } | null }>(`mutation($a: ID!) { claimTask(agentId: $a) { id } }`, { a: agents[a] }, target);
         expect(claimTask?.id).toBe(submitted[expected]);
       }
 
@@ -317,7 +343,12 @@ describe('orchestration subgraph over HTTP', () => {
 
   describe('who acts for which agent', () => {
     /** An agent's own credential: it acts as this agent and only this one. */
-    const asAgent = (agentId: string): Partial<IdentityClaims> => ({ kind: 'apiKey', subject: `apikey:${agentId.slice(0, 8)}`, scopes: ['agents:read', 'tasks:read', 'tasks:write'], agentId });
+    const asAgent = (agentId: string): Partial<IdentityClaims> => ({
+      kind: 'apiKey',
+      subject: `apikey:${agentId.slice(0, 8)}`,
+      scopes: ['agents:read', 'tasks:read', 'tasks:write'],
+      agentId,
+    });
     const HISTORY = 'history { kind from to actor onBehalfOf message }';
     const fresh = () => `who-${randomUUID()}`;
 
@@ -445,9 +476,19 @@ describe('orchestration subgraph over HTTP', () => {
         ['SUBMITTED', 0, null],
       ]);
       const historyOf = async (id: string) =>
-        (await gql<{ task: { history: { kind: string; from: string; actor: string; message: string }[] } }>(`query($id: ID!) { task(id: $id) { ${HISTORY} } }`, { id })).task.history;
+        (
+          await gql<{ task: { history: { kind: string; from: string; actor: string; message: string }[] } }>(
+            `query($id: ID!) { task(id: $id) { ${HISTORY} } }`,
+            { id },
+          )
+        ).task.history;
       expect((await historyOf(a.id)).at(-1)).toMatchObject({ kind: 'RELEASED', from: 'INPUT_REQUIRED', actor: 'system:agent-retirement' });
-      expect((await historyOf(b.id)).at(-1)).toMatchObject({ kind: 'RELEASED', from: 'ASSIGNED', actor: 'system:agent-retirement', message: `agent "${retiring}" was retired` });
+      expect((await historyOf(b.id)).at(-1)).toMatchObject({
+        kind: 'RELEASED',
+        from: 'ASSIGNED',
+        actor: 'system:agent-retirement',
+        message: `agent "${retiring}" was retired`,
+      });
 
       expect((await gqlError(CLAIM, { a: retiring })).extensions).toMatchObject({ code: 'AGENT_NOT_ACTIVE', status: 'RETIRED' });
       expect((await claim(other, [tag]))?.id).toBe(a.id);
@@ -506,7 +547,10 @@ describe('orchestration subgraph over HTTP', () => {
       expect(await getTask(randomUUID())).toBeNull();
       expect(await gql(`query($id: ID!) { workflowRun(id: $id) { id } }`, { id: randomUUID() })).toEqual({ workflowRun: null });
       const missing = randomUUID();
-      expect((await gqlError(`mutation($id: ID!) { cancelTask(id: $id) { id } }`, { id: missing })).extensions).toMatchObject({ code: 'NOT_FOUND', id: missing });
+      expect((await gqlError(`mutation($id: ID!) { cancelTask(id: $id) { id } }`, { id: missing })).extensions).toMatchObject({
+        code: 'NOT_FOUND',
+        id: missing,
+      });
       expect((await gqlError(`mutation($id: ID!) { startWorkflowRun(definitionId: $id) { id } }`, { id: missing })).extensions?.code).toBe('NOT_FOUND');
     });
 
@@ -544,7 +588,14 @@ describe('orchestration subgraph over HTTP', () => {
       expect(cycle.message).toMatch(/cycle/);
       expect(['a', 'b']).toContain(cycle.extensions?.step);
       expect((await create([{ id: 'a', title: 'A', dependsOn: ['ghost'] }])).extensions).toMatchObject({ code: 'BAD_USER_INPUT', step: 'a' });
-      expect((await create([{ id: 'a', title: 'A' }, { id: 'a', title: 'A again' }])).extensions).toMatchObject({ code: 'BAD_USER_INPUT', step: 'a' });
+      expect(
+        (
+          await create([
+            { id: 'a', title: 'A' },
+            { id: 'a', title: 'A again' },
+          ])
+        ).extensions,
+      ).toMatchObject({ code: 'BAD_USER_INPUT', step: 'a' });
       expect((await create([])).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'steps' });
       expect(await definitionCount()).toBe(before);
     });
@@ -556,7 +607,9 @@ describe('orchestration subgraph over HTTP', () => {
       expect((await submitError({ title: 'x'.repeat(201) })).extensions).toMatchObject({ field: 'title' });
       expect((await submitError({ title: 'x', priority: 5000 })).extensions).toMatchObject({ field: 'priority' });
       expect((await submitError({ title: 'x', timeoutSeconds: 0 })).extensions).toMatchObject({ field: 'timeoutSeconds' });
-      expect((await submitError({ title: 'x', retryPolicy: { backoffCoefficient: 0.5 } })).extensions).toMatchObject({ field: 'retryPolicy.backoffCoefficient' });
+      expect((await submitError({ title: 'x', retryPolicy: { backoffCoefficient: 0.5 } })).extensions).toMatchObject({
+        field: 'retryPolicy.backoffCoefficient',
+      });
       expect((await submitError({ title: 'x', input: { blob: 'x'.repeat(300 * 1024) } })).extensions).toMatchObject({ field: 'input' });
       // A variable of the wrong type never reaches a resolver.
       expect((await submitError({ title: 'x', priority: 'high' })).extensions?.code).toBe('BAD_USER_INPUT');

@@ -17,7 +17,11 @@ function refusal(request: Parameters<typeof checkOperation>[1]) {
 
 describe('checkOperation', () => {
   it('accepts a valid operation and returns its document, operation and variables', () => {
-    const result = checkOperation(schema, { query: 'subscription S($e: Int!) { ticks(every: $e) { n } } query Q { hello }', operationName: 'S', variables: { e: 5 } });
+    const result = checkOperation(schema, {
+      query: 'subscription S($e: Int!) { ticks(every: $e) { n } } query Q { hello }',
+      operationName: 'S',
+      variables: { e: 5 },
+    });
     if (Array.isArray(result)) throw new Error(result.map((e) => e.message).join('; '));
     expect(result.operation.operation).toBe('subscription');
     expect(result.operationName).toBe('S');
@@ -46,7 +50,9 @@ describe('checkOperation', () => {
     'subscription($s: Boolean!) { ... @include(if: $s) { other { n } } }',
     'subscription($s: Boolean!) { ...F } fragment F on Subscription { other @include(if: $s) { n } }',
   ])('refuses @skip/@include on a root subscription field (graphql-js 16 would throw): %s', (query) => {
-    expect(refusal({ query, variables: { s: true } })).toEqual([{ message: expect.stringMatching(/must not use `@skip` or `@include`/), code: 'GRAPHQL_VALIDATION_FAILED' }]);
+    expect(refusal({ query, variables: { s: true } })).toEqual([
+      { message: expect.stringMatching(/must not use `@skip` or `@include`/), code: 'GRAPHQL_VALIDATION_FAILED' },
+    ]);
   });
 
   it('allows @skip/@include below the root field', () => {

@@ -41,7 +41,15 @@ function counted(bus: EventBus): EventBus & { held(): number } {
 
 /** Publishes through inner, except the events whose sequence is in `lose` (a publish the bus lost). */
 function lossy(inner: EventBus, lose: Set<number>): EventBus {
-  return { ...inner, kind: inner.kind, publish: async (e, channel) => (lose.has(e.sequence) ? undefined : inner.publish(e, channel)), subscribe: (c, h) => inner.subscribe(c, h), onReconnect: (l) => inner.onReconnect(l), ping: () => inner.ping(), close: () => inner.close() };
+  return {
+    ...inner,
+    kind: inner.kind,
+    publish: async (e, channel) => (lose.has(e.sequence) ? undefined : inner.publish(e, channel)),
+    subscribe: (c, h) => inner.subscribe(c, h),
+    onReconnect: (l) => inner.onReconnect(l),
+    ping: () => inner.ping(),
+    close: () => inner.close(),
+  };
 }
 
 const CHANNEL = 'events';
@@ -58,10 +66,27 @@ async function setup(opts: { publisherUrl: string | undefined; subscriberUrl?: s
   const prefix = `test-${randomBytes(4).toString('hex')}`;
   const t = await openTestDatabase<unknown>('sqlite', 'events', { '0001_outbox': outboxMigration() });
   const publisherBus = createEventBus({ redisUrl: opts.publisherUrl, channelPrefix: prefix, logger: silentLogger });
-  const subscriberBus = counted(opts.publisherUrl ? createEventBus({ redisUrl: opts.subscriberUrl ?? opts.publisherUrl, channelPrefix: prefix, logger: silentLogger, redisTimeouts: { commandTimeoutMs: 500, connectTimeoutMs: 500 } }) : publisherBus);
+  const subscriberBus = counted(
+    opts.publisherUrl
+      ? createEventBus({
+          redisUrl: opts.subscriberUrl ?? opts.publisherUrl,
+          channelPrefix: prefix,
+          logger: silentLogger,
+          redisTimeouts: { commandTimeoutMs: 500, connectTimeoutMs: 500 },
+        })
+      : publisherBus,
+  );
   const lose = new Set<number>();
   let now = Date.now();
-  const outbox = new Outbox({ database: t.database, bus: lossy(publisherBus, lose), logger: silentLogger, channel: CHANNEL, retentionSeconds: 60, relayIntervalMs: 60_000, clock: () => now });
+  const outbox = new Outbox({
+    database: t.database,
+    bus: lossy(publisherBus, lose),
+    logger: silentLogger,
+    channel: CHANNEL,
+    retentionSeconds: 60,
+    relayIntervalMs: 60_000,
+    clock: () => now,
+  });
   const streams = new EventStreams({ bus: subscriberBus, log: outbox, ...(opts.queueLimit ? { queueLimit: opts.queueLimit } : {}) });
   cleanups.push(async () => {
     await outbox.stop();
@@ -70,7 +95,9 @@ async function setup(opts: { publisherUrl: string | undefined; subscriberUrl?: s
     await t.drop();
   });
   const write = (type: string, tenantId: string, subjectId: string) =>
-    inTransaction(t.database, outbox, silentLogger, async (_trx, emit) => emit({ type, tenantId, subjectId, occurredAt: new Date(now).toISOString(), payload: {} }));
+    inTransaction(t.database, outbox, silentLogger, async (_trx, emit) =>
+      emit({ type, tenantId, subjectId, occurredAt: new Date(now).toISOString(), payload: {} }),
+    );
   return { outbox, streams, bus: subscriberBus, publisherBus, lose, write, advance: (ms: number) => (now += ms) };
 }
 
@@ -114,7 +141,10 @@ describe.each(buses)('event streams on the $kind bus', ({ url, skip }) => {
     for (let i = 0; i < 5; i++) await write('A', 't1', String(i));
     await waitFor('the overflow', () => streams.active === 0);
     expect(bus.held()).toBe(0);
-    await expect(stream.next()).rejects.toMatchObject({ message: expect.stringMatching(/More than 3 events/), extensions: { code: 'SUBSCRIPTION_OVERLOADED' } });
+    await expect(stream.next()).rejects.toMatchObject({
+      message: expect.stringMatching(/More than 3 events/),
+      extensions: { code: 'SUBSCRIPTION_OVERLOADED' },
+    });
   });
 
   it.skipIf(skip)(`delivers an event the bus brings twice once${note}`, async () => {
@@ -147,7 +177,14 @@ describe.each(buses)('event streams on the $kind bus', ({ url, skip }) => {
 
   it.skipIf(skip)(`resumes after a sequence: the retained events of its types in order, then live ones, none twice${note}`, async () => {
     const { streams, write } = await setup({ publisherUrl: url });
-    for (const [type, subject] of [['A', 'a1'], ['B', 'b2'], ['A', 'a3'], ['A', 'a4'], ['C', 'c5']] as const) await write(type, 't1', subject);
+    for (const [type, subject] of [
+      ['A', 'a1'],
+      ['B', 'b2'],
+      ['A', 'a3'],
+      ['A', 'a4'],
+      ['C', 'c5'],
+    ] as const)
+      await write(type, 't1', subject);
     await write('A', 't2', 'other tenant');
     const stream = await streams.stream({ types: ['A', 'C'], tenantId: 't1', afterSequence: 1 });
     await write('A', 't1', 'a6');
@@ -170,11 +207,15 @@ describe.each(buses)('event streams on the $kind bus', ({ url, skip }) => {
     // Resuming at the head is fine: nothing was missed.
     const atHead = await streams.stream({ types: ['A'], tenantId: 't1', afterSequence: 2 });
     await atHead.return(undefined);
-    await expect(streams.stream({ types: ['A'], tenantId: 't1', afterSequence: 3 })).rejects.toMatchObject({ extensions: { code: 'EVENTS_EXPIRED', reason: 'future', afterSequence: 3 } });
+    await expect(streams.stream({ types: ['A'], tenantId: 't1', afterSequence: 3 })).rejects.toMatchObject({
+      extensions: { code: 'EVENTS_EXPIRED', reason: 'future', afterSequence: 3 },
+    });
     await outbox.stop(); // publishes and marks everything
     advance(61_000);
     expect(await outbox.prune()).toBe(2);
-    await expect(streams.stream({ types: ['A'], tenantId: 't1', afterSequence: 0 })).rejects.toMatchObject({ extensions: { code: 'EVENTS_EXPIRED', reason: 'expired' } });
+    await expect(streams.stream({ types: ['A'], tenantId: 't1', afterSequence: 0 })).rejects.toMatchObject({
+      extensions: { code: 'EVENTS_EXPIRED', reason: 'expired' },
+    });
     // Nothing is missing after the head: resuming there still works, and sequences go on.
     const resumed = await streams.stream({ types: ['A'], tenantId: 't1', afterSequence: 2 });
     await write('A', 't1', 'a3');
@@ -230,7 +271,9 @@ describe('subscribeWithFreshContext', () => {
     if (!tick) throw new Error('no tick field');
     tick.subscribe = () => source;
     tick.resolve = (payload: { n: number }, _args: unknown, context: { id: number }) => ({ n: payload.n, context: context.id });
-    const stream = await subscribeWithFreshContext({ schema, document: parse('subscription { tick { n context } }'), contextValue: { id: 0 } }, () => ({ id: ++contexts }));
+    const stream = await subscribeWithFreshContext({ schema, document: parse('subscription { tick { n context } }'), contextValue: { id: 0 } }, () => ({
+      id: ++contexts,
+    }));
     if (!(Symbol.asyncIterator in stream)) throw new Error(`expected a stream, got ${JSON.stringify(stream)}`);
     expect((await stream.next()).value).toEqual({ data: { tick: { n: 1, context: 1 } } });
     expect((await stream.next()).value).toEqual({ data: { tick: { n: 2, context: 2 } } });

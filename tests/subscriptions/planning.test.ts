@@ -45,7 +45,10 @@ describe('subscription planning', () => {
     expect(plan.primary.operation).toMatch(/^subscription Watch__orchestration__0\(\$a:ID\)\{taskUpdated\(agentId:\$a\)/);
     expect(plan.perEvent.node).toMatchObject({
       kind: 'Sequence',
-      nodes: [plan.primary, { kind: 'Sequence', nodes: [{ kind: 'Flatten', path: ['taskUpdated', 'task', 'agent'], node: { kind: 'Fetch', serviceName: 'agents' } }] }],
+      nodes: [
+        plan.primary,
+        { kind: 'Sequence', nodes: [{ kind: 'Flatten', path: ['taskUpdated', 'task', 'agent'], node: { kind: 'Fetch', serviceName: 'agents' } }] },
+      ],
     });
   });
 

@@ -6,7 +6,13 @@ import { ANONYMOUS, type AuthenticatedPrincipal } from '../../gateway/auth/princ
 import { authorizationKey, identityClaims, STREAM_SUBJECT, streamContext, streamPrincipal } from '../../gateway/subscriptions/stream-identity.ts';
 import { createLogger } from '../../runtime/logger.ts';
 
-const base: AuthenticatedPrincipal = { kind: 'user', subject: 'ann', tenantId: 'acme', scopes: ['tasks:read', 'agents:read'], expiresAt: new Date(Date.now() + 5_000) };
+const base: AuthenticatedPrincipal = {
+  kind: 'user',
+  subject: 'ann',
+  tenantId: 'acme',
+  scopes: ['tasks:read', 'agents:read'],
+  expiresAt: new Date(Date.now() + 5_000),
+};
 const key = (p: Parameters<typeof authorizationKey>[0]) => JSON.stringify(authorizationKey(p));
 
 describe('authorizationKey', () => {
@@ -31,8 +37,21 @@ describe('authorizationKey', () => {
 describe('streamPrincipal and streamContext', () => {
   it('keep the tenant, scopes and agent, not the subject, the expiry or the API key', () => {
     const principal = streamPrincipal({ ...base, kind: 'apiKey', apiKeyId: 'key_1', agentId: 'agt_1' });
-    expect(principal).toEqual({ kind: 'apiKey', subject: STREAM_SUBJECT, tenantId: 'acme', scopes: ['agents:read', 'tasks:read'], expiresAt: null, agentId: 'agt_1' });
-    expect(identityClaims(principal)).toEqual({ kind: 'apiKey', subject: STREAM_SUBJECT, tenantId: 'acme', scopes: ['agents:read', 'tasks:read'], agentId: 'agt_1' });
+    expect(principal).toEqual({
+      kind: 'apiKey',
+      subject: STREAM_SUBJECT,
+      tenantId: 'acme',
+      scopes: ['agents:read', 'tasks:read'],
+      expiresAt: null,
+      agentId: 'agt_1',
+    });
+    expect(identityClaims(principal)).toEqual({
+      kind: 'apiKey',
+      subject: STREAM_SUBJECT,
+      tenantId: 'acme',
+      scopes: ['agents:read', 'tasks:read'],
+      agentId: 'agt_1',
+    });
     expect(streamPrincipal(ANONYMOUS)).toBe(ANONYMOUS);
   });
 

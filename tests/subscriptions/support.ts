@@ -80,7 +80,10 @@ export function subscribe(client: Client, payload: { query: string; variables?: 
 
 /** The protocol-level errors a subscription was refused with (graphql-ws Error message). */
 export async function refusal(subscription: TestSubscription, timeoutMs = 10_000): Promise<GraphQLFormattedError[]> {
-  const ending = await Promise.race([subscription.ended, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('not refused in time')), timeoutMs))]);
+  const ending = await Promise.race([
+    subscription.ended,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('not refused in time')), timeoutMs)),
+  ]);
   if (ending.kind !== 'error' || !Array.isArray(ending.error)) throw new Error(`expected an Error message, got ${JSON.stringify(ending)}`);
   return ending.error as GraphQLFormattedError[];
 }

@@ -58,7 +58,11 @@ function presentValue(g: Gen, type: GraphQLInputType, pool: IdPool, depth: numbe
     const n = g(fc.integer, { min: 0, max: depth > 2 ? 0 : 3 });
     return Array.from({ length: n }, () => inputValue(g, type.ofType, pool, depth + 1));
   }
-  if (isEnumType(type)) return pick(g, type.getValues().map((v) => v.name));
+  if (isEnumType(type))
+    return pick(
+      g,
+      type.getValues().map((v) => v.name),
+    );
   if (isInputObjectType(type)) {
     const out: Record<string, unknown> = {};
     for (const field of Object.values(type.getFields())) {
@@ -69,18 +73,35 @@ function presentValue(g: Gen, type: GraphQLInputType, pool: IdPool, depth: numbe
   }
   switch (type.name) {
     case 'Int':
-      return g(() => fc.oneof({ arbitrary: fc.integer({ min: 1, max: 100 }), weight: 3 }, { arbitrary: fc.integer({ min: -5, max: 200 }), weight: 1 }, { arbitrary: fc.constantFrom(0, 5, 60, 3600, 2 ** 31 - 1, -(2 ** 31)), weight: 1 }));
+      return g(() =>
+        fc.oneof(
+          { arbitrary: fc.integer({ min: 1, max: 100 }), weight: 3 },
+          { arbitrary: fc.integer({ min: -5, max: 200 }), weight: 1 },
+          { arbitrary: fc.constantFrom(0, 5, 60, 3600, 2 ** 31 - 1, -(2 ** 31)), weight: 1 },
+        ),
+      );
     case 'Float':
       return g(fc.double, { noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 });
     case 'Boolean':
       return g(fc.boolean);
     case 'ID':
       // Mostly ids that exist, so lookups and changes get past "not found".
-      return g(() => fc.oneof({ arbitrary: fc.constantFrom(...pool.ids), weight: 4 }, { arbitrary: fc.uuid(), weight: 1 }, { arbitrary: fc.constantFrom('', 'nope', '0'), weight: 1 }));
+      return g(() =>
+        fc.oneof(
+          { arbitrary: fc.constantFrom(...pool.ids), weight: 4 },
+          { arbitrary: fc.uuid(), weight: 1 },
+          { arbitrary: fc.constantFrom('', 'nope', '0'), weight: 1 },
+        ),
+      );
     case 'String':
       return g(() => fc.oneof(fc.constantFrom(...STRINGS), fc.string({ maxLength: 20 })));
     case 'DateTime':
-      return g(() => fc.oneof(fc.constantFrom('2026-01-01T00:00:00Z', 'yesterday', ''), fc.date({ noInvalidDate: true }).map((d) => d.toISOString())));
+      return g(() =>
+        fc.oneof(
+          fc.constantFrom('2026-01-01T00:00:00Z', 'yesterday', ''),
+          fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+        ),
+      );
     default:
       // JSON and any other custom scalar: any JSON value.
       return g(fc.jsonValue, { maxDepth: 2 });
@@ -91,8 +112,9 @@ function presentValue(g: Gen, type: GraphQLInputType, pool: IdPool, depth: numbe
 function wrongValue(g: Gen, type: GraphQLInputType): unknown {
   const named = getNamedType(type);
   if (isNonNullType(type) && g(fc.boolean)) return null;
-  if (isScalarType(named) && (named.name === 'JSON')) return undefined;
-  if (isScalarType(named) && (named.name === 'String' || named.name === 'ID' || named.name === 'DateTime')) return pick(g, [{ an: 'object' }, [[1]], true, 1.5]);
+  if (isScalarType(named) && named.name === 'JSON') return undefined;
+  if (isScalarType(named) && (named.name === 'String' || named.name === 'ID' || named.name === 'DateTime'))
+    return pick(g, [{ an: 'object' }, [[1]], true, 1.5]);
   if (isScalarType(named)) return pick(g, ['not a number', { an: 'object' }, 1.5e300, 2 ** 31]);
   if (isEnumType(named)) return pick(g, ['NOT_A_VALUE', 'active', 3]);
   return pick(g, ['a string', 42, [{ unknownField: 1 }]]);
@@ -116,7 +138,11 @@ function literal(value: unknown, type: GraphQLInputType): string {
 function jsonLiteral(value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (Array.isArray(value)) return `[${value.map(jsonLiteral).join(', ')}]`;
-  if (typeof value === 'object') return `{${Object.entries(value as Record<string, unknown>).filter(([k]) => /^[_A-Za-z][_0-9A-Za-z]*$/.test(k)).map(([k, v]) => `${k}: ${jsonLiteral(v)}`).join(', ')}}`;
+  if (typeof value === 'object')
+    return `{${Object.entries(value as Record<string, unknown>)
+      .filter(([k]) => /^[_A-Za-z][_0-9A-Za-z]*$/.test(k))
+      .map(([k, v]) => `${k}: ${jsonLiteral(v)}`)
+      .join(', ')}}`;
   if (typeof value === 'number') return Number.isFinite(value) ? String(Object.is(value, -0) ? 0 : value) : '0';
   return JSON.stringify(value);
 }
@@ -199,7 +225,10 @@ function selection(b: Builder, type: GraphQLCompositeType, depth: number): strin
 
 /** An operation on Query or Mutation of the schema; broken in one way when `breakWith` is given. */
 export function operation(g: Gen, schema: GraphQLSchema, pool: IdPool, breakWith?: Builder['breakWith']): GeneratedOperation {
-  const root = pick(g, [schema.getQueryType(), schema.getQueryType(), schema.getMutationType()].filter((t) => t != null));
+  const root = pick(
+    g,
+    [schema.getQueryType(), schema.getQueryType(), schema.getMutationType()].filter((t) => t != null),
+  );
   const b: Builder = { g, schema, pool, variables: {}, definitions: [], aliases: 0, ...(breakWith ? { breakWith } : {}) };
   const fields = Object.values(root.getFields());
   const parts: string[] = [];
@@ -236,7 +265,9 @@ const INT_RANGE = 2 ** 31;
 
 export function checkShape(schema: GraphQLSchema, query: string, operationName: string | undefined, data: unknown): string[] {
   const document = parse(query);
-  const op = document.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION && (operationName === undefined || d.name?.value === operationName));
+  const op = document.definitions.find(
+    (d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION && (operationName === undefined || d.name?.value === operationName),
+  );
   if (!op) return ['no operation to check against'];
   const root = schema.getRootType(op.operation);
   if (!root) return [`no ${op.operation} type`];
@@ -268,10 +299,10 @@ function checkObject(schema: GraphQLSchema, type: GraphQLCompositeType, set: Sel
       if (sel.kind === Kind.FIELD) {
         const key = sel.alias?.value ?? sel.name.value;
         expected.set(key, [...(expected.get(key) ?? []), sel]);
-      }
-      else if (sel.kind === Kind.INLINE_FRAGMENT) {
+      } else if (sel.kind === Kind.INLINE_FRAGMENT) {
         const condition = sel.typeCondition ? schema.getType(sel.typeCondition.name.value) : concrete;
-        if (condition && (condition === concrete || (isAbstractType(condition) && isObjectType(concrete) && schema.isSubType(condition, concrete)))) collect(sel.selectionSet);
+        if (condition && (condition === concrete || (isAbstractType(condition) && isObjectType(concrete) && schema.isSubType(condition, concrete))))
+          collect(sel.selectionSet);
       }
     }
   };
@@ -307,7 +338,10 @@ function checkValue(schema: GraphQLSchema, type: GraphQLOutputType, set: Selecti
   if (value === null) return;
   if (isListType(type)) {
     if (!Array.isArray(value)) problems.push(`${path}: expected a list, got ${JSON.stringify(value)}`);
-    else value.forEach((item, i) => checkValue(schema, type.ofType, set, item, `${path}[${i}]`, problems));
+    else
+      value.forEach((item, i) => {
+        checkValue(schema, type.ofType, set, item, `${path}[${i}]`, problems);
+      });
     return;
   }
   if (isEnumType(type)) {

@@ -33,12 +33,12 @@ function resolve(doc: OpenApiDoc, schema: Schema): Schema {
 }
 
 /** A value valid against the schema (as far as the keywords the document uses go). */
-export function valueOf(g: Gen, doc: OpenApiDoc, raw: Schema, pool: IdPool, depth = 0, name = ''): unknown {
+export function validValue(g: Gen, doc: OpenApiDoc, raw: Schema, pool: IdPool, depth = 0, name = ''): unknown {
   const schema = resolve(doc, raw);
   if (Array.isArray(schema.enum) && schema.enum.length > 0) return pick(g, schema.enum as unknown[]);
   if ('const' in schema) return schema.const;
   const alternatives = (schema.anyOf ?? schema.oneOf) as Schema[] | undefined;
-  if (alternatives && alternatives.length > 0) return valueOf(g, doc, pick(g, alternatives), pool, depth, name);
+  if (alternatives && alternatives.length > 0) return validValue(g, doc, pick(g, alternatives), pool, depth, name);
   const types = Array.isArray(schema.type) ? (schema.type as string[]) : typeof schema.type === 'string' ? [schema.type] : ['string'];
   const type = pick(g, types.filter((t) => t !== 'null').length > 0 && g(fc.integer, { min: 0, max: 5 }) > 0 ? types.filter((t) => t !== 'null') : types);
   switch (type) {
@@ -50,24 +50,31 @@ export function valueOf(g: Gen, doc: OpenApiDoc, raw: Schema, pool: IdPool, dept
       const min = typeof schema.minimum === 'number' ? schema.minimum : -(2 ** 31);
       const max = typeof schema.maximum === 'number' ? schema.maximum : 2 ** 31 - 1;
       // Mostly small positive counts (what most integers here are), sometimes the edges.
-      return g(() => fc.oneof({ arbitrary: fc.integer({ min: Math.max(min, 1), max: Math.min(max, 100) }), weight: 3 }, { arbitrary: fc.integer({ min: Math.max(min, -5), max: Math.min(max, 200) }), weight: 1 }, { arbitrary: fc.constantFrom(min, max), weight: 1 }));
+      return g(() =>
+        fc.oneof(
+          { arbitrary: fc.integer({ min: Math.max(min, 1), max: Math.min(max, 100) }), weight: 3 },
+          { arbitrary: fc.integer({ min: Math.max(min, -5), max: Math.min(max, 200) }), weight: 1 },
+          { arbitrary: fc.constantFrom(min, max), weight: 1 },
+        ),
+      );
     }
     case 'number':
       return g(fc.double, { noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 });
     case 'array': {
       const minItems = typeof schema.minItems === 'number' ? schema.minItems : 0;
       const n = g(fc.integer, { min: minItems, max: Math.max(minItems, depth > 2 ? minItems : 3) });
-      return Array.from({ length: n }, () => valueOf(g, doc, (schema.items as Schema | undefined) ?? {}, pool, depth + 1));
+      return Array.from({ length: n }, () => validValue(g, doc, (schema.items as Schema | undefined) ?? {}, pool, depth + 1));
     }
     case 'object': {
       const properties = (schema.properties ?? {}) as Record<string, Schema>;
       const required = new Set((schema.required as string[] | undefined) ?? []);
       const out: Record<string, unknown> = {};
       for (const [name, property] of Object.entries(properties)) {
-        if (required.has(name) || (depth < 3 && g(fc.boolean))) out[name] = valueOf(g, doc, property, pool, depth + 1, name);
+        if (required.has(name) || (depth < 3 && g(fc.boolean))) out[name] = validValue(g, doc, property, pool, depth + 1, name);
       }
       // A free-form object (JSON): a little JSON.
-      if (Object.keys(properties).length === 0 && schema.additionalProperties !== false) return g(fc.dictionary, fc.string({ minLength: 1, maxLength: 5 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 });
+      if (Object.keys(properties).length === 0 && schema.additionalProperties !== false)
+        return g(fc.dictionary, fc.string({ minLength: 1, maxLength: 5 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 });
       return out;
     }
     default: {
@@ -76,7 +83,13 @@ export function valueOf(g: Gen, doc: OpenApiDoc, raw: Schema, pool: IdPool, dept
       const maxLength = typeof schema.maxLength === 'number' ? schema.maxLength : 40;
       // Ids are mostly ones that exist, so lookups and changes get past "not found".
       if (/^id$|Id$/.test(name) && g(fc.integer, { min: 0, max: 3 }) > 0) return pick(g, pool.ids);
-      const text = g(() => fc.oneof(fc.constantFrom(...pool.ids), fc.string({ minLength, maxLength: Math.min(maxLength, 40) }), fc.constantFrom('summarize', 'tag-1', 'https://example.com/a2a')));
+      const text = g(() =>
+        fc.oneof(
+          fc.constantFrom(...pool.ids),
+          fc.string({ minLength, maxLength: Math.min(maxLength, 40) }),
+          fc.constantFrom('summarize', 'tag-1', 'https://example.com/a2a'),
+        ),
+      );
       return text.length < minLength ? text.padEnd(minLength, 'x') : text.length > maxLength ? text.slice(0, maxLength) : text;
     }
   }
@@ -125,14 +138,14 @@ export function restRequest(g: Gen, doc: OpenApiDoc, operations: DocumentedOpera
       broken = `bad path value ${name}`;
       return encodeURIComponent(pick(g, ['%', '..', ' ', 'x'.repeat(300), '💥', '']));
     }
-    return encodeURIComponent(asText(valueOf(g, doc, (params.find((p) => p.name === name)?.schema ?? { type: 'string' }) as Schema, pool, 0, name)));
+    return encodeURIComponent(asText(validValue(g, doc, (params.find((p) => p.name === name)?.schema ?? { type: 'string' }) as Schema, pool, 0, name)));
   });
   const query = new URLSearchParams();
   for (const param of params.filter((p) => p.in === 'query')) {
     // Optional filters narrow a list to nothing more often than not: one in three is set.
     if (!param.required && g(fc.integer, { min: 0, max: 2 }) > 0) continue;
     const schema = resolve(doc, param.schema as Schema);
-    let value = valueOf(g, doc, schema, pool, 0, param.name);
+    let value = validValue(g, doc, schema, pool, 0, param.name);
     if (breakWith === 'wrong type' && !broken && g(fc.boolean)) {
       const wrong = wrongText(g, schema);
       if (wrong !== undefined) {
@@ -158,7 +171,7 @@ export function restRequest(g: Gen, doc: OpenApiDoc, operations: DocumentedOpera
   if (bodySchema) {
     contentType = 'application/json';
     const schema = resolve(doc, bodySchema);
-    let value = valueOf(g, doc, schema, pool) as Record<string, unknown> | unknown;
+    const value = validValue(g, doc, schema, pool) as Record<string, unknown> | unknown;
     const properties = (schema.properties ?? {}) as Record<string, Schema>;
     const object = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
     if (breakWith && !broken && object) {
@@ -185,5 +198,13 @@ export function restRequest(g: Gen, doc: OpenApiDoc, operations: DocumentedOpera
       body = JSON.stringify(value);
     }
   }
-  return { operationId: operation.operationId, method, path: filledPath, query: query.toString(), ...(body !== undefined ? { body } : {}), ...(contentType ? { contentType } : {}), ...(broken ? { broken } : {}) };
+  return {
+    operationId: operation.operationId,
+    method,
+    path: filledPath,
+    query: query.toString(),
+    ...(body !== undefined ? { body } : {}),
+    ...(contentType ? { contentType } : {}),
+    ...(broken ? { broken } : {}),
+  };
 }

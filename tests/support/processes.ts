@@ -169,7 +169,11 @@ export async function startProcess(options: ProcessOptions): Promise<ServiceProc
 }
 
 /** Runs a command that is expected to exit by itself (e.g. on bad configuration). */
-export async function runToExit(options: { args: string[]; env?: Record<string, string | undefined>; timeoutMs?: number }): Promise<ExitStatus & { output: string }> {
+export async function runToExit(options: {
+  args: string[];
+  env?: Record<string, string | undefined>;
+  timeoutMs?: number;
+}): Promise<ExitStatus & { output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', ...options.args], {
     cwd: REPO_ROOT,
     env: { ...process.env, NODE_ENV: 'development', ...options.env },
@@ -266,7 +270,12 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       // Orchestration asks the agents subgraph about the agent at each claim.
       env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort), SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${agentsPort}/graphql` },
     }),
-    startProcess({ name: 'governance', args: ['scripts/subgraph.ts', 'governance'], port: governancePort, env: { ...common, GOVERNANCE_PORT: String(governancePort) } }),
+    startProcess({
+      name: 'governance',
+      args: ['scripts/subgraph.ts', 'governance'],
+      port: governancePort,
+      env: { ...common, GOVERNANCE_PORT: String(governancePort) },
+    }),
   ]);
   const gateway = await startGatewayProcess({
     name: 'gateway',

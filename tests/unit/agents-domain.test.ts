@@ -162,13 +162,33 @@ describe('registration input', () => {
     ['a provider without organization', 'input.provider.organization', { name: 'a', provider: { organization: '' } }],
     ['a provider with a bad url', 'input.provider.url', { name: 'a', provider: { organization: 'o', url: 'nope' } }],
     ['101 skills', 'input.skills', { name: 'a', skills: Array.from({ length: 101 }, (_, i) => ({ id: `s${i}`, name: 's' })) }],
-    ['two skills with one id', 'input.skills[1].id', { name: 'a', skills: [{ id: 's', name: 'one' }, { id: 's', name: 'two' }] }],
+    [
+      'two skills with one id',
+      'input.skills[1].id',
+      {
+        name: 'a',
+        skills: [
+          { id: 's', name: 'one' },
+          { id: 's', name: 'two' },
+        ],
+      },
+    ],
     ['an empty skill id', 'input.skills[0].id', { name: 'a', skills: [{ id: ' ', name: 'one' }] }],
     ['a 65-character tag', 'input.skills[0].tags[0]', { name: 'a', skills: [{ id: 's', name: 'n', tags: ['t'.repeat(65)] }] }],
     ['33 tags on a skill', 'input.skills[0].tags', { name: 'a', skills: [{ id: 's', name: 'n', tags: Array.from({ length: 33 }, (_, i) => `t${i}`) }] }],
     ['an empty tag', 'input.skills[0].tags[1]', { name: 'a', skills: [{ id: 's', name: 'n', tags: ['ok', ''] }] }],
     ['65 labels', 'input.labels', { name: 'a', labels: Array.from({ length: 65 }, (_, i) => ({ key: `k${i}`, value: 'v' })) }],
-    ['a repeated label key', 'input.labels[1].key', { name: 'a', labels: [{ key: 'k', value: '1' }, { key: 'k', value: '2' }] }],
+    [
+      'a repeated label key',
+      'input.labels[1].key',
+      {
+        name: 'a',
+        labels: [
+          { key: 'k', value: '1' },
+          { key: 'k', value: '2' },
+        ],
+      },
+    ],
     ['a 129-character label key', 'input.labels[0].key', { name: 'a', labels: [{ key: 'k'.repeat(129), value: 'v' }] }],
     ['a 257-character label value', 'input.labels[0].value', { name: 'a', labels: [{ key: 'k', value: 'v'.repeat(257) }] }],
     ['21 input modes', 'input.defaultInputModes', { name: 'a', defaultInputModes: Array.from({ length: 21 }, (_, i) => `m/${i}`) }],
@@ -361,7 +381,11 @@ describe('A2A Agent Card', () => {
     ['a v1.0 card whose interfaces are not an array', 'card.supportedInterfaces', { ...v10, supportedInterfaces: { url: 'https://x.example.com' } }],
     ['a v1.0 interface without url', 'card.supportedInterfaces[0].url', { ...v10, supportedInterfaces: [{ protocolBinding: 'JSONRPC' }] }],
     ['a v1.0 interface that is not an object', 'card.supportedInterfaces[0]', { ...v10, supportedInterfaces: ['https://x.example.com'] }],
-    ['a v1.0 card whose first url is not http(s)', 'card.supportedInterfaces[0].url', { ...v10, supportedInterfaces: [{ url: 'ftp://x', protocolBinding: 'JSONRPC' }] }],
+    [
+      'a v1.0 card whose first url is not http(s)',
+      'card.supportedInterfaces[0].url',
+      { ...v10, supportedInterfaces: [{ url: 'ftp://x', protocolBinding: 'JSONRPC' }] },
+    ],
     ['a card without skills', 'card.skills', without(v10, 'skills')],
     ['a card whose skills are an object', 'card.skills', { ...v10, skills: {} }],
     ['a skill that is not an object', 'card.skills[0]', { ...v10, skills: ['extract'] }],

@@ -44,8 +44,12 @@ describe('registration with a credential', () => {
 
   it('stores nothing when governance refuses, and says the agent was not registered', async () => {
     const register = vi.fn();
-    const refused = new GraphQLError('The governance subgraph is unavailable; try again', { extensions: { code: 'DEPENDENCY_UNAVAILABLE', serviceName: 'governance', http: { status: 503 } } });
-    const err = await registerAgent(context({ register }, { issue: vi.fn(async () => Promise.reject(refused)), revoke: vi.fn() }), true).catch((e: unknown) => e);
+    const refused = new GraphQLError('The governance subgraph is unavailable; try again', {
+      extensions: { code: 'DEPENDENCY_UNAVAILABLE', serviceName: 'governance', http: { status: 503 } },
+    });
+    const err = await registerAgent(context({ register }, { issue: vi.fn(async () => Promise.reject(refused)), revoke: vi.fn() }), true).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(GraphQLError);
     expect((err as GraphQLError).message).toMatch(/^The agent was not registered: its credential could not be issued/);
     expect((err as GraphQLError).extensions).toEqual({ code: 'DEPENDENCY_UNAVAILABLE', serviceName: 'governance', registered: false });
@@ -55,7 +59,9 @@ describe('registration with a credential', () => {
   it('revokes the fresh credential when the agent cannot be stored, and reports the store’s error', async () => {
     const revoke = vi.fn(async () => undefined);
     const broken = new Error('disk full');
-    const err = await registerAgent(context({ register: vi.fn(async () => Promise.reject(broken)) }, { issue: vi.fn(async () => issued), revoke }), true).catch((e: unknown) => e);
+    const err = await registerAgent(context({ register: vi.fn(async () => Promise.reject(broken)) }, { issue: vi.fn(async () => issued), revoke }), true).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBe(broken);
     expect(revoke).toHaveBeenCalledWith(expect.objectContaining({ tenantId: 'default' }), 'key-1');
   });

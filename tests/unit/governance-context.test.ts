@@ -9,7 +9,16 @@ import type { ApiKeyStore } from '../../subgraphs/governance/store.ts';
 // The context only carries the store along; no method of it is called here.
 const store = {} as ApiKeyStore;
 const logger = createLogger('test', 'silent');
-const verified: RequestIdentity = { kind: 'user', subject: 'alice', tenantId: 'acme', scopes: ['admin'], requestId: 'r1', audience: 'governance', expiresAt: new Date(), signed: true };
+const verified: RequestIdentity = {
+  kind: 'user',
+  subject: 'alice',
+  tenantId: 'acme',
+  scopes: ['admin'],
+  requestId: 'r1',
+  audience: 'governance',
+  expiresAt: new Date(),
+  signed: true,
+};
 
 describe('governance context', () => {
   it('acts as the verified identity, in its tenant', () => {

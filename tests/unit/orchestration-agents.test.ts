@@ -93,7 +93,14 @@ describe('release', () => {
   it('puts a held task back to SUBMITTED at once, giving the attempt back', () => {
     const held = reportProgress(claim(task(), AGENT, 60, T0), { agentId: AGENT, percent: 10, message: null, leaseSeconds: 60 }, T0 + 1000);
     const released = release(held, AGENT, T0 + 2000)!;
-    expect(released).toMatchObject({ state: 'SUBMITTED', attempts: 0, leaseExpiresAt: null, attemptDeadlineAt: null, availableAt: new Date(T0 + 2000).toISOString(), error: null });
+    expect(released).toMatchObject({
+      state: 'SUBMITTED',
+      attempts: 0,
+      leaseExpiresAt: null,
+      attemptDeadlineAt: null,
+      availableAt: new Date(T0 + 2000).toISOString(),
+      error: null,
+    });
     expect(released.version).toBe(held.version + 1);
   });
 
@@ -126,7 +133,13 @@ describe('historyEntry', () => {
       message: null,
     });
     const claimed = claim(created, AGENT, 60, T0 + 1);
-    expect(historyEntry(created, claimed, asAgent)).toMatchObject({ kind: 'CLAIMED', from: 'SUBMITTED', to: 'ASSIGNED', actor: 'apikey:k1', onBehalfOf: AGENT });
+    expect(historyEntry(created, claimed, asAgent)).toMatchObject({
+      kind: 'CLAIMED',
+      from: 'SUBMITTED',
+      to: 'ASSIGNED',
+      actor: 'apikey:k1',
+      onBehalfOf: AGENT,
+    });
     const started = reportProgress(claimed, { agentId: AGENT, percent: 1, message: null, leaseSeconds: 60 }, T0 + 2);
     expect(historyEntry(claimed, started, asAgent).kind).toBe('STARTED');
     const asked = requestInput(started, { agentId: AGENT, message: 'Which year?' }, T0 + 3);

@@ -139,7 +139,11 @@ describe('task state machine', () => {
     }
     const ended: Task[] = [
       complete(working(), { agentId: AGENT, result: 1 }, T0 + 5000),
-      fail(working(task({ retryPolicy: { maximumAttempts: 1 } })), { agentId: AGENT, error: { message: 'x', type: null, details: null }, retryable: true }, T0 + 5000),
+      fail(
+        working(task({ retryPolicy: { maximumAttempts: 1 } })),
+        { agentId: AGENT, error: { message: 'x', type: null, details: null }, retryable: true },
+        T0 + 5000,
+      ),
       cancel(task(), T0),
     ];
     for (const t of ended) {
@@ -175,7 +179,10 @@ describe('retry policy', () => {
   });
 
   it('rejects invalid policies naming the field', () => {
-    expect(codeOf(() => retryPolicy({ backoffCoefficient: 0.5 })).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'retryPolicy.backoffCoefficient' });
+    expect(codeOf(() => retryPolicy({ backoffCoefficient: 0.5 })).extensions).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      field: 'retryPolicy.backoffCoefficient',
+    });
     expect(codeOf(() => retryPolicy({ maximumAttempts: 0 })).extensions.field).toBe('retryPolicy.maximumAttempts');
     expect(codeOf(() => retryPolicy({ maximumAttempts: 101 })).extensions.field).toBe('retryPolicy.maximumAttempts');
     expect(codeOf(() => retryPolicy({ maximumAttempts: 2.5 })).extensions.field).toBe('retryPolicy.maximumAttempts');
@@ -277,7 +284,12 @@ describe('input validation', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const step = (id: string, dependsOn: string[] = [], extra: Partial<WorkflowStepFields> = {}): WorkflowStepFields => ({ id, title: `Step ${id}`, dependsOn, ...extra });
+const step = (id: string, dependsOn: string[] = [], extra: Partial<WorkflowStepFields> = {}): WorkflowStepFields => ({
+  id,
+  title: `Step ${id}`,
+  dependsOn,
+  ...extra,
+});
 
 describe('workflow definitions', () => {
   it('accepts a DAG and fills step defaults', () => {

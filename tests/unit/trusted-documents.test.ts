@@ -57,7 +57,10 @@ describe('resolveTrustedDocument', () => {
     expect(refusal(resolveTrustedDocument(registry, { query: '{ agents { totalCount } }' }))).toEqual({ code: 'OPERATION_NOT_TRUSTED', status: 403 });
     expect(refusal(resolveTrustedDocument(registry, { query: `${LIST} ` }))).toEqual({ code: 'OPERATION_NOT_TRUSTED', status: 403 });
     // An unregistered body is refused whatever id comes with it.
-    expect(refusal(resolveTrustedDocument(registry, { query: '{ agents { totalCount } }', documentId: id }))).toEqual({ code: 'OPERATION_NOT_TRUSTED', status: 403 });
+    expect(refusal(resolveTrustedDocument(registry, { query: '{ agents { totalCount } }', documentId: id }))).toEqual({
+      code: 'OPERATION_NOT_TRUSTED',
+      status: 403,
+    });
   });
 
   it('answers an unknown id with 404 PERSISTED_QUERY_NOT_FOUND, and malformed requests with 400 BAD_REQUEST', () => {
@@ -65,7 +68,10 @@ describe('resolveTrustedDocument', () => {
     expect(refusal(resolveTrustedDocument(registry, {}))).toEqual({ code: 'BAD_REQUEST', status: 400 });
     expect(refusal(resolveTrustedDocument(registry, { query: 42 }))).toEqual({ code: 'BAD_REQUEST', status: 400 });
     expect(refusal(resolveTrustedDocument(registry, { documentId: 7 }))).toEqual({ code: 'BAD_REQUEST', status: 400 });
-    expect(refusal(resolveTrustedDocument(registry, { documentId: id, extensions: { persistedQuery: { sha256Hash: 'a'.repeat(64) } } }))).toEqual({ code: 'BAD_REQUEST', status: 400 });
+    expect(refusal(resolveTrustedDocument(registry, { documentId: id, extensions: { persistedQuery: { sha256Hash: 'a'.repeat(64) } } }))).toEqual({
+      code: 'BAD_REQUEST',
+      status: 400,
+    });
     const other = createRegistry('enforce', [LIST, '{ __typename }']);
     expect(refusal(resolveTrustedDocument(other, { query: LIST, documentId: documentIdOf('{ __typename }') }))).toEqual({ code: 'BAD_REQUEST', status: 400 });
   });
@@ -89,7 +95,12 @@ describe('checkManifest', () => {
   const op = (body: string, extra: Record<string, unknown> = {}) => ({ id: documentIdOf(body), name: 'List', type: 'query', body, ...extra });
 
   it('accepts an Apollo persisted query manifest, extra fields included', () => {
-    const { problems, operations } = checkManifest({ format: 'apollo-persisted-query-manifest', version: 1, operations: [op(LIST, { clientName: 'web' })], generatedAt: 'now' });
+    const { problems, operations } = checkManifest({
+      format: 'apollo-persisted-query-manifest',
+      version: 1,
+      operations: [op(LIST, { clientName: 'web' })],
+      generatedAt: 'now',
+    });
     expect(problems).toEqual([]);
     expect(operations.map((o) => o.body)).toEqual([LIST]);
   });
@@ -130,7 +141,10 @@ describe('loadTrustedDocuments', () => {
   };
 
   it('registers the REST operations (exactly as the facade sends them) and every manifest', () => {
-    const path = manifestFile('ok.json', JSON.stringify({ format: 'apollo-persisted-query-manifest', version: 1, operations: [{ id, name: 'List', type: 'query', body: LIST }] }));
+    const path = manifestFile(
+      'ok.json',
+      JSON.stringify({ format: 'apollo-persisted-query-manifest', version: 1, operations: [{ id, name: 'List', type: 'query', body: LIST }] }),
+    );
     const loaded = loadTrustedDocuments({ TRUSTED_DOCUMENTS: 'enforce', TRUSTED_DOCUMENTS_MANIFEST: path }, restDocuments);
     const rest = loadOperations().routes;
     expect(loaded.registry.mode).toBe('enforce');
@@ -142,7 +156,9 @@ describe('loadTrustedDocuments', () => {
   it('is off by default, and still checks a named manifest then', () => {
     expect(loadTrustedDocuments({}, restDocuments).registry).toMatchObject({ mode: 'off' });
     const notJson = manifestFile('not.json', '{ nope');
-    expect(problemsOf(() => loadTrustedDocuments({ TRUSTED_DOCUMENTS_MANIFEST: notJson }, restDocuments))).toEqual([expect.stringMatching(new RegExp(`^TRUSTED_DOCUMENTS_MANIFEST: ${notJson}: is not JSON \\(`))]);
+    expect(problemsOf(() => loadTrustedDocuments({ TRUSTED_DOCUMENTS_MANIFEST: notJson }, restDocuments))).toEqual([
+      expect.stringMatching(new RegExp(`^TRUSTED_DOCUMENTS_MANIFEST: ${notJson}: is not JSON \\(`)),
+    ]);
   });
 });
 
@@ -154,7 +170,9 @@ describe('buildManifest (npm run trusted-documents)', () => {
     ]);
     expect(manifest.operations.map((o) => o.name)).toEqual(['A', 'B']);
     const b = manifest.operations[1];
-    expect(b?.body).toBe('query B {\n  agents {\n    nodes {\n      ...X\n    }\n  }\n}\n\nfragment X on Agent {\n  id\n  ...Y\n}\n\nfragment Y on Agent {\n  name\n}');
+    expect(b?.body).toBe(
+      'query B {\n  agents {\n    nodes {\n      ...X\n    }\n  }\n}\n\nfragment X on Agent {\n  id\n  ...Y\n}\n\nfragment Y on Agent {\n  name\n}',
+    );
     expect(b?.id).toBe(documentIdOf(b?.body ?? ''));
     expect(checkManifest(manifest).problems).toEqual([]);
   });
@@ -185,7 +203,11 @@ describe('expandPaths (the script’s arguments)', () => {
     for (const f of ['src/a.graphql', 'src/deep/b.gql', 'src/deep/c.graphql', 'src/notes.txt', 'top.graphql']) writeFileSync(join(dir, f), '');
     expect(expandPaths(['src'], dir)).toEqual([join(dir, 'src/a.graphql'), join(dir, 'src/deep/b.gql'), join(dir, 'src/deep/c.graphql')]);
     expect(expandPaths(['**/*.graphql'], dir)).toEqual([join(dir, 'src/a.graphql'), join(dir, 'src/deep/c.graphql'), join(dir, 'top.graphql')]);
-    expect(expandPaths(['src/*.graphql', 'src/deep/?.gql', 'top.graphql'], dir)).toEqual([join(dir, 'src/a.graphql'), join(dir, 'src/deep/b.gql'), join(dir, 'top.graphql')]);
+    expect(expandPaths(['src/*.graphql', 'src/deep/?.gql', 'top.graphql'], dir)).toEqual([
+      join(dir, 'src/a.graphql'),
+      join(dir, 'src/deep/b.gql'),
+      join(dir, 'top.graphql'),
+    ]);
     expect(() => expandPaths(['nothing/*.graphql'], dir)).toThrow(/nothing\/\*\.graphql/);
     expect(() => expandPaths(['missing.graphql'], dir)).toThrow(/no such file/);
   });

@@ -9,7 +9,11 @@ import { insertTask, lockTask, saveTask, taskResults } from './task-queries.ts';
 import { findDefinition, insertRun, setRunStatus, setStepStatus, stepRunsOf } from './workflow-queries.ts';
 
 export async function startRun(s: Scope, definition: WorkflowDefinitionRow, input: unknown): Promise<WorkflowRunRow> {
-  const run = await insertRun(s, { id: newId(), definitionId: definition.id, input }, definition.steps.map((step) => step.id));
+  const run = await insertRun(
+    s,
+    { id: newId(), definitionId: definition.id, input },
+    definition.steps.map((step) => step.id),
+  );
   return advance(s, run, definition.steps);
 }
 
@@ -68,7 +72,8 @@ async function advance(caller: Scope, run: WorkflowRunRow, steps: readonly Workf
   for (const stepId of plan.cancel) {
     const taskId = taskOfStep.get(stepId);
     const task = taskId ? await lockTask(s, taskId) : null;
-    if (task && !isTerminal(task.state)) await saveTask(s, task, cancel(task, s.now), { message: opts.cancel ? `workflow run ${run.id} canceled` : `workflow run ${run.id} failed` });
+    if (task && !isTerminal(task.state))
+      await saveTask(s, task, cancel(task, s.now), { message: opts.cancel ? `workflow run ${run.id} canceled` : `workflow run ${run.id} failed` });
   }
   await setStepStatus(s, run.id, plan.cancel, 'CANCELED');
   return plan.status === run.status ? run : setRunStatus(s, run, plan.status);

@@ -235,7 +235,12 @@ export async function firstTasksOfAgents(
  * in one grouped statement. The cursor does not narrow it: totalCount is the whole list's, as in
  * listTasks.
  */
-export async function taskCountsOfAgents(db: Reader, tenantId: string, agentIds: readonly string[], states: readonly TaskState[] | null): Promise<Map<string, number>> {
+export async function taskCountsOfAgents(
+  db: Reader,
+  tenantId: string,
+  agentIds: readonly string[],
+  states: readonly TaskState[] | null,
+): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   if (agentIds.length === 0) return counts;
   const rows = await db
@@ -252,7 +257,12 @@ export async function taskCountsOfAgents(db: Reader, tenantId: string, agentIds:
 
 export async function tasksByIds(db: Reader, tenantId: string, ids: readonly string[]): Promise<TaskRow[]> {
   if (ids.length === 0) return [];
-  const rows = await db.selectFrom('tasks').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', [...ids]).execute();
+  const rows = await db
+    .selectFrom('tasks')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('id', 'in', [...ids])
+    .execute();
   return rows.map(decodeTask);
 }
 
@@ -304,7 +314,12 @@ export async function heldTaskIds(db: Reader, tenantId: string, agentId: string)
 export async function taskResults(s: Scope, ids: readonly string[]): Promise<Map<string, unknown>> {
   const results = new Map<string, unknown>();
   if (ids.length === 0) return results;
-  const rows = await s.trx.selectFrom('tasks').select(['id', 'result']).where('tenant_id', '=', s.tenantId).where('id', 'in', [...ids]).execute();
+  const rows = await s.trx
+    .selectFrom('tasks')
+    .select(['id', 'result'])
+    .where('tenant_id', '=', s.tenantId)
+    .where('id', 'in', [...ids])
+    .execute();
   for (const r of rows) results.set(r.id, r.result === null ? null : (JSON.parse(r.result) as unknown));
   return results;
 }

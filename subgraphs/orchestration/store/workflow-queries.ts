@@ -1,15 +1,7 @@
 // SQL about workflow definitions, runs and step runs. Writes run inside a Scope (a transaction).
 import type { Cursor } from '../../../runtime/pagination.ts';
 import { iso, workflowRunStatusChanged, type StepRunStatus, type WorkflowDefinitionSpec, type WorkflowRunStatus } from '../domain.ts';
-import {
-  decodeDefinition,
-  decodeRun,
-  decodeStepRun,
-  encodeJson,
-  type StepRunRow,
-  type WorkflowDefinitionRow,
-  type WorkflowRunRow,
-} from './rows.ts';
+import { decodeDefinition, decodeRun, decodeStepRun, encodeJson, type StepRunRow, type WorkflowDefinitionRow, type WorkflowRunRow } from './rows.ts';
 import { afterCursor, type Reader, type Scope } from './scope.ts';
 
 export interface WorkflowRunFilter {
@@ -47,7 +39,12 @@ export async function findDefinition(db: Reader, tenantId: string, id: string): 
 
 export async function definitionsByIds(db: Reader, tenantId: string, ids: readonly string[]): Promise<WorkflowDefinitionRow[]> {
   if (ids.length === 0) return [];
-  const rows = await db.selectFrom('workflow_definitions').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', [...ids]).execute();
+  const rows = await db
+    .selectFrom('workflow_definitions')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('id', 'in', [...ids])
+    .execute();
   return rows.map(decodeDefinition);
 }
 
@@ -86,7 +83,9 @@ export async function insertRun(s: Scope, run: { id: string; definitionId: strin
   await s.trx.insertInto('workflow_runs').values(row).execute();
   await s.trx
     .insertInto('workflow_step_runs')
-    .values(stepIds.map((stepId, position) => ({ tenant_id: s.tenantId, run_id: run.id, step_id: stepId, position, status: 'PENDING' as const, task_id: null })))
+    .values(
+      stepIds.map((stepId, position) => ({ tenant_id: s.tenantId, run_id: run.id, step_id: stepId, position, status: 'PENDING' as const, task_id: null })),
+    )
     .execute();
   s.emit(workflowRunStatusChanged({ id: run.id, tenantId: s.tenantId }, null, 'RUNNING', s.now));
   return decodeRun(row);
@@ -127,7 +126,12 @@ export async function setRunStatus(s: Scope, run: WorkflowRunRow, status: Workfl
 
 export async function runsByIds(db: Reader, tenantId: string, ids: readonly string[]): Promise<WorkflowRunRow[]> {
   if (ids.length === 0) return [];
-  const rows = await db.selectFrom('workflow_runs').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', [...ids]).execute();
+  const rows = await db
+    .selectFrom('workflow_runs')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('id', 'in', [...ids])
+    .execute();
   return rows.map(decodeRun);
 }
 
@@ -175,13 +179,7 @@ export async function stepRunsByRunIds(db: Reader, tenantId: string, runIds: rea
   return rows.map(decodeStepRun);
 }
 
-export async function setStepStatus(
-  s: Scope,
-  runId: string,
-  stepIds: readonly string[],
-  status: StepRunStatus,
-  taskId?: string,
-): Promise<void> {
+export async function setStepStatus(s: Scope, runId: string, stepIds: readonly string[], status: StepRunStatus, taskId?: string): Promise<void> {
   if (stepIds.length === 0) return;
   await s.trx
     .updateTable('workflow_step_runs')

@@ -16,7 +16,11 @@ const database = await openDatabase<DB>({
   migrations: {
     '0001': {
       async up(db) {
-        await db.schema.createTable('acked').addColumn('id', 'text', (c) => c.primaryKey()).addColumn('wave', 'integer', (c) => c.notNull()).execute();
+        await db.schema
+          .createTable('acked')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('wave', 'integer', (c) => c.notNull())
+          .execute();
       },
     },
   },
