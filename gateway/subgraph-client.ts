@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../runtime/identity.ts';
 import type { Logger } from '../runtime/logger.ts';
+import { identityClaims } from './auth/principal.ts';
 import type { GatewayContext } from './context.ts';
 import type { InflightDedup } from './dedup.ts';
 import { subgraphResponseTooLarge, subgraphUnavailable } from './errors.ts';
@@ -56,14 +57,7 @@ const GATEWAY_SERVICE: IdentityClaims = { kind: 'service', subject: 'gateway', t
 /** Who a request acts as: the caller the gateway authenticated (GatewayContext.principal). */
 function identityOf(options: GraphQLDataSourceProcessOptions<GatewayContext>): IdentityClaims {
   if (!isIncoming(options)) return GATEWAY_SERVICE;
-  const { principal } = options.context;
-  return {
-    kind: principal.kind,
-    subject: principal.subject,
-    tenantId: principal.tenantId,
-    scopes: principal.scopes,
-    agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null),
-  };
+  return identityClaims(options.context.principal);
 }
 
 /** The body as text, as undici's body.text() decodes it: UTF-8, without a leading byte order mark. */

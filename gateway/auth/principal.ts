@@ -1,6 +1,7 @@
 // Who is calling, once the gateway has checked the credentials. Every later decision (field
 // access, rate limits, the identity passed to subgraphs) reads this and nothing else.
 import { GraphQLError } from 'graphql';
+import type { IdentityClaims } from '../../runtime/identity.ts';
 
 export interface AuthenticatedPrincipal {
   kind: 'user' | 'apiKey';
@@ -86,4 +87,15 @@ export function scopesFromClaims(claims: Record<string, unknown>): string[] {
     }
   }
   return [...out];
+}
+
+/** The claims the gateway signs for a principal into every subgraph identity (subgraph fetches and shared streams alike). */
+export function identityClaims(principal: Principal): IdentityClaims {
+  return {
+    kind: principal.kind,
+    subject: principal.subject,
+    tenantId: principal.tenantId,
+    scopes: principal.scopes,
+    agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null),
+  };
 }

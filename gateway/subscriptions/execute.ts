@@ -24,7 +24,8 @@ import type { GatewayContext } from '../context.ts';
 import { eventExecutor, type ErrorFormatter } from './event-execution.ts';
 import { type Planning, SupergraphNotLoadedError, type SubscriptionPlan, type Supergraph } from './planning.ts';
 import { SharedStream } from './shared-stream.ts';
-import { authorizationKey, identityClaims, streamContext } from './stream-identity.ts';
+import { identityClaims } from '../auth/principal.ts';
+import { authorizationKey, streamContext } from './stream-identity.ts';
 import type { UpstreamSubscriptions } from './upstream.ts';
 
 export interface PreparedOperation {

@@ -6,7 +6,6 @@
 // same for everyone who shares it, and nothing that ends with one subscriber.
 import { randomUUID } from 'node:crypto';
 import { HeaderMap } from '@apollo/server';
-import type { IdentityClaims } from '../../runtime/identity.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { ANONYMOUS, type Principal } from '../auth/principal.ts';
 import type { GatewayContext } from '../context.ts';
@@ -50,16 +49,5 @@ export function streamContext(principal: Principal, headers: Iterable<readonly [
     logger: logger.child(identity.kind === 'anonymous' ? { stream: requestId } : { stream: requestId, tenantId: identity.tenantId }),
     principal: identity,
     remoteAddress: 'gateway',
-  };
-}
-
-/** The claims the gateway signs for a principal (the same mapping as the subgraph client's). */
-export function identityClaims(principal: Principal): IdentityClaims {
-  return {
-    kind: principal.kind,
-    subject: principal.subject,
-    tenantId: principal.tenantId,
-    scopes: principal.scopes,
-    agentId: principal.kind === 'anonymous' ? null : (principal.agentId ?? null),
   };
 }

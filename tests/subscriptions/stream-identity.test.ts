@@ -3,7 +3,8 @@
 // as, and its principal carries no subscriber's subject or expiry.
 import { describe, expect, it } from 'vitest';
 import { ANONYMOUS, type AuthenticatedPrincipal } from '../../gateway/auth/principal.ts';
-import { authorizationKey, identityClaims, STREAM_SUBJECT, streamContext, streamPrincipal } from '../../gateway/subscriptions/stream-identity.ts';
+import { identityClaims } from '../../gateway/auth/principal.ts';
+import { authorizationKey, STREAM_SUBJECT, streamContext, streamPrincipal } from '../../gateway/subscriptions/stream-identity.ts';
 import { createLogger } from '../../runtime/logger.ts';
 
 const base: AuthenticatedPrincipal = {
