@@ -27,7 +27,10 @@ import { subscribe, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
 
-const SEED = process.env.GENERATIVE_SEED ? Number(process.env.GENERATIVE_SEED) : Math.floor(Math.random() * 2 ** 31);
+// A new seed each local run explores; CI replays one fixed seed, so a landing never depends on
+// what a random draw happens to find (a seed that fails locally is replayed with GENERATIVE_SEED).
+const CI_SEED = 20261203;
+const SEED = process.env.GENERATIVE_SEED ? Number(process.env.GENERATIVE_SEED) : process.env.CI ? CI_SEED : Math.floor(Math.random() * 2 ** 31);
 // GENERATIVE_RUNS multiplies the budget for a longer hunt on a workstation (CI runs the default).
 const SCALE = Math.max(1, Number(process.env.GENERATIVE_RUNS ?? 1) || 1);
 const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, ws: 60 * SCALE, rest: 150 * SCALE } as const;
