@@ -219,8 +219,17 @@ export async function startSubgraph<DB, C extends RequestContext>(
         context: async (info) =>
           instance.createContext(baseContext(await verifiedIdentity(identity, info.headers.get(IDENTITY_HEADER), def.name), info.requestId, logger)),
         readiness: async () => {
+          // Without its database a subgraph cannot serve: not ready (the ping throws).
           await database.ping();
-          await bus.ping();
+          // Without Redis it still can: writes commit, and with an outbox their events wait in it
+          // until the relay publishes them once Redis is back. Taking the replica out of rotation
+          // for that would turn an event delay into an outage, so it is ready and says so.
+          const events = await bus.ping().then(
+            () => 'ok',
+            (err: unknown) =>
+              `degraded: ${err instanceof Error ? err.message : String(err)}; ${outbox ? 'events wait in the outbox until it is back' : 'events published meanwhile are lost'}`,
+          );
+          return { database: 'ok', events };
         },
       },
       { host: config.HOST, port },
