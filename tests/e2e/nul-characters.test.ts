@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, DATABASE_URL } from '../support/databases.ts';
-import { gql, gqlOk, manageProcesses, startPlatform, type Platform, type ServiceProcess } from '../support/processes.ts';
+import { gql, gqlOk, manageProcesses, startPlatform, withDefaultAuth, type Platform, type ServiceProcess } from '../support/processes.ts';
+import { refusal, subscribe, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
 
@@ -67,5 +68,26 @@ describe.each(backends)('a NUL character in a string input, through the gateway:
     // The same inputs without the NUL go through: the refusal is about that character only.
     await gqlOk(platform.url, REGISTER, { input: { name: 'good name' } });
     await gqlOk(platform.url, SUBMIT, { input: { title: 'ok', input: { notes: ['fine', 'good'] } } });
+  });
+
+  it.skipIf(skip)(`refuses it in a subscription's arguments too, over graphql-ws and SSE${skip ? ` (skipped: ${skip})` : ''}`, async () => {
+    const subscription = { query: 'subscription($agent: ID) { agentStatusChanged(agentId: $agent) { eventId } }', variables: { agent: 'a\u0000b' } };
+    const client = wsClient(platform.url);
+    try {
+      const errors = await refusal(subscribe(client, subscription));
+      expect(errors.map((e) => e.extensions)).toEqual([expect.objectContaining({ code: 'BAD_USER_INPUT', variable: '$agent' })]);
+    } finally {
+      await client.dispose();
+    }
+    const sse = await fetch(platform.url.replace(/\/graphql$/, '/graphql/stream'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(await withDefaultAuth()) },
+      body: JSON.stringify(subscription),
+    });
+    expect(sse.status).toBe(400);
+    expect(((await sse.json()) as { errors: { extensions?: Record<string, unknown> }[] }).errors[0]?.extensions).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      variable: '$agent',
+    });
   });
 });
