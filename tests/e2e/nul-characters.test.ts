@@ -63,6 +63,15 @@ describe.each(backends)('a NUL character in a string input, through the gateway:
       expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', ...c.names });
       expect(res.errors?.[0]?.message).toContain('NUL character');
     }
+    // The REST facade runs the same executor: a problem+json 400.
+    const rest = await fetch(platform.url.replace(/\/graphql$/, '/v1/agents'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(await withDefaultAuth()) },
+      body: JSON.stringify({ name: 'bad\u0000name' }),
+    });
+    expect(rest.status).toBe(400);
+    expect(rest.headers.get('content-type')).toContain('application/problem+json');
+    expect(await rest.json()).toMatchObject({ status: 400, code: 'BAD_USER_INPUT' });
     expect(await gqlOk(platform.url, COUNTS)).toEqual(before);
     expect(services.map((s, i) => errorLines(s).slice(logged[i]))).toEqual(services.map(() => []));
     // The same inputs without the NUL go through: the refusal is about that character only.
