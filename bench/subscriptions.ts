@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { mintDevToken } from '../scripts/token.ts';
 import { freePort, launch, readyz, type Service } from './launcher.ts';
 
 interface Options {
@@ -76,7 +77,9 @@ async function gql<T>(url: string, query: string, variables?: Record<string, unk
 }
 
 async function stats(gatewayBase: string): Promise<{ clientSubscriptions: number; sharedStreams: number; upstreamSubscriptions: number }> {
-  return (await (await fetch(`${gatewayBase}/debug/subscriptions`)).json()) as {
+  // The counters need the admin scope: a development token, as `npm start` prints.
+  const authorization = `Bearer ${await mintDevToken({}, { NODE_ENV: 'development' })}`;
+  return (await (await fetch(`${gatewayBase}/debug/subscriptions`, { headers: { authorization } })).json()) as {
     clientSubscriptions: number;
     sharedStreams: number;
     upstreamSubscriptions: number;

@@ -27,6 +27,7 @@ import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from './sub
 import { createDedup } from './dedup.ts';
 import { operationResolutionPlugin } from './operation-resolution.ts';
 import { withVariableCoercion } from './variable-coercion.ts';
+import { withNulCharacterRefusal } from './nul-character-refusal.ts';
 import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
@@ -146,9 +147,11 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   const apollo = new ApolloServer<GatewayContext>({
-    // Bad variables first (a request error for every caller), then field-level access control
-    // (@authenticated, @requiresScopes) before every execution.
-    gateway: prepared.wrap(withVariableCoercion(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }))),
+    // Bad variables first, then NUL characters in strings (request errors for every caller), then
+    // field-level access control (@authenticated, @requiresScopes) before every execution.
+    gateway: prepared.wrap(
+      withVariableCoercion(withNulCharacterRefusal(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }))),
+    ),
     ...apolloLimits(limits.query, { production }),
     introspection: config.INTROSPECTION ?? !production,
     csrfPrevention: true,

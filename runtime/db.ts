@@ -30,6 +30,9 @@ export interface DatabaseOptions {
 export const DEFAULT_POOL_MAX = 10;
 export const DEFAULT_POOL_TIMEOUT_MS = 10_000;
 
+/** Prefixes the schema name in the advisory lock key, so the key means nothing else in the database. */
+const SETUP_LOCK_NAMESPACE = 'agent-platform-supergraph:schema-setup:';
+
 /** SQLITE_GROUP_COMMIT_MAX's default. */
 export const DEFAULT_GROUP_COMMIT_MAX = 64;
 
@@ -61,11 +64,7 @@ export type { Kysely, Transaction };
 pg.types.setTypeParser(20, (v) => Number(v));
 
 export async function openDatabase<DB>(opts: DatabaseOptions): Promise<Database<DB>> {
-  if (opts.databaseUrl) {
-    const database = await openPostgres<DB>(opts, opts.databaseUrl);
-    await migrate(database.db, opts, postgresSchema(opts));
-    return database;
-  }
+  if (opts.databaseUrl) return openPostgres<DB>(opts, opts.databaseUrl);
   const { database, statements } = openSqlite<DB>(opts);
   await migrate(database.db, opts, undefined);
   statements.clear();
@@ -116,15 +115,33 @@ function openSqlite<DB>(opts: DatabaseOptions): { database: Database<DB>; statem
 async function openPostgres<DB>(opts: DatabaseOptions, url: string): Promise<Database<DB>> {
   const schema = postgresSchema(opts);
   if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid PostgreSQL schema name "${schema}"`);
-  // Each subgraph owns one schema; search_path on every pooled connection keeps the store's SQL
-  // free of schema names, so it reads the same on SQLite.
+  // Replicas starting together on an empty database would race on CREATE SCHEMA IF NOT EXISTS
+  // (it is not atomic: the loser fails on pg_namespace's unique index) and on kysely's migration
+  // tables. One session-level advisory lock per schema, held on a dedicated connection across
+  // both, lets one replica set the schema up while the others wait; a crashed replica's session
+  // ends and releases it.
   const bootstrap = new pg.Client({ connectionString: url });
   await bootstrap.connect();
   try {
+    await bootstrap.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`${SETUP_LOCK_NAMESPACE}${schema}`]);
+    // Each subgraph owns one schema; search_path on every pooled connection keeps the store's
+    // SQL free of schema names, so it reads the same on SQLite.
     await bootstrap.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+    const database = openPostgresPool<DB>(opts, url, schema);
+    try {
+      await migrate(database.db, opts, schema);
+    } catch (err) {
+      await database.close();
+      throw err;
+    }
+    return database;
   } finally {
+    // Ending the session releases the lock, on success and failure alike.
     await bootstrap.end();
   }
+}
+
+function openPostgresPool<DB>(opts: DatabaseOptions, url: string, schema: string): Database<DB> {
   // Bounded both ways: replicas × DATABASE_POOL_MAX must stay under the server's max_connections,
   // and a request that cannot get a connection fails after a while instead of queueing forever.
   const pool = new pg.Pool({

@@ -31,8 +31,12 @@ export interface HttpServerOptions<C extends BaseContext> {
   graphqlPath?: string;
   apollo: ApolloServer<C>;
   context: (info: RequestInfo) => Promise<C>;
-  /** Throws when the service cannot serve (database unreachable...). */
-  readiness: () => Promise<void>;
+  /**
+   * Throws when the service cannot serve (database unreachable...): 503. May return the state of
+   * what it checked, shown under `checks` (a dependency the service can do without for a while
+   * reported as degraded, still ready).
+   */
+  readiness: () => Promise<void> | Promise<Record<string, string>>;
   /** Tried in order before GraphQL; a route returns true when it handled the request. */
   routes?: Route[];
   /** Take the client address from X-Forwarded-For (behind a reverse proxy the operator runs). */
@@ -238,8 +242,8 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
       if (pathname === '/readyz') {
         if (draining) return sendJson(res, 503, { status: 'draining' });
         try {
-          await opts.readiness();
-          return sendJson(res, 200, { status: 'ready' });
+          const checks = await opts.readiness();
+          return sendJson(res, 200, checks ? { status: 'ready', checks } : { status: 'ready' });
         } catch (err) {
           return sendJson(res, 503, { status: 'unavailable', reason: (err as Error).message });
         }

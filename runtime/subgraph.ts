@@ -16,6 +16,7 @@ import type { EventSink } from './unit-of-work.ts';
 import { startHttpServer, type RunningHttpServer } from './http.ts';
 import { createIdentityService, IDENTITY_HEADER, IdentityError, loadIdentityConfig, type IdentityService, type RequestIdentity } from './identity.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { findNulCharacter, nulCharacterError } from './nul-characters.ts';
 import { EventStreams, serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
 
 /** What a subgraph gets to build itself with. */
@@ -194,6 +195,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
     formatError: maskErrors(logger),
     plugins: [
       subscriptionsOverHttpRejected<C>('subscribe over graphql-ws (graphql-transport-ws) on this same URL'),
+      nulCharactersRefused<C>(),
       // Our schemas set no cache hints: the answer is always uncacheable, without per-field work.
       ApolloServerPluginCacheControlDisabled(),
       uncacheable<C>(),
@@ -217,8 +219,17 @@ export async function startSubgraph<DB, C extends RequestContext>(
         context: async (info) =>
           instance.createContext(baseContext(await verifiedIdentity(identity, info.headers.get(IDENTITY_HEADER), def.name), info.requestId, logger)),
         readiness: async () => {
+          // Without its database a subgraph cannot serve: not ready (the ping throws).
           await database.ping();
-          await bus.ping();
+          // Without Redis it still can: writes commit, and with an outbox their events wait in it
+          // until the relay publishes them once Redis is back. Taking the replica out of rotation
+          // for that would turn an event delay into an outage, so it is ready and says so.
+          const events = await bus.ping().then(
+            () => 'ok',
+            (err: unknown) =>
+              `degraded: ${err instanceof Error ? err.message : String(err)}; ${outbox ? 'events wait in the outbox until it is back' : 'events published meanwhile are lost'}`,
+          );
+          return { database: 'ok', events };
         },
       },
       { host: config.HOST, port },
@@ -281,6 +292,24 @@ export function uncacheable<C extends BaseContext>(): ApolloServerPlugin<C> {
       return {
         async willSendResponse({ response }) {
           if (!response.http.headers.has('cache-control')) response.http.headers.set('cache-control', 'no-store');
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The gateway refuses NUL characters for its clients (gateway/nul-character-refusal.ts); this
+ * refuses them for whoever else calls a subgraph (another subgraph's service client, a direct
+ * signed call), so no store ever sees one: 400 BAD_USER_INPUT before any resolver runs.
+ */
+export function nulCharactersRefused<C extends BaseContext>(): ApolloServerPlugin<C> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ document, request }) {
+          const found = findNulCharacter(document, request.variables);
+          if (found) throw nulCharacterError(found);
         },
       };
     },

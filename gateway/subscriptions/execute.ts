@@ -27,6 +27,7 @@ import { SharedStream } from './shared-stream.ts';
 import { identityClaims } from '../auth/principal.ts';
 import { authorizationKey, streamContext } from './stream-identity.ts';
 import type { UpstreamSubscriptions } from './upstream.ts';
+import { findNulCharacter, nulCharacterError } from '../../runtime/nul-characters.ts';
 
 export interface PreparedOperation {
   operation: CheckedOperation;
@@ -130,6 +131,9 @@ export class GatewayOperations {
     const operation = checkOperation(supergraph.apiSchema, admitted, this.options.validationRules, this.options.parseOptions);
     if (Array.isArray(operation)) return operation;
     if (operation.operation.operation !== 'subscription') return { operation, supergraph };
+    // Queries and mutations meet this check in Apollo Server's executor (gateway/nul-character-refusal.ts).
+    const nul = findNulCharacter(operation.document, operation.variables);
+    if (nul) return [nulCharacterError(nul)];
     try {
       return { operation, supergraph, plan: supergraph.plan(operation.document, operation.query, operation.operationName) };
     } catch (err) {

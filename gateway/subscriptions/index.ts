@@ -6,7 +6,7 @@ import type { GraphQLRequest, GraphQLResponse } from '@apollo/server';
 import type { ParseOptions, ValidationRule } from 'graphql';
 import type { IdentityService } from '../../runtime/identity.ts';
 import type { AccessPolicy } from '../auth/supergraph-policy.ts';
-import { sendJson, type RequestInfo, type Route } from '../../runtime/http.ts';
+import type { RequestInfo, Route } from '../../runtime/http.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import type { GatewayConfig } from '../config.ts';
 import type { Authenticator, GatewayContext } from '../context.ts';
@@ -15,6 +15,7 @@ import type { SubscriptionConfig } from './config.ts';
 import { GatewayOperations, type CoreOptions, type SubscriptionStats } from './execute.ts';
 import { Planning } from './planning.ts';
 import { createSseTransport } from './sse.ts';
+import { statsRoute } from './stats-route.ts';
 import { UpstreamSubscriptions } from './upstream.ts';
 import { createWebSocketTransport } from './ws.ts';
 
@@ -22,7 +23,6 @@ export { loadSubscriptionConfig, type SubscriptionConfig } from './config.ts';
 export type { SubscriptionStats } from './execute.ts';
 
 export const SSE_PATH = '/graphql/stream';
-export const STATS_PATH = '/debug/subscriptions';
 
 export interface GatewaySubscriptionStats extends SubscriptionStats {
   webSocketConnections: number;
@@ -102,14 +102,8 @@ export function createGatewaySubscriptions(options: GatewaySubscriptionOptions):
     logger,
   });
   const stats = (): GatewaySubscriptionStats => ({ ...core.stats(), webSocketConnections: ws.connections, sseConnections: sse.connections });
-  const statsRoute: Route = (req, res) => {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== STATS_PATH) return false;
-    sendJson(res, 200, stats());
-    return true;
-  };
-
   return {
-    routes: [sse.route, statsRoute],
+    routes: [sse.route, statsRoute(stats, options.context)],
     attach: (server) => ws.attach(server),
     stats,
     async close(timeoutMs) {

@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { DEV_AUDIENCE, DEV_ISSUER } from '../../gateway/auth/config.ts';
 import { bearer, identityHeaders, userToken } from '../support/auth.ts';
 import { gql, gqlOk, manageProcesses, startGatewayProcess, startPlatform, subgraphsOf, type Platform, type ServiceProcess } from '../support/processes.ts';
-import { subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
+import { gatewayStats, subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
 
@@ -286,11 +286,53 @@ describe('graphql-ws connection_init', () => {
       expect(Date.now() - started).toBeLessThan(10_000);
       expect(await sub.ended).toEqual({ kind: 'complete' });
       await waitFor('the gateway released it', async () => {
-        const stats = (await (await fetch(platform.url.replace(/\/graphql$/, '/debug/subscriptions'))).json()) as { clientSubscriptions: number };
+        const stats = await gatewayStats(platform.url);
         return stats.clientSubscriptions === 0;
       });
     } finally {
       await client.dispose();
     }
+  });
+});
+
+describe('GET /debug/subscriptions', () => {
+  const statsUrl = () => platform.url.replace(/\/graphql$/, '/debug/subscriptions');
+  const get = async (headers: Record<string, string> = {}) => {
+    const res = await fetch(statsUrl(), { headers });
+    return { status: res.status, body: (await res.json()) as { errors?: { extensions?: Record<string, unknown> }[] } & Record<string, unknown> };
+  };
+
+  it('answers only an admin, with the credentials of any other request: 401 without them, 403 without the admin scope', async () => {
+    const anonymous = await get();
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(anonymous.body).not.toHaveProperty('clientSubscriptions');
+
+    const invalid = await get({ authorization: 'Bearer not-a-token' });
+    expect(invalid.status).toBe(401);
+    expect(invalid.body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAUTHENTICATED', reason: 'malformed' });
+
+    const reader = await get(await bearer({ scopes: ['agents:read', 'tasks:read'] }));
+    expect(reader.status).toBe(403);
+    expect(reader.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN', missingScopes: ['admin'] });
+
+    const admin = await bearer({ tenant: 'stats-tenant', scopes: ['admin'] });
+    const { createApiKey } = await gqlOk<{ createApiKey: { secret: string } }>(
+      platform.url,
+      'mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }',
+      { input: { name: 'stats reader', scopes: ['agents:read'] } },
+      admin,
+    );
+    const keyed = await get({ 'x-api-key': createApiKey.secret });
+    expect(keyed.status).toBe(403);
+    expect(keyed.body.errors?.[0]?.extensions).toMatchObject({ code: 'FORBIDDEN' });
+
+    const allowed = await get(admin);
+    expect(allowed.status).toBe(200);
+    expect(allowed.body).toMatchObject({
+      clientSubscriptions: expect.any(Number),
+      webSocketConnections: expect.any(Number),
+      sseConnections: expect.any(Number),
+    });
   });
 });

@@ -169,6 +169,17 @@ describe(`agents subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
     }
   });
 
+  it('refuses a NUL character in a string argument or variable with 400 BAD_USER_INPUT, before any resolver (callers other than the gateway too)', async () => {
+    const before = await agentCount();
+    const literal = await gql('mutation { registerAgent(input: { name: "bad\\u0000name" }) { id } }');
+    expect(literal.status).toBe(400);
+    expect(onlyError(literal).extensions).toMatchObject({ code: 'BAD_USER_INPUT', argument: 'input.name' });
+    const variable = await gql('mutation($input: RegisterAgentInput!) { registerAgent(input: $input) { id } }', { input: { name: 'bad\u0000name' } });
+    expect(variable.status).toBe(400);
+    expect(onlyError(variable).extensions).toMatchObject({ code: 'BAD_USER_INPUT', variable: '$input.name' });
+    expect(await agentCount()).toBe(before);
+  });
+
   it('rejects bad input with a clear code and writes nothing', async () => {
     await register('Baseline');
     const before = await agentCount();

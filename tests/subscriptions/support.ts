@@ -112,7 +112,8 @@ export interface GatewayStats {
 }
 
 export async function gatewayStats(gatewayUrl: string): Promise<GatewayStats> {
-  const res = await fetch(gatewayUrl.replace(/\/graphql$/, '/debug/subscriptions'));
+  // The counters are for admins only (the default test caller is the default tenant's admin).
+  const res = await fetch(gatewayUrl.replace(/\/graphql$/, '/debug/subscriptions'), { headers: { authorization: await defaultAuthorization() } });
   if (res.status !== 200) throw new Error(`stats answered ${res.status}`);
   return (await res.json()) as GatewayStats;
 }
