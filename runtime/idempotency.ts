@@ -179,6 +179,26 @@ export class Idempotency {
     return result;
   }
 
+  /**
+   * Whether a committed request already stands for this key (IDEMPOTENCY_KEY_REUSED when it was
+   * another request): lets a create skip work done outside its transaction (e.g. a call to
+   * another service) on a plain repeat. run() still decides; this only saves the work.
+   */
+  async stored<DB>(db: Kysely<DB>, request: IdempotentRequest | undefined, now: number): Promise<boolean> {
+    if (!request) return false;
+    const existing = await (db as unknown as Kysely<IdempotencyTables>)
+      .selectFrom('idempotency_keys')
+      .select(['fingerprint', 'result'])
+      .where('tenant_id', '=', request.tenantId)
+      .where('principal', '=', request.principal)
+      .where('key', '=', request.key)
+      .where('expires_at', '>', now)
+      .executeTakeFirst();
+    if (!existing || existing.result === null) return false;
+    if (existing.fingerprint !== request.fingerprint) throw reused();
+    return true;
+  }
+
   /** Claims the key in this transaction, or says what it already stands for. */
   private async claim(
     trx: Transaction<IdempotencyTables>,

@@ -151,6 +151,61 @@ describe('Idempotency-Key on create mutations', () => {
     expect(await count(skill)).toBe(0);
   });
 
+  it('registerAgent (with a credential) and registerAgentFromCard: a retry answers the same agent and registers nothing more', async () => {
+    const name = `Idem ${randomBytes(4).toString('hex')}`;
+    const key = randomUUID();
+    const REGISTER = `mutation ($name: String!) { registerAgent(input: { name: $name, skills: [{ id: "s", name: "S", tags: ["s"] }] }, issueCredential: true) { id credential { keyId secret } } }`;
+    type Registered = { registerAgent: { id: string; credential: { keyId: string; secret: string } | null } };
+    const first = await gql<Registered>(platform.url, REGISTER, { name }, { 'idempotency-key': key });
+    const again = await gql<Registered>(platform.url, REGISTER, { name }, { 'idempotency-key': key });
+    expect(first.errors).toBeUndefined();
+    expect(again.errors).toBeUndefined();
+    expect(again.data?.registerAgent.id).toBe(first.data?.registerAgent.id);
+    expect(first.data?.registerAgent.credential?.secret).toMatch(/^ap_/);
+    // The secret was shown once; the repeat mints no second credential.
+    expect(again.data?.registerAgent.credential).toBeNull();
+    const keys = await gql<{ apiKeys: { totalCount: number } }>(platform.url, `query ($a: ID) { apiKeys(agentId: $a, includeRevoked: true) { totalCount } }`, {
+      a: first.data?.registerAgent.id,
+    });
+    expect(keys.data?.apiKeys.totalCount).toBe(1);
+
+    const CARD = `mutation ($card: JSON!) { registerAgentFromCard(card: $card) { id } }`;
+    const card = {
+      name: `${name} card`,
+      description: 'An idempotent card',
+      url: 'https://agents.example.com/a2a',
+      version: '1.0.0',
+      skills: [{ id: 's', name: 'S', description: 'x', tags: ['s'] }],
+    };
+    const cardKey = randomUUID();
+    const fromCard = await gql<{ registerAgentFromCard: { id: string } }>(platform.url, CARD, { card }, { 'idempotency-key': cardKey });
+    const fromCardAgain = await gql<{ registerAgentFromCard: { id: string } }>(platform.url, CARD, { card }, { 'idempotency-key': cardKey });
+    expect(fromCard.errors).toBeUndefined();
+    expect(fromCardAgain.data?.registerAgentFromCard.id).toBe(fromCard.data?.registerAgentFromCard.id);
+  });
+
+  it('createApiKey: a retry creates no second key and names the first (its secret is never stored)', async () => {
+    const CREATE = `mutation ($name: String!) { createApiKey(input: { name: $name, scopes: ["tasks:read"] }) { apiKey { id } secret } }`;
+    const COUNT_KEYS = `{ apiKeys(first: 100, includeRevoked: true) { totalCount } }`;
+    const before = (await gql<{ apiKeys: { totalCount: number } }>(platform.url, COUNT_KEYS)).data?.apiKeys.totalCount ?? -1;
+    const key = randomUUID();
+    const first = await gql<{ createApiKey: { apiKey: { id: string }; secret: string } }>(
+      platform.url,
+      CREATE,
+      { name: 'idem key' },
+      { 'idempotency-key': key },
+    );
+    const again = await gql(platform.url, CREATE, { name: 'idem key' }, { 'idempotency-key': key });
+    expect(first.errors).toBeUndefined();
+    expect(again.errors?.[0]?.extensions?.code).toBe('CONFLICT');
+    expect(again.errors?.[0]?.extensions?.apiKeyId).toBe(first.data?.createApiKey.apiKey.id);
+    expect(JSON.stringify(again)).not.toContain(first.data?.createApiKey.secret ?? 'no secret');
+    const after = (await gql<{ apiKeys: { totalCount: number } }>(platform.url, COUNT_KEYS)).data?.apiKeys.totalCount;
+    expect(after).toBe(before + 1);
+    const reused = await gql(platform.url, CREATE, { name: 'another key' }, { 'idempotency-key': key });
+    expect(reused.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_REUSED');
+  });
+
   it('ghost write: the subgraph commits, the gateway times out, the retry with the same key answers that task and only it exists', async () => {
     const skill = tag();
     const key = randomUUID();
