@@ -184,6 +184,28 @@ describe('Idempotency-Key on create mutations', () => {
     expect(fromCardAgain.data?.registerAgentFromCard.id).toBe(fromCard.data?.registerAgentFromCard.id);
   });
 
+  it('createWorkflowDefinition and startWorkflowRun: a retry answers the same definition and run, and starts nothing more', async () => {
+    const skill = tag();
+    const DEFINE = `mutation ($input: CreateWorkflowDefinitionInput!) { createWorkflowDefinition(input: $input) { id version } }`;
+    const START = `mutation ($d: ID!) { startWorkflowRun(definitionId: $d) { id } }`;
+    const input = { name: `flow-${skill}`, steps: [{ id: 'one', title: 'one', requiredSkillTags: [skill] }] };
+    const defineKey = randomUUID();
+    type Defined = { createWorkflowDefinition: { id: string; version: number } };
+    const defined = await gql<Defined>(platform.url, DEFINE, { input }, { 'idempotency-key': defineKey });
+    const definedAgain = await gql<Defined>(platform.url, DEFINE, { input }, { 'idempotency-key': defineKey });
+    expect(defined.errors).toBeUndefined();
+    expect(definedAgain.data?.createWorkflowDefinition).toEqual(defined.data?.createWorkflowDefinition);
+    const definitionId = defined.data?.createWorkflowDefinition.id;
+
+    const runKey = randomUUID();
+    const run = await gql<{ startWorkflowRun: { id: string } }>(platform.url, START, { d: definitionId }, { 'idempotency-key': runKey });
+    const runAgain = await gql<{ startWorkflowRun: { id: string } }>(platform.url, START, { d: definitionId }, { 'idempotency-key': runKey });
+    expect(run.errors).toBeUndefined();
+    expect(runAgain.data?.startWorkflowRun.id).toBe(run.data?.startWorkflowRun.id);
+    // One run, so one task for its one step.
+    expect(await count(skill)).toBe(1);
+  });
+
   it('createApiKey: a retry creates no second key and names the first (its secret is never stored)', async () => {
     const CREATE = `mutation ($name: String!) { createApiKey(input: { name: $name, scopes: ["tasks:read"] }) { apiKey { id } secret } }`;
     const COUNT_KEYS = `{ apiKeys(first: 100, includeRevoked: true) { totalCount } }`;
