@@ -1,7 +1,8 @@
 // Who is calling and how much they may still do: every gateway transport (GraphQL over HTTP, REST,
 // SSE, graphql-ws) builds its request context here, so they all authenticate and count alike.
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
-import type { GraphQLError } from 'graphql';
+import { GraphQLError } from 'graphql';
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_RULE, isValidIdempotencyKey } from '../runtime/idempotency.ts';
 import type { RequestInfo } from '../runtime/http.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { ApiKeyVerifier } from './auth/api-keys.ts';
@@ -65,6 +66,9 @@ export function createAuthenticator(deps: { jwt: JwtVerifier; apiKeys: ApiKeyVer
  * Apollo (and the REST and SSE adapters) the status and headers: 401, 503 or 429 with Retry-After.
  */
 export async function createGatewayContext(info: RequestInfo, logger: Logger, auth: Authenticator): Promise<GatewayContext> {
+  const idempotencyKey = info.headers.get(IDEMPOTENCY_KEY_HEADER);
+  if (idempotencyKey !== undefined && !isValidIdempotencyKey(idempotencyKey))
+    throw new GraphQLError(IDEMPOTENCY_KEY_RULE, { extensions: { code: 'BAD_USER_INPUT', header: 'Idempotency-Key', http: { status: 400 } } });
   let principal: Principal;
   try {
     principal = await auth.authenticate(

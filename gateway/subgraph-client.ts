@@ -4,6 +4,7 @@ import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, type DocumentNode, type GraphQLFormattedError } from 'graphql';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
+import { IDEMPOTENCY_KEY_HEADER } from '../runtime/idempotency.ts';
 import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../runtime/identity.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { identityClaims } from './auth/principal.ts';
@@ -128,6 +129,26 @@ function isQuery(document: DocumentNode | undefined, query: string): boolean {
   return /^\s*(query\b|\{)/.test(query);
 }
 
+/** The client's operation is a mutation (the key is never forwarded on reads). */
+function isMutation(options: IncomingOptions): boolean {
+  return options.incomingRequestContext.operation?.operation === 'mutation';
+}
+
+/** Root fields of the client's operation (fragments count as one each: a conservative count). */
+function rootFieldCount(options: IncomingOptions): number {
+  return options.incomingRequestContext.operation?.selectionSet.selections.length ?? 0;
+}
+
+/**
+ * One key names one request's effect; a document with several mutation fields has several, so it
+ * is refused before any of them runs (every fetch of the document throws this).
+ */
+function multipleFieldsWithOneKey(): GraphQLError {
+  return new GraphQLError('an Idempotency-Key applies to one mutation field; send each mutation in its own request with its own key', {
+    extensions: { code: 'BAD_USER_INPUT', header: 'Idempotency-Key', http: { status: 400 } },
+  });
+}
+
 // Per-request correlation: they differ on every request and change nothing in the answer, so they
 // are left out of the key under which identical queries share one subgraph request.
 const CORRELATION_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate']);
@@ -205,6 +226,10 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       }
       // The id runtime/http.ts settled on (the client's when valid, else a new one), not the raw header.
       headers['x-request-id'] = context.requestId;
+      // Always on mutations, whatever FORWARD_HEADERS says: a create mutation is idempotent only
+      // if the subgraph that commits it sees the key (runtime/idempotency.ts). Reads never carry it.
+      const key = context.headers.get(IDEMPOTENCY_KEY_HEADER);
+      if (key !== undefined && isMutation(options)) headers[IDEMPOTENCY_KEY_HEADER] = key;
     }
     return headers;
   }
@@ -305,6 +330,8 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
 
   async process(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
     const { request: operation } = options;
+    if (isIncoming(options) && isMutation(options) && rootFieldCount(options) > 1 && options.context.headers.get(IDEMPOTENCY_KEY_HEADER) !== undefined)
+      throw multipleFieldsWithOneKey();
     try {
       if (!operation.query) throw new Error('Missing query');
       const headers = this.headersFor(options);

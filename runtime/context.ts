@@ -22,9 +22,11 @@ export interface RequestContext {
   logger: Logger;
   /** Who is calling, as the gateway signed it (runtime/identity.ts). */
   identity: RequestIdentity;
+  /** The request's Idempotency-Key header, when sent (runtime/idempotency.ts). */
+  idempotencyKey?: string | undefined;
 }
 
 /** The base context of a request acting as `identity`: its tenant, or one no tenant has. */
-export function baseContext(identity: RequestIdentity, requestId: string, logger: Logger): RequestContext {
-  return { tenantId: identity.tenantId ?? NO_TENANT, requestId, logger: logger.child({ requestId }), identity };
+export function baseContext(identity: RequestIdentity, requestId: string, logger: Logger, idempotencyKey?: string): RequestContext {
+  return { tenantId: identity.tenantId ?? NO_TENANT, requestId, logger: logger.child({ requestId }), identity, idempotencyKey };
 }

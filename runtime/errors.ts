@@ -16,7 +16,10 @@ export type ErrorCode =
   | 'DELEGATION_FORBIDDEN'
   | 'AGENT_NOT_FOUND'
   | 'AGENT_NOT_ACTIVE'
-  | 'SKILLS_NOT_REGISTERED';
+  | 'SKILLS_NOT_REGISTERED'
+  // Idempotent create mutations (runtime/idempotency.ts).
+  | 'IDEMPOTENCY_KEY_REUSED'
+  | 'IDEMPOTENCY_KEY_IN_FLIGHT';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

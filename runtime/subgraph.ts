@@ -9,6 +9,7 @@ import { GraphQLError, parse, type GraphQLFormattedError } from 'graphql';
 import type { Migration } from 'kysely';
 import { commonSpec, env, loadConfig, subgraphSpec, type CommonConfig } from './config.ts';
 import { baseContext, type RequestContext } from './context.ts';
+import { IDEMPOTENCY_KEY_HEADER } from './idempotency.ts';
 import { openDatabase, type Database } from './db.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { Outbox } from './outbox.ts';
@@ -217,7 +218,14 @@ export async function startSubgraph<DB, C extends RequestContext>(
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         context: async (info) =>
-          instance.createContext(baseContext(await verifiedIdentity(identity, info.headers.get(IDENTITY_HEADER), def.name), info.requestId, logger)),
+          instance.createContext(
+            baseContext(
+              await verifiedIdentity(identity, info.headers.get(IDENTITY_HEADER), def.name),
+              info.requestId,
+              logger,
+              info.headers.get(IDEMPOTENCY_KEY_HEADER),
+            ),
+          ),
         readiness: async () => {
           // Without its database a subgraph cannot serve: not ready (the ping throws).
           await database.ping();

@@ -38,6 +38,16 @@ export const TYPED_PROBLEMS = {
     title: 'Skills not registered',
     description: 'a claim named skill tags the agent did not register (`unregisteredTags`)',
   },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    title: 'Idempotency key reused',
+    description: 'the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request',
+  },
+  IDEMPOTENCY_KEY_IN_FLIGHT: {
+    status: 409,
+    title: 'Idempotency key in flight',
+    description: 'a request with the same `Idempotency-Key` is still being processed; retry once it has answered',
+  },
   DEPENDENCY_UNAVAILABLE: {
     status: 503,
     title: 'Dependency unavailable',

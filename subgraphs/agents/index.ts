@@ -1,4 +1,5 @@
 // The agents subgraph: the registry of AI agents, their A2A cards, lifecycle and liveness.
+import { createIdempotency } from '../../runtime/idempotency.ts';
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createAgentsContext, type AgentsContext } from './context.ts';
 import { createAgentCredentials } from './credentials.ts';
@@ -11,12 +12,15 @@ export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
   defaultPort: 4001,
   migrations,
   outbox: true,
-  create({ database, events, logger, identity, env }) {
-    const store = new AgentStore(database, events, logger);
+  create({ database, events, logger, identity, config, env }) {
+    const { idempotency, pruner } = createIdempotency({ db: database.db, env, nodeEnv: config.NODE_ENV, logger });
+    const store = new AgentStore(database, events, logger, Date.now, idempotency);
     const credentials = createAgentCredentials({ env, identity, logger });
     return {
       resolvers,
       createContext: (base) => createAgentsContext(base, store, credentials),
+      start: () => pruner.start(),
+      stop: () => pruner.stop(),
     };
   },
 };

@@ -1,6 +1,7 @@
 // The agents schema, the same on SQLite and PostgreSQL: timestamps are ISO-8601 UTC text and
 // structured fields JSON text, so nothing here depends on a dialect's own types.
 import type { Kysely, Migration } from 'kysely';
+import { idempotencyMigration } from '../../runtime/idempotency.ts';
 import { outboxMigration } from '../../runtime/outbox.ts';
 
 export const migrations: Record<string, Migration> = {
@@ -64,4 +65,6 @@ export const migrations: Record<string, Migration> = {
   },
   // The events of every change, written in its transaction (runtime/outbox.ts).
   '0002_outbox': outboxMigration(),
+  // Idempotency-Key of the create mutations, stored with the change (runtime/idempotency.ts).
+  '0003_idempotency': idempotencyMigration(),
 };

@@ -2,6 +2,7 @@
 import { GraphQLError } from 'graphql';
 import { notFound } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
+import { idempotentRequest, type IdempotentRequest } from '../../runtime/idempotency.ts';
 import { requireScopes } from '../../runtime/identity.ts';
 import { newId, parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
@@ -58,10 +59,17 @@ function actingOn(ctx: AgentsContext, action: AgentAction, id: string): string {
  * all gets its fresh credential revoked. A crash between the two leaves at most a credential of
  * an agent that does not exist, which can act on nothing.
  */
-async function register(ctx: AgentsContext, draft: AgentDraft, issueCredential: boolean | null | undefined): Promise<AgentRow> {
+async function register(
+  ctx: AgentsContext,
+  draft: AgentDraft,
+  issueCredential: boolean | null | undefined,
+  request: IdempotentRequest | undefined,
+): Promise<AgentRow> {
   writing(ctx);
   assertAgentMayAct(ctx.identity.agentId, 'register', null);
-  if (!issueCredential) return remember(ctx, await ctx.store.register(ctx.tenantId, draft));
+  // A repeat of a committed keyed registration answers the agent as stored; its credential was
+  // shown once, in the first answer, and is not issued again.
+  if (!issueCredential || (await ctx.store.registered(request))) return remember(ctx, await ctx.store.register(ctx.tenantId, draft, undefined, request));
   const caller = { tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.requestId };
   const id = newId();
   let credential: IssuedCredential;
@@ -72,7 +80,7 @@ async function register(ctx: AgentsContext, draft: AgentDraft, issueCredential: 
   }
   let row: AgentRow;
   try {
-    row = await ctx.store.register(ctx.tenantId, draft, id);
+    row = await ctx.store.register(ctx.tenantId, draft, id, request);
   } catch (err) {
     await ctx.credentials
       .revoke(caller, credential.keyId)
@@ -80,6 +88,16 @@ async function register(ctx: AgentsContext, draft: AgentDraft, issueCredential: 
         ctx.logger.error({ err: revokeErr, keyId: credential.keyId, agentId: id }, 'could not revoke the credential of an agent that was not stored'),
       );
     throw err;
+  }
+  if (row.id !== id) {
+    // A concurrent request with the same key registered the agent first: this credential is bound
+    // to an agent that was never stored.
+    await ctx.credentials
+      .revoke(caller, credential.keyId)
+      .catch((revokeErr: unknown) =>
+        ctx.logger.error({ err: revokeErr, keyId: credential.keyId, agentId: id }, 'could not revoke the credential of a repeated registration'),
+      );
+    return remember(ctx, row);
   }
   return remember(ctx, { ...row, credential });
 }
@@ -135,9 +153,15 @@ export const resolvers: Resolvers = {
     agents: (_parent, { filter, first, after }, ctx) => reading(ctx).store.list(ctx.tenantId, normaliseFilter(filter), pageRequest({ first, after })),
   },
   Mutation: {
-    registerAgent: (_parent, { input, issueCredential }, ctx) => register(writing(ctx), normaliseRegistration(input), issueCredential),
-    registerAgentFromCard: (_parent, { card, labels, heartbeatIntervalSeconds, issueCredential }, ctx) =>
-      register(writing(ctx), registrationFromCard(card, { labels, heartbeatIntervalSeconds }), issueCredential),
+    registerAgent: (_parent, args, ctx) =>
+      register(writing(ctx), normaliseRegistration(args.input), args.issueCredential, idempotentRequest(ctx, 'registerAgent', args)),
+    registerAgentFromCard: (_parent, args, ctx) =>
+      register(
+        writing(ctx),
+        registrationFromCard(args.card, { labels: args.labels, heartbeatIntervalSeconds: args.heartbeatIntervalSeconds }),
+        args.issueCredential,
+        idempotentRequest(ctx, 'registerAgentFromCard', args),
+      ),
     updateAgent: async (_parent, { id, input, expectedVersion }, ctx) => {
       const agentId = actingOn(ctx, 'update', id);
       return remember(ctx, await ctx.store.update(ctx.tenantId, agentId, normaliseUpdate(input), expectedVersion));

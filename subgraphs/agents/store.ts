@@ -8,6 +8,7 @@ import { conflict, notFound } from '../../runtime/errors.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
+import { Idempotency, replayById, type IdempotentRequest } from '../../runtime/idempotency.ts';
 import { inTransaction, type Emit, type EventSink } from '../../runtime/unit-of-work.ts';
 import type { IssuedCredential } from './credentials.ts';
 import {
@@ -133,7 +134,14 @@ export class AgentStore {
     private readonly bus: EventSink,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
+    /** Idempotency-Key handling of registrations (runtime/idempotency.ts). */
+    private readonly idempotency: Idempotency = new Idempotency({ ttlSeconds: 86_400 }),
   ) {}
+
+  /** Whether a registration with this key already committed (see Idempotency.stored). */
+  registered(request: IdempotentRequest | undefined): Promise<boolean> {
+    return this.idempotency.stored(this.database.db, request, this.clock());
+  }
 
   now(): Date {
     return new Date(this.clock());
@@ -176,35 +184,46 @@ export class AgentStore {
   }
 
   /** `id` is given when something was bound to the agent before it was stored (its credential). */
-  async register(tenantId: string, draft: AgentDraft, id: string = newId()): Promise<AgentRow> {
-    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
-      const now = nowIso(this.clock);
-      const inserted = await trx
-        .insertInto('agents')
-        .values({
-          id,
-          tenant_id: tenantId,
-          ...contentColumns(draft),
-          card: draft.card === null || draft.card === undefined ? null : JSON.stringify(draft.card),
-          status: 'REGISTERED',
-          last_heartbeat_at: null,
-          created_at: now,
-          updated_at: now,
-          version: 1,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      await replaceTags(trx, tenantId, id, skillTagsOf(draft.skills));
-      await replaceLabels(trx, tenantId, id, draft.labels);
-      const row = decode(inserted);
-      emitFor<AgentRegisteredPayload>(emit, AgentRegistered, row, {
-        agentId: id,
-        name: row.name,
-        status: row.status,
-        skillTags: skillTagsOf(row.skills),
-      });
-      return row;
+  async register(tenantId: string, draft: AgentDraft, id: string = newId(), request?: IdempotentRequest): Promise<AgentRow> {
+    return this.idempotency.run(request, (once) =>
+      inTransaction(this.database, this.bus, this.logger, (trx, emit) =>
+        once(
+          trx,
+          this.clock(),
+          () => this.insertAgent(trx, emit, tenantId, draft, id),
+          replayById((agentId) => find(trx, tenantId, agentId)),
+        ),
+      ),
+    );
+  }
+
+  private async insertAgent(trx: Transaction<AgentsDB>, emit: Emit, tenantId: string, draft: AgentDraft, id: string): Promise<AgentRow> {
+    const now = nowIso(this.clock);
+    const inserted = await trx
+      .insertInto('agents')
+      .values({
+        id,
+        tenant_id: tenantId,
+        ...contentColumns(draft),
+        card: draft.card === null || draft.card === undefined ? null : JSON.stringify(draft.card),
+        status: 'REGISTERED',
+        last_heartbeat_at: null,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await replaceTags(trx, tenantId, id, skillTagsOf(draft.skills));
+    await replaceLabels(trx, tenantId, id, draft.labels);
+    const row = decode(inserted);
+    emitFor<AgentRegisteredPayload>(emit, AgentRegistered, row, {
+      agentId: id,
+      name: row.name,
+      status: row.status,
+      skillTags: skillTagsOf(row.skills),
     });
+    return row;
   }
 
   async update(tenantId: string, id: string, patch: AgentPatch, expectedVersion?: number | null): Promise<AgentRow> {

@@ -1,6 +1,7 @@
 // The governance schema, the same on SQLite and PostgreSQL (timestamps as ISO-8601 UTC text,
 // lists as JSON text).
 import type { Kysely, Migration } from 'kysely';
+import { idempotencyMigration } from '../../runtime/idempotency.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_api_keys': {
@@ -41,4 +42,6 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('api_keys').dropColumn('agent_id').execute();
     },
   },
+  // Idempotency-Key of the create mutations, stored with the change (runtime/idempotency.ts).
+  '0003_idempotency': idempotencyMigration(),
 };

@@ -3,6 +3,7 @@
 import { parseId } from '../../runtime/ids.ts';
 import { GraphQLError } from 'graphql';
 import { agentMismatch } from '../../runtime/errors.ts';
+import { idempotentRequest } from '../../runtime/idempotency.ts';
 import { requireScopes, type RequestIdentity } from '../../runtime/identity.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { scalarResolvers } from '../../runtime/scalars.ts';
@@ -55,9 +56,9 @@ export const resolvers: Resolvers = {
     },
   },
   Mutation: {
-    createApiKey: (_parent, { input }, ctx) => {
+    createApiKey: (_parent, args, ctx) => {
       const caller = admin(ctx);
-      return ctx.store.create(caller.tenantId, normaliseCreateInput(input), caller.subject);
+      return ctx.store.create(caller.tenantId, normaliseCreateInput(args.input), caller.subject, idempotentRequest(ctx, 'createApiKey', args));
     },
     revokeApiKey: (_parent, { id }, ctx) => {
       const caller = admin(ctx);

@@ -9,6 +9,7 @@ import type { EventBus } from '../../runtime/events.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
+import { Idempotency, type IdempotentRequest, type ReplayCodec } from '../../runtime/idempotency.ts';
 import { inTransaction, type Emit } from '../../runtime/unit-of-work.ts';
 import {
   activeAt,
@@ -99,12 +100,30 @@ function usableAt(eb: ExpressionBuilder<GovernanceDB, 'api_keys'>, now: string) 
   return eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', now)]);
 }
 
+/**
+ * A repeated keyed createApiKey creates no second key, but cannot answer the first one: its secret
+ * was shown once and only its hash is stored (the idempotency record keeps the key's id, never the
+ * secret). The repeat names the key, so the client can revoke it and create another.
+ */
+const SECRET_SHOWN_ONCE: ReplayCodec<CreatedKey> = {
+  save: (created) => created.apiKey.id,
+  async load(saved) {
+    throw domainError(
+      'CONFLICT',
+      'this Idempotency-Key already created an API key, whose secret was shown only in the first answer and is not stored; revoke that key (apiKeyId) and create another with a new Idempotency-Key',
+      { apiKeyId: String(saved), reason: 'SECRET_SHOWN_ONCE' },
+    );
+  },
+};
+
 export class ApiKeyStore {
   constructor(
     private readonly database: Database<GovernanceDB>,
     private readonly bus: EventBus,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
+    /** Idempotency-Key handling of createApiKey (runtime/idempotency.ts). */
+    private readonly idempotency: Idempotency = new Idempotency({ ttlSeconds: 86_400 }),
   ) {}
 
   now(): Date {
@@ -138,21 +157,33 @@ export class ApiKeyStore {
   }
 
   /** A partner key (bound to no agent): the new key and, this once, its whole secret. */
-  async create(tenantId: string, draft: ApiKeyDraft, createdBy: string | null): Promise<CreatedKey> {
-    return inTransaction(this.database, this.bus, this.logger, async (trx, emit) => {
-      const now = nowIso(this.clock);
-      const { active } = await trx
-        .selectFrom('api_keys')
-        .select((eb) => eb.fn.countAll<number>().as('active'))
-        .where('tenant_id', '=', tenantId)
-        .where('agent_id', 'is', null)
-        .where((eb) => usableAt(eb, now))
-        .executeTakeFirstOrThrow();
-      if (Number(active) >= LIMITS.activeKeysPerTenant) {
-        throw conflict(`The tenant already has ${LIMITS.activeKeysPerTenant} active API keys; revoke unused ones first`, { limit: LIMITS.activeKeysPerTenant });
-      }
-      return insertKey(trx, emit, { tenantId, name: draft.name, scopes: draft.scopes, agentId: null, createdBy, now });
-    });
+  async create(tenantId: string, draft: ApiKeyDraft, createdBy: string | null, request?: IdempotentRequest): Promise<CreatedKey> {
+    return this.idempotency.run(request, (once) =>
+      inTransaction(this.database, this.bus, this.logger, (trx, emit) =>
+        once(trx, this.clock(), () => this.insertPartnerKey(trx, emit, tenantId, draft, createdBy), SECRET_SHOWN_ONCE),
+      ),
+    );
+  }
+
+  private async insertPartnerKey(
+    trx: Transaction<GovernanceDB>,
+    emit: Emit,
+    tenantId: string,
+    draft: ApiKeyDraft,
+    createdBy: string | null,
+  ): Promise<CreatedKey> {
+    const now = nowIso(this.clock);
+    const { active } = await trx
+      .selectFrom('api_keys')
+      .select((eb) => eb.fn.countAll<number>().as('active'))
+      .where('tenant_id', '=', tenantId)
+      .where('agent_id', 'is', null)
+      .where((eb) => usableAt(eb, now))
+      .executeTakeFirstOrThrow();
+    if (Number(active) >= LIMITS.activeKeysPerTenant) {
+      throw conflict(`The tenant already has ${LIMITS.activeKeysPerTenant} active API keys; revoke unused ones first`, { limit: LIMITS.activeKeysPerTenant });
+    }
+    return insertKey(trx, emit, { tenantId, name: draft.name, scopes: draft.scopes, agentId: null, createdBy, now });
   }
 
   /**

@@ -2,6 +2,7 @@
 // runs that release their steps' tasks as a DAG.
 import { env, loadConfig } from '../../runtime/config.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
+import { createIdempotency } from '../../runtime/idempotency.ts';
 import { createPeriodicJob } from '../../runtime/periodic-job.ts';
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createAgentDirectory } from './agent-directory.ts';
@@ -28,9 +29,10 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
   defaultPort: 4002,
   migrations,
   outbox: true,
-  create({ database, bus, events, logger, identity, env: source }) {
+  create({ database, bus, events, logger, identity, config: common, env: source }) {
     const config = loadConfig(orchestrationSpec, source);
-    const store = new OrchestrationStore({ database, bus: events, logger });
+    const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: common.NODE_ENV, logger });
+    const store = new OrchestrationStore({ database, bus: events, logger, idempotency });
     const agents = createAgentDirectory({ url: config.SUBGRAPH_AGENTS_URL ?? 'http://127.0.0.1:4001/graphql', identity, logger });
     const sweeper = createPeriodicJob({ name: 'lease sweep', intervalMs: config.LEASE_SWEEP_INTERVAL_MS, run: () => store.sweep(), logger });
 
@@ -53,6 +55,7 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
       createContext: (base) => createOrchestrationContext(base, store, agents),
       start: () => {
         sweeper.start();
+        pruner.start();
         // The outbox publishes each subgraph's events on a channel named after it.
         unsubscribe = bus.subscribe(AGENTS_CHANNEL, (event) => {
           if (event.type === AGENT_STATUS_CHANGED) onStatusChanged(event);
@@ -63,6 +66,7 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
       },
       stop: async () => {
         await sweeper.stop();
+        await pruner.stop();
         const off = await unsubscribe?.catch(() => undefined);
         await off?.();
       },

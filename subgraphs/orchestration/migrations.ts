@@ -1,6 +1,7 @@
 // Schema of the orchestration subgraph. Only portable types (text, integer, double precision), so
 // the same migrations run on SQLite and PostgreSQL.
 import type { Kysely, Migration } from 'kysely';
+import { idempotencyMigration } from '../../runtime/idempotency.ts';
 import { outboxMigration } from '../../runtime/outbox.ts';
 
 const initial: Migration = {
@@ -157,4 +158,6 @@ export const migrations: Record<string, Migration> = {
   '0003_task_history': taskHistory,
   // The events of every change, written in its transaction (runtime/outbox.ts).
   '0004_outbox': outboxMigration(),
+  // Idempotency-Key of the create mutations, stored with the change (runtime/idempotency.ts).
+  '0005_idempotency': idempotencyMigration(),
 };

@@ -2,6 +2,7 @@
 // written), call the store, and let the row types map onto the schema.
 import { notFound } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
+import { idempotentRequest } from '../../runtime/idempotency.ts';
 import { requireScopes } from '../../runtime/identity.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
@@ -140,7 +141,8 @@ export const resolvers: Resolvers = {
   },
 
   Mutation: {
-    submitTask: (_, { input }, ctx) => writing(ctx).store.submitTask(ctx.tenantId, callerActor(ctx), validateTaskSpec(input)),
+    submitTask: (_, args, ctx) =>
+      writing(ctx).store.submitTask(ctx.tenantId, callerActor(ctx), validateTaskSpec(args.input), idempotentRequest(ctx, 'submitTask', args)),
     cancelTask: (_, { id }, ctx) => writing(ctx).store.cancelTask(ctx.tenantId, parseId(id, 'id'), callerActor(ctx)),
     claimTask: async (_, args, ctx) => {
       writing(ctx);
@@ -188,9 +190,16 @@ export const resolvers: Resolvers = {
       const taskId = parseId(args.taskId, 'taskId');
       return ctx.store.failTask(ctx.tenantId, taskId, agentActor(ctx, args.agentId), { error: taskFailure(args.error), retryable: args.retryable ?? true });
     },
-    createWorkflowDefinition: (_, { input }, ctx) => writing(ctx).store.createDefinition(ctx.tenantId, validateWorkflowDefinition(input)),
+    createWorkflowDefinition: (_, args, ctx) =>
+      writing(ctx).store.createDefinition(ctx.tenantId, validateWorkflowDefinition(args.input), idempotentRequest(ctx, 'createWorkflowDefinition', args)),
     startWorkflowRun: (_, args, ctx) =>
-      writing(ctx).store.startRun(ctx.tenantId, callerActor(ctx), parseId(args.definitionId, 'definitionId'), jsonInput(args.input, 'input')),
+      writing(ctx).store.startRun(
+        ctx.tenantId,
+        callerActor(ctx),
+        parseId(args.definitionId, 'definitionId'),
+        jsonInput(args.input, 'input'),
+        idempotentRequest(ctx, 'startWorkflowRun', args),
+      ),
     cancelWorkflowRun: (_, { id }, ctx) => writing(ctx).store.cancelRun(ctx.tenantId, callerActor(ctx), parseId(id, 'id')),
   },
 

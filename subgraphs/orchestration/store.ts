@@ -3,6 +3,7 @@
 // events are published only after it committed.
 import type { Database } from '../../runtime/db.ts';
 import { conflict, notFound } from '../../runtime/errors.ts';
+import { Idempotency, replayById, type IdempotentRequest } from '../../runtime/idempotency.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
@@ -54,6 +55,8 @@ export interface OrchestrationStoreOptions {
   clock?: () => number;
   /** How many expired attempts the sweeper reads per query. */
   sweepBatchSize?: number;
+  /** Idempotency-Key handling of the create mutations (runtime/idempotency.ts); a default one when left out. */
+  idempotency?: Idempotency;
 }
 
 /** PostgreSQL aborts one side of a deadlock or serialization conflict; running it again succeeds. */
@@ -67,6 +70,7 @@ export class OrchestrationStore {
   private readonly logger: Logger;
   private readonly clock: () => number;
   private readonly sweepBatchSize: number;
+  private readonly idempotency: Idempotency;
 
   constructor(opts: OrchestrationStoreOptions) {
     this.database = opts.database;
@@ -74,6 +78,7 @@ export class OrchestrationStore {
     this.logger = opts.logger;
     this.clock = opts.clock ?? Date.now;
     this.sweepBatchSize = opts.sweepBatchSize ?? 100;
+    this.idempotency = opts.idempotency ?? new Idempotency({ ttlSeconds: 86_400 });
   }
 
   private get db() {
@@ -95,12 +100,21 @@ export class OrchestrationStore {
 
   // --- Tasks -----------------------------------------------------------------------------------
 
-  async submitTask(tenantId: string, actor: Actor, spec: TaskSpec): Promise<TaskRow> {
-    return this.transaction(tenantId, actor, async (s) => {
-      const task = domain.newTask(spec, { id: newId(), tenantId }, s.now);
-      await tasks.insertTask(s, task);
-      return task;
-    });
+  async submitTask(tenantId: string, actor: Actor, spec: TaskSpec, request?: IdempotentRequest): Promise<TaskRow> {
+    return this.idempotency.run(request, (once) =>
+      this.transaction(tenantId, actor, (s) =>
+        once(
+          s.trx,
+          s.now,
+          async () => {
+            const task = domain.newTask(spec, { id: newId(), tenantId }, s.now);
+            await tasks.insertTask(s, task);
+            return task;
+          },
+          replayById((id) => tasks.findTask(s.trx, tenantId, id)),
+        ),
+      ),
+    );
   }
 
   getTask(tenantId: string, id: string): Promise<TaskRow | null> {
@@ -290,16 +304,25 @@ export class OrchestrationStore {
 
   // --- Workflows -------------------------------------------------------------------------------
 
-  async createDefinition(tenantId: string, spec: WorkflowDefinitionSpec): Promise<WorkflowDefinitionRow> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // A definition has no history; its writer is not recorded.
-        return await this.transaction(tenantId, SYSTEM_ACTORS.workflowEngine, (s) => workflows.insertDefinition(s, newId(), spec));
-      } catch (err) {
-        if (!UNIQUE_VIOLATION.has(String(errorCode(err)))) throw err;
-        if (attempt >= 3) throw conflict(`workflow "${spec.name}" is being changed concurrently; retry`, { name: spec.name });
+  async createDefinition(tenantId: string, spec: WorkflowDefinitionSpec, request?: IdempotentRequest): Promise<WorkflowDefinitionRow> {
+    return this.idempotency.run(request, async (once) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          // A definition has no history; its writer is not recorded.
+          return await this.transaction(tenantId, SYSTEM_ACTORS.workflowEngine, (s) =>
+            once(
+              s.trx,
+              s.now,
+              () => workflows.insertDefinition(s, newId(), spec),
+              replayById((id) => workflows.findDefinition(s.trx, tenantId, id)),
+            ),
+          );
+        } catch (err) {
+          if (!UNIQUE_VIOLATION.has(String(errorCode(err)))) throw err;
+          if (attempt >= 3) throw conflict(`workflow "${spec.name}" is being changed concurrently; retry`, { name: spec.name });
+        }
       }
-    }
+    });
   }
 
   getDefinition(tenantId: string, id: string): Promise<WorkflowDefinitionRow | null> {
@@ -315,12 +338,21 @@ export class OrchestrationStore {
     return toConnection(rows, page, totalCount);
   }
 
-  async startRun(tenantId: string, actor: Actor, definitionId: string, input: unknown): Promise<WorkflowRunRow> {
-    return this.transaction(tenantId, actor, async (s) => {
-      const definition = await workflows.findDefinition(s.trx, tenantId, definitionId);
-      if (!definition) throw notFound('WorkflowDefinition', definitionId);
-      return startRun(s, definition, input);
-    });
+  async startRun(tenantId: string, actor: Actor, definitionId: string, input: unknown, request?: IdempotentRequest): Promise<WorkflowRunRow> {
+    return this.idempotency.run(request, (once) =>
+      this.transaction(tenantId, actor, (s) =>
+        once(
+          s.trx,
+          s.now,
+          async () => {
+            const definition = await workflows.findDefinition(s.trx, tenantId, definitionId);
+            if (!definition) throw notFound('WorkflowDefinition', definitionId);
+            return startRun(s, definition, input);
+          },
+          replayById((id) => workflows.findRun(s.trx, tenantId, id)),
+        ),
+      ),
+    );
   }
 
   getRun(tenantId: string, id: string): Promise<WorkflowRunRow | null> {

@@ -165,6 +165,17 @@ describe('gateway → subgraph transport', () => {
     expect(sent).not.toContain('accept-language: fr');
     expect(sent).not.toContain('bearer');
   });
+
+  it('forwards Idempotency-Key on mutations only, whatever FORWARD_HEADERS says', async () => {
+    const t = await tap();
+    const g = await gateway({ SUBGRAPH_AGENTS_URL: t.url, FORWARD_HEADERS: 'x-tenant' });
+    await gql(g.url, AGENT_QUERY, { id: agentId }, { 'idempotency-key': 'read-key-1' });
+    expect(t.received().toLowerCase()).not.toContain('read-key-1');
+    await gql(g.url, `mutation { registerAgent(input: { name: "Keyed", skills: [{ id: "k", name: "K", tags: ["k"] }] }) { id } }`, undefined, {
+      'idempotency-key': 'write-key-1',
+    });
+    expect(t.received().toLowerCase()).toContain('idempotency-key: write-key-1');
+  });
 });
 
 describe('subgraph failures reach the client as SUBGRAPH_UNAVAILABLE naming the subgraph', () => {
