@@ -17,6 +17,7 @@
 // A global sequence (one row for every tenant) would serialise every write of the subgraph;
 // a database sequence (SERIAL) would not follow commit order and would leave gaps on rollback.
 import { randomUUID } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { sql, type Kysely, type Migration, type Transaction } from 'kysely';
 import type { Database } from './db.ts';
 import type { DomainEvent, EventBus, NewDomainEvent } from './events.ts';
@@ -231,7 +232,8 @@ export class Outbox implements TransactionalEvents, EventLog {
 
   committed(events: readonly DomainEvent[]): void {
     if (this.crashAfterCommitOf !== undefined && events.some((e) => e.type === this.crashAfterCommitOf)) {
-      this.logger.warn({ eventType: this.crashAfterCommitOf }, 'test hook: killing this process after commit, before publish');
+      // Written synchronously: pino's buffered line would die with the process.
+      writeSync(2, `test hook: killing this process after commit, before publish (${this.crashAfterCommitOf})\n`);
       process.kill(process.pid, 'SIGKILL');
       return;
     }

@@ -12,7 +12,7 @@ import type { AgentRow, AgentStore } from '../../subgraphs/agents/store.ts';
 
 const issued: IssuedCredential = { keyId: 'key-1', prefix: 'ap_0123456789abcdef', secret: 'ap_0123456789abcdef_secret', scopes: ['agents:read'] };
 
-function context(store: Pick<AgentStore, 'register'>, credentials: AgentCredentials): AgentsContext {
+function context(store: Pick<AgentStore, 'register'> & Partial<Pick<AgentStore, 'registered'>>, credentials: AgentCredentials): AgentsContext {
   const logger = createLogger('test', 'silent');
   // Only what registration touches; the rest of the context is never read here.
   return {
@@ -20,7 +20,8 @@ function context(store: Pick<AgentStore, 'register'>, credentials: AgentCredenti
     requestId: 'req',
     logger,
     identity: developmentIdentity('agents'),
-    store: store as AgentStore,
+    // No Idempotency-Key unless a test says otherwise: nothing was registered with it before.
+    store: { registered: async () => false, ...store } as AgentStore,
     credentials,
     agentLoader: { clear: () => ({ prime: () => undefined }) },
     now: () => new Date(),
@@ -64,6 +65,15 @@ describe('registration with a credential', () => {
     );
     expect(err).toBe(broken);
     expect(revoke).toHaveBeenCalledWith(expect.objectContaining({ tenantId: 'default' }), 'key-1');
+  });
+
+  it('does not mint a second credential for a keyed repeat of a committed registration', async () => {
+    const issue = vi.fn();
+    const register = vi.fn(async () => ({ id: 'first' }) as AgentRow);
+    const row = await registerAgent(context({ register, registered: async () => true }, { issue, revoke: vi.fn() }), true);
+    expect(issue).not.toHaveBeenCalled();
+    expect(row).toMatchObject({ id: 'first' });
+    expect(row.credential).toBeUndefined();
   });
 
   it('does not ask governance without issueCredential', async () => {
