@@ -4,6 +4,7 @@
 // naming the argument or variable (runtime/nul-characters.ts says why).
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
 import { findNulCharacter, nulCharacterError } from '../runtime/nul-characters.ts';
+import { wrapExecutor } from './executor-wrapper.ts';
 
 export function withNulCharacterRefusal(gateway: GatewayInterface): GatewayInterface {
   const refusing =
@@ -13,12 +14,5 @@ export function withNulCharacterRefusal(gateway: GatewayInterface): GatewayInter
       if (found) return { errors: [nulCharacterError(found)] };
       return inner(requestContext);
     };
-  return {
-    onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
-    async load(loadOptions) {
-      const loaded = await gateway.load(loadOptions);
-      return { ...loaded, executor: loaded.executor ? refusing(loaded.executor) : null };
-    },
-    stop: () => gateway.stop(),
-  };
+  return wrapExecutor(gateway, refusing);
 }

@@ -6,6 +6,7 @@
 // variable's definition as their node), so Apollo turns them into BAD_USER_INPUT with status 400.
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
 import { getVariableValues } from 'graphql';
+import { wrapExecutor } from './executor-wrapper.ts';
 
 export function withVariableCoercion(gateway: GatewayInterface): GatewayInterface {
   const coercing =
@@ -18,12 +19,5 @@ export function withVariableCoercion(gateway: GatewayInterface): GatewayInterfac
       }
       return inner(requestContext);
     };
-  return {
-    onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
-    async load(loadOptions) {
-      const loaded = await gateway.load(loadOptions);
-      return { ...loaded, executor: loaded.executor ? coercing(loaded.executor) : null };
-    },
-    stop: () => gateway.stop(),
-  };
+  return wrapExecutor(gateway, coercing);
 }

@@ -20,8 +20,21 @@ export function findNulCharacter(document: DocumentNode | undefined, variables: 
     if (path) return { kind: 'variable', path };
   }
   if (!document) return undefined;
-  // Arguments of fields and directives wherever they stand (operations and fragments), and
-  // variables' default values.
+  // A document's literals never change: scanned once per parsed document (Apollo and the fast
+  // path hand the same object to every request of the same text), so a request costs only its
+  // variables.
+  let cached = literalFindings.get(document);
+  if (cached === undefined) {
+    cached = inLiterals(document) ?? null;
+    literalFindings.set(document, cached);
+  }
+  return cached ?? undefined;
+}
+
+const literalFindings = new WeakMap<DocumentNode, NulCharacterFound | null>();
+
+/** Arguments of fields and directives wherever they stand (operations and fragments), and variables' default values. */
+function inLiterals(document: DocumentNode): NulCharacterFound | undefined {
   let found: NulCharacterFound | undefined;
   visit(document, {
     Argument(node) {

@@ -8,6 +8,7 @@ import { getOperationAST, GraphQLError, print, type DocumentNode, type Operation
 import { applyDenials, createAuthorizer } from './enforce.ts';
 import type { Principal } from './principal.ts';
 import { extractAccessPolicy, type AccessPolicy } from './supergraph-policy.ts';
+import { wrapExecutor } from '../executor-wrapper.ts';
 
 export interface AccessControlOptions {
   /** The caller of a request, from the context the transport built. */
@@ -58,15 +59,5 @@ export function withAccessControl(gateway: GatewayInterface, options: AccessCont
       return applyDenials(result, authorization);
     };
 
-  return {
-    onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
-    async load(loadOptions) {
-      const loaded = await gateway.load(loadOptions);
-      return { ...loaded, executor: loaded.executor ? secured(loaded.executor) : null };
-    },
-    async stop() {
-      unsubscribe();
-      await gateway.stop();
-    },
-  };
+  return wrapExecutor(gateway, secured, unsubscribe);
 }
