@@ -18,7 +18,8 @@ import { startHttpServer, type RunningHttpServer } from './http.ts';
 import { createIdentityService, IDENTITY_HEADER, IdentityError, loadIdentityConfig, type IdentityService, type RequestIdentity } from './identity.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { findNulCharacter, nulCharacterError } from './nul-characters.ts';
-import { EventStreams, serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
+import { EventStreams } from './event-streams.ts';
+import { serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
 
 /** What a subgraph gets to build itself with. */
 export interface SubgraphDeps<DB> {

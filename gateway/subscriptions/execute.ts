@@ -19,7 +19,8 @@ import { IDENTITY_HEADER, type IdentityService } from '../../runtime/identity.ts
 import type { Logger } from '../../runtime/logger.ts';
 import { applyDenials, authorizeOperation, type Authorization } from '../auth/enforce.ts';
 import type { AccessPolicy } from '../auth/supergraph-policy.ts';
-import { checkOperation, EventQueue, type CheckedOperation, type OperationRequest } from '../../runtime/subscriptions.ts';
+import { EventQueue } from '../../runtime/event-queue.ts';
+import { checkOperation, type CheckedOperation, type OperationRequest } from '../../runtime/subscriptions.ts';
 import type { GatewayContext } from '../context.ts';
 import { eventExecutor, type ErrorFormatter } from './event-execution.ts';
 import { type Planning, SupergraphNotLoadedError, type SubscriptionPlan, type Supergraph } from './planning.ts';

@@ -4,7 +4,7 @@
 // and one plan execution per event, not N.
 import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../../runtime/logger.ts';
-import type { EventQueue } from '../../runtime/subscriptions.ts';
+import type { EventQueue } from '../../runtime/event-queue.ts';
 import { subgraphUnavailable } from '../errors.ts';
 import type { ErrorFormatter } from './event-execution.ts';
 import type { UpstreamFailure, UpstreamRequest, UpstreamSubscriptions } from './upstream.ts';

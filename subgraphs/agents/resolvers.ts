@@ -7,7 +7,7 @@ import { requireScopes } from '../../runtime/identity.ts';
 import { newId, parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { afterSequenceArg, eventIdentity, eventScalarResolvers, scalarResolvers } from '../../runtime/scalars.ts';
-import { eventStreamsOf } from '../../runtime/subscriptions.ts';
+import { eventStreamsOf } from '../../runtime/event-streams.ts';
 import type { AgentsContext } from './context.ts';
 import { notRegistered, type IssuedCredential } from './credentials.ts';
 import {

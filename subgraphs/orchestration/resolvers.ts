@@ -7,7 +7,7 @@ import { requireScopes } from '../../runtime/identity.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { afterSequenceArg, eventIdentity, eventScalarResolvers, scalarResolvers } from '../../runtime/scalars.ts';
-import { eventStreamsOf } from '../../runtime/subscriptions.ts';
+import { eventStreamsOf } from '../../runtime/event-streams.ts';
 import { intInRange, text } from '../../runtime/validate.ts';
 import type { OrchestrationContext } from './context.ts';
 import {

@@ -1,6 +1,6 @@
 // The bounded queue between an event producer and a consumer that may be slow or may leave.
 import { describe, expect, it } from 'vitest';
-import { EventQueue, filterAsync, QueueOverflowError } from '../../runtime/subscriptions.ts';
+import { EventQueue, filterAsync, QueueOverflowError } from '../../runtime/event-queue.ts';
 
 describe('EventQueue', () => {
   it('hands items over in order, waiting for the producer when empty', async () => {
