@@ -1,6 +1,6 @@
 // Runs the gateway as its own process: `npm run gateway`.
 import { ConfigError } from '../runtime/config.ts';
-import { stopOnSignals } from '../runtime/subgraph.ts';
+import { stopOnSignals } from '../runtime/shutdown-signals.ts';
 import { startGateway } from './server.ts';
 import { SelfCheckError } from './self-check.ts';
 import { SupergraphFileError } from './supergraph.ts';

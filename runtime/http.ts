@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
 
@@ -160,9 +160,18 @@ export function clientAddress(req: IncomingMessage, trustProxy: boolean): string
   return req.socket.remoteAddress ?? 'unknown';
 }
 
+/**
+ * During a drain, how long a connection may stay idle before it is closed. Every answer given
+ * during a drain closes its connection, so what is still idle after this was idle before the
+ * drain began.
+ */
+export const DRAIN_QUIET_MS = 250;
+
 export async function startHttpServer<C extends BaseContext>(opts: HttpServerOptions<C>, listen: { host: string; port: number }): Promise<RunningHttpServer> {
   const graphqlPath = opts.graphqlPath ?? '/graphql';
   let draining = false;
+  // Answers not yet sent when a drain begins still get Connection: close (see close()).
+  const inFlight = new Set<ServerResponse>();
 
   async function handleGraphQL(req: IncomingMessage, res: ServerResponse, info: RequestInfo, search: string): Promise<void> {
     let body: unknown;
@@ -218,6 +227,10 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
     const requestId = typeof incomingId === 'string' && /^[\w.:-]{1,128}$/.test(incomingId) ? incomingId : randomUUID();
     res.setHeader('x-request-id', requestId);
     if (draining) res.setHeader('connection', 'close');
+    else {
+      inFlight.add(res);
+      res.once('close', () => inFlight.delete(res));
+    }
     const info: RequestInfo = { requestId, headers: toHeaderMap(req), remoteAddress: clientAddress(req, opts.trustProxy ?? false) };
     const { pathname, search } = splitTarget(req.url ?? '/');
     res.on('finish', () => {
@@ -233,9 +246,6 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
         },
         'request',
       );
-      // A request in flight when close() began leaves a keep-alive connection behind; close it
-      // once idle, or shutdown would wait for the client to hang up (or for the timeout).
-      if (draining) setImmediate(() => server.closeIdleConnections());
     });
     try {
       if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
@@ -303,11 +313,21 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
     url: `http://${host}:${port}${graphqlPath}`,
     async close(timeoutMs: number) {
       draining = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      // A keep-alive client whose request is in flight learns from its answer that this
+      // connection ends there, instead of finding it reset when it sends the next request.
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+      inFlight.clear();
+      // Stop accepting connections, but not through http's server.close(): that also closes every
+      // connection idle at this instant, and a busy keep-alive client is idle for the moment
+      // between an answer and its next request, which it may already have sent: a reset.
+      const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
+      // From now on every answer closes its connection. What stays idle past DRAIN_QUIET_MS was
+      // idle before the drain began: nobody is about to use it.
+      const sweep = setInterval(() => server.closeIdleConnections(), DRAIN_QUIET_MS);
       const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
       timer.unref();
       await closed;
+      clearInterval(sweep);
       clearTimeout(timer);
     },
   };

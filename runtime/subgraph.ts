@@ -324,25 +324,3 @@ export function nulCharactersRefused<C extends BaseContext>(): ApolloServerPlugi
     },
   };
 }
-
-/** Stops the given services on SIGINT/SIGTERM, then exits. */
-export function stopOnSignals(logger: Logger, stop: () => Promise<void>): void {
-  let signalled = false;
-  const handler = (signal: NodeJS.Signals) => {
-    if (signalled) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    signalled = true;
-    logger.info({ signal }, 'shutting down');
-    stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-}

@@ -7,7 +7,8 @@
 import { commonSpec, ConfigError, env, loadConfig } from '../runtime/config.ts';
 import { createEventBus } from '../runtime/events.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { stopOnSignals, type RunningSubgraph } from '../runtime/subgraph.ts';
+import { stopOnSignals } from '../runtime/shutdown-signals.ts';
+import type { RunningSubgraph } from '../runtime/subgraph.ts';
 import { startGateway } from '../gateway/server.ts';
 import { subgraphs } from '../subgraphs/index.ts';
 import { EXAMPLE_AGENT, seedDemoData, type DemoAgent } from './seed.ts';

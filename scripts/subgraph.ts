@@ -1,7 +1,7 @@
 // Runs one subgraph as its own process: `npm run subgraph -- agents`.
 import { ConfigError } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { stopOnSignals } from '../runtime/subgraph.ts';
+import { stopOnSignals } from '../runtime/shutdown-signals.ts';
 import { subgraphs } from '../subgraphs/index.ts';
 
 const name = process.argv[2];
