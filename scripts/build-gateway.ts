@@ -39,9 +39,18 @@ const sourceLocations: Plugin = {
 
 /** Builds the bundle (to dist/gateway.mjs unless told otherwise; it must stay inside the repository to find node_modules). */
 export async function buildGateway(outfile = GATEWAY_BUNDLE): Promise<string> {
+  return buildBundle('gateway/main.ts', outfile);
+}
+
+/**
+ * Bundles one entry point of this repository the same way (scripts/build.ts builds the
+ * subgraphs' and `npm start`'s too): what production runs with plain node, without tsx or
+ * esbuild, after `npm ci --omit=dev`.
+ */
+export async function buildBundle(entry: string, outfile: string): Promise<string> {
   await build({
     absWorkingDir: ROOT,
-    entryPoints: ['gateway/main.ts'],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
@@ -50,7 +59,7 @@ export async function buildGateway(outfile = GATEWAY_BUNDLE): Promise<string> {
     packages: 'external',
     sourcemap: 'linked',
     // The packages are CommonJS and ESM alike; node resolves them from dist/ as from gateway/.
-    banner: { js: '// Built by scripts/build-gateway.ts from gateway/main.ts; do not edit.' },
+    banner: { js: `// Built by scripts/build-gateway.ts from ${entry}; do not edit.` },
     plugins: [sourceLocations],
     logLevel: 'warning',
   });

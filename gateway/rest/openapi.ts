@@ -75,7 +75,10 @@ const RESPONSES: Record<string, Record<string, unknown>> = {
   BadRequest: problemResponse('Invalid input (code BAD_USER_INPUT or BAD_REQUEST); `errors` lists each bad value. Nothing was changed.'),
   NotFound: problemResponse('No such resource (code NOT_FOUND).'),
   Conflict: problemResponse(
-    'Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`). Nothing was changed.',
+    'Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`); or a request with the same `Idempotency-Key` is still in flight (type `/problems/idempotency-key-in-flight`: retry once it has answered). Nothing was changed.',
+  ),
+  IdempotencyKeyReused: problemResponse(
+    'The `Idempotency-Key` was already used by this caller for a different request (type `/problems/idempotency-key-reused`, code IDEMPOTENCY_KEY_REUSED). Nothing was changed; use a new key for a new request.',
   ),
   ServiceUnavailable: problemResponse('A subgraph needed for the answer is unavailable (code SUBGRAPH_UNAVAILABLE); retry later.'),
   Error: problemResponse(
@@ -99,11 +102,21 @@ const SECURITY_SCHEMES: Record<string, Record<string, unknown>> = {
   },
 };
 
+/** runtime/idempotency.ts: the header, its rule, and what a repeat gets. */
+const IDEMPOTENCY_KEY_PARAMETER = {
+  name: 'Idempotency-Key',
+  in: 'header' as const,
+  required: false,
+  description:
+    'Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`).',
+  schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x20-\\x7E]+$' },
+};
+
 const responseRef = (name: string) => ({ $ref: `#/components/responses/${name}` });
 
 function operationObject(route: RouteModel): Record<string, unknown> {
   const d = route.declaration;
-  const parameters = route.parameters.map((p) => ({
+  const parameters: Record<string, unknown>[] = route.parameters.map((p) => ({
     name: p.name,
     in: p.in,
     required: p.required,
@@ -111,6 +124,9 @@ function operationObject(route: RouteModel): Record<string, unknown> {
     ...(p.style === 'deepObject' ? { style: 'deepObject', explode: true } : {}),
     schema: p.schema,
   }));
+  // A route that creates something (201) replays its first answer for a repeated key.
+  const creates = d.operation.operation === 'mutation' && d.status === 201;
+  if (creates) parameters.push(IDEMPOTENCY_KEY_PARAMETER);
   const responses: Record<string, unknown> = {};
   const success: Record<string, unknown> = {
     description: `${d.status === 201 ? 'Created. ' : ''}${route.resourceDescription ?? `The ${route.resourceName}.`}`,
@@ -123,6 +139,7 @@ function operationObject(route: RouteModel): Record<string, unknown> {
   responses['400'] = responseRef('BadRequest');
   if (d.pathParams.length > 0 || (route.nullable && d.nullStatus === 404)) responses['404'] = responseRef('NotFound');
   if (d.operation.operation === 'mutation') responses['409'] = responseRef('Conflict');
+  if (creates) responses['422'] = responseRef('IdempotencyKeyReused');
   responses['503'] = responseRef('ServiceUnavailable');
   responses.default = responseRef('Error');
 

@@ -78,3 +78,26 @@ describe('the contract checker used by the e2e tests', () => {
     ]);
   });
 });
+
+describe('Idempotency-Key in the document', () => {
+  type Operation = { operationId: string; parameters?: { name: string; in: string }[]; responses: Record<string, unknown> };
+  const doc = JSON.parse(readFileSync(OPENAPI_JSON, 'utf8')) as { paths: Record<string, Record<string, Operation>> };
+  const operations = Object.values(doc.paths).flatMap((methods) => Object.values(methods));
+  const keyed = (op: Operation) => (op.parameters ?? []).some((p) => p.name === 'Idempotency-Key' && p.in === 'header');
+
+  it('is declared on every route that creates something (201), with its 422, and on no other', () => {
+    const creating = operations.filter((op) => '201' in op.responses);
+    expect(creating.map((op) => op.operationId).sort()).toEqual([
+      'CreateWorkflowDefinition',
+      'RegisterAgent',
+      'RegisterAgentFromCard',
+      'StartWorkflowRun',
+      'SubmitTask',
+    ]);
+    for (const op of creating) {
+      expect(keyed(op), op.operationId).toBe(true);
+      expect(op.responses['422'], op.operationId).toEqual({ $ref: '#/components/responses/IdempotencyKeyReused' });
+    }
+    expect(operations.filter((op) => !('201' in op.responses) && keyed(op)).map((op) => op.operationId)).toEqual([]);
+  });
+});

@@ -1128,8 +1128,17 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`). Nothing was changed. */
+        /** @description Not possible in the current state (code CONFLICT): an illegal transition, or `expectedVersion` is stale; or the agent is not ACTIVE (type `/problems/agent-not-active`); or a request with the same `Idempotency-Key` is still in flight (type `/problems/idempotency-key-in-flight`: retry once it has answered). Nothing was changed. */
         Conflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The `Idempotency-Key` was already used by this caller for a different request (type `/problems/idempotency-key-reused`, code IDEMPOTENCY_KEY_REUSED). Nothing was changed; use a new key for a new request. */
+        IdempotencyKeyReused: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1211,7 +1220,10 @@ export interface operations {
             query?: {
                 issueCredential?: boolean;
             };
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1257,6 +1269,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
@@ -1474,7 +1487,10 @@ export interface operations {
             query?: {
                 issueCredential?: boolean;
             };
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1539,6 +1555,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
@@ -1585,7 +1602,10 @@ export interface operations {
     SubmitTask: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1625,6 +1645,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
@@ -1995,7 +2016,10 @@ export interface operations {
     CreateWorkflowDefinition: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2043,6 +2067,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
@@ -2112,7 +2137,10 @@ export interface operations {
     StartWorkflowRun: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2152,6 +2180,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
