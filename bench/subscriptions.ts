@@ -69,16 +69,18 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
+/** Every request and subscriber acts as the admin of the demo tenant (the gateway refuses anonymous callers). */
+const authorization = `Bearer ${await mintDevToken({}, { NODE_ENV: 'development' })}`;
+
 async function gql<T>(url: string, query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify({ query, variables }) });
   const body = (await res.json()) as { data?: T; errors?: unknown };
   if (!body.data || body.errors) throw new Error(`${query.slice(0, 60)}…: ${JSON.stringify(body.errors)}`);
   return body.data;
 }
 
 async function stats(gatewayBase: string): Promise<{ clientSubscriptions: number; sharedStreams: number; upstreamSubscriptions: number }> {
-  // The counters need the admin scope: a development token, as `npm start` prints.
-  const authorization = `Bearer ${await mintDevToken({}, { NODE_ENV: 'development' })}`;
+  // The counters need the admin scope: the development token has it.
   return (await (await fetch(`${gatewayBase}/debug/subscriptions`, { headers: { authorization } })).json()) as {
     clientSubscriptions: number;
     sharedStreams: number;
@@ -216,7 +218,7 @@ async function run(size: number, options: Options, work: string): Promise<Row> {
               super(address, protocols, { headers });
             }
           };
-          const client = createClient({ url: wsUrl, webSocketImpl, retryAttempts: 0, lazy: false, keepAlive: 0 });
+          const client = createClient({ url: wsUrl, webSocketImpl, connectionParams: { authorization }, retryAttempts: 0, lazy: false, keepAlive: 0 });
           await new Promise<void>((resolve, reject) => {
             const off = client.on('connected', () => {
               off();

@@ -26,9 +26,10 @@ for dev in tsx esbuild typescript vitest; do
   if [ -e "node_modules/$dev" ]; then echo "devDependency $dev was installed" >&2; exit 1; fi
 done
 
-# Ports away from the defaults, so a platform running on this machine is not in the way.
-export NODE_ENV=production DATA_DIR="$WORK/data" LOG_LEVEL=warn
-export GATEWAY_PORT=24000 AGENTS_PORT=24001 ORCHESTRATION_PORT=24002 GOVERNANCE_PORT=24003 MEMORY_PORT=24004
+# Free ports from the system (not the defaults: a platform may be running on this machine).
+free_port() { node -e "const s=require('node:net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+export NODE_ENV=production DATA_DIR="$WORK/data" LOG_LEVEL=info
+for variable in GATEWAY_PORT AGENTS_PORT ORCHESTRATION_PORT GOVERNANCE_PORT MEMORY_PORT; do export "$variable=$(free_port)"; done
 GATEWAY_SIGNING_SECRET=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('hex'))")
 AUTH_JWT_SECRET=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('hex'))")
 export GATEWAY_SIGNING_SECRET AUTH_JWT_SECRET AUTH_ISSUER=https://issuer.example AUTH_AUDIENCE=agent-platform
@@ -58,10 +59,14 @@ echo "$ANSWER" | grep -q '"name":"prod-check"' || { echo "GraphQL mutation faile
 REST=$(curl -s "http://127.0.0.1:$GATEWAY_PORT/v1/agents" -H "authorization: Bearer $TOKEN")
 echo "$REST" | grep -q 'prod-check' || { echo "REST read failed: $REST" >&2; exit 1; }
 
-kill -TERM "$SERVER_PID"
+# SIGTERM to the process group, as a terminal or systemd sends it: npm forwards its copy too, and
+# the services count the two as one graceful stop. npm itself then exits 143 (killed by SIGTERM).
+kill -TERM -- "-$SERVER_PID"
 for _ in $(seq 1 60); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
 if kill -0 "$SERVER_PID" 2>/dev/null; then echo "npm run serve did not stop on SIGTERM" >&2; exit 1; fi
-wait "$SERVER_PID" && STATUS=0 || STATUS=$?
 SERVER_PID=
-[ "$STATUS" = 0 ] || { echo "npm run serve exited with $STATUS" >&2; cat "$WORK/serve.log" >&2; exit 1; }
+for stopped in 'gateway stopped' 'governance subgraph stopped' 'agents subgraph stopped' 'orchestration subgraph stopped'; do
+  grep -q "$stopped" "$WORK/serve.log" || { echo "no \"$stopped\" in the log" >&2; cat "$WORK/serve.log" >&2; exit 1; }
+done
+if grep -q 'second signal\|shutdown failed' "$WORK/serve.log"; then cat "$WORK/serve.log" >&2; exit 1; fi
 echo "production start without devDependencies: ok (GraphQL + REST through the gateway, clean stop)"
