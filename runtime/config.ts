@@ -80,6 +80,22 @@ export const env = {
       },
     };
   },
+  /** One URL or several, comma-separated (the replicas of one service); each checked as url() does. */
+  urls(doc: string, protocols: string[], def: string): Field<string[]> {
+    const one = env.url(doc, protocols);
+    return {
+      doc,
+      default: def.split(','),
+      parse(raw) {
+        const urls = raw
+          .split(',')
+          .map((part) => part.trim())
+          .filter((part) => part !== '');
+        if (urls.length === 0) throw new Error(`expected one or more ${protocols.join(' or ')} URLs, comma-separated, got "${raw}"`);
+        return urls.map((u) => one.parse(u) as string);
+      },
+    };
+  },
   oneOf<T extends string>(doc: string, values: readonly T[], def: T): Field<T> {
     return {
       doc,

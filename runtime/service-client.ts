@@ -14,8 +14,11 @@ export interface ServiceClientOptions {
   from: string;
   /** The subgraph asked: the audience of the identity token. */
   to: string;
-  /** Its GraphQL endpoint, or where to read it at each call. */
-  url: string | (() => string);
+  /**
+   * Its GraphQL endpoint: one URL, the URLs of its replicas (used in turn; a replica that refuses
+   * the connection is skipped for the next), or where to read it at each call.
+   */
+  url: string | readonly string[] | (() => string);
   identity: IdentityService;
   logger: Logger;
   timeoutMs?: number;
@@ -44,8 +47,32 @@ interface GraphQLBody<T> {
   errors?: GraphQLFormattedError[];
 }
 
+/**
+ * Errors of a request that never reached the callee: trying another replica cannot make anything
+ * happen twice, even for a mutation. A timeout or a reset after sending may have (the call is then
+ * DEPENDENCY_UNAVAILABLE, as before: the caller's client retries, with its Idempotency-Key).
+ */
+const NOT_SENT = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function neverSent(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return (typeof code === 'string' && NOT_SENT.has(code)) || (typeof cause === 'string' && NOT_SENT.has(cause));
+}
+
+/** The URLs of one call, in the order to try them: replicas in turn, so load spreads. */
+function targets(url: ServiceClientOptions['url']): () => readonly string[] {
+  if (typeof url === 'function') return () => [url()];
+  if (typeof url === 'string') return () => [url];
+  let turn = 0;
+  return () => {
+    const start = turn++ % url.length;
+    return [...url.slice(start), ...url.slice(0, start)];
+  };
+}
+
 export function createServiceClient(options: ServiceClientOptions): ServiceClient {
-  const urlOf = typeof options.url === 'function' ? options.url : () => options.url as string;
+  const urlsOf = targets(options.url);
   const timeoutMs = options.timeoutMs ?? 5_000;
 
   function unavailable(reason: string, cause?: unknown): GraphQLError {
@@ -65,26 +92,35 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
         agentId: null,
       };
       const token = await options.identity.signIdentity(claims, options.to, caller.requestId ?? null);
-      let status: number;
-      let body: GraphQLBody<T>;
-      try {
-        const res = await request(urlOf(), {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            accept: 'application/json',
-            [IDENTITY_HEADER]: token,
-            ...(caller.requestId ? { 'x-request-id': caller.requestId } : {}),
-          },
-          body: JSON.stringify({ query, variables }),
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
-        status = res.statusCode;
-        body = (await res.body.json()) as GraphQLBody<T>;
-      } catch (err) {
-        throw unavailable('no answer', err);
+      let status = 0;
+      let body: GraphQLBody<T> | undefined;
+      const urls = urlsOf();
+      for (const [i, url] of urls.entries()) {
+        try {
+          const res = await request(url, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              accept: 'application/json',
+              [IDENTITY_HEADER]: token,
+              ...(caller.requestId ? { 'x-request-id': caller.requestId } : {}),
+            },
+            body: JSON.stringify({ query, variables }),
+            headersTimeout: timeoutMs,
+            bodyTimeout: timeoutMs,
+          });
+          status = res.statusCode;
+          body = (await res.body.json()) as GraphQLBody<T>;
+          break;
+        } catch (err) {
+          if (i < urls.length - 1 && neverSent(err)) {
+            options.logger.warn({ err, subgraph: options.to, url }, `the ${options.to} replica at ${url} refused the connection; trying the next`);
+            continue;
+          }
+          throw unavailable('no answer', err);
+        }
       }
+      if (body === undefined) throw unavailable('no answer');
       if (body.errors && body.errors.length > 0) {
         const [first] = body.errors;
         const code = first?.extensions?.code;

@@ -11,7 +11,11 @@ import { createServiceClient, type ServiceCaller } from '../../runtime/service-c
 const DEFAULT_GOVERNANCE_URL = 'http://127.0.0.1:4003/graphql';
 
 export const credentialsSpec = {
-  SUBGRAPH_GOVERNANCE_URL: env.url('GraphQL endpoint of the governance subgraph, which mints agent credentials', ['http', 'https'], DEFAULT_GOVERNANCE_URL),
+  SUBGRAPH_GOVERNANCE_URL: env.urls(
+    'GraphQL endpoint of the governance subgraph, which mints agent credentials (its replicas, comma-separated)',
+    ['http', 'https'],
+    DEFAULT_GOVERNANCE_URL,
+  ),
 };
 
 /** What the registration answer shows of a new credential, the secret this once. */
@@ -46,7 +50,7 @@ export function createAgentCredentials(deps: { env: Record<string, string | unde
   const governance = createServiceClient({
     from: 'agents',
     to: 'governance',
-    url: url ?? DEFAULT_GOVERNANCE_URL,
+    url,
     identity: deps.identity,
     logger: deps.logger,
   });
