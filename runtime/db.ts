@@ -75,10 +75,31 @@ function postgresSchema(opts: DatabaseOptions): string {
   return `${opts.schemaPrefix ?? ''}${opts.name}`;
 }
 
+/** The SQLite connections of this process, for closeSqliteNow(). */
+const openSqliteConnections = new Set<BetterSqlite3.Database>();
+
+/**
+ * Closes every SQLite database of the process at once, synchronously: for a forced exit (a second
+ * Ctrl+C). Committed writes are in the WAL already; closing checkpoints it into the database file
+ * and removes the -wal and -shm files, so a forced stop leaves the folder as a normal one does. A
+ * transaction still open is rolled back (it was never acknowledged).
+ */
+export function closeSqliteNow(): void {
+  for (const conn of openSqliteConnections) {
+    try {
+      conn.close();
+    } catch {
+      // Already closing: nothing more to do for it.
+    }
+  }
+  openSqliteConnections.clear();
+}
+
 function openSqlite<DB>(opts: DatabaseOptions): { database: Database<DB>; statements: { clear(): void } } {
   mkdirSync(opts.dataDir, { recursive: true });
   const file = resolve(opts.dataDir, `${opts.name}.sqlite`);
   const conn = new BetterSqlite3(file);
+  openSqliteConnections.add(conn);
   // WAL lets readers run beside the writer; synchronous=FULL makes a committed transaction
   // survive power loss as well as a killed process: an acknowledged write is never lost.
   conn.pragma('journal_mode = WAL');
@@ -106,7 +127,8 @@ function openSqlite<DB>(opts: DatabaseOptions): { database: Database<DB>; statem
       await sql`select 1`.execute(db);
     },
     async close() {
-      await db.destroy();
+      openSqliteConnections.delete(conn);
+      if (conn.open) await db.destroy();
     },
   };
   return { database, statements };

@@ -5,6 +5,7 @@
 // agent's credential with requests made as that agent; in production it prints no token and seeds
 // nothing (tokens come from the identity provider).
 import { commonSpec, ConfigError, env, loadConfig } from '../runtime/config.ts';
+import { closeSqliteNow } from '../runtime/db.ts';
 import { createEventBus } from '../runtime/events.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stopOnSignals } from '../runtime/shutdown-signals.ts';
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
     await Promise.all(running.map((s) => s.stop()));
     await bus.close();
   };
-  stopOnSignals(logger, stopAll);
+  stopOnSignals(logger, stopAll, { beforeForcedExit: closeSqliteNow });
   const urls: Record<string, string> = {};
   try {
     for (const def of startOrder) {

@@ -1,5 +1,6 @@
 // Runs one subgraph as its own process: `npm run subgraph -- agents`.
 import { ConfigError } from '../runtime/config.ts';
+import { closeSqliteNow } from '../runtime/db.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stopOnSignals } from '../runtime/shutdown-signals.ts';
 import { subgraphs } from '../subgraphs/index.ts';
@@ -12,7 +13,7 @@ if (!def) {
 }
 try {
   const running = await def.start();
-  stopOnSignals(createLogger(def.name, process.env.LOG_LEVEL ?? 'info'), () => running.stop());
+  stopOnSignals(createLogger(def.name, process.env.LOG_LEVEL ?? 'info'), () => running.stop(), { beforeForcedExit: closeSqliteNow });
 } catch (err) {
   console.error(err instanceof ConfigError ? err.message : `${def.name} failed to start: ${(err as Error).stack ?? String(err)}`);
   process.exit(1);

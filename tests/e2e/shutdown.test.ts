@@ -2,12 +2,13 @@
 // deliberate second one forces the exit, and keep-alive clients under load are told to go
 // (Connection: close) rather than reset. Real processes, started as a user starts them.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { subgraphs } from '../../subgraphs/index.ts';
 import { TEST_SECURITY_ENV } from '../support/auth.ts';
 import { getFreePort, manageProcesses, REPO_ROOT, startProcess } from '../support/processes.ts';
 
@@ -38,7 +39,7 @@ afterEach(() => {
 });
 
 /** `npm run <args>` in its own process group, as a terminal runs it: Ctrl+C reaches the whole group. */
-async function npmRun(args: string[], port: number, env: Record<string, string>): Promise<NpmProcess> {
+async function npmRun(args: string[], port: number, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<NpmProcess> {
   const child = spawn('npm', ['run', '--silent', ...args], {
     cwd: REPO_ROOT,
     detached: true,
@@ -52,7 +53,7 @@ async function npmRun(args: string[], port: number, env: Record<string, string>)
   let done = false;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   void exited.then(() => (done = true));
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + readyTimeoutMs;
   while (Date.now() < deadline) {
     if (done) throw new Error(`npm run ${args.join(' ')} exited before it was ready:\n${output}`);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
@@ -175,5 +176,58 @@ describe('draining under keep-alive load', () => {
     expect(toldToClose).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
     expect(status.code).toBe(0);
+  });
+});
+
+/** Every process of a group has exited. */
+async function groupGone(pid: number, timeoutMs = 30_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(-pid, 0);
+    } catch {
+      return true;
+    }
+    await sleep(200);
+  }
+  return false;
+}
+
+describe('npm start, signalled as a process manager does (the npm process alone)', () => {
+  async function npmStart(): Promise<{ proc: NpmProcess; port: number; dir: string }> {
+    const dir = mkdtempSync(join(dataDir, 'start-'));
+    const port = await getFreePort();
+    const ports: Record<string, string> = {};
+    for (const name of Object.keys(subgraphs)) ports[`${name.toUpperCase()}_PORT`] = String(await getFreePort());
+    const proc = await npmRun(['start'], port, { ...ports, GATEWAY_PORT: String(port), DATA_DIR: dir, SEED: 'false', SHUTDOWN_TIMEOUT_MS: '30000' }, 120_000);
+    return { proc, port, dir };
+  }
+  const leftovers = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('-wal') || f.endsWith('-shm'));
+
+  it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s stops every service and leaves the SQLite files closed', async (signal) => {
+    const { proc, port, dir } = await npmStart();
+    expect(readdirSync(dir).some((f) => f.endsWith('.sqlite'))).toBe(true);
+    process.kill(proc.child.pid!, signal);
+    expect(await groupGone(proc.child.pid!), proc.output()).toBe(true);
+    const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      () => false,
+      () => true,
+    );
+    expect(refused).toBe(true);
+    expect(leftovers(dir), proc.output()).toEqual([]);
+    expect(proc.output()).not.toContain('second signal');
+  });
+
+  it('a second signal forces the exit and still closes the databases', async () => {
+    const { proc, port, dir } = await npmStart();
+    const inFlight = await requestInFlight(port);
+    process.kill(proc.child.pid!, 'SIGTERM');
+    await sleep(1_500);
+    expect(proc.alive(), proc.output()).toBe(true);
+    process.kill(proc.child.pid!, 'SIGTERM');
+    expect(await groupGone(proc.child.pid!), proc.output()).toBe(true);
+    expect(proc.output()).toContain('second signal: exiting now');
+    expect(leftovers(dir)).toEqual([]);
+    inFlight.socket.destroy();
   });
 });
