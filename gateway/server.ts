@@ -18,6 +18,7 @@ import { probeQuery, runSelfCheck } from './self-check.ts';
 import { apolloLimits, limitRules, parseOptions } from './limits/armor.ts';
 import { loadLimitsConfig } from './limits/config.ts';
 import { createRateLimiter } from './limits/rate-limit.ts';
+import { mintDevToken } from './auth/dev-token.ts';
 import { createDocsRoute } from './docs/index.ts';
 import { formatGatewayError } from './errors.ts';
 import { createRestFacade } from './rest/index.ts';
@@ -218,7 +219,15 @@ export async function startGateway(source: Record<string, string | undefined> = 
     maxBodyBytes: config.MAX_BODY_BYTES,
     context: requestContext,
   });
-  routes.push(createDocsRoute({ graphiql: config.GRAPHIQL ?? !production }), rest.route);
+  routes.push(
+    createDocsRoute({
+      graphiql: config.GRAPHIQL ?? !production,
+      ssePath: SSE_PATH,
+      // GraphiQL starts with the development token only where anyone could mint it anyway.
+      ...(!production && authConfig.developmentSecret ? { developmentToken: () => mintDevToken({}, source) } : {}),
+    }),
+    rest.route,
+  );
   const subscriptions = createGatewaySubscriptions({
     gateway,
     execute: executeOperation,

@@ -11,6 +11,7 @@ import { createLogger } from '../runtime/logger.ts';
 import { stopOnSignals } from '../runtime/shutdown-signals.ts';
 import type { RunningSubgraph } from '../runtime/subgraph.ts';
 import { startGateway } from '../gateway/server.ts';
+import { SSE_PATH } from '../gateway/subscriptions/index.ts';
 import { subgraphs } from '../subgraphs/index.ts';
 import { EXAMPLE_AGENT, seedDemoData, type DemoAgent } from './seed.ts';
 import { mintDevToken } from './token.ts';
@@ -106,7 +107,10 @@ async function main(): Promise<void> {
     '',
     'Agent platform supergraph is up.',
     '',
-    `  GraphQL (gateway)   ${gateway.url}`,
+    `  GraphQL (gateway)   ${gateway.url}   (GraphiQL in a browser${production ? ' unless GRAPHIQL=false' : ''})`,
+    `  subscriptions       ${gateway.url.replace(/^http/, 'ws')} (graphql-ws)   ${base}${SSE_PATH} (SSE)`,
+    `  REST                ${base}/v1/…   docs: ${base}/docs (Swagger UI), ${base}/redoc, ${base}/openapi.json`,
+    `  start page          ${base}/`,
     ...running.map((s) => `  subgraph ${s.name.padEnd(14)} ${s.url}`),
     `  health              ${base}/healthz   ready: ${base}/readyz`,
     '',

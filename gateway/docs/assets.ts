@@ -28,6 +28,7 @@ export const ASSETS: ReadonlyMap<string, string> = new Map([
   ...files('swagger-ui', packageDir('swagger-ui-dist'), ['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png']),
   ...files('redoc', join(packageDir('redoc'), 'bundles'), ['redoc.standalone.js']),
   ...files('graphiql', packageDir('graphiql'), ['graphiql.min.js', 'graphiql.min.css']),
+  ...files('graphql-ws', join(packageDir('graphql-ws'), 'umd'), ['graphql-ws.min.js']),
   ...files('react', join(packageDir('react'), 'umd'), ['react.production.min.js']),
   ...files('react-dom', join(packageDir('react-dom'), 'umd'), ['react-dom.production.min.js']),
   ...files('docs', STATIC_DIR, ['swagger-init.js', 'graphiql-init.js', 'docs.css']),

@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Route } from '../../runtime/http.ts';
 import { sendAsset } from './assets.ts';
+import { sendJson } from '../../runtime/http.ts';
+import { landingLinks, landingPage } from './landing.ts';
 import { CONTENT_SECURITY_POLICY, GRAPHIQL_PAGE, REDOC_PAGE, SWAGGER_UI_PAGE } from './pages.ts';
 
 /**
@@ -43,15 +45,47 @@ const PAGES: Record<string, string> = {
   '/redoc/': REDOC_PAGE,
 };
 
-export function createDocsRoute(options: { graphqlPath?: string; graphiql?: boolean } = {}): Route {
+/** Where GraphiQL gets the development token it fills in (see DocsOptions.developmentToken). */
+export const DEVELOPMENT_TOKEN_PATH = '/docs/development-token';
+
+export interface DocsOptions {
+  graphqlPath?: string;
+  graphiql?: boolean;
+  /** The SSE endpoint, listed on the landing page. */
+  ssePath?: string;
+  /**
+   * Mints the development token (admin of the demo tenant) for GraphiQL's headers. Only given
+   * outside production while the public development secret signs user tokens: anyone can mint
+   * that token anyway (`npm run token`), so handing it out gives nothing away.
+   */
+  developmentToken?: () => Promise<string>;
+}
+
+export function createDocsRoute(options: DocsOptions = {}): Route {
   const graphqlPath = options.graphqlPath ?? '/graphql';
   const graphiql = options.graphiql ?? true;
-  return (req, res) => {
+  const links = { graphqlPath, ssePath: options.ssePath ?? `${graphqlPath}/stream`, graphiql };
+  return async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const headOnly = req.method === 'HEAD';
     if (path.startsWith('/assets/')) return sendAsset(res, path, headOnly);
-    const html = PAGES[path] ?? (graphiql && path === graphqlPath && prefersHtml(req.headers) ? GRAPHIQL_PAGE : undefined);
+    if (path === DEVELOPMENT_TOKEN_PATH) {
+      if (!options.developmentToken) return false;
+      sendJson(res, 200, {
+        token: await options.developmentToken(),
+        note: 'development only: admin of the demo tenant, signed with the public development secret',
+      });
+      return true;
+    }
+    if (path === '/' && !prefersHtml(req.headers)) {
+      sendJson(res, 200, landingLinks(req.headers.host, links));
+      return true;
+    }
+    const html =
+      path === '/'
+        ? landingPage(req.headers.host, links)
+        : (PAGES[path] ?? (graphiql && path === graphqlPath && prefersHtml(req.headers) ? GRAPHIQL_PAGE : undefined));
     if (html === undefined) return false;
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',

@@ -59,5 +59,6 @@ export const GRAPHIQL_PAGE = page(
 <script src="/assets/react/react.production.min.js"></script>
 <script src="/assets/react-dom/react-dom.production.min.js"></script>
 <script src="/assets/graphiql/graphiql.min.js"></script>
+<script src="/assets/graphql-ws/graphql-ws.min.js"></script>
 <script src="/assets/docs/graphiql-init.js"></script>`,
 );

@@ -123,4 +123,55 @@ describe.skipIf(missing)(`documentation in a browser${missing ? ` (skipped: ${CH
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it('GraphiQL runs a subscription over graphql-ws, starting with the development token in its headers', async () => {
+    const query = encodeURIComponent('subscription Watch { agentStatusChanged { to agent { name } } }');
+    // A first visit: nothing saved, so the page asks the gateway for the development token.
+    const { page, escaped, errors } = await visit(`/graphql?query=${query}`);
+    await expect
+      .poll(
+        () =>
+          page.evaluate(
+            () => (globalThis as unknown as { localStorage: { getItem(key: string): string | null } }).localStorage.getItem('graphiql:tabState') ?? '',
+          ),
+        { timeout: 20_000 },
+      )
+      .toContain('Bearer ');
+    await page.locator('.graphiql-execute-button').click({ timeout: 20_000 });
+    // The subscription is live once its WebSocket is open; then an agent registers elsewhere.
+    await expect
+      .poll(
+        async () => {
+          await gqlOk(platform.url, `mutation { registerAgent(input: { name: "Seen in GraphiQL" }) { id } }`);
+          return page.locator('.graphiql-response').innerText();
+        },
+        { timeout: 30_000, interval: 2_000 },
+      )
+      .toContain('Seen in GraphiQL');
+    expect(await page.locator('.graphiql-response').innerText()).toContain('"to": "REGISTERED"');
+    expect(escaped).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('/: a landing page linking GraphiQL, the REST docs and every endpoint; the same links as JSON for clients', async () => {
+    const { page, escaped, errors } = await visit('/');
+    const text = await page.locator('body').innerText();
+    expect(text).toContain('Agent platform supergraph');
+    for (const href of ['/graphql', '/docs', '/redoc', '/openapi.json']) expect(await page.locator(`a[href$="${href}"]`).count(), href).toBe(1);
+    const host = new URL(base).host;
+    expect(text).toContain(`ws://${host}/graphql`);
+    expect(text).toContain(`http://${host}/graphql/stream`);
+    expect(escaped).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+    const json = (await (await fetch(`${base}/`, { headers: { accept: 'application/json' } })).json()) as Record<string, string>;
+    expect(json).toMatchObject({
+      graphql: `${base}/graphql`,
+      websocket: `ws://${host}/graphql`,
+      sse: `${base}/graphql/stream`,
+      openapi: `${base}/openapi.json`,
+      rest: `${base}/v1/`,
+    });
+  });
 });

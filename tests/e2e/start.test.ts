@@ -72,6 +72,11 @@ describe('npm start', () => {
     expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/graphql`);
     expect(banner).toContain(`http://127.0.0.1:${agentsPort}/graphql`);
     expect(banner).toContain(`http://127.0.0.1:${orchestrationPort}/graphql`);
+    // Every way in: WebSocket and SSE subscriptions, REST and its docs, the start page.
+    expect(banner).toContain(`ws://127.0.0.1:${gatewayPort}/graphql (graphql-ws)`);
+    expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/graphql/stream (SSE)`);
+    expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/docs (Swagger UI)`);
+    expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/openapi.json`);
     expect(banner).toMatch(/demo data: seeded 5 agents, \d+ tasks, 1 workflow run/);
     expect(banner).toContain(join(dataDir, 'agents.sqlite'));
     // The printed development token and curl example work as they are.
