@@ -146,7 +146,10 @@ describe('tracing (OTLP export on)', () => {
         const spans = spansOf(traceId);
         const delivered = spans.find((s) => s.service === 'gateway' && s.kind === CONSUMER);
         const entityFetch = delivered && spans.find((s) => s.service === 'agents' && s.kind === SERVER && ancestors(s, spans).includes(delivered));
-        return entityFetch ? spans : undefined;
+        // Each process exports on its own schedule: the subgraph's spans may come later.
+        const subgraphSide =
+          spans.some((s) => s.service === 'orchestration' && s.kind === PRODUCER) && spans.some((s) => s.service === 'orchestration' && s.kind === CONSUMER);
+        return entityFetch && subgraphSide ? spans : undefined;
       },
       20_000,
     );
