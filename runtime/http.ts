@@ -3,7 +3,7 @@ import { createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type S
 import type { AddressInfo, Socket } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
-import { recordedTraceId, traceIncoming } from './tracing.ts';
+import { recordedTraceId, serviceContext, traceIncoming } from './tracing.ts';
 
 /**
  * The node:http transport shared by every subgraph and the gateway: request ids, one JSON log
@@ -262,7 +262,8 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
   }
 
   // One SERVER span per request when tracing is on (child of the client's traceparent).
-  const server = createServer((req, res) => void traceIncoming(req, res, () => handle(req, res)));
+  const tracing = serviceContext();
+  const server = createServer((req, res) => void traceIncoming(req, res, () => handle(req, res), tracing));
   // Node answers what its parser refuses with a bare status line and no body; clients get the
   // API's own error format instead (and never a stack), then the connection is closed, as the
   // parser cannot find the next request's start.

@@ -11,13 +11,16 @@ import {
   createContextKey,
   INVALID_SPAN_CONTEXT,
   propagation,
+  ProxyTracerProvider,
   SpanKind,
   SpanStatusCode,
   trace,
   type Attributes,
   type Context,
   type Span,
+  type SpanOptions as ApiSpanOptions,
   type Tracer,
+  type TracerProvider,
 } from '@opentelemetry/api';
 import { env, loadConfig, type ConfigOf } from './config.ts';
 
@@ -84,7 +87,10 @@ export interface Tracing {
 
 /** True once any service of this process started the SDK: the helpers' fast path when false. */
 let enabled = false;
-const TRACER = createContextKey('agent-platform tracer');
+/** The provider of the service a context belongs to (several services may share a process). */
+const PROVIDER = createContextKey('agent-platform tracer provider');
+/** The provider of contexts that name none: the service started last (the gateway under `npm start`). */
+let fallbackProvider: TracerProvider | undefined;
 const INSTRUMENTATION = 'agent-platform';
 const NON_RECORDING = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
@@ -132,23 +138,54 @@ export async function startTracing(service: string, config: TracingConfig): Prom
     sampler,
     spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 1000 })],
   });
+  fallbackProvider = provider;
   if (!enabled) {
     context.setGlobalContextManager(new hooks.AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
-    // Code running outside any service's context (none should) traces as the first service.
-    trace.setGlobalTracerProvider(provider);
+    // Global, so that @apollo/gateway's own spans (gateway.plan, gateway.fetch...) are exported too.
+    trace.setGlobalTracerProvider(routingProvider);
     enabled = true;
   }
-  const tracer = provider.getTracer(INSTRUMENTATION);
   return {
     enabled: true,
-    run: (fn) => context.with(context.active().setValue(TRACER, tracer), fn),
+    run: (fn) => context.with(context.active().setValue(PROVIDER, provider), fn),
     shutdown: () => provider.shutdown(),
   };
 }
 
+function providerIn(ctx: Context): TracerProvider | undefined {
+  return (ctx.getValue(PROVIDER) as TracerProvider | undefined) ?? fallbackProvider;
+}
+
+/** Hands each span to the provider of the service whose context it starts in. */
+class RoutingTracer implements Tracer {
+  constructor(
+    private readonly name: string,
+    private readonly version: string | undefined,
+  ) {}
+
+  private in(ctx: Context | undefined): Tracer {
+    return (providerIn(ctx ?? context.active()) ?? NO_PROVIDER).getTracer(this.name, this.version);
+  }
+
+  startSpan(name: string, options?: ApiSpanOptions, ctx?: Context): Span {
+    return this.in(ctx).startSpan(name, options, ctx);
+  }
+
+  startActiveSpan: Tracer['startActiveSpan'] = (...args: unknown[]) => {
+    // (name, fn), (name, options, fn) or (name, options, context, fn): only the last names a context.
+    const ctx = args.length >= 4 ? (args[2] as Context | undefined) : undefined;
+    const tracer = this.in(ctx);
+    return (tracer.startActiveSpan as (...a: unknown[]) => unknown).apply(tracer, args) as never;
+  };
+}
+
+// A proxy that never gets a delegate: its tracers are the API's no-op ones.
+const NO_PROVIDER: TracerProvider = new ProxyTracerProvider();
+const routingProvider: TracerProvider = { getTracer: (name, version) => new RoutingTracer(name, version) };
+
 function tracerIn(ctx: Context): Tracer {
-  return (ctx.getValue(TRACER) as Tracer | undefined) ?? trace.getTracer(INSTRUMENTATION);
+  return (providerIn(ctx) ?? NO_PROVIDER).getTracer(INSTRUMENTATION);
 }
 
 export interface SpanOptions {
@@ -205,10 +242,10 @@ export function within<T>(ctx: Context | undefined, fn: () => T): T {
  * The incoming request's SERVER span, child of the client's traceparent, ended when the response
  * is finished or the connection closes. The trace id goes out as x-trace-id. Off: calls fn.
  */
-export function traceIncoming(req: IncomingMessage, res: ServerResponse, fn: () => Promise<void>): Promise<void> {
+export function traceIncoming(req: IncomingMessage, res: ServerResponse, fn: () => Promise<void>, base?: Context): Promise<void> {
   if (!enabled) return fn();
   const path = (req.url ?? '/').split('?')[0] ?? '/';
-  const parent = propagation.extract(context.active(), req.headers, headerGetter);
+  const parent = propagation.extract(base ?? context.active(), req.headers, headerGetter);
   const started = startSpan(`${req.method ?? 'GET'} ${path}`, {
     kind: SpanKind.SERVER,
     parent,
@@ -223,6 +260,14 @@ export function traceIncoming(req: IncomingMessage, res: ServerResponse, fn: () 
     span.end();
   });
   return context.with(started.context, fn);
+}
+
+/**
+ * The context a server is created in (inside its service's Tracing.run), for traceIncoming: the
+ * requests' spans then go to that service's provider. Undefined when off.
+ */
+export function serviceContext(): Context | undefined {
+  return enabled ? context.active() : undefined;
 }
 
 const headerGetter = {

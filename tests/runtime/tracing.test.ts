@@ -50,7 +50,7 @@ describe('tracing off', () => {
     expect(tracing.enabled).toBe(false);
     expect(tracingEnabled()).toBe(false);
     // The global provider is still the API's proxy with its no-op delegate.
-    const provider = trace.getTracerProvider() as { getDelegate(): object };
+    const provider = trace.getTracerProvider() as unknown as { getDelegate(): object };
     expect(provider.constructor.name).toBe('ProxyTracerProvider');
     expect(provider.getDelegate().constructor.name).toBe('NoopTracerProvider');
     const recording = await withSpan('anything', {}, async (span) => span.isRecording());
