@@ -106,7 +106,12 @@ describe('tracing (OTLP export on)', () => {
     expect(names).toContain('gateway graphql.validate');
     expect(names.some((n) => n.startsWith('gateway graphql.execute query Joined'))).toBe(true);
     expect(
-      trace.some((s) => s.service === 'agents' && s.attributes['db.system.name'] === 'sqlite' && String(s.attributes['db.query.text']).startsWith('select')),
+      trace.some(
+        (s) =>
+          s.service === 'agents' &&
+          s.attributes['db.system.name'] === (process.env.DATABASE_URL ? 'postgresql' : 'sqlite') &&
+          String(s.attributes['db.query.text']).startsWith('select'),
+      ),
     ).toBe(true);
     expect(receiver.malformed).toBe(0);
   });
