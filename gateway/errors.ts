@@ -1,6 +1,7 @@
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../runtime/logger.ts';
 import { maskErrors } from '../runtime/subgraph.ts';
+import { recordedTraceId } from '../runtime/tracing.ts';
 
 /** The error a client sees in place of the data a subgraph could not deliver. */
 export function subgraphUnavailable(serviceName: string, reason: string): GraphQLError {
@@ -29,12 +30,18 @@ export function subgraphResponseTooLarge(serviceName: string, limit: number): Gr
  */
 export function formatGatewayError(logger: Logger) {
   const mask = maskErrors(logger);
-  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+  const format = (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const extensions = formatted.extensions ?? {};
     if (typeof extensions.serviceName === 'string') {
       const { stacktrace: _drop, ...rest } = extensions;
       return { ...formatted, extensions: { code: 'DOWNSTREAM_SERVICE_ERROR', ...rest } };
     }
     return mask(formatted, error);
+  };
+  // With tracing on, each error names the request's trace beside its code (see runtime/tracing.ts).
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const result = format(formatted, error);
+    const traceId = recordedTraceId();
+    return traceId ? { ...result, extensions: { ...result.extensions, traceId } } : result;
   };
 }

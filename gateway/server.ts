@@ -6,6 +6,8 @@ import { startHttpServer, type RequestInfo, type Route, type RunningHttpServer }
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { ConfigError } from '../runtime/config.ts';
 import { createIdentityService, loadIdentityConfig } from '../runtime/identity.ts';
+import { loadTracingConfig, startTracing } from '../runtime/tracing.ts';
+import { graphqlTracingPlugins } from '../runtime/graphql-tracing.ts';
 import { createApiKeyVerifier } from './auth/api-keys.ts';
 import { loadAuthConfig } from './auth/config.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
@@ -71,9 +73,10 @@ function loadAll(source: Record<string, string | undefined>) {
   const limits = attempt(() => loadLimitsConfig(source));
   // The REST routes' documents are always trusted: the facade only ever sends those texts.
   const trustedDocuments = attempt(() => loadTrustedDocuments(source, () => loadOperations().routes.map((route) => route.document)));
-  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments)
+  const tracingConfig = attempt(() => loadTracingConfig(source));
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments || !tracingConfig)
     throw new ConfigError([...new Set(problems)]);
-  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments };
+  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments, tracingConfig };
 }
 
 /**
@@ -82,12 +85,14 @@ function loadAll(source: Record<string, string | undefined>) {
  * Throws ConfigError for bad variables and SupergraphFileError for a missing or invalid file.
  */
 export async function startGateway(source: Record<string, string | undefined> = process.env): Promise<RunningGateway> {
-  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits, trustedDocuments } = loadAll(source);
+  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits, trustedDocuments, tracingConfig } = loadAll(source);
   const production = config.NODE_ENV === 'production';
   const identity = createIdentityService(identityConfig);
   // One for all subgraph clients: a mutation to any subgraph starts a new epoch for all of them.
   const dedup = createDedup<RawResponse>(source);
   const logger = createLogger('gateway', config.LOG_LEVEL);
+  // Before Apollo Server is built: its tracing plugins exist only when tracing is on.
+  const tracing = await startTracing('gateway', tracingConfig);
   if (trustedDocuments.registry.mode !== 'off') logger.info(trustedDocuments.summary, 'trusted documents');
   const initialSdl = await readSupergraph(config.SUPERGRAPH_PATH);
   const rateLimiter = createRateLimiter(limits.rateLimit, logger);
@@ -170,6 +175,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
       // TRUSTED_DOCUMENTS: unregistered documents are refused (or logged) before they are parsed.
       ...(trustedDocuments.registry.mode === 'off' ? [] : [trustedDocumentsPlugin(trustedDocuments.registry)]),
       prepared.plugin,
+      ...graphqlTracingPlugins<GatewayContext>(),
     ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
@@ -296,6 +302,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         await apollo.stop();
         await agent.close();
         await rateLimiter.close();
+        await tracing.shutdown();
         logger.info('gateway stopped');
       })();
       return stopping;

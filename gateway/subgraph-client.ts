@@ -11,6 +11,7 @@ import { identityClaims } from './auth/principal.ts';
 import type { GatewayContext } from './context.ts';
 import type { InflightDedup } from './dedup.ts';
 import { subgraphResponseTooLarge, subgraphUnavailable } from './errors.ts';
+import { tracedSubgraphFetch } from './tracing.ts';
 
 /**
  * One pool of keep-alive connections for all subgraph traffic. Idle sockets are closed by this
@@ -346,7 +347,7 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       });
       const document = isIncoming(options) ? options.document : undefined;
       const dedup = isIncoming(options) ? this.dedup : undefined;
-      const send = () => this.send(headers, body);
+      const send = () => tracedSubgraphFetch(this.options.name, this.url, headers, () => this.send(headers, body));
       const raw = !dedup
         ? await send()
         : isQuery(document, operation.query)

@@ -7,6 +7,7 @@ import { GroupCommit, type Work } from './group-commit.ts';
 import type { Logger } from './logger.ts';
 import { SchemaScopedPostgresDialect } from './postgres-introspector.ts';
 import { withStatementCache } from './sqlite-statements.ts';
+import { tracedDialect } from './sql-tracing.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -108,7 +109,7 @@ function openSqlite<DB>(opts: DatabaseOptions): { database: Database<DB>; statem
   conn.pragma('busy_timeout = 5000');
   const stats = { queries: 0, commits: 0 };
   const statements = withStatementCache(conn);
-  const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: statements }), log: countQueries(stats) });
+  const db = new Kysely<DB>({ dialect: tracedDialect(new SqliteDialect({ database: statements }), 'sqlite'), log: countQueries(stats) });
   const writes = new GroupCommit(db, {
     maxGroupSize: opts.groupCommitMax ?? DEFAULT_GROUP_COMMIT_MAX,
     inTransaction: () => conn.inTransaction,
@@ -174,7 +175,7 @@ function openPostgresPool<DB>(opts: DatabaseOptions, url: string, schema: string
   });
   pool.on('error', (err) => opts.logger.error({ err }, 'idle PostgreSQL client error'));
   const stats = { queries: 0, commits: 0 };
-  const db = new Kysely<DB>({ dialect: new SchemaScopedPostgresDialect({ pool }, schema), log: countQueries(stats) });
+  const db = new Kysely<DB>({ dialect: tracedDialect(new SchemaScopedPostgresDialect({ pool }, schema), 'postgresql'), log: countQueries(stats) });
   const safeUrl = new URL(url);
   safeUrl.password = '';
   return {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import type { Logger } from './logger.ts';
+import type { TraceCarrier } from './tracing.ts';
 
 /** A fact that happened in a domain, published only after the transaction that made it committed. */
 export interface DomainEvent<P = Record<string, unknown>> {
@@ -18,6 +19,11 @@ export interface DomainEvent<P = Record<string, unknown>> {
   subjectId: string;
   occurredAt: string;
   payload: P;
+  /**
+   * W3C trace context of the write that emitted it (only when tracing is on), so that its
+   * delivery continues the mutation's trace (runtime/tracing.ts).
+   */
+  trace?: TraceCarrier;
 }
 
 /** What a write emits: id and sequence are given when it commits. */

@@ -3,6 +3,7 @@ import { createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type S
 import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
+import { recordedTraceId, serviceContext, traceIncoming } from './tracing.ts';
 
 /**
  * The node:http transport shared by every subgraph and the gateway: request ids, one JSON log
@@ -90,8 +91,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, con
   res.end(text);
 }
 
-function graphqlError(res: ServerResponse, status: number, message: string, code: string): void {
-  sendJson(res, status, { errors: [{ message, extensions: { code } }] }, 'application/graphql-response+json');
+function graphqlError(res: ServerResponse, status: number, message: string, code: string, traceId?: string): void {
+  sendJson(res, status, { errors: [{ message, extensions: traceId ? { code, traceId } : { code } }] }, 'application/graphql-response+json');
 }
 
 /**
@@ -265,12 +266,14 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
       sendJson(res, 404, { error: 'not found', path: pathname });
     } catch (err) {
       opts.logger.error({ err, requestId }, 'unhandled request error');
-      if (!res.headersSent) graphqlError(res, 500, `Internal server error (request id ${requestId})`, 'INTERNAL_SERVER_ERROR');
+      if (!res.headersSent) graphqlError(res, 500, `Internal server error (request id ${requestId})`, 'INTERNAL_SERVER_ERROR', recordedTraceId());
       else res.destroy();
     }
   }
 
-  const server = createServer((req, res) => void handle(req, res));
+  // One SERVER span per request when tracing is on (child of the client's traceparent).
+  const tracing = serviceContext();
+  const server = createServer((req, res) => void traceIncoming(req, res, () => handle(req, res), tracing));
   // Node answers what its parser refuses with a bare status line and no body; clients get the
   // API's own error format instead (and never a stack), then the connection is closed, as the
   // parser cannot find the next request's start.

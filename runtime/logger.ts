@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { traceLogFields } from './tracing.ts';
 
 export type { Logger };
 
@@ -10,5 +11,7 @@ export function createLogger(service: string, level: string): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     // Error objects are serialised with their stack into the log only; responses never carry them.
     serializers: { err: pino.stdSerializers.err },
+    // trace_id/span_id of the active span (nothing when tracing is off), to find a line's trace.
+    mixin: traceLogFields,
   });
 }

@@ -23,6 +23,7 @@ import type { Database } from './db.ts';
 import type { DomainEvent, EventBus, NewDomainEvent } from './events.ts';
 import type { Logger } from './logger.ts';
 import { createPeriodicJob, type PeriodicJob } from './periodic-job.ts';
+import { tracedPublish } from './event-tracing.ts';
 
 /** The outbox's tables, as kysely sees them (in every subgraph database that has an outbox). */
 export interface OutboxTables {
@@ -249,7 +250,7 @@ export class Outbox implements TransactionalEvents, EventLog {
 
   private async publishAndMark(event: DomainEvent): Promise<void> {
     try {
-      await this.bus.publish(event, this.channel);
+      await tracedPublish(event, this.channel, () => this.bus.publish(event, this.channel));
     } catch (err) {
       this.logger.warn({ err, eventType: event.type, sequence: event.sequence }, 'event publish failed after commit; the outbox relay will publish it');
       return;

@@ -1,6 +1,7 @@
 // Runs a job on an interval: never two runs at once (the next is scheduled when the last ends),
 // never keeping the process alive on its own, and stoppable mid-run.
 import type { Logger } from './logger.ts';
+import { withSpan } from './tracing.ts';
 
 export interface PeriodicJob {
   start(): void;
@@ -22,8 +23,8 @@ export function createPeriodicJob(opts: { name: string; intervalMs: number; run:
 
   const tick = () => {
     timer = undefined;
-    running = opts
-      .run()
+    // A root span per run when tracing is on (its SQL statements are its children).
+    running = withSpan(`job ${opts.name}`, { attributes: { 'job.name': opts.name } }, () => opts.run())
       .then(
         (result) => opts.logger.debug({ result }, `${opts.name} done`),
         (err: unknown) => opts.logger.error({ err }, `${opts.name} failed`),

@@ -8,6 +8,7 @@ import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { request } from 'undici';
 import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from './identity.ts';
 import type { Logger } from './logger.ts';
+import { traceHeaders } from './tracing.ts';
 
 export interface ServiceClientOptions {
   /** The subgraph asking, named in the identity's subject (`subgraph:<from>`) and in logs. */
@@ -104,6 +105,8 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
               accept: 'application/json',
               [IDENTITY_HEADER]: token,
               ...(caller.requestId ? { 'x-request-id': caller.requestId } : {}),
+              // The calling request's trace continues in the callee (nothing when tracing is off).
+              ...traceHeaders(),
             },
             body: JSON.stringify({ query, variables }),
             headersTimeout: timeoutMs,

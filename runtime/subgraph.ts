@@ -7,7 +7,7 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
 import { GraphQLError, parse, type GraphQLFormattedError } from 'graphql';
 import type { Migration } from 'kysely';
-import { commonSpec, env, loadConfig, subgraphSpec, type CommonConfig } from './config.ts';
+import { commonSpec, env, loadConfig, subgraphSpec, type CommonConfig, type ConfigOf } from './config.ts';
 import { baseContext, type RequestContext } from './context.ts';
 import { IDEMPOTENCY_KEY_HEADER } from './idempotency.ts';
 import { openDatabase, type Database } from './db.ts';
@@ -20,6 +20,8 @@ import { createLogger, type Logger } from './logger.ts';
 import { findNulCharacter, nulCharacterError } from './nul-characters.ts';
 import { EventStreams } from './event-streams.ts';
 import { serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
+import { loadTracingConfig, recordedTraceId, startTracing } from './tracing.ts';
+import { graphqlTracingPlugins } from './graphql-tracing.ts';
 
 /** What a subgraph gets to build itself with. */
 export interface SubgraphDeps<DB> {
@@ -109,11 +111,12 @@ export function maskErrors(logger: Logger) {
     }
     const correlationId = randomUUID();
     logger.error({ err: original, correlationId, path: formatted.path }, 'internal error in resolver');
+    const traceId = recordedTraceId();
     return {
       message: `Internal server error (correlation id ${correlationId})`,
       ...(formatted.locations ? { locations: formatted.locations } : {}),
       ...(formatted.path ? { path: formatted.path } : {}),
-      extensions: { code: 'INTERNAL_SERVER_ERROR', correlationId },
+      extensions: traceId ? { code: 'INTERNAL_SERVER_ERROR', correlationId, traceId } : { code: 'INTERNAL_SERVER_ERROR', correlationId },
     };
   };
 }
@@ -152,7 +155,29 @@ export async function startSubgraph<DB, C extends RequestContext>(
   // Before anything is opened: production refuses to start without its own signing secret.
   const identity = createIdentityService(loadIdentityConfig(source));
   const logger = createLogger(def.name, config.LOG_LEVEL);
+  // Before the database opens: its statements are traced only when tracing is on at that point.
+  const tracing = await startTracing(def.name, loadTracingConfig(source));
+  return tracing.run(() => serveSubgraph(def, source, shared, { config, port, identity, logger, shutdownTracing: () => tracing.shutdown() }));
+}
 
+async function serveSubgraph<DB, C extends RequestContext>(
+  def: SubgraphDefinition<DB, C>,
+  source: Record<string, string | undefined>,
+  shared: SharedServices,
+  {
+    config,
+    port,
+    identity,
+    logger,
+    shutdownTracing,
+  }: {
+    config: ConfigOf<typeof commonSpec & typeof subgraphSpec>;
+    port: number;
+    identity: IdentityService;
+    logger: Logger;
+    shutdownTracing: () => Promise<void>;
+  },
+): Promise<RunningSubgraph> {
   const database = await openDatabase<DB>({
     name: def.name,
     dataDir: config.DATA_DIR,
@@ -201,6 +226,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
       // Our schemas set no cache hints: the answer is always uncacheable, without per-field work.
       ApolloServerPluginCacheControlDisabled(),
       uncacheable<C>(),
+      ...graphqlTracingPlugins<C>(),
     ],
     // stopOnSignals owns shutdown: Apollo's own SIGTERM handler stops the server and re-raises the
     // signal, which ended the process before in-flight requests finished.
@@ -283,6 +309,7 @@ export async function startSubgraph<DB, C extends RequestContext>(
         await apollo.stop();
         await closeBus();
         await database.close();
+        await shutdownTracing();
         logger.info(`${def.name} subgraph stopped`);
       })();
       return stopping;

@@ -33,6 +33,7 @@ import { baseContext, type RequestContext } from './context.ts';
 import { IDENTITY_HEADER, type RequestIdentity } from './identity.ts';
 import type { Logger } from './logger.ts';
 import { bindEventStreams, type EventStreams } from './event-streams.ts';
+import { tracedEventExecution } from './event-tracing.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Per-event execution
@@ -53,7 +54,8 @@ export async function subscribeWithFreshContext(
     async next() {
       const result = await source.next();
       if (result.done) return { value: undefined, done: true };
-      return { value: await execute({ ...args, rootValue: result.value, contextValue: freshContext() }), done: false };
+      const run = async () => execute({ ...args, rootValue: result.value, contextValue: freshContext() });
+      return { value: await tracedEventExecution(result.value, run), done: false };
     },
     async return() {
       await source.return?.(undefined);

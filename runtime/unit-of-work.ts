@@ -4,6 +4,7 @@ import type { Database } from './db.ts';
 import type { DomainEvent, EventBus, NewDomainEvent } from './events.ts';
 import type { Logger } from './logger.ts';
 import type { TransactionalEvents } from './outbox.ts';
+import { currentTraceCarrier } from './tracing.ts';
 
 export type Emit = (event: NewDomainEvent) => void;
 
@@ -30,9 +31,11 @@ export async function inTransaction<DB, T>(
 ): Promise<T> {
   // Collected per run: a write may run again (group commit retries a write whose group SQLite
   // rolled back), and only the run that committed may publish.
+  // Taken here, in the caller's context: a grouped SQLite commit may run fn in another request's.
+  const trace = currentTraceCarrier();
   const { result, events } = await database.transaction(async (trx) => {
     const emitted: NewDomainEvent[] = [];
-    const value = await fn(trx, (e) => emitted.push(e));
+    const value = await fn(trx, (e) => emitted.push(trace ? { ...e, trace } : e));
     // Last: on PostgreSQL the outbox's per-tenant counter row stays locked until COMMIT.
     const stored = isTransactional(sink) ? await sink.append(trx, emitted) : emitted.map((e): DomainEvent => ({ ...e, id: randomUUID(), sequence: 0 }));
     return { result: value, events: stored };

@@ -49,6 +49,7 @@ const PROBLEM_SCHEMAS: Record<string, JsonSchema> = {
       instance: { type: 'string', description: 'The request path.' },
       code: { type: 'string', description: 'The machine-readable code, as GraphQL clients get it in extensions.code.', examples: ['BAD_USER_INPUT'] },
       requestId: { type: 'string', description: 'The request id (x-request-id), also in the server logs.' },
+      traceId: { type: 'string', description: 'The trace id (W3C trace context) of the request, when tracing is on and recorded it.' },
       errors: { type: 'array', description: 'Each invalid request value.', items: { $ref: `${COMPONENT_PREFIX}FieldError` } },
     },
     required: ['type', 'title', 'status', 'detail', 'instance', 'code', 'requestId'],

@@ -1,4 +1,5 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { recordedTraceId } from '../../runtime/tracing.ts';
 
 /**
  * Errors of the REST facade as `application/problem+json` (RFC 9457). A refusal a client must
@@ -77,6 +78,8 @@ export interface Problem {
   code: string;
   /** The x-request-id of the request, also in the service's log lines. */
   requestId: string;
+  /** The trace id of the request, when tracing recorded it (runtime/tracing.ts). */
+  traceId?: string;
   errors?: FieldError[];
 }
 
@@ -89,6 +92,7 @@ export function problem(status: number, code: string, detail: string, where: { i
     instance: where.instance,
     code,
     requestId: where.requestId,
+    ...withTraceId(),
     ...(errors && errors.length > 0 ? { errors } : {}),
   };
 }
@@ -102,4 +106,10 @@ export function sendProblem(res: ServerResponse, body: Problem, headers: Record<
 /** A JSON Pointer fragment from path segments, escaped per RFC 6901. */
 export function pointer(segments: readonly string[]): string {
   return `#${segments.map((s) => `/${s.replace(/~/g, '~0').replace(/\//g, '~1')}`).join('')}`;
+}
+
+/** { traceId } when the active span is recorded, else nothing. */
+function withTraceId(): { traceId?: string } {
+  const traceId = recordedTraceId();
+  return traceId ? { traceId } : {};
 }

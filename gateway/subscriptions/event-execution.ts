@@ -10,6 +10,7 @@ import type { FormattedExecutionResult, GraphQLError, GraphQLFormattedError } fr
 import type { CheckedOperation } from '../../runtime/subscriptions.ts';
 import type { GatewayContext } from '../context.ts';
 import type { SubscriptionPlan, Supergraph } from './planning.ts';
+import { tracedSubscriptionEvent } from '../tracing.ts';
 
 export type ErrorFormatter = (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
 
@@ -64,7 +65,9 @@ export function eventExecutor(options: EventExecutorOptions): (event: FormattedE
   });
   const serviceName = plan.primary.serviceName;
 
-  return async (event) => {
+  return (event) => tracedSubscriptionEvent(serviceName, event, () => executeEvent(event));
+
+  async function executeEvent(event: FormattedExecutionResult): Promise<FormattedExecutionResult> {
     const serviceMap: ServiceMap = {};
     for (const [name, source] of options.dataSources()) serviceMap[name] = source;
     const response: GatewayGraphQLResponse = { data: event.data ?? null, ...(event.errors ? { errors: event.errors } : {}) };
@@ -94,7 +97,7 @@ export function eventExecutor(options: EventExecutorOptions): (event: FormattedE
       supergraph.apiSchemaInternal,
     );
     return formatResult(result.data, result.errors, format);
-  };
+  }
 }
 
 export function formatResult(

@@ -12,6 +12,7 @@ import { credentialsFromConnectionParams, readCredentials, type Credentials } fr
 import { AuthError, type Principal } from '../auth/principal.ts';
 import { contextFor, type Authenticator, type GatewayContext } from '../context.ts';
 import type { GatewayOperations, PreparedOperation } from './execute.ts';
+import { tracedOperation } from '../tracing.ts';
 
 /** Close code for a client that fell behind (RFC 6455 1013, "try again later"). */
 export const SLOW_CONSUMER_CLOSE_CODE = 1013;
@@ -42,6 +43,11 @@ export interface WebSocketTransport {
 
 /** What onSubscribe hands to execute/subscribe through graphql-ws's ExecutionArgs. */
 class SocketOperation {
+  /** The traced transport's span finds the upgrade request's headers (traceparent) here. */
+  get headers() {
+    return this.context.headers;
+  }
+
   constructor(
     readonly prepared: PreparedOperation,
     readonly context: GatewayContext,
@@ -138,8 +144,8 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
           contextValue: new SocketOperation(authorized, context, socket),
         };
       },
-      execute: (args) => run(args.contextValue),
-      subscribe: (args) => run(args.contextValue),
+      execute: (args) => tracedOperation('graphql-ws', args.operationName, args.contextValue, () => run(args.contextValue)),
+      subscribe: (args) => tracedOperation('graphql-ws', args.operationName, args.contextValue, () => run(args.contextValue)),
       onNext: (ctx, _id, _payload, _args, result) => {
         const socket = ctx.extra.socket;
         if (socket.bufferedAmount > options.maxBufferedBytes) dropSlow(socket, { bufferedAmount: socket.bufferedAmount, reason: 'send buffer full' });

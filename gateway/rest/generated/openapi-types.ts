@@ -1090,6 +1090,8 @@ export interface components {
             code: string;
             /** @description The request id (x-request-id), also in the server logs. */
             requestId: string;
+            /** @description The trace id (W3C trace context) of the request, when tracing is on and recorded it. */
+            traceId?: string;
             /** @description Each invalid request value. */
             errors?: components["schemas"]["FieldError"][];
         };

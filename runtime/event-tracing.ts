@@ -1,0 +1,41 @@
+// Spans for the event bus: a PRODUCER span per publish and a CONSUMER span per delivery, the
+// delivery parented by the trace context the event carries (DomainEvent.trace), so one trace
+// shows a mutation, its event and what the event caused in other services.
+import type { ExecutionResult } from 'graphql';
+import type { DomainEvent } from './events.ts';
+import { contextFromCarrier, currentTraceCarrier, SpanKind, tracingEnabled, withSpan } from './tracing.ts';
+
+/** Key of a subscription result's extensions that carries the event's trace context to the gateway. */
+export const TRACE_EXTENSION = 'traceContext';
+
+export function tracedPublish(event: DomainEvent, channel: string, publish: () => Promise<void>): Promise<void> {
+  if (!tracingEnabled()) return publish();
+  return withSpan(
+    `publish ${event.type}`,
+    { kind: SpanKind.PRODUCER, attributes: { 'messaging.operation.type': 'send', 'messaging.destination.name': channel, 'messaging.message.id': event.id } },
+    publish,
+  );
+}
+
+/**
+ * Executes one subscription event inside a CONSUMER span continuing the event's trace, and puts the
+ * span's trace context in the result's extensions for the gateway to continue in turn.
+ */
+export function tracedEventExecution(rootValue: unknown, execute: () => Promise<ExecutionResult>): Promise<ExecutionResult> {
+  if (!tracingEnabled()) return execute();
+  const event = rootValue as Partial<DomainEvent> | null;
+  const parent = contextFromCarrier(event?.trace);
+  return withSpan(
+    `deliver ${event?.type ?? 'event'}`,
+    {
+      kind: SpanKind.CONSUMER,
+      ...(parent ? { parent } : {}),
+      attributes: { 'messaging.operation.type': 'process', ...(typeof event?.id === 'string' ? { 'messaging.message.id': event.id } : {}) },
+    },
+    async () => {
+      const result = await execute();
+      const carrier = currentTraceCarrier();
+      return carrier ? { ...result, extensions: { ...result.extensions, [TRACE_EXTENSION]: carrier } } : result;
+    },
+  );
+}
