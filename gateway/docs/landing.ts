@@ -48,11 +48,11 @@ export function landingLinks(hostHeader: string | undefined, options: LandingOpt
   };
 }
 
-const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 export function landingPage(hostHeader: string | undefined, options: LandingOptions): string {
   const l = landingLinks(hostHeader, options);
-  const link = (href: string, label: string) => `<a href="${escape(href)}">${escape(label)}</a>`;
+  const link = (href: string, label: string) => `<a href="${escapeHtml(href)}">${escapeHtml(label)}</a>`;
   const rows: [string, string][] = [
     ['GraphQL (POST, GET)', l.graphql],
     ['GraphQL subscriptions, graphql-ws', l.websocket],
@@ -66,20 +66,20 @@ export function landingPage(hostHeader: string | undefined, options: LandingOpti
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(l.name)}</title>
+<title>${escapeHtml(l.name)}</title>
 <link rel="stylesheet" href="/assets/docs/docs.css">
 </head>
 <body class="landing">
 <main>
-<h1>${escape(l.name)}</h1>
-<p>${escape(l.description)}</p>
+<h1>${escapeHtml(l.name)}</h1>
+<p>${escapeHtml(l.description)}</p>
 <ul class="landing-links">
 ${l.graphiql ? `<li>${link(l.graphiql, 'GraphiQL')}: explore the graph, run queries and subscriptions</li>\n` : ''}<li>${link(l.swaggerUi, 'Swagger UI')}: try the REST routes</li>
 <li>${link(l.redoc, 'Redoc')}: read the REST reference</li>
 <li>${link(l.openapi, 'OpenAPI document')}</li>
 </ul>
 <table>
-${rows.map(([what, url]) => `<tr><th>${escape(what)}</th><td><code>${escape(url)}</code></td></tr>`).join('\n')}
+${rows.map(([what, url]) => `<tr><th>${escapeHtml(what)}</th><td><code>${escapeHtml(url)}</code></td></tr>`).join('\n')}
 </table>
 <p>Every request needs credentials: <code>Authorization: Bearer &lt;token&gt;</code> or <code>X-API-Key</code>. Clients asking for JSON get these links as JSON.</p>
 </main>
