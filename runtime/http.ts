@@ -3,6 +3,7 @@ import { createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type S
 import type { AddressInfo, Socket } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
+import type { ServiceMetrics } from './metrics.ts';
 
 /**
  * The node:http transport shared by every subgraph and the gateway: request ids, one JSON log
@@ -21,6 +22,8 @@ export interface RequestInfo {
   remoteAddress: string;
   /** Set by the GraphQL handler so the access log names the operation. */
   operationName?: string | undefined;
+  /** Set by a route that matched a template (REST), so metrics label requests by route, not raw path. */
+  route?: string | undefined;
 }
 
 export type Route = (req: IncomingMessage, res: ServerResponse, info: RequestInfo) => Promise<boolean> | boolean;
@@ -49,6 +52,8 @@ export interface HttpServerOptions<C extends BaseContext> {
    * parser failed before the request line was read.
    */
   formatClientError?: (failure: ClientFailure) => { contentType: string; body: string } | undefined;
+  /** Records every request's duration by route and status (runtime/metrics.ts). */
+  metrics?: Pick<ServiceMetrics, 'observeRequest' | 'routeOf'>;
 }
 
 /** A request refused before it reached a handler: what the client is told. */
@@ -222,6 +227,7 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
     const { pathname, search } = splitTarget(req.url ?? '/');
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      opts.metrics?.observeRequest(req.method, opts.metrics.routeOf(pathname, info, graphqlPath), res.statusCode, durationMs / 1000);
       opts.logger.info(
         {
           requestId,
