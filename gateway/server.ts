@@ -30,6 +30,8 @@ import { withVariableCoercion } from './variable-coercion.ts';
 import { withNulCharacterRefusal } from './nul-character-refusal.ts';
 import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
+import { createServiceMetrics, loadMetricsConfig, metricsAccess, metricsRoute, startMetricsListener } from '../runtime/metrics.ts';
+import { adminMetricsAccess, createGatewayMetrics, operationNamesOf } from './metrics.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
 import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
 import { loadTrustedDocuments, resolveTrustedDocument, subscriptionDocumentGate, trustedDocumentsPlugin } from './trusted-documents/index.ts';
@@ -68,11 +70,12 @@ function loadAll(source: Record<string, string | undefined>) {
   const auth = attempt(() => loadAuthConfig(source));
   const identity = attempt(() => loadIdentityConfig(source));
   const limits = attempt(() => loadLimitsConfig(source));
+  const metrics = attempt(() => loadMetricsConfig(source));
   // The REST routes' documents are always trusted: the facade only ever sends those texts.
   const trustedDocuments = attempt(() => loadTrustedDocuments(source, () => loadOperations().routes.map((route) => route.document)));
-  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments)
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments || !metrics)
     throw new ConfigError([...new Set(problems)]);
-  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments };
+  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments, metrics };
 }
 
 /**
@@ -81,7 +84,7 @@ function loadAll(source: Record<string, string | undefined>) {
  * Throws ConfigError for bad variables and SupergraphFileError for a missing or invalid file.
  */
 export async function startGateway(source: Record<string, string | undefined> = process.env): Promise<RunningGateway> {
-  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits, trustedDocuments } = loadAll(source);
+  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits, trustedDocuments, metrics: metricsConfig } = loadAll(source);
   const production = config.NODE_ENV === 'production';
   const identity = createIdentityService(identityConfig);
   // One for all subgraph clients: a mutation to any subgraph starts a new epoch for all of them.
@@ -97,6 +100,15 @@ export async function startGateway(source: Record<string, string | undefined> = 
   const routed = new Set<string>();
   // The subscription executor runs per-event fetches through these same data sources.
   const dataSources = new Map<string, SubgraphDataSource>();
+  // Metrics (gateway/metrics.ts): its sources are read at scrape time, once everything below exists.
+  const metrics = createServiceMetrics('gateway', metricsConfig);
+  metrics.operationNames.add(operationNamesOf([...loadOperations().routes.map((route) => route.document), ...trustedDocuments.registry.byBody.keys()]));
+  const observed = createGatewayMetrics(metrics, {
+    subgraphs: () => dataSources.keys(),
+    subscriptions: () => subscriptions.stats(),
+    dedup: dedup ? () => dedup.stats() : undefined,
+    prepared: () => prepared.stats(),
+  });
   const gateway = new ApolloGateway({
     supergraphSdl: watchedSupergraph({
       path: config.SUPERGRAPH_PATH,
@@ -125,7 +137,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         identity,
         logger,
       });
-      dataSources.set(name, source);
+      dataSources.set(name, observed.observeFetches(source, name));
       return source;
     },
     logger,
@@ -150,7 +162,11 @@ export async function startGateway(source: Record<string, string | undefined> = 
     // Bad variables first, then NUL characters in strings (request errors for every caller), then
     // field-level access control (@authenticated, @requiresScopes) before every execution.
     gateway: prepared.wrap(
-      withVariableCoercion(withNulCharacterRefusal(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }))),
+      observed.wrap(
+        withVariableCoercion(
+          withNulCharacterRefusal(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal })),
+        ),
+      ),
     ),
     ...apolloLimits(limits.query, { production }),
     introspection: config.INTROSPECTION ?? !production,
@@ -169,6 +185,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
       // TRUSTED_DOCUMENTS: unregistered documents are refused (or logged) before they are parsed.
       ...(trustedDocuments.registry.mode === 'off' ? [] : [trustedDocumentsPlugin(trustedDocuments.registry)]),
       prepared.plugin,
+      observed.plugin,
     ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
@@ -205,7 +222,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   if (!governanceUrl) logger.warn('no governance subgraph routed: API keys cannot be checked (answered 503)');
-  const authenticator = createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter });
+  const authenticator = observed.observeAuthenticator(createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter }));
   // One context factory for every transport, so REST requests run exactly like GraphQL ones.
   const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger, authenticator);
   // Every transport executes through the same core: Apollo Server, or prepared operations for repeats.
@@ -236,12 +253,15 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   routes.push(...subscriptions.routes);
+  const metricsServed = metricsRoute(metrics, metricsAccess(metricsConfig, production, adminMetricsAccess(requestContext)));
+  if (metricsServed) routes.unshift(metricsServed);
 
   let http: RunningHttpServer;
   try {
     http = await startHttpServer<GatewayContext>(
       {
         logger,
+        metrics,
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         routes,
@@ -266,6 +286,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     throw err;
   }
   subscriptions.attach(http.server);
+  const metricsListener = await startMetricsListener(metrics, config.HOST, logger);
   logger.info({ url: http.url, supergraph: config.SUPERGRAPH_PATH }, 'gateway ready');
 
   let stopping: Promise<void> | undefined;
@@ -284,6 +305,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         // WebSockets and SSE streams first: they never finish on their own, http.close() would wait.
         await subscriptions.close(config.SHUTDOWN_TIMEOUT_MS);
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
+        await metricsListener?.close();
         await apollo.stop();
         await agent.close();
         await rateLimiter.close();

@@ -183,7 +183,8 @@ export function callbackGauge<L extends string>(
 export function callbackCounter<L extends string>(
   registry: Registry,
   definition: { name: string; help: string; labelNames?: readonly L[] },
-  read: () => Partial<Record<L, number>> | number,
+  /** The running total, or the running total per value of `label`. */
+  read: () => Record<string, number> | number,
   label?: L,
 ): Counter<L> {
   const last = new Map<string, number>();
@@ -194,7 +195,7 @@ export function callbackCounter<L extends string>(
     registers: [registry],
     collect() {
       const totals = read();
-      const entries: [string, number][] = typeof totals === 'number' ? [['', totals]] : (Object.entries(totals) as [string, number][]);
+      const entries: [string, number][] = typeof totals === 'number' ? [['', totals]] : Object.entries(totals);
       for (const [value, total] of entries) {
         const delta = total - (last.get(value) ?? 0);
         last.set(value, total);
