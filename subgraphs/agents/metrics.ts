@@ -10,7 +10,7 @@ import type { AgentsDB } from './store.ts';
 export function registerAgentMetrics(registry: Registry, database: Database<AgentsDB>, clock: () => number): void {
   callbackGauge(
     registry,
-    { name: 'agents', help: 'Agents of all tenants by status and health (HEALTHY, STALE, OFFLINE)', labelNames: ['status', 'health'] as const },
+    { name: 'platform_agents', help: 'Agents of all tenants by status and health (HEALTHY, STALE, OFFLINE)', labelNames: ['status', 'health'] as const },
     async (set) => {
       const intervals = await sql<{ seconds: number | string }>`select distinct heartbeat_interval_seconds as seconds from agents`.execute(database.db);
       const now = clock();

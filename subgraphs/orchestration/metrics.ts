@@ -12,7 +12,7 @@ export interface OrchestrationMetrics {
 }
 
 export function registerOrchestrationMetrics(registry: Registry, database: Database<OrchestrationDB>): OrchestrationMetrics {
-  callbackGauge(registry, { name: 'tasks', help: 'Tasks of all tenants by state', labelNames: ['state'] as const }, async (set) => {
+  callbackGauge(registry, { name: 'platform_tasks', help: 'Tasks of all tenants by state', labelNames: ['state'] as const }, async (set) => {
     const rows = await sql<{ state: string; total: number | string }>`select state, count(*) as total from tasks group by state`.execute(database.db);
     for (const row of rows.rows) set({ state: row.state }, Number(row.total));
   });
