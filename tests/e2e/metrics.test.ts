@@ -195,6 +195,9 @@ describe('metrics of the subgraphs', () => {
     // Events published through the outbox, Redis or not.
     expect(total(agents, 'events_published_total', { outcome: 'ok' })).toBeGreaterThanOrEqual(1);
     expect(total(agents, 'subgraph_dependency_degraded', { dependency: 'events' })).toBe(0);
+    // The database's own: pool use on PostgreSQL, group-commit sizes on SQLite.
+    if (process.env.DATABASE_URL) expect(total(agents, 'pg_pool_connections', { state: 'total' })).toBeGreaterThanOrEqual(1);
+    else expect(total(agents, 'sqlite_group_commit_batch_size_count')).toBeGreaterThanOrEqual(1);
     // Default process metrics are on.
     expect(agents.declared.has('process_cpu_seconds_total')).toBe(true);
   });
