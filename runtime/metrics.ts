@@ -18,7 +18,7 @@ export const METRICS_PATH = '/metrics';
 
 export const metricsSpec = {
   METRICS_ENABLED: env.bool('serve Prometheus metrics at /metrics and record them', true),
-  METRICS_PORT: env.int('serve /metrics on this port of its own (for an internal network) instead of the service port; 0: on the service port', 0, 0),
+  METRICS_PORT: env.port('serve /metrics on this port of its own (for an internal network) instead of the service port; 0: on the service port', 0),
   METRICS_TOKEN: env.optionalString(
     'bearer token that may read /metrics on the service port (in production it is required there, or the admin scope on the gateway)',
   ),
