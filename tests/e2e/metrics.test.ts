@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { startGateway, type RunningGateway } from '../../gateway/server.ts';
 import { bearer, TEST_SECURITY_ENV } from '../support/auth.ts';
 import { familyOf, metricNamesIn, parseExposition, seriesOf, total, type Exposition } from '../support/metrics.ts';
+import { subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
 import {
   getFreePort,
   gql,
@@ -56,6 +57,8 @@ beforeAll(async () => {
     LOG_LEVEL: 'silent',
     GATEWAY_PORT: String(await getFreePort()),
     METRICS_PORT: String(brokenMetricsPort),
+    // Small enough for the rate-limit test's caller to spend (per caller: other tests use another).
+    RATE_LIMIT_HTTP_REQUESTS: '3',
     SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${await getFreePort()}/graphql`,
     SUBGRAPH_ORCHESTRATION_URL: subgraphs.orchestration,
     SUBGRAPH_GOVERNANCE_URL: subgraphs.governance,
@@ -154,6 +157,33 @@ describe('metrics of the gateway', () => {
     expect(total(after, 'graphql_operation_duration_seconds_count', { operation_name: 'GetAgent', outcome: 'error' })).toBe(1);
     // A subgraph without a breaker reports it closed.
     expect(total(after, 'gateway_subgraph_breaker_state', { subgraph: 'agents' })).toBe(0);
+  });
+
+  it('counts rate-limit denials by budget', async () => {
+    const caller = await bearer({ subject: 'metrics-rate-limited' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await gql(broken.url, '{ __typename }', undefined, caller)).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    expect(total(await scrape(brokenMetricsPort), 'gateway_rate_limit_denials_total', { budget: 'http' })).toBe(1);
+  });
+
+  it('counts open WebSocket connections and subscriptions, and the events streamed to them', async () => {
+    const gauge = async (name: string, labels: Record<string, string>) => total(await scrape(platform.gateway.port), name, labels);
+    const client = wsClient(platform.url);
+    const subscription = subscribe(client, { query: 'subscription { agentStatusChanged { agent { id } } }' });
+    try {
+      await waitFor('the subscription counted', async () => (await gauge('gateway_subscriptions_active', { side: 'client' })) >= 1);
+      expect(await gauge('gateway_connections_active', { transport: 'ws' })).toBeGreaterThanOrEqual(1);
+      await waitFor('the agents stream open', async () => total(await scrape(platform.agents.port), 'event_streams_active') >= 1);
+      const before = total(await scrape(platform.agents.port), 'events_streamed_total', { outcome: 'delivered' });
+      await gqlOk(platform.url, REGISTER, { input: { name: 'Streamed' } });
+      await subscription.next();
+      expect(total(await scrape(platform.agents.port), 'events_streamed_total', { outcome: 'delivered' })).toBeGreaterThan(before);
+    } finally {
+      subscription.unsubscribe();
+      await client.dispose();
+    }
+    await waitFor('the subscription uncounted', async () => (await gauge('gateway_subscriptions_active', { side: 'client' })) === 0);
   });
 
   it('serves /metrics only on METRICS_PORT when one is set', async () => {
