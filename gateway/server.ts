@@ -34,6 +34,7 @@ import { createServiceMetrics, loadMetricsConfig, metricsAccess, metricsRoute, s
 import { adminMetricsAccess, createGatewayMetrics, operationNamesOf } from './metrics.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
 import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
+import { STATS_PATH } from './subscriptions/stats-route.ts';
 import { loadTrustedDocuments, resolveTrustedDocument, subscriptionDocumentGate, trustedDocumentsPlugin } from './trusted-documents/index.ts';
 
 export interface RunningGateway {
@@ -102,6 +103,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
   const dataSources = new Map<string, SubgraphDataSource>();
   // Metrics (gateway/metrics.ts): its sources are read at scrape time, once everything below exists.
   const metrics = createServiceMetrics('gateway', metricsConfig);
+  for (const path of [SSE_PATH, STATS_PATH, '/openapi.json', '/openapi.yaml', '/docs', '/redoc']) metrics.paths.add(path);
   metrics.operationNames.add(operationNamesOf([...loadOperations().routes.map((route) => route.document), ...trustedDocuments.registry.byBody.keys()]));
   const observed = createGatewayMetrics(metrics, {
     subgraphs: () => dataSources.keys(),

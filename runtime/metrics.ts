@@ -72,6 +72,8 @@ export interface ServiceMetrics {
   readonly registry: Registry;
   readonly config: MetricsConfig;
   readonly operationNames: OperationNames;
+  /** Paths labelled as themselves (the gateway's SSE, docs...); any other path no route named is "other". */
+  readonly paths: Set<string>;
   /** One HTTP request: route is a template (REST) or a fixed path, never a raw path. */
   observeRequest(method: string | undefined, route: string, status: number, seconds: number): void;
   /** One GraphQL operation executed (errors: the codes of its errors, empty when it succeeded). */
@@ -93,6 +95,7 @@ export function createServiceMetrics(service: string, config: MetricsConfig): Se
   registry.setDefaultLabels({ service });
   if (config.METRICS_ENABLED) collectDefaultMetrics({ register: registry });
   const operationNames = new OperationNames();
+  const paths = new Set(FIXED_ROUTES);
   const tenantLabels = config.METRICS_TENANT_LABELS;
   const requestDuration = new Histogram({
     name: 'http_request_duration_seconds',
@@ -122,6 +125,7 @@ export function createServiceMetrics(service: string, config: MetricsConfig): Se
     registry,
     config,
     operationNames,
+    paths,
     observeRequest(method, route, status, seconds) {
       if (!config.METRICS_ENABLED) return;
       const m = method && METHODS.has(method) ? method : 'other';
@@ -142,7 +146,7 @@ export function createServiceMetrics(service: string, config: MetricsConfig): Se
     },
     routeOf(pathname, info, graphqlPath) {
       if (info.route !== undefined) return info.route;
-      if (pathname === graphqlPath || FIXED_ROUTES.has(pathname)) return pathname;
+      if (pathname === graphqlPath || paths.has(pathname)) return pathname;
       return 'other';
     },
   };

@@ -50,6 +50,8 @@ describe('runtime metrics', () => {
     expect(metrics.routeOf('/graphql', request(), '/graphql')).toBe('/graphql');
     expect(metrics.routeOf('/v1/agents/123', request(), '/graphql')).toBe('other');
     expect(metrics.routeOf('/v1/agents/123', { ...request(), route: 'GET /v1/agents/{id}' }, '/graphql')).toBe('GET /v1/agents/{id}');
+    metrics.paths.add('/graphql/stream');
+    expect(metrics.routeOf('/graphql/stream', request(), '/graphql')).toBe('/graphql/stream');
     metrics.observeRequest('BREW', 'other', 400, 0.001);
     expect(total(await exposition(metrics.registry), 'http_request_duration_seconds_count', { method: 'other', route: 'other', status: '400' })).toBe(1);
   });
