@@ -33,8 +33,11 @@ import { withVariableCoercion } from './variable-coercion.ts';
 import { withNulCharacterRefusal } from './nul-character-refusal.ts';
 import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
+import { createServiceMetrics, loadMetricsConfig, metricsAccess, metricsRoute, startMetricsListener } from '../runtime/metrics.ts';
+import { adminMetricsAccess, createGatewayMetrics, operationNamesOf } from './metrics.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
 import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
+import { STATS_PATH } from './subscriptions/stats-route.ts';
 import { loadTrustedDocuments, resolveTrustedDocument, subscriptionDocumentGate, trustedDocumentsPlugin } from './trusted-documents/index.ts';
 
 export interface RunningGateway {
@@ -71,12 +74,13 @@ function loadAll(source: Record<string, string | undefined>) {
   const auth = attempt(() => loadAuthConfig(source));
   const identity = attempt(() => loadIdentityConfig(source));
   const limits = attempt(() => loadLimitsConfig(source));
+  const metrics = attempt(() => loadMetricsConfig(source));
   // The REST routes' documents are always trusted: the facade only ever sends those texts.
   const trustedDocuments = attempt(() => loadTrustedDocuments(source, () => loadOperations().routes.map((route) => route.document)));
   const tracingConfig = attempt(() => loadTracingConfig(source));
-  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments || !tracingConfig)
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments || !metrics || !tracingConfig)
     throw new ConfigError([...new Set(problems)]);
-  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments, tracingConfig };
+  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments, metrics, tracingConfig };
 }
 
 /**
@@ -85,7 +89,16 @@ function loadAll(source: Record<string, string | undefined>) {
  * Throws ConfigError for bad variables and SupergraphFileError for a missing or invalid file.
  */
 export async function startGateway(source: Record<string, string | undefined> = process.env): Promise<RunningGateway> {
-  const { config, subscriptionConfig, auth: authConfig, identity: identityConfig, limits, trustedDocuments, tracingConfig } = loadAll(source);
+  const {
+    config,
+    subscriptionConfig,
+    auth: authConfig,
+    identity: identityConfig,
+    limits,
+    trustedDocuments,
+    metrics: metricsConfig,
+    tracingConfig,
+  } = loadAll(source);
   const production = config.NODE_ENV === 'production';
   const identity = createIdentityService(identityConfig);
   // One for all subgraph clients: a mutation to any subgraph starts a new epoch for all of them.
@@ -103,6 +116,16 @@ export async function startGateway(source: Record<string, string | undefined> = 
   const routed = new Set<string>();
   // The subscription executor runs per-event fetches through these same data sources.
   const dataSources = new Map<string, SubgraphDataSource>();
+  // Metrics (gateway/metrics.ts): its sources are read at scrape time, once everything below exists.
+  const metrics = createServiceMetrics('gateway', metricsConfig);
+  for (const path of [SSE_PATH, STATS_PATH, '/openapi.json', '/openapi.yaml', '/docs', '/redoc']) metrics.paths.add(path);
+  metrics.operationNames.add(operationNamesOf([...loadOperations().routes.map((route) => route.document), ...trustedDocuments.registry.byBody.keys()]));
+  const observed = createGatewayMetrics(metrics, {
+    subgraphs: () => dataSources.keys(),
+    subscriptions: () => subscriptions.stats(),
+    dedup: dedup ? () => dedup.stats() : undefined,
+    prepared: () => prepared.stats(),
+  });
   const gateway = new ApolloGateway({
     supergraphSdl: watchedSupergraph({
       path: config.SUPERGRAPH_PATH,
@@ -131,7 +154,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         identity,
         logger,
       });
-      dataSources.set(name, source);
+      dataSources.set(name, observed.observeFetches(source, name));
       return source;
     },
     logger,
@@ -156,7 +179,11 @@ export async function startGateway(source: Record<string, string | undefined> = 
     // Bad variables first, then NUL characters in strings (request errors for every caller), then
     // field-level access control (@authenticated, @requiresScopes) before every execution.
     gateway: prepared.wrap(
-      withVariableCoercion(withNulCharacterRefusal(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal }))),
+      observed.wrap(
+        withVariableCoercion(
+          withNulCharacterRefusal(withAccessControl(gateway, { principalOf: (context) => (context as unknown as GatewayContext).principal })),
+        ),
+      ),
     ),
     ...apolloLimits(limits.query, { production }),
     introspection: config.INTROSPECTION ?? !production,
@@ -176,6 +203,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
       ...(trustedDocuments.registry.mode === 'off' ? [] : [trustedDocumentsPlugin(trustedDocuments.registry)]),
       prepared.plugin,
       ...graphqlTracingPlugins<GatewayContext>(),
+      observed.plugin,
     ],
     // stopOnSignals (main.ts) owns shutdown: Apollo's own handler would stop the server and
     // re-raise the signal before in-flight HTTP requests had finished.
@@ -212,7 +240,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   if (!governanceUrl) logger.warn('no governance subgraph routed: API keys cannot be checked (answered 503)');
-  const authenticator = createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter });
+  const authenticator = observed.observeAuthenticator(createAuthenticator({ jwt: createJwtVerifier(authConfig), apiKeys, rateLimiter }));
   // One context factory for every transport, so REST requests run exactly like GraphQL ones.
   const requestContext = async (info: RequestInfo) => createGatewayContext(info, logger, authenticator);
   // Every transport executes through the same core: Apollo Server, or prepared operations for repeats.
@@ -251,12 +279,15 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
   });
   routes.push(...subscriptions.routes);
+  const metricsServed = metricsRoute(metrics, metricsAccess(metricsConfig, production, adminMetricsAccess(requestContext)));
+  if (metricsServed) routes.unshift(metricsServed);
 
   let http: RunningHttpServer;
   try {
     http = await startHttpServer<GatewayContext>(
       {
         logger,
+        metrics,
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         routes,
@@ -281,6 +312,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     throw err;
   }
   subscriptions.attach(http.server);
+  const metricsListener = await startMetricsListener(metrics, config.HOST, logger);
   logger.info({ url: http.url, supergraph: config.SUPERGRAPH_PATH }, 'gateway ready');
 
   let stopping: Promise<void> | undefined;
@@ -299,6 +331,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         // WebSockets and SSE streams first: they never finish on their own, http.close() would wait.
         await subscriptions.close(config.SHUTDOWN_TIMEOUT_MS);
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
+        await metricsListener?.close();
         await apollo.stop();
         await agent.close();
         await rateLimiter.close();

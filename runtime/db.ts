@@ -25,6 +25,8 @@ export interface DatabaseOptions {
   poolMax?: number;
   /** PostgreSQL: longest a query waits for a free connection before it fails (DATABASE_POOL_TIMEOUT_MS). */
   poolTimeoutMs?: number;
+  /** SQLite: told the size of every commit group (metrics). */
+  onCommitGroup?: (size: number) => void;
 }
 
 /** DATABASE_POOL_MAX's and DATABASE_POOL_TIMEOUT_MS's defaults. */
@@ -57,6 +59,8 @@ export interface Database<DB> {
   transaction<T>(work: Work<DB, T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
+  /** PostgreSQL: the pool's connections now (metrics); undefined on SQLite. */
+  poolUse?(): { total: number; idle: number; waiting: number };
 }
 
 export type { Kysely, Transaction };
@@ -117,6 +121,7 @@ function openSqlite<DB>(opts: DatabaseOptions): { database: Database<DB>; statem
       stats.commits += 1;
     },
     logger: opts.logger,
+    ...(opts.onCommitGroup ? { onGroup: opts.onCommitGroup } : {}),
   });
   const database: Database<DB> = {
     db,
@@ -183,6 +188,7 @@ function openPostgresPool<DB>(opts: DatabaseOptions, url: string, schema: string
     dialect: 'postgres',
     location: `${safeUrl.toString()} schema ${schema}`,
     stats,
+    poolUse: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async transaction(work) {
       const value = await db.transaction().execute(work);
       stats.commits += 1;

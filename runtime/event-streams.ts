@@ -138,11 +138,15 @@ export interface EventStreamsOptions {
   /** Event ids remembered to drop re-published events. */
   recentIds?: number;
   logger?: Logger;
+  /** Told of each event handed to a stream's queue, or dropped because the queue was full or closed (metrics). */
+  onEvent?: (outcome: 'delivered' | 'dropped') => void;
 }
 
 /** Opens event streams on one subgraph's bus and event log; counts the open ones (tests, logs). */
 export class EventStreams {
   private open = 0;
+  private readonly queues = new Set<EventQueue<DomainEvent>>();
+  private readonly onEvent: EventStreamsOptions['onEvent'];
   private readonly bus: EventBus;
   private readonly log: EventLog;
   private readonly queueLimit: number;
@@ -157,6 +161,7 @@ export class EventStreams {
     this.log = options.log;
     this.queueLimit = options.queueLimit ?? 1000;
     this.logger = options.logger;
+    this.onEvent = options.onEvent;
     this.recent = new RecentIds(options.recentIds ?? 10_000);
     // What was published while the connection was down never arrives: read it from the log.
     this.bus.onReconnect(() => {
@@ -166,6 +171,13 @@ export class EventStreams {
 
   get active(): number {
     return this.open;
+  }
+
+  /** Events waiting in all open streams' queues for their consumers. */
+  get queued(): number {
+    let total = 0;
+    for (const queue of this.queues) total += queue.size;
+    return total;
   }
 
   /**
@@ -190,13 +202,22 @@ export class EventStreams {
       limit: this.queueLimit,
       onClose: async () => {
         this.open -= 1;
+        this.queues.delete(queue);
         await cleanup();
       },
     });
     try {
+      this.queues.add(queue);
       release = await this.acquireBus();
       const feed = this.feedFor(options.tenantId);
-      const listener: FeedListener = { push: (event) => void (types.has(event.type) && queue.push(event)), fail: (err) => queue.fail(err) };
+      const listener: FeedListener = {
+        push: (event) => {
+          if (!types.has(event.type)) return;
+          const queued = queue.push(event);
+          this.onEvent?.(queued ? 'delivered' : 'dropped');
+        },
+        fail: (err) => queue.fail(err),
+      };
       feed.listeners.add(listener);
       joined = { feed, listener };
       await feed.ready;

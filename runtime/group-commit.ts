@@ -10,6 +10,8 @@ export interface GroupCommitOptions {
   inTransaction(): boolean;
   /** Counts committed transactions (Database.stats). */
   onCommit(): void;
+  /** How many writes each group ran (runtime/metrics.ts: sqlite_group_commit_batch_size). */
+  onGroup?(size: number): void;
   logger: Logger;
 }
 
@@ -75,6 +77,7 @@ export class GroupCommit<DB> {
     this.running = true;
     try {
       const group = this.queue.splice(0, this.options.maxGroupSize);
+      this.options.onGroup?.(group.length);
       const [first] = group;
       if (group.length === 1 && first) await this.alone(first);
       else await this.together(group);

@@ -3,6 +3,7 @@ import { createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type S
 import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext, type HTTPGraphQLRequest, type HTTPGraphQLResponse } from '@apollo/server';
 import type { Logger } from './logger.ts';
+import type { ServiceMetrics } from './metrics.ts';
 import { recordedTraceId, serviceContext, traceIncoming } from './tracing.ts';
 
 /**
@@ -22,6 +23,8 @@ export interface RequestInfo {
   remoteAddress: string;
   /** Set by the GraphQL handler so the access log names the operation. */
   operationName?: string | undefined;
+  /** Set by a route that matched a template (REST), so metrics label requests by route, not raw path. */
+  route?: string | undefined;
 }
 
 export type Route = (req: IncomingMessage, res: ServerResponse, info: RequestInfo) => Promise<boolean> | boolean;
@@ -50,6 +53,8 @@ export interface HttpServerOptions<C extends BaseContext> {
    * parser failed before the request line was read.
    */
   formatClientError?: (failure: ClientFailure) => { contentType: string; body: string } | undefined;
+  /** Records every request's duration by route and status (runtime/metrics.ts). */
+  metrics?: Pick<ServiceMetrics, 'observeRequest' | 'routeOf'>;
 }
 
 /** A request refused before it reached a handler: what the client is told. */
@@ -236,6 +241,7 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
     const { pathname, search } = splitTarget(req.url ?? '/');
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      opts.metrics?.observeRequest(req.method, opts.metrics.routeOf(pathname, info, graphqlPath), res.statusCode, durationMs / 1000);
       opts.logger.info(
         {
           requestId,

@@ -22,6 +22,8 @@ import { EventStreams } from './event-streams.ts';
 import { serveSubscriptions, subscriptionsOverHttpRejected } from './subscriptions.ts';
 import { loadTracingConfig, recordedTraceId, startTracing } from './tracing.ts';
 import { graphqlTracingPlugins } from './graphql-tracing.ts';
+import { createServiceMetrics, loadMetricsConfig, metricsAccess, metricsRoute, startMetricsListener, type Registry } from './metrics.ts';
+import { createSubgraphMetrics } from './subgraph-metrics.ts';
 
 /** What a subgraph gets to build itself with. */
 export interface SubgraphDeps<DB> {
@@ -49,6 +51,11 @@ export interface SubgraphInstance<C extends RequestContext> {
   start?(): void;
   /** Stops background work; awaited before the database closes. */
   stop?(): Promise<void> | void;
+  /**
+   * Registers the subgraph's own series (tasks by state...) on its registry: callback gauges read
+   * at scrape time with cheap queries, counters its code increments (runtime/metrics.ts).
+   */
+  registerMetrics?(registry: Registry): void;
 }
 
 /** Every subgraph exports one of these from its index.ts; the runtime does the rest. */
@@ -178,6 +185,9 @@ async function serveSubgraph<DB, C extends RequestContext>(
     shutdownTracing: () => Promise<void>;
   },
 ): Promise<RunningSubgraph> {
+  const metrics = createServiceMetrics(def.name, loadMetricsConfig(source));
+  let served: ReturnType<typeof buildSubgraphSchema> | undefined;
+  const observed = createSubgraphMetrics(metrics, () => served);
   const database = await openDatabase<DB>({
     name: def.name,
     dataDir: config.DATA_DIR,
@@ -188,15 +198,17 @@ async function serveSubgraph<DB, C extends RequestContext>(
     groupCommitMax: config.SQLITE_GROUP_COMMIT_MAX,
     poolMax: config.DATABASE_POOL_MAX,
     poolTimeoutMs: config.DATABASE_POOL_TIMEOUT_MS,
+    onCommitGroup: (size) => observed.onCommitGroup(size),
   });
-  const bus =
+  const bus = observed.observeBus(
     shared.bus ??
-    createEventBus({
-      redisUrl: config.REDIS_URL,
-      channelPrefix: config.EVENT_CHANNEL_PREFIX,
-      logger,
-      redisTimeouts: { connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
-    });
+      createEventBus({
+        redisUrl: config.REDIS_URL,
+        channelPrefix: config.EVENT_CHANNEL_PREFIX,
+        logger,
+        redisTimeouts: { connectTimeoutMs: config.REDIS_CONNECT_TIMEOUT_MS, commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS },
+      }),
+  );
   const closeBus = () => (shared.bus ? Promise.resolve() : bus.close());
   const outbox = def.outbox
     ? new Outbox({
@@ -211,11 +223,13 @@ async function serveSubgraph<DB, C extends RequestContext>(
       })
     : undefined;
   const instance = def.create({ database, bus, events: outbox ?? bus, logger, config, identity, env: source });
+  if (metrics.enabled) instance.registerMetrics?.(metrics.registry);
 
   const typeDefs = parse(readFileSync(schemaPath(def.name), 'utf8'));
   // The codegen Resolvers type and @apollo/subgraph's map describe the same object; the
   // subgraph's resolvers.ts is checked against the generated type, this cast only bridges them.
   const schema = buildSubgraphSchema({ typeDefs, resolvers: instance.resolvers as GraphQLResolverMap<unknown> });
+  served = schema;
   const apollo = new ApolloServer<C>({
     schema,
     includeStacktraceInErrorResponses: false,
@@ -227,6 +241,7 @@ async function serveSubgraph<DB, C extends RequestContext>(
       ApolloServerPluginCacheControlDisabled(),
       uncacheable<C>(),
       ...graphqlTracingPlugins<C>(),
+      observed.plugin<C>(),
     ],
     // stopOnSignals owns shutdown: Apollo's own SIGTERM handler stops the server and re-raises the
     // signal, which ended the process before in-flight requests finished.
@@ -238,10 +253,13 @@ async function serveSubgraph<DB, C extends RequestContext>(
   await apollo.start();
 
   let http: RunningHttpServer;
+  const metricsServed = metricsRoute(metrics, metricsAccess(metrics.config, config.NODE_ENV === 'production'));
   try {
     http = await startHttpServer<C>(
       {
         logger,
+        metrics,
+        routes: metricsServed ? [metricsServed] : [],
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         context: async (info) =>
@@ -264,6 +282,7 @@ async function serveSubgraph<DB, C extends RequestContext>(
             (err: unknown) =>
               `degraded: ${err instanceof Error ? err.message : String(err)}; ${outbox ? 'events wait in the outbox until it is back' : 'events published meanwhile are lost'}`,
           );
+          observed.setDegraded('events', events !== 'ok');
           return { database: 'ok', events };
         },
       },
@@ -276,12 +295,15 @@ async function serveSubgraph<DB, C extends RequestContext>(
     throw err;
   }
   // Subscriptions: graphql-ws on the same port and path, for the gateway.
+  const streams = outbox ? new EventStreams({ bus, log: outbox, logger, onEvent: (outcome) => observed.onStreamEvent(outcome) }) : undefined;
+  observed.attach({ database: database as Database<unknown>, streams });
+  const metricsListener = await startMetricsListener(metrics, config.HOST, logger);
   const subscriptions = serveSubscriptions({
     server: http.server,
     schema,
     createContext: (base) => instance.createContext(base),
     verifyIdentity: (headerValue) => verifiedIdentity(identity, headerValue, def.name),
-    streams: outbox ? new EventStreams({ bus, log: outbox, logger }) : undefined,
+    streams,
     formatError: maskErrors(logger),
     logger,
     maxPayloadBytes: config.MAX_BODY_BYTES,
@@ -304,6 +326,7 @@ async function serveSubgraph<DB, C extends RequestContext>(
         // WebSocket connections are not HTTP requests: http.close() would wait for them.
         await subscriptions.close(config.SHUTDOWN_TIMEOUT_MS);
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
+        await metricsListener?.close();
         await instance.stop?.();
         await outbox?.stop();
         await apollo.stop();

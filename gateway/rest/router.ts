@@ -188,6 +188,7 @@ export async function handleRestRequest(
   }
   const route = match.entry;
   info.operationName = route.declaration.operationId;
+  info.route = `${route.method} ${route.path}`;
   const { model } = route;
   if (!model) {
     deps.logger.error({ operationName: route.declaration.operationId, reasons: route.unavailableReasons }, 'REST route does not fit the loaded supergraph');

@@ -6,6 +6,7 @@ import { createAgentCredentials } from './credentials.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
 import { AgentStore, type AgentsDB } from './store.ts';
+import { registerAgentMetrics } from './metrics.ts';
 
 export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
   name: 'agents',
@@ -19,6 +20,7 @@ export const agents: SubgraphDefinition<AgentsDB, AgentsContext> = {
     return {
       resolvers,
       createContext: (base) => createAgentsContext(base, store, credentials),
+      registerMetrics: (registry) => registerAgentMetrics(registry, database, Date.now),
       start: () => pruner.start(),
       stop: () => pruner.stop(),
     };

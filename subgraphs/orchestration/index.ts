@@ -10,6 +10,7 @@ import { createOrchestrationContext, type OrchestrationContext } from './context
 import { AGENT_STATUS_CHANGED, type AgentStatusChangedPayload } from './domain.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
+import { registerOrchestrationMetrics, type OrchestrationMetrics } from './metrics.ts';
 import { OrchestrationStore, type OrchestrationDB } from './store.ts';
 
 export const orchestrationSpec = {
@@ -34,7 +35,17 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: common.NODE_ENV, logger });
     const store = new OrchestrationStore({ database, bus: events, logger, idempotency });
     const agents = createAgentDirectory({ url: config.SUBGRAPH_AGENTS_URL, identity, logger });
-    const sweeper = createPeriodicJob({ name: 'lease sweep', intervalMs: config.LEASE_SWEEP_INTERVAL_MS, run: () => store.sweep(), logger });
+    let metrics: OrchestrationMetrics | undefined;
+    const sweeper = createPeriodicJob({
+      name: 'lease sweep',
+      intervalMs: config.LEASE_SWEEP_INTERVAL_MS,
+      run: async () => {
+        const swept = await store.sweep();
+        metrics?.swept(swept);
+        return swept;
+      },
+      logger,
+    });
 
     // A retired agent's tasks go back to SUBMITTED for another agent. Every replica gets the
     // event; the release re-checks each task under lock, so only one of them changes it.
@@ -53,6 +64,9 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
     return {
       resolvers,
       createContext: (base) => createOrchestrationContext(base, store, agents),
+      registerMetrics: (registry) => {
+        metrics = registerOrchestrationMetrics(registry, database);
+      },
       start: () => {
         sweeper.start();
         pruner.start();

@@ -62,6 +62,12 @@ describe('the built gateway', () => {
       const asset = await fetch(`${base}/assets/docs/docs.css`);
       expect(asset.status).toBe(200);
       expect(await asset.text()).toBe(readFileSync(join(ROOT, 'gateway', 'docs', 'static', 'docs.css'), 'utf8'));
+      // prom-client bundled: the default process metrics and the request just made.
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      const exposition = await metrics.text();
+      expect(exposition).toContain('# TYPE process_cpu_seconds_total counter');
+      expect(exposition).toMatch(/^graphql_operation_duration_seconds_count\{[^}]*operation_type="query"[^}]*\} [1-9]\d*$/m);
     } finally {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));

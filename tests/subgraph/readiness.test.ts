@@ -56,6 +56,13 @@ describe.skipIf(skip)(`a subgraph's /readyz while Redis or its database is down$
     return { status: res.status, body: (await res.json()) as Readiness };
   }
 
+  /** The degraded metric of the event bus, as /metrics says it (1 degraded, 0 ok). */
+  async function eventsDegraded(): Promise<number | undefined> {
+    const text = await (await fetch(running.url.replace(/\/graphql$/, '/metrics'))).text();
+    const line = /^subgraph_dependency_degraded\{[^}]*dependency="events"[^}]*\} (\d+)$/m.exec(text);
+    return line ? Number(line[1]) : undefined;
+  }
+
   async function register(name: string): Promise<{ errors?: unknown; data?: { registerAgent: { id: string } } }> {
     const res = await fetch(running.url, {
       method: 'POST',
@@ -77,6 +84,8 @@ describe.skipIf(skip)(`a subgraph's /readyz while Redis or its database is down$
       expect(down.body.status).toBe('ready');
       expect(down.body.checks?.database).toBe('ok');
       expect(down.body.checks?.events).toMatch(/^degraded: .+; events wait in the outbox until it is back$/);
+      // And in a metric, for alerting (SubgraphEventsDegraded).
+      expect(await eventsDegraded()).toBe(1);
       const written = await register('Written while Redis is down');
       expect(written.errors).toBeUndefined();
       expect(written.data?.registerAgent.id).toEqual(expect.any(String));
@@ -86,6 +95,7 @@ describe.skipIf(skip)(`a subgraph's /readyz while Redis or its database is down$
     // Once Redis answers again the check says so (ioredis reconnects in its own time).
     await waitFor('the event bus reported ok again', async () => (await readiness()).body.checks?.events === 'ok');
     expect(await readiness()).toEqual({ status: 200, body: { status: 'ready', checks: { database: 'ok', events: 'ok' } } });
+    expect(await eventsDegraded()).toBe(0);
   });
 
   it('is 503 once its database is gone', async () => {
