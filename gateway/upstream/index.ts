@@ -47,8 +47,8 @@ export class Upstream {
       probe: options.probe,
       onChange: (replica) =>
         replica.ejected
-          ? logger?.warn({ subgraph: this.name, url: replica.url, failures: replica.failures }, 'subgraph replica ejected; probing it')
-          : logger?.info({ subgraph: this.name, url: replica.url }, 'subgraph replica answers again; back in rotation'),
+          ? logger?.warn({ subgraph: this.name, url: replica.url, failures: replica.failures }, 'subgraph replica ejected')
+          : logger?.info({ subgraph: this.name, url: replica.url }, 'subgraph replica answers again'),
     });
     this.policies = subgraphPolicies(options);
     this.policies.onBreakerChange((state) => {
