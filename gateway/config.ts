@@ -110,23 +110,6 @@ export type GatewayConfig = ConfigOf<typeof gatewaySpec> & {
 const OVERRIDE = /^SUBGRAPH_[A-Z0-9_]+_URL$/;
 const TIMEOUT_OVERRIDE = /^SUBGRAPH_[A-Z0-9_]+_TIMEOUT_MS$/;
 
-/** One URL, or several replicas of one subgraph separated by commas. */
-function urlList(doc: string): { doc: string; default: string[]; parse(raw: string): string[] } {
-  const one = env.url(doc, ['http', 'https']);
-  return {
-    doc,
-    default: [],
-    parse(raw) {
-      const urls = raw
-        .split(',')
-        .map((u) => u.trim())
-        .filter((u) => u !== '')
-        .map((u) => one.parse(u) ?? '');
-      return [...new Set(urls)];
-    },
-  };
-}
-
 /** SUBGRAPH_<NAME>_TIMEOUT_MS for a subgraph name as the supergraph spells it. */
 export function subgraphTimeoutVariable(name: string): string {
   return `SUBGRAPH_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_TIMEOUT_MS`;
@@ -143,10 +126,11 @@ export function subgraphUrlVariable(name: string): string {
  * every problem is reported at once.
  */
 export function loadGatewayConfig(source: Record<string, string | undefined> = process.env): GatewayConfig {
-  const overrideSpec: Record<string, ReturnType<typeof urlList>> = {};
+  const overrideSpec: Record<string, ReturnType<typeof env.urls>> = {};
   const timeoutSpec: Record<string, ReturnType<typeof env.int>> = {};
   for (const name of Object.keys(source)) {
-    if (OVERRIDE.test(name)) overrideSpec[name] = urlList('URLs of a subgraph (comma-separated replicas), replacing its routing URL in the supergraph');
+    if (OVERRIDE.test(name))
+      overrideSpec[name] = env.urls('URLs of a subgraph (comma-separated replicas), replacing its routing URL in the supergraph', ['http', 'https']);
     else if (TIMEOUT_OVERRIDE.test(name)) timeoutSpec[name] = env.int('longest a request to this subgraph may take, replacing SUBGRAPH_TIMEOUT_MS', 10_000, 1);
   }
   let base: ConfigOf<typeof gatewaySpec> | undefined;

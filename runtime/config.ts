@@ -80,6 +80,22 @@ export const env = {
       },
     };
   },
+  /** One URL, or several (replicas of one service) separated by commas; each checked like url(). */
+  urls(doc: string, protocols: string[], def: string[] = []): Field<string[]> {
+    const one = env.url(doc, protocols);
+    return {
+      doc,
+      default: def,
+      parse(raw) {
+        const urls = raw
+          .split(',')
+          .map((u) => u.trim())
+          .filter((u) => u !== '')
+          .map((u) => one.parse(u) ?? '');
+        return [...new Set(urls)];
+      },
+    };
+  },
   oneOf<T extends string>(doc: string, values: readonly T[], def: T): Field<T> {
     return {
       doc,

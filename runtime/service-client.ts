@@ -14,8 +14,12 @@ export interface ServiceClientOptions {
   from: string;
   /** The subgraph asked: the audience of the identity token. */
   to: string;
-  /** Its GraphQL endpoint, or where to read it at each call. */
-  url: string | (() => string);
+  /**
+   * Its GraphQL endpoint, or where to read it at each call; or the endpoints of its replicas,
+   * tried in turn when one cannot be connected to (nothing was sent, so even a mutation is safe
+   * to send to the next), starting with the last one that answered.
+   */
+  url: string | readonly string[] | (() => string);
   identity: IdentityService;
   logger: Logger;
   timeoutMs?: number;
@@ -44,8 +48,24 @@ interface GraphQLBody<T> {
   errors?: GraphQLFormattedError[];
 }
 
+/** Errors that mean no connection was made, so the request never left this process. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function notConnected(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && NOT_CONNECTED.has(code)) return true;
+    if (e instanceof AggregateError && e.errors.some(notConnected)) return true;
+  }
+  return false;
+}
+
 export function createServiceClient(options: ServiceClientOptions): ServiceClient {
-  const urlOf = typeof options.url === 'function' ? options.url : () => options.url as string;
+  const configured = options.url;
+  const urlsOf: () => readonly string[] =
+    typeof configured === 'function' ? () => [configured()] : typeof configured === 'string' ? () => [configured] : () => configured;
+  // The replica that answered last is asked first next time.
+  let preferred = 0;
   const timeoutMs = options.timeoutMs ?? 5_000;
 
   function unavailable(reason: string, cause?: unknown): GraphQLError {
@@ -65,26 +85,34 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
         agentId: null,
       };
       const token = await options.identity.signIdentity(claims, options.to, caller.requestId ?? null);
-      let status: number;
-      let body: GraphQLBody<T>;
-      try {
-        const res = await request(urlOf(), {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            accept: 'application/json',
-            [IDENTITY_HEADER]: token,
-            ...(caller.requestId ? { 'x-request-id': caller.requestId } : {}),
-          },
-          body: JSON.stringify({ query, variables }),
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
-        status = res.statusCode;
-        body = (await res.body.json()) as GraphQLBody<T>;
-      } catch (err) {
-        throw unavailable('no answer', err);
+      let status = 0;
+      let body: GraphQLBody<T> | undefined;
+      const urls = urlsOf();
+      for (let i = 0; i < urls.length && body === undefined; i++) {
+        const index = (preferred + i) % urls.length;
+        try {
+          const res = await request(urls[index]!, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              accept: 'application/json',
+              [IDENTITY_HEADER]: token,
+              ...(caller.requestId ? { 'x-request-id': caller.requestId } : {}),
+            },
+            body: JSON.stringify({ query, variables }),
+            headersTimeout: timeoutMs,
+            bodyTimeout: timeoutMs,
+          });
+          status = res.statusCode;
+          body = (await res.body.json()) as GraphQLBody<T>;
+          preferred = index;
+        } catch (err) {
+          // Only a replica never reached is skipped: one that got the request may have acted on it.
+          if (i + 1 < urls.length && notConnected(err)) continue;
+          throw unavailable('no answer', err);
+        }
       }
+      if (body === undefined) throw unavailable('no answer');
       if (body.errors && body.errors.length > 0) {
         const [first] = body.errors;
         const code = first?.extensions?.code;

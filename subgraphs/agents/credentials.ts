@@ -11,7 +11,11 @@ import { createServiceClient, type ServiceCaller } from '../../runtime/service-c
 const DEFAULT_GOVERNANCE_URL = 'http://127.0.0.1:4003/graphql';
 
 export const credentialsSpec = {
-  SUBGRAPH_GOVERNANCE_URL: env.url('GraphQL endpoint of the governance subgraph, which mints agent credentials', ['http', 'https'], DEFAULT_GOVERNANCE_URL),
+  SUBGRAPH_GOVERNANCE_URL: env.urls(
+    'GraphQL endpoint of the governance subgraph, which mints agent credentials; several replicas comma-separated',
+    ['http', 'https'],
+    [DEFAULT_GOVERNANCE_URL],
+  ),
 };
 
 /** What the registration answer shows of a new credential, the secret this once. */
@@ -42,11 +46,11 @@ interface IssueAnswer {
 }
 
 export function createAgentCredentials(deps: { env: Record<string, string | undefined>; identity: IdentityService; logger: Logger }): AgentCredentials {
-  const { SUBGRAPH_GOVERNANCE_URL: url } = loadConfig(credentialsSpec, deps.env);
+  const { SUBGRAPH_GOVERNANCE_URL: urls } = loadConfig(credentialsSpec, deps.env);
   const governance = createServiceClient({
     from: 'agents',
     to: 'governance',
-    url: url ?? DEFAULT_GOVERNANCE_URL,
+    url: urls.length > 0 ? urls : DEFAULT_GOVERNANCE_URL,
     identity: deps.identity,
     logger: deps.logger,
   });

@@ -45,6 +45,6 @@ export function agentDirectory(client: ServiceClient): AgentDirectory {
   };
 }
 
-export function createAgentDirectory(options: { url: string; identity: IdentityService; logger: Logger }): AgentDirectory {
+export function createAgentDirectory(options: { url: string | readonly string[]; identity: IdentityService; logger: Logger }): AgentDirectory {
   return agentDirectory(createServiceClient({ from: 'orchestration', to: 'agents', url: options.url, identity: options.identity, logger: options.logger }));
 }

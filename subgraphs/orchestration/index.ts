@@ -14,10 +14,10 @@ import { OrchestrationStore, type OrchestrationDB } from './store.ts';
 
 export const orchestrationSpec = {
   LEASE_SWEEP_INTERVAL_MS: env.int('how often expired task leases and timed-out attempts are swept, in milliseconds', 1000, 10),
-  SUBGRAPH_AGENTS_URL: env.url(
-    'GraphQL endpoint of the agents subgraph, asked about an agent at each claim',
+  SUBGRAPH_AGENTS_URL: env.urls(
+    'GraphQL endpoint of the agents subgraph, asked about an agent at each claim; several replicas comma-separated',
     ['http', 'https'],
-    'http://127.0.0.1:4001/graphql',
+    ['http://127.0.0.1:4001/graphql'],
   ),
 };
 
@@ -33,7 +33,11 @@ export const orchestration: SubgraphDefinition<OrchestrationDB, OrchestrationCon
     const config = loadConfig(orchestrationSpec, source);
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: common.NODE_ENV, logger });
     const store = new OrchestrationStore({ database, bus: events, logger, idempotency });
-    const agents = createAgentDirectory({ url: config.SUBGRAPH_AGENTS_URL ?? 'http://127.0.0.1:4001/graphql', identity, logger });
+    const agents = createAgentDirectory({
+      url: config.SUBGRAPH_AGENTS_URL.length > 0 ? config.SUBGRAPH_AGENTS_URL : 'http://127.0.0.1:4001/graphql',
+      identity,
+      logger,
+    });
     const sweeper = createPeriodicJob({ name: 'lease sweep', intervalMs: config.LEASE_SWEEP_INTERVAL_MS, run: () => store.sweep(), logger });
 
     // A retired agent's tasks go back to SUBMITTED for another agent. Every replica gets the
