@@ -3,7 +3,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, type DocumentNode, type GraphQLFormattedError } from 'graphql';
 import type { IncomingHttpHeaders } from 'node:http';
-import { BrokenCircuitError, BulkheadRejectedError, TaskCancelledError } from 'cockatiel';
+import { BrokenCircuitError, BulkheadRejectedError } from 'cockatiel';
 import { Agent, type Dispatcher } from 'undici';
 import { IDEMPOTENCY_KEY_HEADER } from '../runtime/idempotency.ts';
 import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../runtime/identity.ts';
@@ -12,7 +12,7 @@ import { identityClaims } from './auth/principal.ts';
 import type { GatewayContext } from './context.ts';
 import type { InflightDedup } from './dedup.ts';
 import { subgraphResponseTooLarge, subgraphUnavailable } from './errors.ts';
-import { type Replica, Upstream } from './upstream/index.ts';
+import { type Deadline, DeadlineExceededError, type Replica, Upstream } from './upstream/index.ts';
 
 /**
  * One pool of keep-alive connections for all subgraph traffic. Idle sockets are closed by this
@@ -114,7 +114,7 @@ function isFormattedErrorList(value: unknown): value is GraphQLFormattedError[] 
 /** A short, operator-readable cause: "connect ECONNREFUSED 127.0.0.1:4001", "HTTP 503 ...". */
 function describeFailure(err: unknown, timeoutMs: number): string {
   if (err instanceof SubgraphHttpError) return err.message;
-  if (err instanceof TaskCancelledError) return `no response within ${timeoutMs} ms`;
+  if (err instanceof DeadlineExceededError) return err.message;
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no response within ${timeoutMs} ms`;
   const cause = err instanceof Error ? err.cause : undefined;
   if (cause instanceof AggregateError) {
@@ -270,15 +270,15 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
     return headers;
   }
 
-  private send(replica: Replica, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<RawResponse> {
+  private send(replica: Replica, headers: Record<string, string>, body: string, deadline: Deadline): Promise<RawResponse> {
     // undici's dispatch() with a handler that collects the answer, rather than request(): that
     // one wraps every answer in a Readable stream, about 80 µs of CPU per subgraph request on the
-    // benchmark machine (bench/README.md). The deadline is the upstream's (signal): it covers
-    // connecting, sending and the whole answer.
+    // benchmark machine (bench/README.md). The deadline is the upstream's: it covers connecting,
+    // sending and the whole answer, across attempts.
     return new Promise<RawResponse>((resolve, reject) => {
       let controller: Dispatcher.DispatchController | undefined;
       let settled = false;
-      let aborted: unknown;
+      let aborted: DeadlineExceededError | undefined;
       let status = 0;
       let responseHeaders: IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
@@ -289,31 +289,28 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
         finish(error);
         active.abort(error);
       };
-      const onAbort = () => {
-        aborted = signal.reason ?? new DOMException('The operation was aborted due to timeout', 'TimeoutError');
-        finish(aborted instanceof Error ? aborted : new Error(String(aborted)));
+      const onExpire = () => {
+        aborted = new DeadlineExceededError(deadline.timeoutMs);
+        finish(aborted);
         // Not yet on a connection: aborted as soon as it gets one (onRequestStart).
-        controller?.abort(aborted instanceof Error ? aborted : new Error(String(aborted)));
+        controller?.abort(aborted);
       };
       const finish = (error: Error | undefined, raw?: RawResponse) => {
         if (settled) return;
         settled = true;
-        signal.removeEventListener('abort', onAbort);
+        deadline.unwatch();
         if (error) reject(error);
         else resolve(raw as RawResponse);
       };
-      if (signal.aborted) {
-        onAbort();
-        return;
-      }
-      signal.addEventListener('abort', onAbort);
+      deadline.watch(onExpire);
+      if (settled) return;
       try {
         this.options.dispatcher.dispatch(
           { origin: replica.origin, path: replica.path, method: 'POST', headers, body },
           {
             onRequestStart(started) {
               controller = started;
-              if (aborted !== undefined) started.abort(aborted instanceof Error ? aborted : new Error(String(aborted)));
+              if (aborted !== undefined) started.abort(aborted);
             },
             onResponseStart(active, statusCode, headersReceived) {
               status = statusCode;
@@ -353,8 +350,8 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
    * One attempt on one replica. A 502, 503 or 504 is thrown here, so that the upstream retries it
    * (queries), counts it against the replica and the breaker; other answers are the subgraph's.
    */
-  private async attempt(replica: Replica, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<RawResponse> {
-    const raw = await this.send(replica, headers, body, signal);
+  private async attempt(replica: Replica, headers: Record<string, string>, body: string, deadline: Deadline): Promise<RawResponse> {
+    const raw = await this.send(replica, headers, body, deadline);
     if (isUnavailableStatus(raw.status)) this.parse(raw);
     return raw;
   }
@@ -400,7 +397,7 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       // Nothing of a client's mutation is ever retried, not even the reads planned after it: the
       // gateway cannot tell whether a failed attempt was committed (README, Resilience toward subgraphs).
       const retry = isQuery(undefined, operation.query) && !(isIncoming(options) && isMutation(options));
-      const send = () => this.upstream.execute(retry, (replica, signal) => this.attempt(replica, headers, body, signal));
+      const send = () => this.upstream.execute(retry, (replica, deadline) => this.attempt(replica, headers, body, deadline));
       const raw = !dedup
         ? await send()
         : isQuery(document, operation.query)

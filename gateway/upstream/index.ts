@@ -1,7 +1,9 @@
 import type { Logger } from '../../runtime/logger.ts';
+import { Deadline, DeadlineExceededError } from './deadline.ts';
 import { type BreakerState, isOutage, type PolicyOptions, type SubgraphPolicies, subgraphPolicies } from './policy.ts';
 import { type Balancing, type Replica, ReplicaSet, type ReplicaState } from './replicas.ts';
 
+export { Deadline, DeadlineExceededError } from './deadline.ts';
 export { isOutage, type BreakerState } from './policy.ts';
 export type { Balancing, Replica, ReplicaState } from './replicas.ts';
 
@@ -58,29 +60,47 @@ export class Upstream {
   }
 
   /**
-   * Runs a fetch: `attempt` sends to the replica it is given and stops on the signal (the
-   * deadline). A query (`retry` true) may run several attempts, each on a replica this fetch did
-   * not try yet when there is one; a mutation runs at most one.
+   * Runs a fetch: `attempt` sends to the replica it is given and gives up when the deadline tells
+   * it to. A query (`retry` true) may run several attempts, each on a replica this fetch did not
+   * try yet when there is one; a mutation runs at most one. Rejects with DeadlineExceededError
+   * when the fetch's timeout passes, whatever the attempt in flight does.
    */
-  execute<T>(retry: boolean, attempt: (replica: Replica, signal: AbortSignal) => Promise<T>): Promise<T> {
-    let tried: Set<Replica> | undefined;
+  execute<T>(retry: boolean, attempt: (replica: Replica, deadline: Deadline) => Promise<T>): Promise<T> {
     const replicas = this.replicas;
-    return (retry ? this.policies.query : this.policies.mutation).execute(async ({ signal }) => {
-      const replica = replicas.pick(tried);
-      if (retry && replicas.replicas.length > 1) (tried ??= new Set()).add(replica);
-      replica.pending++;
-      try {
-        const result = await attempt(replica, signal);
-        replicas.succeeded(replica);
-        return result;
-      } catch (err) {
-        if (isOutage(err)) replicas.failed(replica);
-        // An answer that is no outage (too large, HTTP 500) still shows the replica is up.
-        else replicas.succeeded(replica);
-        throw err;
-      } finally {
-        replica.pending--;
-      }
+    const policy = retry ? this.policies.query : this.policies.mutation;
+    const timeoutMs = this.timeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      let tried: Set<Replica> | undefined;
+      const deadline = new Deadline(timeoutMs, () => reject(new DeadlineExceededError(timeoutMs)));
+      policy
+        .execute(async () => {
+          if (deadline.expired) throw new DeadlineExceededError(timeoutMs);
+          const replica = replicas.pick(tried);
+          if (retry && replicas.replicas.length > 1) (tried ??= new Set()).add(replica);
+          replica.pending++;
+          try {
+            const result = await attempt(replica, deadline);
+            replicas.succeeded(replica);
+            return result;
+          } catch (err) {
+            if (isOutage(err)) replicas.failed(replica);
+            // An answer that is no outage (too large, HTTP 500) still shows the replica is up.
+            else replicas.succeeded(replica);
+            throw err;
+          } finally {
+            replica.pending--;
+          }
+        })
+        .then(
+          (value) => {
+            deadline.clear();
+            resolve(value);
+          },
+          (err: unknown) => {
+            deadline.clear();
+            reject(err);
+          },
+        );
     });
   }
 

@@ -11,13 +11,12 @@ import {
   type CircuitBreakerPolicy,
   type BulkheadPolicy,
   retry,
-  TimeoutStrategy,
-  timeout,
   wrap,
 } from 'cockatiel';
+import { DeadlineExceededError } from './deadline.ts';
 
 export interface PolicyOptions {
-  /** Deadline of one fetch, its waiting for a bulkhead slot and all its attempts included. */
+  /** Deadline of one fetch, its waiting for a bulkhead slot and all its attempts included (gateway/upstream/deadline.ts). */
   timeoutMs: number;
   /** Extra attempts of a query; mutations get none. */
   retries: number;
@@ -53,7 +52,7 @@ const STATE_NAMES: Record<CircuitState, BreakerState> = {
 };
 
 export interface SubgraphPolicies {
-  /** For queries: breaker, deadline, bulkhead, retries with backoff and jitter. */
+  /** For queries: breaker, bulkhead, retries with backoff and jitter. */
   query: IPolicy;
   /** For mutations: the same without retries; a mutation is sent at most once. */
   mutation: IPolicy;
@@ -65,27 +64,29 @@ export interface SubgraphPolicies {
 
 /**
  * The cockatiel policies of one subgraph, outermost first: the circuit breaker (an open one
- * fails a fetch before it waits for anything), the deadline (SUBGRAPH_TIMEOUT_MS covers the wait
- * for a slot, every attempt and the backoff between them, so a client never waits longer than
- * that), the bulkhead, and for queries the retries. The breaker counts a fetch once, after its
- * retries: it opens when the subgraph fails as a whole, not when one replica does.
+ * fails a fetch before it waits for anything), the bulkhead, and for queries the retries (never
+ * after the deadline passed). The fetch's deadline (Upstream.execute) is around all of them, so
+ * SUBGRAPH_TIMEOUT_MS covers the wait for a slot, every attempt and the backoff between them. The
+ * breaker counts a fetch once, after its retries: it opens when the subgraph fails as a whole,
+ * not when one replica does.
  */
 export function subgraphPolicies(options: PolicyOptions): SubgraphPolicies {
   const breaker: CircuitBreakerPolicy | undefined =
     options.breakerFailures > 0
       ? circuitBreaker(handleWhen(isOutage), { halfOpenAfter: options.breakerHalfOpenMs, breaker: new ConsecutiveBreaker(options.breakerFailures) })
       : undefined;
-  const deadline = timeout(options.timeoutMs, TimeoutStrategy.Aggressive);
   const slots: BulkheadPolicy = bulkhead(options.maxConcurrency, options.maxQueued);
-  const retries = retry(handleWhen(isOutage), {
-    maxAttempts: options.retries,
-    // Decorrelated jitter (cockatiel's default generator): replicas of the gateway retrying at once do not stay in step.
-    backoff: new ExponentialBackoff({ initialDelay: options.retryDelayMs, maxDelay: 1_000 }),
-  });
-  const outer = breaker ? [breaker, deadline, slots] : [deadline, slots];
+  const retries = retry(
+    handleWhen((err) => isOutage(err) && !(err instanceof DeadlineExceededError)),
+    {
+      maxAttempts: options.retries,
+      // Decorrelated jitter (cockatiel's default generator): replicas of the gateway retrying at once do not stay in step.
+      backoff: new ExponentialBackoff({ initialDelay: options.retryDelayMs, maxDelay: 1_000 }),
+    },
+  );
   return {
-    query: options.retries > 0 ? wrap(...outer, retries) : wrap(...outer),
-    mutation: wrap(...outer),
+    query: breaker ? (options.retries > 0 ? wrap(breaker, slots, retries) : wrap(breaker, slots)) : options.retries > 0 ? wrap(slots, retries) : slots,
+    mutation: breaker ? wrap(breaker, slots) : slots,
     breaker: () => (breaker ? STATE_NAMES[breaker.state] : 'closed'),
     freeSlots: () => slots.executionSlots,
     onBreakerChange(listener) {
