@@ -60,6 +60,23 @@ export const gatewaySpec = {
   SUPERGRAPH_WATCH: env.bool('reload the supergraph when its file changes', true),
   SUPERGRAPH_POLL_MS: env.int('how often the supergraph file is also stat-polled, for filesystems where change events are missed; 0 = events only', 1000, 0),
   SUBGRAPH_TIMEOUT_MS: env.int('longest a single subgraph request may take', 10_000, 1),
+  SUBGRAPH_RETRIES: env.int(
+    'extra attempts of a failed subgraph query (refused, reset, HTTP 502/503/504), on another replica when there is one, with exponential backoff and jitter; mutations are never retried',
+    2,
+    0,
+  ),
+  SUBGRAPH_RETRY_DELAY_MS: env.int('first backoff before a retry; it grows exponentially (with jitter) up to 1 s', 25, 1),
+  SUBGRAPH_BREAKER_FAILURES: env.int(
+    'consecutive failed fetches to a subgraph that open its circuit breaker (fetches then fail at once with reason CIRCUIT_OPEN); 0 = no breaker',
+    5,
+    0,
+  ),
+  SUBGRAPH_BREAKER_HALF_OPEN_MS: env.int('how long an open breaker fails fetches at once before it lets one probe fetch through (half-open)', 5_000, 1),
+  SUBGRAPH_MAX_CONCURRENCY: env.int('most fetches in flight to one subgraph (bulkhead); more wait in a queue', 256, 1),
+  SUBGRAPH_MAX_QUEUED: env.int('most fetches waiting for a slot of a full bulkhead; past it they fail at once with reason BULKHEAD_FULL', 1024, 0),
+  SUBGRAPH_BALANCING: env.oneOf('how a subgraph with several URLs picks a replica per request', ['least-pending', 'round-robin'] as const, 'least-pending'),
+  SUBGRAPH_EJECT_FAILURES: env.int('consecutive failures after which a replica gets no requests until a probe of it succeeds', 3, 1),
+  SUBGRAPH_PROBE_MS: env.int('how often an ejected replica is probed with { __typename }', 1_000, 10),
   SUBGRAPH_MAX_RESPONSE_BYTES: env.int(
     'most bytes of one subgraph answer the gateway reads (it buffers whole answers); past it the fetch fails with SUBGRAPH_RESPONSE_TOO_LARGE',
     16 * 1024 * 1024,
@@ -82,11 +99,21 @@ export const gatewaySpec = {
 };
 
 export type GatewayConfig = ConfigOf<typeof gatewaySpec> & {
-  /** SUBGRAPH_<NAME>_URL variable → URL replacing that subgraph's routing URL in the supergraph. */
+  /** SUBGRAPH_<NAME>_URL variable → URL replacing that subgraph's routing URL in the supergraph (the first one when it lists several). */
   subgraphUrls: Record<string, string>;
+  /** SUBGRAPH_<NAME>_URL variable → every replica URL it lists (comma-separated), in order. */
+  subgraphReplicas: Record<string, string[]>;
+  /** SUBGRAPH_<NAME>_TIMEOUT_MS variable → that subgraph's own timeout, replacing SUBGRAPH_TIMEOUT_MS. */
+  subgraphTimeouts: Record<string, number>;
 };
 
 const OVERRIDE = /^SUBGRAPH_[A-Z0-9_]+_URL$/;
+const TIMEOUT_OVERRIDE = /^SUBGRAPH_[A-Z0-9_]+_TIMEOUT_MS$/;
+
+/** SUBGRAPH_<NAME>_TIMEOUT_MS for a subgraph name as the supergraph spells it. */
+export function subgraphTimeoutVariable(name: string): string {
+  return `SUBGRAPH_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_TIMEOUT_MS`;
+}
 
 /** SUBGRAPH_<NAME>_URL for a subgraph name as the supergraph spells it. */
 export function subgraphUrlVariable(name: string): string {
@@ -99,12 +126,16 @@ export function subgraphUrlVariable(name: string): string {
  * every problem is reported at once.
  */
 export function loadGatewayConfig(source: Record<string, string | undefined> = process.env): GatewayConfig {
-  const overrideSpec: Record<string, ReturnType<typeof env.url>> = {};
+  const overrideSpec: Record<string, ReturnType<typeof env.urls>> = {};
+  const timeoutSpec: Record<string, ReturnType<typeof env.int>> = {};
   for (const name of Object.keys(source)) {
-    if (OVERRIDE.test(name)) overrideSpec[name] = env.url('URL of a subgraph, replacing its routing URL in the supergraph', ['http', 'https']);
+    if (OVERRIDE.test(name))
+      overrideSpec[name] = env.urls('URLs of a subgraph (comma-separated replicas), replacing its routing URL in the supergraph', ['http', 'https']);
+    else if (TIMEOUT_OVERRIDE.test(name)) timeoutSpec[name] = env.int('longest a request to this subgraph may take, replacing SUBGRAPH_TIMEOUT_MS', 10_000, 1);
   }
   let base: ConfigOf<typeof gatewaySpec> | undefined;
-  let overrides: Record<string, string | undefined> = {};
+  let overrides: Record<string, string[]> = {};
+  let timeouts: Record<string, number> = {};
   const problems: string[] = [];
   try {
     base = loadConfig(gatewaySpec, source);
@@ -118,9 +149,20 @@ export function loadGatewayConfig(source: Record<string, string | undefined> = p
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems);
   }
+  try {
+    timeouts = loadConfig(timeoutSpec, source);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
   if (problems.length > 0 || !base) throw new ConfigError(problems);
 
   const subgraphUrls: Record<string, string> = {};
-  for (const [variable, url] of Object.entries(overrides)) if (url) subgraphUrls[variable] = url;
-  return { ...base, subgraphUrls };
+  const subgraphReplicas: Record<string, string[]> = {};
+  for (const [variable, urls] of Object.entries(overrides)) {
+    if (urls[0] === undefined) continue;
+    subgraphUrls[variable] = urls[0];
+    subgraphReplicas[variable] = urls;
+  }
+  return { ...base, subgraphUrls, subgraphReplicas, subgraphTimeouts: timeouts };
 }

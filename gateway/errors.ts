@@ -3,10 +3,16 @@ import type { Logger } from '../runtime/logger.ts';
 import { maskErrors } from '../runtime/subgraph.ts';
 import { recordedTraceId } from '../runtime/tracing.ts';
 
+/**
+ * Why the gateway itself did not send a fetch (gateway/upstream): its circuit breaker for the
+ * subgraph is open, or the subgraph's bulkhead and its queue are full. Stable, for clients and alerts.
+ */
+export type UnsentReason = 'CIRCUIT_OPEN' | 'BULKHEAD_FULL';
+
 /** The error a client sees in place of the data a subgraph could not deliver. */
-export function subgraphUnavailable(serviceName: string, reason: string): GraphQLError {
+export function subgraphUnavailable(serviceName: string, reason: string, unsent?: UnsentReason): GraphQLError {
   return new GraphQLError(`Subgraph "${serviceName}" is unavailable: ${reason}`, {
-    extensions: { code: 'SUBGRAPH_UNAVAILABLE', serviceName },
+    extensions: unsent ? { code: 'SUBGRAPH_UNAVAILABLE', serviceName, reason: unsent } : { code: 'SUBGRAPH_UNAVAILABLE', serviceName },
   });
 }
 

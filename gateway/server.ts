@@ -13,7 +13,7 @@ import { loadAuthConfig } from './auth/config.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
 import { withAccessControl } from './auth/secured-gateway.ts';
 import { extractAccessPolicy, type AccessPolicy } from './auth/supergraph-policy.ts';
-import { loadGatewayConfig, subgraphUrlVariable, type GatewayConfig } from './config.ts';
+import { loadGatewayConfig, subgraphTimeoutVariable, subgraphUrlVariable, type GatewayConfig } from './config.ts';
 import { contextFor, createAuthenticator, createGatewayContext, rateLimitHeadersPlugin, type GatewayContext } from './context.ts';
 import { ANONYMOUS } from './auth/principal.ts';
 import { probeQuery, runSelfCheck } from './self-check.ts';
@@ -28,6 +28,8 @@ import { loadOperations } from './rest/operations.ts';
 import { problem, PROBLEM_CONTENT_TYPE } from './rest/problem.ts';
 import { createSubgraphAgent, SubgraphDataSource, type RawResponse } from './subgraph-client.ts';
 import { createDedup } from './dedup.ts';
+import { describeState, Upstreams } from './upstream/index.ts';
+import { replicaProbe } from './upstream/probe.ts';
 import { operationResolutionPlugin } from './operation-resolution.ts';
 import { withVariableCoercion } from './variable-coercion.ts';
 import { withNulCharacterRefusal } from './nul-character-refusal.ts';
@@ -54,6 +56,8 @@ export interface RunningGateway {
   subscriptions: GatewaySubscriptions;
   /** The fast path for documents Apollo Server has executed before; stats() counts its use. */
   prepared: PreparedOperations;
+  /** The way to each subgraph: states() shows breakers and replicas (read by /readyz; for metrics too). */
+  upstreams: Upstreams;
   stop(): Promise<void>;
 }
 
@@ -113,6 +117,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
   let governanceUrl = config.subgraphUrls[subgraphUrlVariable('governance')];
 
   const agent = createSubgraphAgent();
+  const upstreams = new Upstreams();
   const routed = new Set<string>();
   // The subscription executor runs per-event fetches through these same data sources.
   const dataSources = new Map<string, SubgraphDataSource>();
@@ -137,17 +142,36 @@ export async function startGateway(source: Record<string, string | undefined> = 
     // Called for each subgraph on load, and again on a reload for subgraphs that are new or moved.
     buildService: ({ name, url }) => {
       const variable = subgraphUrlVariable(name);
-      const override = config.subgraphUrls[variable];
-      const target = override ?? url;
+      const override = config.subgraphReplicas[variable];
+      const targets = override ?? (url ? [url] : []);
+      const target = targets[0];
       if (!target) throw new Error(`subgraph "${name}" has no routing URL in the supergraph; set ${variable}`);
       routed.add(variable);
       if (name === 'governance') governanceUrl = target;
-      logger.info({ subgraph: name, url: target, from: override ? variable : 'supergraph' }, 'subgraph route');
+      logger.info({ subgraph: name, url: target, replicas: targets, from: override ? variable : 'supergraph' }, 'subgraph route');
+      const timeoutMs = config.subgraphTimeouts[subgraphTimeoutVariable(name)] ?? config.SUBGRAPH_TIMEOUT_MS;
+      const upstream = upstreams.define({
+        name,
+        urls: targets,
+        timeoutMs,
+        retries: config.SUBGRAPH_RETRIES,
+        retryDelayMs: config.SUBGRAPH_RETRY_DELAY_MS,
+        breakerFailures: config.SUBGRAPH_BREAKER_FAILURES,
+        breakerHalfOpenMs: config.SUBGRAPH_BREAKER_HALF_OPEN_MS,
+        maxConcurrency: config.SUBGRAPH_MAX_CONCURRENCY,
+        maxQueued: config.SUBGRAPH_MAX_QUEUED,
+        balancing: config.SUBGRAPH_BALANCING,
+        ejectAfter: config.SUBGRAPH_EJECT_FAILURES,
+        probeMs: config.SUBGRAPH_PROBE_MS,
+        probe: replicaProbe({ subgraph: name, dispatcher: agent, identity, timeoutMs }),
+        logger,
+      });
       const source = new SubgraphDataSource({
         name,
         url: target,
+        upstream,
         dispatcher: agent,
-        timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
+        timeoutMs,
         maxResponseBytes: config.SUBGRAPH_MAX_RESPONSE_BYTES,
         forwardHeaders: config.FORWARD_HEADERS,
         dedup,
@@ -220,6 +244,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     await runSelfCheck({ apollo, gateway, prepared, probe, context: probeContext });
   } catch (err) {
     await apollo.stop().catch(() => {});
+    upstreams.close();
     await agent.close();
     await rateLimiter.close();
     throw err;
@@ -233,7 +258,8 @@ export async function startGateway(source: Record<string, string | undefined> = 
   const routes: Route[] = [];
   // API keys are checked by the governance subgraph, wherever the supergraph served now routes it.
   const apiKeys = createApiKeyVerifier({
-    url: () => governanceUrl,
+    // The first healthy replica of governance, when it has several.
+    url: () => upstreams.get('governance')?.preferredUrl() ?? governanceUrl,
     identity,
     timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
     cacheMs: config.API_KEY_CACHE_MS,
@@ -299,14 +325,19 @@ export async function startGateway(source: Record<string, string | undefined> = 
           path !== undefined && rest.owns(path)
             ? { contentType: `${PROBLEM_CONTENT_TYPE}; charset=utf-8`, body: JSON.stringify(problem(status, code, message, { instance: path, requestId })) }
             : undefined,
+        // Ready whatever the subgraphs' state (the gateway serves partial data); each one's state is shown.
         readiness: async () => {
           if (!loaded) throw new Error('no supergraph loaded');
+          const checks: Record<string, string> = {};
+          for (const [name, state] of Object.entries(upstreams.states())) checks[`subgraph:${name}`] = describeState(state);
+          return checks;
         },
       },
       { host: config.HOST, port: config.GATEWAY_PORT },
     );
   } catch (err) {
     await apollo.stop();
+    upstreams.close();
     await agent.close();
     await rateLimiter.close();
     throw err;
@@ -326,6 +357,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     logger,
     subscriptions,
     prepared,
+    upstreams,
     stop() {
       stopping ??= (async () => {
         // WebSockets and SSE streams first: they never finish on their own, http.close() would wait.
@@ -333,6 +365,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         await http.close(config.SHUTDOWN_TIMEOUT_MS);
         await metricsListener?.close();
         await apollo.stop();
+        upstreams.close();
         await agent.close();
         await rateLimiter.close();
         await tracing.shutdown();

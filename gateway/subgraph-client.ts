@@ -3,6 +3,7 @@ import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError, Kind, type DocumentNode, type GraphQLFormattedError } from 'graphql';
 import type { IncomingHttpHeaders } from 'node:http';
+import { BrokenCircuitError, BulkheadRejectedError } from 'cockatiel';
 import { Agent, type Dispatcher } from 'undici';
 import { IDEMPOTENCY_KEY_HEADER } from '../runtime/idempotency.ts';
 import { IDENTITY_HEADER, type IdentityClaims, type IdentityService } from '../runtime/identity.ts';
@@ -12,6 +13,7 @@ import type { GatewayContext } from './context.ts';
 import type { InflightDedup } from './dedup.ts';
 import { subgraphResponseTooLarge, subgraphUnavailable } from './errors.ts';
 import { tracedSubgraphFetch } from './tracing.ts';
+import { type Deadline, DeadlineExceededError, type Replica, Upstream } from './upstream/index.ts';
 
 /**
  * One pool of keep-alive connections for all subgraph traffic. Idle sockets are closed by this
@@ -25,9 +27,12 @@ export function createSubgraphAgent(): Agent {
 export interface SubgraphClientOptions {
   /** The subgraph's name in the supergraph, used in errors and logs. */
   name: string;
+  /** Its URL when no upstream is given (one replica, no retries, no breaker: tests and tools). */
   url: string;
   dispatcher: Dispatcher;
   timeoutMs: number;
+  /** Replicas, timeout, retries, breaker and bulkhead of the subgraph (gateway/upstream). */
+  upstream?: Upstream | undefined;
   /** Most bytes of one answer the gateway buffers; past it the fetch fails with SUBGRAPH_RESPONSE_TOO_LARGE. */
   maxResponseBytes?: number;
   /** Lower-case names of client headers passed on to the subgraph. */
@@ -47,6 +52,8 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 /** An answer past SubgraphClientOptions.maxResponseBytes: reading stopped there. */
 class ResponseTooLargeError extends Error {
+  /** The subgraph answered: not a reason to retry, eject or break (gateway/upstream/policy.ts). */
+  readonly outage = false;
   constructor(readonly limit: number) {
     super(`response larger than ${limit} bytes`);
     this.name = 'ResponseTooLargeError';
@@ -78,6 +85,15 @@ class SubgraphHttpError extends GraphQLError {
     const statusText = STATUS_CODES[status] ?? '';
     super(`HTTP ${status}${statusText ? ` ${statusText}` : ''}`);
   }
+
+  /** What proxies and overloaded servers answer: retried, counted by breaker and ejection. Other statuses are the subgraph's answer. */
+  get outage(): boolean {
+    return isUnavailableStatus(this.status);
+  }
+}
+
+function isUnavailableStatus(status: number): boolean {
+  return status === 502 || status === 503 || status === 504;
 }
 
 /** What came back, before parsing: a deduplicated request hands the same one to every waiter. */
@@ -99,6 +115,7 @@ function isFormattedErrorList(value: unknown): value is GraphQLFormattedError[] 
 /** A short, operator-readable cause: "connect ECONNREFUSED 127.0.0.1:4001", "HTTP 503 ...". */
 function describeFailure(err: unknown, timeoutMs: number): string {
   if (err instanceof SubgraphHttpError) return err.message;
+  if (err instanceof DeadlineExceededError) return err.message;
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no response within ${timeoutMs} ms`;
   const cause = err instanceof Error ? err.cause : undefined;
   if (cause instanceof AggregateError) {
@@ -158,8 +175,8 @@ const CORRELATION_HEADERS = new Set(['x-request-id', 'traceparent', 'tracestate'
  * Requests share an answer only when they act as the same caller: the identity (kind, subject,
  * tenant, scopes, agent) is part of the key, not the signed token, which differs on every request.
  */
-function dedupKey(subgraph: string, url: string, headers: Record<string, string>, body: string, who: IdentityClaims): string {
-  let key = `${subgraph}\n${url}\n${body}\n${JSON.stringify([who.kind, who.subject, who.tenantId, [...who.scopes].sort(), who.agentId ?? null])}`;
+function dedupKey(subgraph: string, headers: Record<string, string>, body: string, who: IdentityClaims): string {
+  let key = `${subgraph}\n${body}\n${JSON.stringify([who.kind, who.subject, who.tenantId, [...who.scopes].sort(), who.agentId ?? null])}`;
   for (const name in headers) if (!CORRELATION_HEADERS.has(name) && name !== IDENTITY_HEADER) key += `\n${name}:${headers[name]}`;
   return key;
 }
@@ -196,19 +213,38 @@ function restrictCachePolicy(options: GraphQLDataSourceProcessOptions<GatewayCon
  * joined waiter lives by the first request's deadline.
  */
 export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
-  readonly url: string;
-  /** Parsed once, not on every request. */
-  private readonly target: URL;
-  private readonly path: string;
   private readonly options: SubgraphClientOptions;
   private readonly dedup: InflightDedup<RawResponse> | undefined;
+  readonly upstream: Upstream;
 
   constructor(options: SubgraphClientOptions) {
-    this.url = options.url;
-    this.target = new URL(options.url);
-    this.path = `${this.target.pathname}${this.target.search}`;
     this.options = options;
     this.dedup = options.dedup;
+    this.upstream =
+      options.upstream ??
+      new Upstream({
+        name: options.name,
+        urls: [options.url],
+        timeoutMs: options.timeoutMs,
+        retries: 0,
+        retryDelayMs: 1,
+        breakerFailures: 0,
+        breakerHalfOpenMs: 1,
+        maxConcurrency: Number.MAX_SAFE_INTEGER,
+        maxQueued: 0,
+        balancing: 'round-robin',
+        ejectAfter: 1,
+        probeMs: 1_000,
+        probe: async () => true,
+      });
+  }
+
+  /**
+   * Where the subgraph is reached now: its first healthy replica. Read by the subscription
+   * upstream (a long-lived connection goes to one replica) and in logs.
+   */
+  get url(): string {
+    return this.upstream.preferredUrl();
   }
 
   /** The headers of a subgraph request: the gateway's own, the forwarded client headers, the request id. */
@@ -235,15 +271,15 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
     return headers;
   }
 
-  private send(headers: Record<string, string>, body: string): Promise<RawResponse> {
+  private send(replica: Replica, headers: Record<string, string>, body: string, deadline: Deadline): Promise<RawResponse> {
     // undici's dispatch() with a handler that collects the answer, rather than request(): that
-    // one wraps every answer in a Readable stream and every deadline in an AbortSignal, about
-    // 80 µs of CPU per subgraph request on the benchmark machine (bench/README.md). Same pool,
-    // same request on the wire; the deadline covers connecting, sending and the whole answer.
+    // one wraps every answer in a Readable stream, about 80 µs of CPU per subgraph request on the
+    // benchmark machine (bench/README.md). The deadline is the upstream's: it covers connecting,
+    // sending and the whole answer, across attempts.
     return new Promise<RawResponse>((resolve, reject) => {
       let controller: Dispatcher.DispatchController | undefined;
       let settled = false;
-      let timedOut: DOMException | undefined;
+      let aborted: DeadlineExceededError | undefined;
       let status = 0;
       let responseHeaders: IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
@@ -254,26 +290,28 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
         finish(error);
         active.abort(error);
       };
+      const onExpire = () => {
+        aborted = new DeadlineExceededError(deadline.timeoutMs);
+        finish(aborted);
+        // Not yet on a connection: aborted as soon as it gets one (onRequestStart).
+        controller?.abort(aborted);
+      };
       const finish = (error: Error | undefined, raw?: RawResponse) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        deadline.unwatch();
         if (error) reject(error);
         else resolve(raw as RawResponse);
       };
-      const timer = setTimeout(() => {
-        timedOut = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
-        finish(timedOut);
-        // Not yet on a connection: aborted as soon as it gets one (onRequestStart).
-        controller?.abort(timedOut);
-      }, this.options.timeoutMs);
+      deadline.watch(onExpire);
+      if (settled) return;
       try {
         this.options.dispatcher.dispatch(
-          { origin: this.target.origin, path: this.path, method: 'POST', headers, body },
+          { origin: replica.origin, path: replica.path, method: 'POST', headers, body },
           {
             onRequestStart(started) {
               controller = started;
-              if (timedOut) started.abort(timedOut);
+              if (aborted !== undefined) started.abort(aborted);
             },
             onResponseStart(active, statusCode, headersReceived) {
               status = statusCode;
@@ -307,6 +345,16 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
         finish(err instanceof Error ? err : new Error(String(err)));
       }
     });
+  }
+
+  /**
+   * One attempt on one replica. A 502, 503 or 504 is thrown here, so that the upstream retries it
+   * (queries), counts it against the replica and the breaker; other answers are the subgraph's.
+   */
+  private async attempt(replica: Replica, headers: Record<string, string>, body: string, deadline: Deadline): Promise<RawResponse> {
+    const raw = await this.send(replica, headers, body, deadline);
+    if (isUnavailableStatus(raw.status)) this.parse(raw);
+    return raw;
   }
 
   private parse(raw: RawResponse): GatewayGraphQLResponse {
@@ -347,11 +395,18 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
       });
       const document = isIncoming(options) ? options.document : undefined;
       const dedup = isIncoming(options) ? this.dedup : undefined;
-      const send = () => tracedSubgraphFetch(this.options.name, this.url, headers, () => this.send(headers, body));
+      // Nothing of a client's mutation is ever retried, not even the reads planned after it: the
+      // gateway cannot tell whether a failed attempt was committed (README, Resilience toward subgraphs).
+      const retry = isQuery(undefined, operation.query) && !(isIncoming(options) && isMutation(options));
+      // One span for the fetch, whatever replicas and attempts it takes (nothing when tracing is off).
+      const send = () =>
+        tracedSubgraphFetch(this.options.name, this.url, headers, () =>
+          this.upstream.execute(retry, (replica, deadline) => this.attempt(replica, headers, body, deadline)),
+        );
       const raw = !dedup
         ? await send()
         : isQuery(document, operation.query)
-          ? await dedup.run(dedupKey(this.options.name, this.url, headers, body, who), send)
+          ? await dedup.run(dedupKey(this.options.name, headers, body, who), send)
           : await dedup.write(send);
       const response = this.parse(raw);
       restrictCachePolicy(options, raw.cacheControl);
@@ -365,7 +420,15 @@ export class SubgraphDataSource implements GraphQLDataSource<GatewayContext> {
         logger.warn({ subgraph: this.options.name, url: this.url, limit: err.limit }, 'subgraph response too large');
         throw subgraphResponseTooLarge(this.options.name, err.limit);
       }
-      const reason = describeFailure(err, this.options.timeoutMs);
+      if (err instanceof BrokenCircuitError) {
+        // Logged when the breaker opens (gateway/upstream), not once per refused fetch.
+        throw subgraphUnavailable(this.options.name, 'circuit breaker open after repeated failures; retried by itself shortly', 'CIRCUIT_OPEN');
+      }
+      if (err instanceof BulkheadRejectedError) {
+        logger.warn({ subgraph: this.options.name }, 'subgraph bulkhead full; fetch refused');
+        throw subgraphUnavailable(this.options.name, 'too many requests to it in flight (SUBGRAPH_MAX_CONCURRENCY)', 'BULKHEAD_FULL');
+      }
+      const reason = describeFailure(err, this.upstream.timeoutMs);
       logger.warn({ subgraph: this.options.name, url: this.url, reason }, 'subgraph request failed');
       throw subgraphUnavailable(this.options.name, reason);
     }

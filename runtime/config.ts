@@ -81,18 +81,18 @@ export const env = {
     };
   },
   /** One URL or several, comma-separated (the replicas of one service); each checked as url() does. */
-  urls(doc: string, protocols: string[], def: string): Field<string[]> {
+  urls(doc: string, protocols: string[], def: string | string[] = []): Field<string[]> {
     const one = env.url(doc, protocols);
     return {
       doc,
-      default: def.split(','),
+      default: typeof def === 'string' ? def.split(',') : def,
       parse(raw) {
         const urls = raw
           .split(',')
           .map((part) => part.trim())
           .filter((part) => part !== '');
         if (urls.length === 0) throw new Error(`expected one or more ${protocols.join(' or ')} URLs, comma-separated, got "${raw}"`);
-        return urls.map((u) => one.parse(u) as string);
+        return [...new Set(urls.map((u) => one.parse(u) as string))];
       },
     };
   },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../runtime/config.ts';
-import { DEFAULT_FORWARD_HEADERS, DEFAULT_SUPERGRAPH_PATH, loadGatewayConfig, subgraphUrlVariable } from '../../gateway/config.ts';
+import { DEFAULT_FORWARD_HEADERS, DEFAULT_SUPERGRAPH_PATH, loadGatewayConfig, subgraphTimeoutVariable, subgraphUrlVariable } from '../../gateway/config.ts';
 
 function problemsOf(fn: () => unknown): string[] {
   try {
@@ -31,6 +31,34 @@ describe('gateway configuration', () => {
     expect(config.subgraphUrls[subgraphUrlVariable('agents')]).toBe('http://10.0.0.5:9001/graphql');
     expect(subgraphUrlVariable('billing-v2')).toBe('SUBGRAPH_BILLING_V2_URL');
     expect(config.SUBGRAPH_TIMEOUT_MS).toBe(2500);
+  });
+
+  it('reads several replica URLs in one SUBGRAPH_<NAME>_URL and per-subgraph SUBGRAPH_<NAME>_TIMEOUT_MS', () => {
+    const config = loadGatewayConfig({
+      SUBGRAPH_AGENTS_URL: 'http://10.0.0.5:9001/graphql, http://10.0.0.6:9001/graphql,,http://10.0.0.5:9001/graphql',
+      SUBGRAPH_AGENTS_TIMEOUT_MS: '1500',
+    });
+    expect(config.subgraphReplicas).toEqual({ SUBGRAPH_AGENTS_URL: ['http://10.0.0.5:9001/graphql', 'http://10.0.0.6:9001/graphql'] });
+    expect(config.subgraphUrls).toEqual({ SUBGRAPH_AGENTS_URL: 'http://10.0.0.5:9001/graphql' });
+    expect(config.subgraphTimeouts).toEqual({ SUBGRAPH_AGENTS_TIMEOUT_MS: 1500 });
+    expect(subgraphTimeoutVariable('billing-v2')).toBe('SUBGRAPH_BILLING_V2_TIMEOUT_MS');
+    expect(config.SUBGRAPH_TIMEOUT_MS).toBe(10_000);
+    expect(config.SUBGRAPH_RETRIES).toBe(2);
+    expect(config.SUBGRAPH_BALANCING).toBe('least-pending');
+  });
+
+  it('reports a bad replica URL, a bad per-subgraph timeout and a bad balancing mode', () => {
+    const problems = problemsOf(() =>
+      loadGatewayConfig({
+        SUBGRAPH_AGENTS_URL: 'http://10.0.0.5:9001/graphql,ftp://10.0.0.6/graphql',
+        SUBGRAPH_AGENTS_TIMEOUT_MS: '0',
+        SUBGRAPH_BALANCING: 'random',
+      }),
+    );
+    expect(problems).toHaveLength(3);
+    expect(problems.join('\n')).toMatch(/SUBGRAPH_AGENTS_URL: expected a http or https URL/);
+    expect(problems.join('\n')).toMatch(/SUBGRAPH_AGENTS_TIMEOUT_MS: expected an integer >= 1/);
+    expect(problems.join('\n')).toMatch(/SUBGRAPH_BALANCING: expected one of least-pending, round-robin/);
   });
 
   it('normalises the forwarded header list', () => {
