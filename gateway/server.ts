@@ -130,6 +130,10 @@ export async function startGateway(source: Record<string, string | undefined> = 
     subscriptions: () => subscriptions.stats(),
     dedup: dedup ? () => dedup.stats() : undefined,
     prepared: () => prepared.stats(),
+    breakerState: (subgraph) => {
+      const state = upstreams.get(subgraph)?.state().breaker ?? 'closed';
+      return state === 'half-open' ? 'half_open' : state;
+    },
   });
   const gateway = new ApolloGateway({
     supergraphSdl: watchedSupergraph({
@@ -164,6 +168,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
         ejectAfter: config.SUBGRAPH_EJECT_FAILURES,
         probeMs: config.SUBGRAPH_PROBE_MS,
         probe: replicaProbe({ subgraph: name, dispatcher: agent, identity, timeoutMs }),
+        onRetry: () => observed.retries.inc({ subgraph: name }),
         logger,
       });
       const source = new SubgraphDataSource({

@@ -26,6 +26,8 @@ export interface PolicyOptions {
   breakerHalfOpenMs: number;
   maxConcurrency: number;
   maxQueued: number;
+  /** Called before each retry of a query (metrics count them). */
+  onRetry?: (() => void) | undefined;
 }
 
 /**
@@ -84,6 +86,7 @@ export function subgraphPolicies(options: PolicyOptions): SubgraphPolicies {
       backoff: new ExponentialBackoff({ initialDelay: options.retryDelayMs, maxDelay: 1_000 }),
     },
   );
+  if (options.onRetry) retries.onRetry(options.onRetry);
   return {
     query: breaker ? (options.retries > 0 ? wrap(breaker, slots, retries) : wrap(breaker, slots)) : options.retries > 0 ? wrap(slots, retries) : slots,
     mutation: breaker ? wrap(breaker, slots) : slots,
