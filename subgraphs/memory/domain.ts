@@ -107,8 +107,8 @@ export function namespacePath(value: string, field: string): string {
   const v = value.trim().replace(/\/+$/, '');
   if (v.length === 0 || v.length > MAX_NAMESPACE) throw badInput(`${field} must have 1 to ${MAX_NAMESPACE} characters`, { field });
   const segments = v.split('/');
-  if (segments.length > MAX_SEGMENTS || !segments.every((s) => SEGMENT.test(s))) {
-    throw badInput(`${field} must be 1 to ${MAX_SEGMENTS} path segments of letters, digits and . _ : - separated by /, got "${v.slice(0, 80)}"`, {
+  if (segments.length > MAX_SEGMENTS || !segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..')) {
+    throw badInput(`${field} must be 1 to ${MAX_SEGMENTS} path segments of letters, digits and . _ : - (not . or ..) separated by /, got "${v.slice(0, 80)}"`, {
       field,
     });
   }
