@@ -211,3 +211,49 @@ describe(`memory subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
       .toBe(0);
   });
 });
+
+// Scale-out: two replicas on one PostgreSQL schema. Search reads the shared table (no
+// per-replica index), so what one replica wrote the other finds at once, by words and by vector.
+describe.skipIf(!DATABASE_URL)(`memory subgraph, two replicas on one PostgreSQL schema${DATABASE_URL ? '' : ' (skipped: DATABASE_URL is not set)'}`, () => {
+  const schemaPrefix = `t${randomBytes(4).toString('hex')}_`;
+  const replicas: RunningSubgraph[] = [];
+  const callers: Caller[] = [];
+
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) {
+      const dataDir = mkdtempSync(join(tmpdir(), 'memory-replica-'));
+      replicas.push(
+        await startSubgraph(memory, {
+          ...process.env,
+          MEMORY_PORT: '0',
+          DATA_DIR: dataDir,
+          LOG_LEVEL: 'silent',
+          DATABASE_SCHEMA_PREFIX: schemaPrefix,
+          ...TEST_SECURITY_ENV,
+        }),
+      );
+      callers.push({ url: replicas[i]!.url, headers: await identityHeaders('memory') });
+    }
+  });
+  afterAll(async () => {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await dropSchema(`${schemaPrefix}memory`);
+  });
+
+  it('finds on one replica what the other wrote', async () => {
+    const [a, b] = callers as [Caller, Caller];
+    const written = await gql<{ rememberBatch: { id: string }[] }>(a, BATCH, {
+      inputs: [
+        { namespace: 'shared/replicas', text: 'Replica alpha wrote this', vector: [1, 0] },
+        { namespace: 'shared/replicas', text: 'Something else entirely', vector: [0, 1] },
+      ],
+    });
+    expect(written.errors).toBeUndefined();
+    const [first] = written.data!.rememberBatch;
+    type Hits = { searchMemories: { mode: string; memory: { id: string } }[] };
+    const hits = await gql<Hits>(b, SEARCH, { input: { text: 'alpha', vector: [1, 0.1] } });
+    expect(hits.data!.searchMemories[0]).toMatchObject({ mode: 'HYBRID', memory: { id: first!.id } });
+    // The dimension the first replica fixed holds on the second.
+    expect(codeOf(await gql(b, REMEMBER, { input: { namespace: 'shared/replicas', text: 'x', vector: [1, 2, 3] } }))).toBe('DIMENSION_MISMATCH');
+  });
+});
