@@ -13,6 +13,7 @@ export type MemoryChange = 'REMEMBERED' | 'UPDATED' | 'FORGOTTEN';
 export const MAX_TEXT = 32_768;
 export const MAX_METADATA_BYTES = 16 * 1024;
 export const MAX_DIMENSION = 4096;
+const MAX_COMPONENT = 1e9;
 export const MAX_BATCH = 100;
 export const MAX_K = 100;
 const MAX_TTL_SECONDS = 31_536_000;
@@ -246,13 +247,16 @@ function metadataObject(value: unknown, field: string): string {
   return encoded;
 }
 
-/** 1 to MAX_DIMENSION finite numbers (GraphQL Float already refuses NaN; REST JSON cannot carry it). */
+/** 1 to MAX_DIMENSION finite numbers of at most 1e9 (GraphQL Float already refuses NaN; REST JSON cannot carry it). */
 export function vectorOf(values: readonly number[], field: string): number[] {
   if (values.length === 0 || values.length > MAX_DIMENSION) {
     throw badInput(`${field} must have 1 to ${MAX_DIMENSION} numbers, got ${values.length}`, { field });
   }
   for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw badInput(`${field}[${i}] must be a finite number`, { field });
+    const v = values[i] as number;
+    if (!Number.isFinite(v)) throw badInput(`${field}[${i}] must be a finite number`, { field });
+    // Bounded so that no distance overflows to Infinity, which no score could carry.
+    if (Math.abs(v) > MAX_COMPONENT) throw badInput(`${field}[${i}] must be between -${MAX_COMPONENT} and ${MAX_COMPONENT}`, { field });
   }
   return [...values];
 }

@@ -1032,7 +1032,7 @@ export interface components {
              * @description 0 to 1; defaults to 0.5.
              */
             importance?: number | null;
-            /** @description 1 to 4,096 finite numbers; every vector of a tenant has the same dimension (the first one stored sets it). */
+            /** @description 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension (the first one stored sets it). */
             vector?: number[] | null;
             /**
              * Format: date-time

@@ -324,7 +324,7 @@ export type RememberInput = {
   text: Scalars['String']['input'];
   /** Seconds from now until the memory expires (1 to 31,536,000). */
   ttlSeconds?: InputMaybe<Scalars['Int']['input']>;
-  /** 1 to 4,096 finite numbers; every vector of a tenant has the same dimension (the first one stored sets it). */
+  /** 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension (the first one stored sets it). */
   vector?: InputMaybe<Array<Scalars['Float']['input']>>;
 };
 
