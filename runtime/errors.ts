@@ -21,7 +21,9 @@ export type ErrorCode =
   | 'IDEMPOTENCY_KEY_REUSED'
   | 'IDEMPOTENCY_KEY_IN_FLIGHT'
   // A vector whose dimension differs from the ones stored (memory).
-  | 'DIMENSION_MISMATCH';
+  | 'DIMENSION_MISMATCH'
+  // The embeddings provider failed (memory with EMBEDDINGS_URL).
+  | 'EMBEDDINGS_UNAVAILABLE';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

@@ -53,6 +53,11 @@ export const TYPED_PROBLEMS = {
     title: 'Dimension mismatch',
     description: "a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`)",
   },
+  EMBEDDINGS_UNAVAILABLE: {
+    status: 503,
+    title: 'Embeddings unavailable',
+    description: 'the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again',
+  },
   DEPENDENCY_UNAVAILABLE: {
     status: 503,
     title: 'Dependency unavailable',

@@ -59,6 +59,8 @@ export interface MemoryDraft {
   vector: number[] | null;
   expiresAt: string | null;
   source: MemorySource;
+  /** Set when the subgraph embedded the text (embeddings.ts); null for a client's vector. */
+  embeddingModel: string | null;
 }
 
 export interface MemoryPatch {
@@ -68,6 +70,7 @@ export interface MemoryPatch {
   importance?: number;
   vector?: number[] | null;
   expiresAt?: string | null;
+  embeddingModel?: string | null;
 }
 
 export type Scalar = string | number | boolean;
@@ -194,6 +197,7 @@ export function normaliseRemember(input: RememberArgs, identity: RequestIdentity
       taskId: source.taskId ? parseId(source.taskId, `${field}.source.taskId`) : null,
       workflowRunId: source.workflowRunId ? parseId(source.workflowRunId, `${field}.source.workflowRunId`) : null,
     },
+    embeddingModel: null,
   };
 }
 
@@ -219,7 +223,10 @@ export function normalisePatch(
   if (input.kind != null) patch.kind = input.kind;
   if (input.metadata !== undefined) patch.metadata = metadataObject(input.metadata, 'input.metadata');
   if (input.importance != null) patch.importance = numberInRange(input.importance, 'input.importance', 0, 1);
-  if (input.vector !== undefined) patch.vector = input.vector === null ? null : vectorOf(input.vector, 'input.vector');
+  if (input.vector !== undefined) {
+    patch.vector = input.vector === null ? null : vectorOf(input.vector, 'input.vector');
+    patch.embeddingModel = null;
+  }
   if (input.expiresAt !== undefined) patch.expiresAt = expiry(input.expiresAt, 'input.expiresAt', now);
   if (Object.keys(patch).length === 0) throw badInput('input must change at least one field', { field: 'input' });
   return patch;

@@ -5,6 +5,7 @@ import { createIdempotency } from '../../runtime/idempotency.ts';
 import { createPeriodicJob } from '../../runtime/periodic-job.ts';
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createMemoryContext, type MemoryContext } from './context.ts';
+import { createEmbedder } from './embeddings.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
 import { MemoryStore, type MemoryDB } from './store.ts';
@@ -22,12 +23,13 @@ export const memory: SubgraphDefinition<MemoryDB, MemoryContext> = {
     const { MEMORY_SWEEP_INTERVAL_MS } = loadConfig(memorySpec, source);
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: config.NODE_ENV, logger });
     const store = new MemoryStore(database, events, logger, Date.now, idempotency);
+    const embedder = createEmbedder(source, logger);
     // Expired memories are already invisible to reads; the sweeper frees their rows (and tells
     // subscribers they are gone).
     const sweeper = createPeriodicJob({ name: 'expired memory sweep', intervalMs: MEMORY_SWEEP_INTERVAL_MS, run: () => store.sweepExpired(), logger });
     return {
       resolvers,
-      createContext: (base) => createMemoryContext(base, store),
+      createContext: (base) => createMemoryContext(base, store, embedder),
       start: () => {
         pruner.start();
         sweeper.start();

@@ -78,4 +78,13 @@ export const migrations: Record<string, Migration> = {
   '0002_outbox': outboxMigration(),
   // Idempotency-Key of remember and rememberBatch (runtime/idempotency.ts).
   '0003_idempotency': idempotencyMigration(),
+  '0004_embedding_model': {
+    async up(db: Kysely<unknown>) {
+      // The model that made the vector when the subgraph embedded the text; null for a vector the client supplied.
+      await db.schema.alterTable('memories').addColumn('embedding_model', 'text').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('memories').dropColumn('embedding_model').execute();
+    },
+  },
 };

@@ -19,6 +19,7 @@ import {
   normaliseSearch,
   readablePrefixes,
   underPrefix,
+  type MemoryDraft,
   type MemoryEventPayload,
   type MemoryFilter,
 } from './domain.ts';
@@ -48,6 +49,19 @@ function readable(ctx: MemoryContext, row: MemoryRow | null): MemoryRow | null {
   return prefixes === null || prefixes.some((p) => underPrefix(row.namespace, p)) ? row : null;
 }
 
+/**
+ * Drafts without a vector get one from the embeddings provider, when there is one, all in one
+ * batch before the transaction: a provider failure writes nothing.
+ */
+async function embedded(ctx: MemoryContext, drafts: MemoryDraft[]): Promise<MemoryDraft[]> {
+  const embedder = ctx.embedder;
+  const missing = drafts.filter((d) => d.vector === null);
+  if (!embedder || missing.length === 0) return drafts;
+  const vectors = await embedder.embed(missing.map((d) => d.text));
+  let next = 0;
+  return drafts.map((d) => (d.vector !== null ? d : { ...d, vector: vectors[next++] ?? null, embeddingModel: embedder.model }));
+}
+
 function list(
   ctx: MemoryContext,
   filter: MemoryFilterArgs | null | undefined,
@@ -70,25 +84,40 @@ export const resolvers: Resolvers = {
       const current = readable(ctx, await reading(ctx).store.get(ctx.tenantId, memoryId));
       return current ? ctx.store.history(ctx.tenantId, memoryId) : [];
     },
-    searchMemories: (_parent, { input }, ctx) => {
-      const req = normaliseSearch(input);
+    searchMemories: async (_parent, { input }, ctx) => {
+      reading(ctx);
+      // Words without a vector, and a provider: search by meaning too (HYBRID unless told LEXICAL).
+      const text = input.text?.trim();
+      const embedder = ctx.embedder;
+      const embed = embedder && text && text.length <= 1000 && (input.vector === null || input.vector === undefined) && input.mode !== 'LEXICAL';
+      const vector = embed ? (await embedder.embed([text]))[0] : undefined;
+      const req = normaliseSearch(vector ? { ...input, vector } : input);
       return reading(ctx).store.search(ctx.tenantId, scopeOf(ctx, req.filter), req);
     },
   },
   Mutation: {
     remember: async (_parent, args, ctx) => {
       const draft = normaliseRemember(args.input, writing(ctx).identity, ctx.store.now());
-      const [row] = await ctx.store.remember(ctx.tenantId, [draft], idempotentRequest(ctx, 'remember', args));
+      const [row] = await ctx.store.remember(ctx.tenantId, await embedded(ctx, [draft]), idempotentRequest(ctx, 'remember', args));
       // remember stores exactly one; a keyed repeat of a since-forgotten memory finds none.
       if (!row) throw new Error('remember stored no memory');
       return row;
     },
-    rememberBatch: (_parent, args, ctx) =>
-      ctx.store.remember(ctx.tenantId, normaliseBatch(args.inputs, writing(ctx).identity, ctx.store.now()), idempotentRequest(ctx, 'rememberBatch', args)),
-    updateMemory: (_parent, { id, input, expectedVersion }, ctx) =>
-      writing(ctx).store.update(ctx.tenantId, parseId(id, 'id'), normalisePatch(input, ctx.store.now()), expectedVersion, (current) =>
-        assertMayWrite(ctx.identity, current.namespace),
+    rememberBatch: async (_parent, args, ctx) =>
+      ctx.store.remember(
+        ctx.tenantId,
+        await embedded(ctx, normaliseBatch(args.inputs, writing(ctx).identity, ctx.store.now())),
+        idempotentRequest(ctx, 'rememberBatch', args),
       ),
+    updateMemory: async (_parent, { id, input, expectedVersion }, ctx) => {
+      const patch = normalisePatch(input, writing(ctx).store.now());
+      // New text without a new vector: the old vector would describe the old text.
+      if (patch.text !== undefined && patch.vector === undefined && ctx.embedder) {
+        const [vector] = await ctx.embedder.embed([patch.text]);
+        Object.assign(patch, { vector: vector ?? null, embeddingModel: ctx.embedder.model });
+      }
+      return ctx.store.update(ctx.tenantId, parseId(id, 'id'), patch, expectedVersion, (current) => assertMayWrite(ctx.identity, current.namespace));
+    },
     forget: (_parent, { id }, ctx) => writing(ctx).store.forget(ctx.tenantId, parseId(id, 'id'), (current) => assertMayWrite(ctx.identity, current.namespace)),
     forgetMemories: async (_parent, { filter }, ctx) => {
       writing(ctx);

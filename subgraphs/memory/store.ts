@@ -48,6 +48,7 @@ export interface MemoriesTable {
   created_at: string;
   updated_at: string;
   version: number;
+  embedding_model: string | null;
 }
 
 export interface MemoryVersionsTable {
@@ -91,6 +92,7 @@ export interface MemoryRow {
   importance: number;
   vector: number[] | null;
   dimension: number | null;
+  embeddingModel: string | null;
   source: MemorySource;
   expiresAt: string | null;
   createdAt: string;
@@ -261,6 +263,7 @@ export class MemoryStore {
           source_task_id: d.source.taskId,
           source_workflow_run_id: d.source.workflowRunId,
           expires_at: d.expiresAt,
+          embedding_model: d.embeddingModel,
           created_at: now,
           updated_at: now,
           version: 1,
@@ -358,6 +361,7 @@ export class MemoryStore {
             ? { vector: patch.vector === null ? null : JSON.stringify(patch.vector), dimension: patch.vector?.length ?? null }
             : {}),
           ...(patch.expiresAt !== undefined ? { expires_at: patch.expiresAt } : {}),
+          ...(patch.embeddingModel !== undefined ? { embedding_model: patch.embeddingModel } : {}),
           updated_at: now,
           version: current.version + 1,
         })
@@ -628,6 +632,7 @@ function decode(r: Selectable<MemoriesTable>): MemoryRow {
     importance: Number(r.importance),
     vector: r.vector === null ? null : (JSON.parse(r.vector) as number[]),
     dimension: r.dimension === null ? null : Number(r.dimension),
+    embeddingModel: r.embedding_model,
     source: { agentId: r.source_agent_id, taskId: r.source_task_id, workflowRunId: r.source_workflow_run_id },
     expiresAt: r.expires_at,
     createdAt: r.created_at,

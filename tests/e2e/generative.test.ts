@@ -40,6 +40,7 @@ const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, ws: 60 * SCALE, rest: 1
 const DOCUMENTED_CODES = new Set([
   'BAD_USER_INPUT',
   'DIMENSION_MISMATCH',
+  'EMBEDDINGS_UNAVAILABLE',
   'BAD_REQUEST',
   'NOT_FOUND',
   'CONFLICT',

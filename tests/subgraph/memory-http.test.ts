@@ -2,6 +2,8 @@
 // gateway identity tokens (an admin of the default tenant, an agent, or none).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -255,5 +257,110 @@ describe.skipIf(!DATABASE_URL)(`memory subgraph, two replicas on one PostgreSQL 
     expect(hits.data!.searchMemories[0]).toMatchObject({ mode: 'HYBRID', memory: { id: first!.id } });
     // The dimension the first replica fixed holds on the second.
     expect(codeOf(await gql(b, REMEMBER, { input: { namespace: 'shared/replicas', text: 'x', vector: [1, 2, 3] } }))).toBe('DIMENSION_MISMATCH');
+  });
+});
+
+// An embeddings provider speaking the OpenAI-compatible API: a local server whose vectors are a
+// deterministic bag of hashed words, so texts sharing words are near each other.
+describe('memory subgraph with an embeddings provider', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'memory-embeddings-'));
+  const schemaPrefix = DATABASE_URL ? `t${randomBytes(4).toString('hex')}_` : '';
+  const requests: { model: string; input: string[]; authorization: string | undefined }[] = [];
+  let provider: Server;
+  let running: RunningSubgraph;
+  let admin: Caller;
+
+  function embedding(text: string): number[] {
+    const v = new Array<number>(16).fill(0);
+    for (const word of text.toLowerCase().match(/[a-z]+/g) ?? []) {
+      let h = 0;
+      for (const ch of word) h = (h * 31 + ch.charCodeAt(0)) % 16;
+      v[h]! += 1;
+    }
+    return v;
+  }
+
+  beforeAll(async () => {
+    provider = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const parsed = JSON.parse(body) as { model: string; input: string[] };
+        requests.push({ ...parsed, authorization: req.headers.authorization });
+        if (req.url !== '/v1/embeddings' || parsed.input.some((t) => t.includes('provider-down'))) {
+          res.writeHead(500).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            object: 'list',
+            model: parsed.model,
+            data: parsed.input.map((t, index) => ({ object: 'embedding', index, embedding: embedding(t) })),
+          }),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+    running = await startSubgraph(memory, {
+      ...process.env,
+      MEMORY_PORT: '0',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+      DATABASE_SCHEMA_PREFIX: schemaPrefix,
+      EMBEDDINGS_URL: `http://127.0.0.1:${(provider.address() as AddressInfo).port}/v1`,
+      EMBEDDINGS_MODEL: 'test-embedder',
+      EMBEDDINGS_API_KEY: 'sk-test',
+      ...TEST_SECURITY_ENV,
+    });
+    admin = { url: running.url, headers: await identityHeaders('memory') };
+  });
+  afterAll(async () => {
+    await running?.stop();
+    await new Promise<void>((resolve) => provider?.close(() => resolve()));
+    rmSync(dataDir, { recursive: true, force: true });
+    if (DATABASE_URL) await dropSchema(`${schemaPrefix}memory`);
+  });
+
+  it('embeds texts in one batch, records the model, and searches by meaning from words alone', async () => {
+    const before = requests.length;
+    const stored = await gql<{ rememberBatch: { id: string; dimension: number; embeddingModel: string; vector: number[] }[] }>(
+      admin,
+      `mutation($inputs: [RememberInput!]!) { rememberBatch(inputs: $inputs) { id dimension embeddingModel vector } }`,
+      {
+        inputs: [
+          { namespace: 'shared/emb', text: 'cats purr softly' },
+          { namespace: 'shared/emb', text: 'rockets reach orbit' },
+          { namespace: 'shared/emb', text: 'own vector', vector: new Array(16).fill(0.5) },
+        ],
+      },
+    );
+    expect(stored.errors).toBeUndefined();
+    const [cats, , own] = stored.data!.rememberBatch;
+    expect(cats).toMatchObject({ dimension: 16, embeddingModel: 'test-embedder' });
+    expect(own).toMatchObject({ dimension: 16, embeddingModel: null });
+    // One request for the two texts without a vector, with the key and model configured.
+    expect(requests.slice(before)).toEqual([{ model: 'test-embedder', input: ['cats purr softly', 'rockets reach orbit'], authorization: 'Bearer sk-test' }]);
+
+    const hits = await gql<{ searchMemories: { mode: string; vectorRank: number | null; memory: { id: string } }[] }>(
+      admin,
+      `{ searchMemories(input: { text: "softly purr" }) { mode vectorRank memory { id } } }`,
+    );
+    expect(hits.data!.searchMemories[0]).toMatchObject({ mode: 'HYBRID', vectorRank: 1, memory: { id: cats!.id } });
+
+    // New text re-embeds: the old vector would describe the old text.
+    const updated = await gql<{ updateMemory: { vector: number[]; embeddingModel: string } }>(
+      admin,
+      `mutation($id: ID!) { updateMemory(id: $id, input: { text: "dogs bark loudly" }) { vector embeddingModel } }`,
+      { id: cats!.id },
+    );
+    expect(updated.data!.updateMemory.vector).toEqual(embedding('dogs bark loudly'));
+  });
+
+  it('writes nothing when the provider fails, and says so', async () => {
+    const res = await gql(admin, REMEMBER, { input: { namespace: 'shared/emb-down', text: 'provider-down please' } });
+    expect(codeOf(res)).toBe('EMBEDDINGS_UNAVAILABLE');
+    const listed = await gql<{ memories: { totalCount: number } }>(admin, `{ memories(filter: { namespacePrefix: "shared/emb-down" }) { totalCount } }`);
+    expect(listed.data!.memories.totalCount).toBe(0);
   });
 });

@@ -836,6 +836,8 @@ export interface components {
              * @description The vector's dimension, or null without one.
              */
             dimension: number | null;
+            /** @description The model that made the vector when the subgraph embedded the text (EMBEDDINGS_URL); null for a vector the client supplied. */
+            embeddingModel: string | null;
             source: {
                 agentId: string | null;
                 taskId: string | null;
@@ -1032,7 +1034,10 @@ export interface components {
              * @description 0 to 1; defaults to 0.5.
              */
             importance?: number | null;
-            /** @description 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension (the first one stored sets it). */
+            /**
+             * @description 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension
+             *     (the first one stored sets it). Left out with an embeddings provider configured, the text is embedded.
+             */
             vector?: number[] | null;
             /**
              * Format: date-time
@@ -1392,7 +1397,7 @@ export interface components {
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
-            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. */
+            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. */
             type: string;
             /** @description The HTTP status' reason phrase. */
             title: string;
@@ -2180,7 +2185,7 @@ export interface operations {
             query?: {
                 /** @description Words to look for (lexical and hybrid search); at most 1,000 characters. */
                 text?: string;
-                /** @description A vector to look near (vector and hybrid search). */
+                /** @description A vector to look near (vector and hybrid search); left out with an embeddings provider configured, text is embedded. */
                 vector?: number[];
                 /** @description Defaults to HYBRID when both text and vector are given, else the one that is. */
                 mode?: components["schemas"]["MemorySearchMode"];

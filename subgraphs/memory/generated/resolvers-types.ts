@@ -51,6 +51,8 @@ export type Memory = {
   createdAt: Scalars['DateTime']['output'];
   /** The vector's dimension, or null without one. */
   dimension?: Maybe<Scalars['Int']['output']>;
+  /** The model that made the vector when the subgraph embedded the text (EMBEDDINGS_URL); null for a vector the client supplied. */
+  embeddingModel?: Maybe<Scalars['String']['output']>;
   /** After this instant the memory is no longer returned and is deleted by the sweeper. */
   expiresAt?: Maybe<Scalars['DateTime']['output']>;
   id: Scalars['ID']['output'];
@@ -154,7 +156,7 @@ export type MemorySearchInput = {
   recencyWeight?: InputMaybe<Scalars['Float']['input']>;
   /** Words to look for (lexical and hybrid search); at most 1,000 characters. */
   text?: InputMaybe<Scalars['String']['input']>;
-  /** A vector to look near (vector and hybrid search). */
+  /** A vector to look near (vector and hybrid search); left out with an embeddings provider configured, text is embedded. */
   vector?: InputMaybe<Array<Scalars['Float']['input']>>;
 };
 
@@ -324,7 +326,10 @@ export type RememberInput = {
   text: Scalars['String']['input'];
   /** Seconds from now until the memory expires (1 to 31,536,000). */
   ttlSeconds?: InputMaybe<Scalars['Int']['input']>;
-  /** 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension (the first one stored sets it). */
+  /**
+   * 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension
+   * (the first one stored sets it). Left out with an embeddings provider configured, the text is embedded.
+   */
   vector?: InputMaybe<Array<Scalars['Float']['input']>>;
 };
 
@@ -563,6 +568,7 @@ export type MemoryResolvers<ContextType = MemoryContext, ParentType extends Reso
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Memory']> | FederationReferenceType, FederationReferenceType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   dimension?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  embeddingModel?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   expiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   importance?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
