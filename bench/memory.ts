@@ -85,7 +85,7 @@ async function main(): Promise<void> {
         vector: vectorNear(),
       }));
       const data = await call('mutation($inputs: [RememberInput!]!) { rememberBatch(inputs: $inputs) { id } }', { inputs });
-      (data.rememberBatch as { id: string }[]).forEach((row, j) => stored.push({ id: row.id, vector: inputs[j]!.vector }));
+      for (const [j, row] of (data.rememberBatch as { id: string }[]).entries()) stored.push({ id: row.id, vector: inputs[j]!.vector });
     }
     const ingestPerSecond = options.memories / ((performance.now() - started) / 1000);
 
