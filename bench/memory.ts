@@ -63,8 +63,9 @@ async function main(): Promise<void> {
   const env = { ...process.env, MEMORY_PORT: '0', DATA_DIR: dataDir, DATABASE_URL: '', REDIS_URL: '', LOG_LEVEL: 'warn' };
   const running = await startSubgraph(memory, env);
   const identity = createIdentityService(loadIdentityConfig(env));
-  const token = await identity.signIdentity({ kind: 'user', subject: 'bench', tenantId: DEFAULT_TENANT, scopes: PLATFORM_SCOPES, agentId: null }, 'memory');
   const call = async (query: string, variables: Record<string, unknown>) => {
+    // Signed per request, as the gateway does: identity tokens live for seconds.
+    const token = await identity.signIdentity({ kind: 'user', subject: 'bench', tenantId: DEFAULT_TENANT, scopes: PLATFORM_SCOPES, agentId: null }, 'memory');
     const res = await fetch(running.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-gateway-identity': token },
