@@ -381,7 +381,7 @@ export function queryTerms(text: string): string[] {
 // --- Scoring -----------------------------------------------------------------------------------
 
 /** Distance under the metric (lower is nearer) and the score shown for it (higher is better). */
-export function compare(metric: VectorMetric, a: readonly number[], b: readonly number[]): { distance: number; similarity: number } {
+export function compare(metric: VectorMetric, a: ArrayLike<number>, b: ArrayLike<number>): { distance: number; similarity: number } {
   let dot = 0;
   let na = 0;
   let nb = 0;

@@ -147,7 +147,31 @@ type Eb = ExpressionBuilder<MemoryDB, 'memories'>;
 /** Candidates each list contributes to a fused search: enough that fusion can reorder the top k. */
 const fusionDepth = (k: number) => Math.min(200, Math.max(50, k * 4));
 
+/**
+ * Parsed vectors by memory id and version, bounded: past the bound the oldest entries go (a
+ * search then parses them again). 100,000 vectors of 384 dimensions are ~300 MB as Float64.
+ */
+class VectorCache {
+  private readonly entries = new Map<string, { version: number; vector: Float64Array }>();
+  constructor(private readonly maxEntries: number) {}
+
+  get(id: string): { version: number; vector: Float64Array } | undefined {
+    return this.entries.get(id);
+  }
+
+  set(id: string, version: number, vector: Float64Array): void {
+    this.entries.delete(id);
+    this.entries.set(id, { version, vector });
+    if (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+  }
+}
+
 export class MemoryStore {
+  private readonly vectors = new VectorCache(100_000);
+
   constructor(
     private readonly database: Database<MemoryDB>,
     private readonly bus: EventSink,
@@ -514,7 +538,9 @@ export class MemoryStore {
   /**
    * Exact nearest neighbours: every vector in scope is compared (see the README's vector search
    * section for why this and not an ANN index yet). Filters run in SQL first, so a filtered
-   * search loses no recall.
+   * search loses no recall. Only ids and versions come from SQL each time; the vectors
+   * themselves are parsed once per version and kept (a memory's vector changes only with its
+   * version, so a replica never compares against a stale one).
    */
   private async nearest(tenantId: string, scope: Scope, req: SearchRequest, limit: number, now: string): Promise<VectorCandidate[]> {
     const query = req.vector as number[];
@@ -523,14 +549,25 @@ export class MemoryStore {
     if (expected !== query.length) throw dimensionMismatch(expected, query.length, 'input.vector');
     const rows = await this.database.db
       .selectFrom('memories')
-      .select(['id', 'vector'])
+      .select(['id', 'version'])
       .where('dimension', '=', query.length)
       .where((eb) => this.matches(eb, tenantId, scope, now))
       .execute();
+    const missing = rows.filter((r) => this.vectors.get(r.id)?.version !== Number(r.version)).map((r) => r.id);
+    for (let i = 0; i < missing.length; i += 500) {
+      const loaded = await this.database.db
+        .selectFrom('memories')
+        .select(['id', 'version', 'vector'])
+        .where('tenant_id', '=', tenantId)
+        .where('id', 'in', missing.slice(i, i + 500))
+        .execute();
+      for (const r of loaded) if (r.vector !== null) this.vectors.set(r.id, Number(r.version), Float64Array.from(JSON.parse(r.vector) as number[]));
+    }
     const best: VectorCandidate[] = [];
     for (const r of rows) {
-      if (r.vector === null) continue;
-      const { distance, similarity } = compare(req.metric, query, JSON.parse(r.vector) as number[]);
+      const cached = this.vectors.get(r.id);
+      if (!cached || cached.version !== Number(r.version)) continue;
+      const { distance, similarity } = compare(req.metric, query, cached.vector);
       best.push({ id: r.id, distance, similarity });
     }
     best.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1));

@@ -192,6 +192,19 @@ describe.each(backends)('memory store on $backend', ({ backend, skip }) => {
       expect(wrongWrite.extensions).toMatchObject({ code: 'DIMENSION_MISMATCH' });
     });
 
+    it("compares against a memory's new vector once it was updated, also from another store (replica)", async () => {
+      const { store, tenant, clock, remember } = setup();
+      const m = await remember({ namespace: 'u', text: 'moving', vector: [1, 0] });
+      await remember({ namespace: 'u', text: 'fixed', vector: [0.8, 0.2] });
+      expect((await find(store, tenant, { vector: [1, 0], k: 1 }))[0]!.memory.id).toBe(m.id);
+      // Another replica's store has its own cache: it reads the update from the table.
+      const replica = new MemoryStore(t.database, t.bus, t.logger, clock.now);
+      expect((await find(replica, tenant, { vector: [1, 0], k: 1 }))[0]!.memory.id).toBe(m.id);
+      await replica.update(tenant, m.id, { vector: [0, 1] }, null, () => undefined);
+      const [nearest] = await find(store, tenant, { vector: [1, 0], k: 2 });
+      expect(nearest!.memory.text).toBe('fixed');
+    });
+
     it('fuses lexical and vector lists with RRF and explains each score; weights recency', async () => {
       const { store, tenant, clock, remember } = setup();
       const old = await remember({ namespace: 'h', text: 'rotate the api keys monthly', vector: [1, 0, 0] });
