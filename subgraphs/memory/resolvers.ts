@@ -1,4 +1,5 @@
 // Thin GraphQL layer: check scopes and namespaces, validate arguments, call the store.
+import { conflict } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
 import { eventStreamsOf } from '../../runtime/event-streams.ts';
 import { idempotentRequest } from '../../runtime/idempotency.ts';
@@ -99,8 +100,9 @@ export const resolvers: Resolvers = {
     remember: async (_parent, args, ctx) => {
       const draft = normaliseRemember(args.input, writing(ctx).identity, ctx.store.now());
       const [row] = await ctx.store.remember(ctx.tenantId, await embedded(ctx, [draft]), idempotentRequest(ctx, 'remember', args));
-      // remember stores exactly one; a keyed repeat of a since-forgotten memory finds none.
-      if (!row) throw new Error('remember stored no memory');
+      // remember stores exactly one; only a keyed repeat of a since-forgotten memory finds none.
+      if (!row)
+        throw conflict('The memory this Idempotency-Key stored has been forgotten since; use a new key to remember it again', { header: 'Idempotency-Key' });
       return row;
     },
     rememberBatch: async (_parent, args, ctx) =>

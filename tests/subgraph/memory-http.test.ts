@@ -135,6 +135,17 @@ describe(`memory subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
     expect(forgot.data!.forgetMemories.forgotten).toBe(1);
   });
 
+  it('answers CONFLICT to a keyed repeat of a memory forgotten since', async () => {
+    const key = { 'idempotency-key': `one-${randomUUID()}` };
+    const input = { namespace: 'shared/keyed', text: 'remember me once' };
+    const first = await gql<{ remember: { id: string } }>(admin, REMEMBER, { input }, key);
+    const again = await gql<{ remember: { id: string } }>(admin, REMEMBER, { input }, key);
+    expect(again.data!.remember.id).toBe(first.data!.remember.id);
+    await gql(admin, `mutation($id: ID!) { forget(id: $id) }`, { id: first.data!.remember.id });
+    const repeat = await gql(admin, REMEMBER, { input }, key);
+    expect(codeOf(repeat)).toBe('CONFLICT');
+  });
+
   it('searches lexically, by vector and hybrid, each hit explained', async () => {
     const inputs = [
       { namespace: 'shared/search', text: 'Rotate database credentials every month', vector: [1, 0, 0, 0] },
