@@ -20,6 +20,13 @@ const mappers: Record<string, Record<string, string>> = {
   governance: {
     ApiKey: '../store.ts#ApiKeyRow',
   },
+  memory: {
+    Memory: '../store.ts#MemoryRow',
+    Agent: '../store.ts#EntityRef',
+    Task: '../store.ts#EntityRef',
+    MemorySearchHit: '../store.ts#SearchHit',
+    MemoryWrittenEvent: '../store.ts#MemoryEventRow',
+  },
 };
 
 const { subgraphs } = parse(readFileSync('supergraph.yaml', 'utf8')) as { subgraphs: Record<string, unknown> };

@@ -19,7 +19,11 @@ export type ErrorCode =
   | 'SKILLS_NOT_REGISTERED'
   // Idempotent create mutations (runtime/idempotency.ts).
   | 'IDEMPOTENCY_KEY_REUSED'
-  | 'IDEMPOTENCY_KEY_IN_FLIGHT';
+  | 'IDEMPOTENCY_KEY_IN_FLIGHT'
+  // A vector whose dimension differs from the ones stored (memory).
+  | 'DIMENSION_MISMATCH'
+  // The embeddings provider failed (memory with EMBEDDINGS_URL).
+  | 'EMBEDDINGS_UNAVAILABLE';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

@@ -14,9 +14,20 @@ export const IDENTITY_HEADER = 'x-gateway-identity';
 
 /**
  * The scopes the platform's operations ask for (@requiresScopes); `admin` manages the tenant;
- * `tasks:delegate` lets a caller that is not an agent act on a task on behalf of a named agent.
+ * `tasks:delegate` lets a caller that is not an agent act on a task on behalf of a named agent;
+ * `memory:shared` lets a caller write the tenant's shared/... memory namespaces.
  */
-export const PLATFORM_SCOPES = ['admin', 'agents:read', 'agents:write', 'tasks:read', 'tasks:write', 'tasks:delegate'] as const;
+export const PLATFORM_SCOPES = [
+  'admin',
+  'agents:read',
+  'agents:write',
+  'tasks:read',
+  'tasks:write',
+  'tasks:delegate',
+  'memory:read',
+  'memory:write',
+  'memory:shared',
+] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 
 /**
@@ -24,7 +35,14 @@ export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
  * read the registry and the task queue, change its own record, work its tasks. Never `admin`
  * (keys of the tenant) nor `tasks:delegate` (acting for other agents).
  */
-export const AGENT_SCOPES = ['agents:read', 'agents:write', 'tasks:read', 'tasks:write'] as const satisfies readonly PlatformScope[];
+export const AGENT_SCOPES = [
+  'agents:read',
+  'agents:write',
+  'tasks:read',
+  'tasks:write',
+  'memory:read',
+  'memory:write',
+] as const satisfies readonly PlatformScope[];
 
 /** Outside production only: a fixed, public secret, so a fresh checkout runs with no setup. */
 export const DEV_GATEWAY_SIGNING_SECRET = 'development-only-gateway-signing-secret-never-use-in-production';

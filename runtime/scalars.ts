@@ -18,14 +18,16 @@ export const DateTimeScalar = new GraphQLScalarType<string, string>({
     return parseInstant(value);
   },
   parseLiteral(ast: ValueNode) {
-    if (ast.kind !== Kind.STRING) throw new TypeError('DateTime must be a string');
+    if (ast.kind !== Kind.STRING) throw badInput('DateTime must be a string');
     return parseInstant(ast.value);
   },
 });
 
 function parseInstant(value: unknown): string {
   if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(value) || Number.isNaN(Date.parse(value))) {
-    throw new TypeError(`DateTime must be an ISO-8601 date-time string, got ${JSON.stringify(value)}`);
+    // A coded error: graphql-js reports a GraphQLError from a scalar as it is, while any other error
+    // became an uncoded validation error, masked as INTERNAL_SERVER_ERROR.
+    throw badInput(`DateTime must be an ISO-8601 date-time string, got ${JSON.stringify(value)}`);
   }
   return new Date(value).toISOString();
 }

@@ -17,6 +17,7 @@ export interface SeedResult {
   agents: number;
   tasks: number;
   workflowRuns: number;
+  memories: number;
   /** EXAMPLE_AGENT, when present. */
   exampleAgent: DemoAgent | null;
 }
@@ -66,7 +67,14 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
   const api: Api = { url: gatewayUrl, headers: { authorization: `Bearer ${token}` } };
   const existing = await call<{ agents: { totalCount: number } }>(api, `{ agents(first: 1) { totalCount } }`);
   if (existing.agents.totalCount > 0) {
-    return { seeded: false, agents: existing.agents.totalCount, tasks: 0, workflowRuns: 0, exampleAgent: await findExampleAgent(gatewayUrl, token) };
+    return {
+      seeded: false,
+      agents: existing.agents.totalCount,
+      tasks: 0,
+      workflowRuns: 0,
+      memories: 0,
+      exampleAgent: await findExampleAgent(gatewayUrl, token),
+    };
   }
 
   // Each agent's own credential: what it works its tasks with.
@@ -197,15 +205,50 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     input: { topic: 'Federated GraphQL for agent platforms' },
   });
 
-  const totals = await call<{ agents: { totalCount: number }; tasks: { totalCount: number }; workflowRuns: { totalCount: number } }>(
-    api,
-    `{ agents(first: 1) { totalCount } tasks(first: 1) { totalCount } workflowRuns(first: 1) { totalCount } }`,
-  );
+  // Memories without vectors: the first vector stored fixes the tenant's dimension, and that is
+  // the user's embedding model's to choose, not the demo's.
+  await call(api, `mutation ($inputs: [RememberInput!]!) { rememberBatch(inputs: $inputs) { id } }`, {
+    inputs: [
+      {
+        namespace: `agents/${researcher}/notes`,
+        kind: 'SEMANTIC',
+        text: 'Primary sources beat blog summaries; cite the paper, not the press release.',
+        importance: 0.8,
+      },
+      {
+        namespace: `agents/${researcher}/episodes`,
+        kind: 'EPISODIC',
+        text: 'Researched federated GraphQL: Apollo Federation 2 composes subgraphs into one supergraph.',
+        metadata: { topic: 'graphql' },
+      },
+      {
+        namespace: `agents/${writer}/procedures`,
+        kind: 'PROCEDURAL',
+        text: 'Drafts start with a one-sentence summary, then three sections, then a call to action.',
+        importance: 0.7,
+      },
+      {
+        namespace: 'shared/style-guide',
+        kind: 'SEMANTIC',
+        text: 'Write dates as ISO-8601 and avoid jargon in headlines.',
+        metadata: { topic: 'style' },
+        importance: 0.9,
+      },
+    ],
+  });
+
+  const totals = await call<{
+    agents: { totalCount: number };
+    tasks: { totalCount: number };
+    workflowRuns: { totalCount: number };
+    memories: { totalCount: number };
+  }>(api, `{ agents(first: 1) { totalCount } tasks(first: 1) { totalCount } workflowRuns(first: 1) { totalCount } memories(first: 1) { totalCount } }`);
   return {
     seeded: true,
     agents: totals.agents.totalCount,
     tasks: totals.tasks.totalCount,
     workflowRuns: totals.workflowRuns.totalCount,
+    memories: totals.memories.totalCount,
     exampleAgent: { id: reviewer, name: EXAMPLE_AGENT.name, apiKey: keys.get(reviewer) ?? null },
   };
 }

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   if (SEED && token) {
     const seed = await seedDemoData(gateway.url, token);
     seedLine = seed.seeded
-      ? `demo data: seeded ${seed.agents} agents, ${seed.tasks} tasks, ${seed.workflowRuns} workflow run`
+      ? `demo data: seeded ${seed.agents} agents, ${seed.tasks} tasks, ${seed.workflowRuns} workflow run, ${seed.memories} memories`
       : `demo data: already present (${seed.agents} agents), not seeded again`;
     const agent = seed.exampleAgent;
     if (agent?.apiKey) {

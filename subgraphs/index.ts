@@ -4,6 +4,7 @@ import type { RequestContext } from '../runtime/context.ts';
 import { startSubgraph, type RunningSubgraph, type SharedServices, type SubgraphDefinition } from '../runtime/subgraph.ts';
 import { agents } from './agents/index.ts';
 import { governance } from './governance/index.ts';
+import { memory } from './memory/index.ts';
 import { orchestration } from './orchestration/index.ts';
 
 /** A subgraph with its database and context types closed over, so different ones share a list. */
@@ -20,4 +21,5 @@ export const subgraphs: Record<string, RegisteredSubgraph> = {
   agents: register(agents),
   orchestration: register(orchestration),
   governance: register(governance),
+  memory: register(memory),
 };

@@ -49,6 +49,16 @@ export const TYPED_PROBLEMS = {
     title: 'Idempotency key in flight',
     description: 'a request with the same `Idempotency-Key` is still being processed; retry once it has answered',
   },
+  DIMENSION_MISMATCH: {
+    status: 422,
+    title: 'Dimension mismatch',
+    description: "a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`)",
+  },
+  EMBEDDINGS_UNAVAILABLE: {
+    status: 503,
+    title: 'Embeddings unavailable',
+    description: 'the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again',
+  },
   DEPENDENCY_UNAVAILABLE: {
     status: 503,
     title: 'Dependency unavailable',

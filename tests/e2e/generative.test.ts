@@ -39,6 +39,8 @@ const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, ws: 60 * SCALE, rest: 1
 // (a bug) nor SUBGRAPH_UNAVAILABLE / DOWNSTREAM_SERVICE_ERROR (no subgraph is down here) may occur.
 const DOCUMENTED_CODES = new Set([
   'BAD_USER_INPUT',
+  'DIMENSION_MISMATCH',
+  'EMBEDDINGS_UNAVAILABLE',
   'BAD_REQUEST',
   'NOT_FOUND',
   'CONFLICT',

@@ -220,6 +220,35 @@ describe('every route with valid input', () => {
     ids.canceledRun = run.id;
   });
 
+  it('remembers, updates, lists, searches and forgets memories', async () => {
+    const memory = await ok<{ id: string; version: number }>(
+      'Remember',
+      {},
+      { body: { namespace: 'shared/contract', text: 'Invoices are due within 30 days', vector: [0.1, 0.2, 0.3] } },
+    );
+    expect(await ok('GetMemory', { id: memory.id })).toMatchObject({ id: memory.id, version: 1 });
+    expect(await ok('UpdateMemory', { id: memory.id }, { query: { expectedVersion: '1' }, body: { text: 'Invoices are due within 45 days' } })).toMatchObject({
+      version: 2,
+    });
+    expect(await ok<{ version: number }[]>('GetMemoryHistory', { id: memory.id })).toHaveLength(2);
+    const batch = await ok<{ id: string }[]>(
+      'RememberBatch',
+      {},
+      { body: { inputs: [{ namespace: 'shared/contract/b', text: 'Refunds take five days', kind: 'EPISODIC' }] } },
+    );
+    expect(batch).toHaveLength(1);
+    const listed = await ok<Page<{ id: string }>>('ListMemories', {}, { query: { namespacePrefix: 'shared/contract' } });
+    expect(listed.nodes.map((m) => m.id).sort()).toEqual([memory.id, batch[0]!.id].sort());
+    const hits = await ok<{ mode: string; memory: { id: string } }[]>(
+      'SearchMemories',
+      {},
+      { query: 'text=invoices&vector=0.1&vector=0.2&vector=0.3&namespacePrefix=shared/contract' },
+    );
+    expect(hits[0]).toMatchObject({ mode: 'HYBRID', memory: { id: memory.id } });
+    expect(await ok('ForgetMemories', {}, { body: { namespacePrefix: 'shared/contract/b' } })).toEqual({ forgotten: 1 });
+    expect(await ok('ForgetMemory', { id: memory.id })).toBe(true);
+  });
+
   it('exercised every operation of the document', () => {
     expect([...exercised.keys()].sort()).toEqual(checker.operations.map((o) => o.operation.operationId).sort());
   });

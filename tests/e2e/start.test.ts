@@ -60,6 +60,7 @@ describe('npm start', () => {
       ORCHESTRATION_PORT: String(orchestrationPort),
       // npm start runs every registered subgraph; a free port keeps parallel runs apart.
       GOVERNANCE_PORT: String(await getFreePort()),
+      MEMORY_PORT: String(await getFreePort()),
       DATABASE_URL: '',
       REDIS_URL: '',
       LOG_LEVEL: '',
@@ -77,7 +78,8 @@ describe('npm start', () => {
     expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/graphql/stream (SSE)`);
     expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/docs (Swagger UI)`);
     expect(banner).toContain(`http://127.0.0.1:${gatewayPort}/openapi.json`);
-    expect(banner).toMatch(/demo data: seeded 5 agents, \d+ tasks, 1 workflow run/);
+    expect(banner).toMatch(/demo data: seeded 5 agents, \d+ tasks, 1 workflow run, 4 memories/);
+    expect(banner).toMatch(/subgraph memory +http:\/\/127\.0\.0\.1:\d+\/graphql/);
     expect(banner).toContain(join(dataDir, 'agents.sqlite'));
     // The printed development token and curl example work as they are.
     const printed = /authorization: Bearer ([\w-]+\.[\w-]+\.[\w-]+)/.exec(banner)?.[1];
@@ -123,6 +125,13 @@ describe('npm start', () => {
     expect(data.tasks.nodes.some((t) => t.agent?.name === 'Research Scout')).toBe(true);
     expect(data.workflowRuns.nodes[0]?.status).toBe('RUNNING');
     expect(data.workflowRuns.nodes[0]?.steps.find((s) => s.stepId === 'research')?.status).toBe('RUNNING');
+
+    // The demo memories are found by words, and joined onto their agent.
+    const memories = await gqlOk<{ searchMemories: { mode: string; memory: { namespace: string } }[] }>(
+      url,
+      '{ searchMemories(input: { text: "primary sources" }) { mode memory { namespace } } }',
+    );
+    expect(memories.searchMemories[0]).toMatchObject({ mode: 'LEXICAL', memory: { namespace: expect.stringMatching(/^agents\/.+\/notes$/) } });
 
     // The printed claim works as printed: the credential is the agent, which gets its review task.
     const claimed = await runPrinted(claim!);

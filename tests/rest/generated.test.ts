@@ -91,6 +91,8 @@ describe('Idempotency-Key in the document', () => {
       'CreateWorkflowDefinition',
       'RegisterAgent',
       'RegisterAgentFromCard',
+      'Remember',
+      'RememberBatch',
       'StartWorkflowRun',
       'SubmitTask',
     ]);

@@ -213,6 +213,7 @@ export interface Platform {
   agents: ServiceProcess;
   orchestration: ServiceProcess;
   governance: ServiceProcess;
+  memory: ServiceProcess;
   gateway: ServiceProcess;
   /** The gateway's GraphQL endpoint. */
   url: string;
@@ -230,13 +231,13 @@ export interface PlatformOptions {
   /** For the gateway only (SUPERGRAPH_PATH, SUBGRAPH_TIMEOUT_MS...). */
   gatewayEnv?: Record<string, string | undefined>;
   /** Ports to use instead of free ones (e.g. one a TcpTap already forwards to). */
-  ports?: { agents?: number; orchestration?: number; governance?: number; gateway?: number };
+  ports?: { agents?: number; orchestration?: number; governance?: number; memory?: number; gateway?: number };
   /** Where the gateway reaches a subgraph instead of its own port (e.g. through a TcpTap). */
   subgraphUrls?: { agents?: string; orchestration?: string };
 }
 
 /**
- * The agents, orchestration and governance subgraphs and the gateway, each its own process on a
+ * The agents, orchestration, governance and memory subgraphs and the gateway, each its own process on a
  * free port, sharing one identity-signing secret (TEST_SIGNING_SECRET).
  * On PostgreSQL (DATABASE_URL set) the platform gets its own schemas, dropped by stop(); with
  * REDIS_URL set, its own event channels.
@@ -245,6 +246,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   const agentsPort = options.ports?.agents ?? (await getFreePort());
   const orchestrationPort = options.ports?.orchestration ?? (await getFreePort());
   const governancePort = options.ports?.governance ?? (await getFreePort());
+  const memoryPort = options.ports?.memory ?? (await getFreePort());
   const gatewayPort = options.ports?.gateway ?? (await getFreePort());
   const isolation = `e2e${randomBytes(4).toString('hex')}_`;
   const common = {
@@ -255,7 +257,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     ...TEST_SECURITY_ENV,
     ...options.env,
   };
-  const [agents, orchestration, governance] = await Promise.all([
+  const [agents, orchestration, governance, memory] = await Promise.all([
     startProcess({
       name: 'agents',
       args: ['scripts/subgraph.ts', 'agents'],
@@ -276,6 +278,12 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       port: governancePort,
       env: { ...common, GOVERNANCE_PORT: String(governancePort) },
     }),
+    startProcess({
+      name: 'memory',
+      args: ['scripts/subgraph.ts', 'memory'],
+      port: memoryPort,
+      env: { ...common, MEMORY_PORT: String(memoryPort) },
+    }),
   ]);
   const gateway = await startGatewayProcess({
     name: 'gateway',
@@ -284,6 +292,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       agents: options.subgraphUrls?.agents ?? agents.url,
       orchestration: options.subgraphUrls?.orchestration ?? orchestration.url,
       governance: governance.url,
+      memory: memory.url,
     },
     env: { ...common, ...options.gatewayEnv },
   });
@@ -291,16 +300,18 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     agents,
     orchestration,
     governance,
+    memory,
     gateway,
     url: gateway.url,
     async stop() {
       await gateway.stop();
-      await Promise.all([agents.stop(), orchestration.stop(), governance.stop()]);
+      await Promise.all([agents.stop(), orchestration.stop(), governance.stop(), memory.stop()]);
       const databaseUrl = options.env?.DATABASE_URL ?? process.env.DATABASE_URL;
       if (databaseUrl) {
         await dropSchema(`${isolation}agents`);
         await dropSchema(`${isolation}orchestration`);
         await dropSchema(`${isolation}governance`);
+        await dropSchema(`${isolation}memory`);
       }
     },
   };
@@ -313,7 +324,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
  */
 export async function startGatewayProcess(options: {
   name: string;
-  subgraphs: { agents: string; orchestration: string; governance: string };
+  /** memory is optional for gateways of tests that predate it (its fields are then unreachable). */
+  subgraphs: { agents: string; orchestration: string; governance: string; memory?: string };
   env?: Record<string, string | undefined>;
   port?: number;
 }): Promise<ServiceProcess> {
@@ -332,13 +344,14 @@ export async function startGatewayProcess(options: {
       SUBGRAPH_AGENTS_URL: options.subgraphs.agents,
       SUBGRAPH_ORCHESTRATION_URL: options.subgraphs.orchestration,
       SUBGRAPH_GOVERNANCE_URL: options.subgraphs.governance,
+      ...(options.subgraphs.memory ? { SUBGRAPH_MEMORY_URL: options.subgraphs.memory } : {}),
     },
   });
 }
 
 /** The subgraph URLs of a platform, for another gateway in front of them. */
-export function subgraphsOf(platform: Platform): { agents: string; orchestration: string; governance: string } {
-  return { agents: platform.agents.url, orchestration: platform.orchestration.url, governance: platform.governance.url };
+export function subgraphsOf(platform: Platform): { agents: string; orchestration: string; governance: string; memory: string } {
+  return { agents: platform.agents.url, orchestration: platform.orchestration.url, governance: platform.governance.url, memory: platform.memory.url };
 }
 
 export interface GqlResult<T = Record<string, unknown>> {

@@ -201,6 +201,172 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/memories": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List memories
+         * @description Newest first; `namespacePrefix=agents/<id>` lists that namespace and every one under it. For the next page pass the previous page's `pageInfo.endCursor` as `after`.
+         *
+         *     Memories matching the filter, newest first; first is 1 to 100 (default 20).
+         *
+         *     Runs the GraphQL query `ListMemories` (`Query.memories`).
+         */
+        get: operations["ListMemories"];
+        put?: never;
+        /**
+         * Remember something
+         * @description With an `Idempotency-Key` header a repeat answers the memory stored the first time.
+         *
+         *     Stores a memory. With an Idempotency-Key header a repeat answers the memory stored the first time.
+         *
+         *     Runs the GraphQL mutation `Remember` (`Mutation.remember`).
+         */
+        post: operations["Remember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/memories/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a memory
+         * @description One memory, or null when there is none with this id (or it expired).
+         *
+         *     Runs the GraphQL query `GetMemory` (`Query.memory`).
+         */
+        get: operations["GetMemory"];
+        put?: never;
+        post?: never;
+        /**
+         * Forget a memory
+         * @description `true` when it was deleted, `false` when there was none.
+         *
+         *     Deletes a memory and its history; false when there was none.
+         *
+         *     Runs the GraphQL mutation `ForgetMemory` (`Mutation.forget`).
+         */
+        delete: operations["ForgetMemory"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a memory
+         * @description The previous version is kept (GET /v1/memories/{id}/history).
+         *
+         *     Changes a memory, keeping the previous version; with expectedVersion, CONFLICT if it changed since.
+         *
+         *     Runs the GraphQL mutation `UpdateMemory` (`Mutation.updateMemory`).
+         */
+        patch: operations["UpdateMemory"];
+        trace?: never;
+    };
+    "/v1/memories/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a memory's versions
+         * @description Newest first, the current version first.
+         *
+         *     Every version of a memory, newest first (the current one first).
+         *
+         *     Runs the GraphQL query `GetMemoryHistory` (`Query.memoryHistory`).
+         */
+        get: operations["GetMemoryHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/memories/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Remember several things
+         * @description 1 to 100 memories in one transaction: all are stored, or none (the error names the bad one). With an `Idempotency-Key` header a repeat answers the memories stored the first time.
+         *
+         *     Stores 1 to 100 memories in one transaction: all or none. Idempotent like remember.
+         *
+         *     Runs the GraphQL mutation `RememberBatch` (`Mutation.rememberBatch`).
+         */
+        post: operations["RememberBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/memories/forget": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Forget memories by filter
+         * @description The filter must name a `namespacePrefix`.
+         *
+         *     Deletes every memory matching the filter, which must name a namespacePrefix.
+         *
+         *     Runs the GraphQL mutation `ForgetMemories` (`Mutation.forgetMemories`).
+         */
+        post: operations["ForgetMemories"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/memories/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search memories
+         * @description Lexical (`text`), vector (`vector`, repeated: `vector=0.1&vector=0.2`) or hybrid (both, fused with reciprocal rank fusion); every hit says its score and how it was made. 422 `/problems/dimension-mismatch` for a vector of another dimension than the tenant's. Metadata conditions are GraphQL-only (searchMemories' `filter.metadata`).
+         *
+         *     Lexical, vector or hybrid search; best first.
+         *
+         *     Runs the GraphQL query `SearchMemories` (`Query.searchMemories`).
+         */
+        get: operations["SearchMemories"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tasks": {
         parameters: {
             query?: never;
@@ -646,6 +812,111 @@ export interface components {
             key: string;
             value?: string | null;
         };
+        /**
+         * @description Something an agent remembers, in a namespace: a path such as agents/<id>/notes, tasks/<id> or
+         *     shared/handbook. An agent caller writes only under agents/<its id>; shared/... needs memory:shared.
+         */
+        Memory: {
+            id: string;
+            namespace: string;
+            kind: components["schemas"]["MemoryKind"];
+            /** @description At most 32,768 characters. */
+            text: string;
+            /** @description A JSON object (at most 16 KiB) that searches can filter on. */
+            metadata: unknown;
+            /**
+             * Format: double
+             * @description 0 to 1; weights searches that ask for it.
+             */
+            importance: number;
+            /** @description The vector supplied by the client, if any. */
+            vector: number[] | null;
+            /**
+             * Format: int32
+             * @description The vector's dimension, or null without one.
+             */
+            dimension: number | null;
+            /** @description The model that made the vector when the subgraph embedded the text (EMBEDDINGS_URL); null for a vector the client supplied. */
+            embeddingModel: string | null;
+            source: {
+                agentId: string | null;
+                taskId: string | null;
+                workflowRunId: string | null;
+            };
+            /**
+             * Format: date-time
+             * @description After this instant the memory is no longer returned and is deleted by the sweeper.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            expiresAt: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
+            /**
+             * Format: int32
+             * @description Incremented by every update; pass it as expectedVersion to update safely.
+             */
+            version: number;
+        };
+        /** @description All given conditions must hold. */
+        MemoryFilter: {
+            /** @description The namespace or any namespace under it (path segments, e.g. agents/<id> matches agents/<id>/notes). */
+            namespacePrefix?: string | null;
+            kinds?: components["schemas"]["MemoryKind"][] | null;
+            /** @description Every condition must hold (at most 20). */
+            metadata?: components["schemas"]["MetadataCondition"][] | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAfter?: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdBefore?: string | null;
+        };
+        /**
+         * @description What a memory holds: what happened, what is known, or how to do something.
+         * @enum {string}
+         */
+        MemoryKind: "EPISODIC" | "SEMANTIC" | "PROCEDURAL";
+        /**
+         * @description How a search result was found.
+         * @enum {string}
+         */
+        MemorySearchMode: "LEXICAL" | "VECTOR" | "HYBRID";
+        MemorySourceInput: {
+            agentId?: string | null;
+            taskId?: string | null;
+            workflowRunId?: string | null;
+        };
+        /**
+         * @description A condition on one metadata field (`key` is a dotted path such as `source.page`). Exactly one of
+         *     eq, in, or a range (gt, gte, lt, lte: all numbers or all strings) is given.
+         */
+        MetadataCondition: {
+            key: string;
+            /** @description A string, number or boolean the field equals. */
+            eq?: unknown;
+            /** @description The field equals one of these (strings, numbers or booleans; at most 100). */
+            in?: unknown[] | null;
+            /** @description Any JSON value. */
+            gt?: unknown;
+            /** @description Any JSON value. */
+            gte?: unknown;
+            /** @description Any JSON value. */
+            lt?: unknown;
+            /** @description Any JSON value. */
+            lte?: unknown;
+        };
         RegisterAgentInput: {
             /** @description 1 to 200 characters. */
             name: string;
@@ -748,6 +1019,39 @@ export interface components {
                 secret: string;
                 scopes: string[];
             } | null;
+        };
+        RememberInput: {
+            /** @description A path of 1 to 16 segments of letters, digits and . _ : - separated by /; at most 512 characters. */
+            namespace: string;
+            /** @description 1 to 32,768 characters. */
+            text: string;
+            /** @description Defaults to SEMANTIC. */
+            kind?: components["schemas"]["MemoryKind"] | null;
+            /** @description A JSON object, at most 16 KiB. */
+            metadata?: unknown;
+            /**
+             * Format: double
+             * @description 0 to 1; defaults to 0.5.
+             */
+            importance?: number | null;
+            /**
+             * @description 1 to 4,096 finite numbers between -1e9 and 1e9; every vector of a tenant has the same dimension
+             *     (the first one stored sets it). Left out with an embeddings provider configured, the text is embedded.
+             */
+            vector?: number[] | null;
+            /**
+             * Format: date-time
+             * @description When the memory expires; at most one of expiresAt and ttlSeconds.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            expiresAt?: string | null;
+            /**
+             * Format: int32
+             * @description Seconds from now until the memory expires (1 to 31,536,000).
+             */
+            ttlSeconds?: number | null;
+            /** @description Defaults to the calling agent, when the caller is one. */
+            source?: components["schemas"]["MemorySourceInput"] | null;
         };
         RetryPolicyInput: {
             /**
@@ -966,6 +1270,26 @@ export interface components {
             /** Format: int32 */
             heartbeatIntervalSeconds?: number | null;
         };
+        /** @description Fields to change; omitted fields stay as they are. The previous text is kept in the history. */
+        UpdateMemoryInput: {
+            text?: string | null;
+            kind?: components["schemas"]["MemoryKind"] | null;
+            /** @description Any JSON value. */
+            metadata?: unknown;
+            /** Format: double */
+            importance?: number | null;
+            vector?: number[] | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            expiresAt?: string | null;
+        };
+        /**
+         * @description How two vectors are compared.
+         * @enum {string}
+         */
+        VectorMetric: "COSINE" | "DOT" | "EUCLIDEAN";
         /** @description A named, versioned DAG of steps. Creating one with an existing name makes the next version. */
         WorkflowDefinition: {
             id: string;
@@ -1073,7 +1397,7 @@ export interface components {
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
-            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. */
+            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. */
             type: string;
             /** @description The HTTP status' reason phrase. */
             title: string;
@@ -1558,6 +1882,414 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListMemories: {
+        parameters: {
+            query?: {
+                /** @description The namespace or any namespace under it (path segments, e.g. agents/<id> matches agents/<id>/notes). */
+                namespacePrefix?: string;
+                kinds?: components["schemas"]["MemoryKind"][];
+                first?: number;
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of memories, newest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: int32
+                         * @description How many memories match, across all pages.
+                         */
+                        totalCount: number;
+                        nodes: components["schemas"]["Memory"][];
+                        pageInfo: {
+                            hasNextPage: boolean;
+                            endCursor: string | null;
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    Remember: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "namespace": "shared/handbook",
+                 *       "text": "Invoices are due within 30 days",
+                 *       "kind": "SEMANTIC",
+                 *       "metadata": {
+                 *         "topic": "billing"
+                 *       },
+                 *       "importance": 0.7,
+                 *       "vector": [
+                 *         0.1,
+                 *         0.2,
+                 *         0.3
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["RememberInput"];
+            };
+        };
+        responses: {
+            /**
+             * @description Created. Something an agent remembers, in a namespace: a path such as agents/<id>/notes, tasks/<id> or
+             *     shared/handbook. An agent caller writes only under agents/<its id>; shared/... needs memory:shared.
+             */
+            201: {
+                headers: {
+                    /** @description Where the created Memory is read: /v1/memories/{id}. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Memory"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetMemory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Something an agent remembers, in a namespace: a path such as agents/<id>/notes, tasks/<id> or
+             *     shared/handbook. An agent caller writes only under agents/<its id>; shared/... needs memory:shared.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Memory"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ForgetMemory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    UpdateMemory: {
+        parameters: {
+            query?: {
+                expectedVersion?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "text": "Invoices are due within 45 days",
+                 *       "importance": 0.9
+                 *     }
+                 */
+                "application/json": components["schemas"]["UpdateMemoryInput"];
+            };
+        };
+        responses: {
+            /**
+             * @description Something an agent remembers, in a namespace: a path such as agents/<id>/notes, tasks/<id> or
+             *     shared/handbook. An agent caller writes only under agents/<its id>; shared/... needs memory:shared.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Memory"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetMemoryHistory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One version of a memory: the current one, or what an update replaced. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: int32 */
+                        version: number;
+                        text: string;
+                        /** @description Any JSON value. */
+                        metadata: unknown;
+                        /** Format: double */
+                        importance: number;
+                        /**
+                         * Format: date-time
+                         * @description When this version was written.
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        recordedAt: string;
+                    }[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    RememberBatch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "inputs": [
+                 *         {
+                 *           "namespace": "shared/handbook",
+                 *           "text": "Refunds take 5 days"
+                 *         },
+                 *         {
+                 *           "namespace": "shared/handbook",
+                 *           "text": "Support answers within a day"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    inputs: components["schemas"]["RememberInput"][];
+                };
+            };
+        };
+        responses: {
+            /**
+             * @description Created. Something an agent remembers, in a namespace: a path such as agents/<id>/notes, tasks/<id> or
+             *     shared/handbook. An agent caller writes only under agents/<its id>; shared/... needs memory:shared.
+             */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Memory"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ForgetMemories: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "namespacePrefix": "tasks/0f8fad5b-d9cb-469f-a165-70867728950e",
+                 *       "kinds": [
+                 *         "EPISODIC"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["MemoryFilter"];
+            };
+        };
+        responses: {
+            /** @description What forgetMemories deleted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: int32 */
+                        forgotten: number;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SearchMemories: {
+        parameters: {
+            query?: {
+                /** @description Words to look for (lexical and hybrid search); at most 1,000 characters. */
+                text?: string;
+                /** @description A vector to look near (vector and hybrid search); left out with an embeddings provider configured, text is embedded. */
+                vector?: number[];
+                /** @description Defaults to HYBRID when both text and vector are given, else the one that is. */
+                mode?: components["schemas"]["MemorySearchMode"];
+                /** @description Defaults to COSINE. */
+                metric?: components["schemas"]["VectorMetric"];
+                /** @description The namespace or any namespace under it (path segments, e.g. agents/<id> matches agents/<id>/notes). */
+                namespacePrefix?: string;
+                kinds?: components["schemas"]["MemoryKind"][];
+                /** @description How many results, 1 to 100; defaults to 10. */
+                k?: number;
+                /** @description Results scoring below this are left out. */
+                minScore?: number;
+                /**
+                 * @description 0 to 1: the share of the final score given to recency (2^(−age / recencyHalfLifeSeconds)).
+                 *     recencyWeight + importanceWeight ≤ 1; the rest is the search's own score.
+                 */
+                recencyWeight?: number;
+                /** @description 0 to 1: the share of the final score given to the memory's importance. */
+                importanceWeight?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A search result: the memory, its score, and how the score was made. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: double
+                         * @description The final score, higher is better: the mode's own score, then the recency/importance weighting.
+                         */
+                        score: number;
+                        /** @description How it was found. */
+                        mode: components["schemas"]["MemorySearchMode"];
+                        /**
+                         * Format: int32
+                         * @description 1-based rank in the lexical list, when it was in it.
+                         */
+                        lexicalRank: number | null;
+                        /**
+                         * Format: double
+                         * @description The full-text engine's relevance (−bm25 on SQLite, ts_rank_cd on PostgreSQL), higher is better.
+                         */
+                        lexicalScore: number | null;
+                        /**
+                         * Format: int32
+                         * @description 1-based rank in the vector list, when it was in it.
+                         */
+                        vectorRank: number | null;
+                        /**
+                         * Format: double
+                         * @description Distance to the query vector under the metric, lower is better.
+                         */
+                        vectorDistance: number | null;
+                        /**
+                         * Format: double
+                         * @description Reciprocal rank fusion score (HYBRID): the sum of 1 / (60 + rank) over both lists.
+                         */
+                        fusedScore: number | null;
+                        /**
+                         * Format: double
+                         * @description 0 to 1, when recency weighting was asked for.
+                         */
+                        recency: number | null;
+                        /** @description The score's formula with its numbers, for people. */
+                        explanation: string;
+                        memory: components["schemas"]["Memory"];
+                    }[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
