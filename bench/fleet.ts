@@ -83,6 +83,8 @@ async function run(setup: string, gateways: number, replicas: number, viaBalance
       ['read (agent by id)', READ],
       ['write (heartbeat)', WRITE],
     ] as const) {
+      // Warm-up (JIT, connection pools, plans), not recorded: a fresh fleet is cold.
+      await measure({ baseUrl, call: call(query, ids, seededRandom(3)), connections: CONNECTIONS, durationSeconds: 3, headers, watched: [] });
       const result = await measure({
         baseUrl,
         call: call(query, ids, seededRandom(7)),
@@ -92,7 +94,7 @@ async function run(setup: string, gateways: number, replicas: number, viaBalance
         watched: pids(fleet),
       });
       rows.push({ setup, scenario, result });
-      console.log(`${setup.padEnd(34)} ${scenario.padEnd(20)} ${result.requestsPerSecond} req/s  p99 ${result.p99} ms`);
+      console.log(`${setup.padEnd(40)}${scenario.padEnd(22)} ${result.requestsPerSecond} req/s  p99 ${result.p99} ms`);
     }
     if (failureRun) {
       // A read load for 3 × DURATION; a subgraph replica dies at a third, a gateway at two thirds.
@@ -116,7 +118,7 @@ async function run(setup: string, gateways: number, replicas: number, viaBalance
       rows.push({ setup, scenario: 'read, replica + gateway killed', result });
       const f = result.failures;
       console.log(
-        `${setup.padEnd(34)} failure run: ${result.completed} requests, ${f.errors} connection errors, ${f.timeouts} timeouts, ${f.non2xx} non-2xx, ${f.graphqlErrors} with GraphQL errors`,
+        `${setup.padEnd(40)}failure run: ${result.completed} requests, ${f.errors} connection errors, ${f.timeouts} timeouts, ${f.non2xx} non-2xx, ${f.graphqlErrors} with GraphQL errors`,
       );
     }
   } finally {
@@ -131,12 +133,12 @@ await run('1 gateway, 1 replica each', 1, 1, false, rows, false);
 await run('HAProxy, 2 gateways, 2 replicas each', 2, 2, true, rows, true);
 
 const single = (scenario: string) => rows.find((r) => r.setup.startsWith('1 gateway') && r.scenario === scenario)?.result;
-console.log('\nsetup                               scenario              req/s     p99 ms   ratio req/s (fleet / single)');
+console.log(`\n${'setup'.padEnd(40)}${'scenario'.padEnd(32)}${'req/s'.padStart(8)}${'p99 ms'.padStart(10)}   ratio req/s (fleet / single)`);
 for (const row of rows) {
   const base = single(row.scenario);
   const ratio = base && row.setup.startsWith('HAProxy') ? (row.result.requestsPerSecond / base.requestsPerSecond).toFixed(2) : '';
   console.log(
-    `${row.setup.padEnd(36)}${row.scenario.padEnd(22)}${String(row.result.requestsPerSecond).padStart(8)}${String(row.result.p99).padStart(10)}   ${ratio}`,
+    `${row.setup.padEnd(40)}${row.scenario.padEnd(32)}${String(row.result.requestsPerSecond).padStart(8)}${String(row.result.p99).padStart(10)}   ${ratio}`,
   );
 }
 const dir = join(import.meta.dirname, 'results');
