@@ -35,7 +35,7 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>, options
       process.exit(1);
     }
     firstAt = now();
-    logger.info({ signal }, 'shutting down (send the signal again to exit at once)');
+    logger.info({ signal, force: `send ${signal === 'parent exited' ? 'a signal' : signal} again to exit at once` }, 'shutting down');
     stop().then(
       () => process.exit(0),
       (err: unknown) => {

@@ -199,7 +199,13 @@ describe('npm start, signalled as a process manager does (the npm process alone)
     const port = await getFreePort();
     const ports: Record<string, string> = {};
     for (const name of Object.keys(subgraphs)) ports[`${name.toUpperCase()}_PORT`] = String(await getFreePort());
-    const proc = await npmRun(['start'], port, { ...ports, GATEWAY_PORT: String(port), DATA_DIR: dir, SEED: 'false', SHUTDOWN_TIMEOUT_MS: '30000' }, 120_000);
+    // Embedded defaults (SQLite files, in-process bus), as a fresh clone runs it, whatever CI sets.
+    const proc = await npmRun(
+      ['start'],
+      port,
+      { ...ports, GATEWAY_PORT: String(port), DATA_DIR: dir, SEED: 'false', SHUTDOWN_TIMEOUT_MS: '30000', DATABASE_URL: '', REDIS_URL: '' },
+      120_000,
+    );
     return { proc, port, dir };
   }
   const leftovers = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('-wal') || f.endsWith('-shm'));

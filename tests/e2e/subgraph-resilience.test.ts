@@ -88,6 +88,7 @@ describe('circuit breaker', () => {
       'subgraph:agents': 'up: 1/1 replicas healthy',
       'subgraph:orchestration': 'up: 1/1 replicas healthy',
       'subgraph:governance': 'up: 1/1 replicas healthy',
+      'subgraph:memory': 'up: 1/1 replicas healthy',
     });
   });
 
