@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { GraphQLError } from 'graphql';
+import type { GraphQLError } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DomainEvent } from '../../runtime/events.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
@@ -16,29 +16,8 @@ import {
 } from '../../subgraphs/agents/domain.ts';
 import { migrations } from '../../subgraphs/agents/migrations.ts';
 import { AgentStore, type AgentRow, type AgentsDB } from '../../subgraphs/agents/store.ts';
+import { manualClock, rejection } from '../support/store-helpers.ts';
 import { backends, openTestDatabase, type TestDatabase } from '../support/databases.ts';
-
-/** A clock that moves only when told to, so timestamps are exact and no test sleeps. */
-function manualClock(start = Date.parse('2026-03-01T12:00:00.000Z')) {
-  let t = start;
-  return {
-    now: () => t,
-    advance(ms: number) {
-      t += ms;
-    },
-  };
-}
-
-async function rejection(p: Promise<unknown>): Promise<GraphQLError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GraphQLError);
-  return err as GraphQLError;
-}
 
 const draft = (input: Partial<RegisterInput> = {}): AgentDraft => normaliseRegistration({ name: 'Agent', ...input });
 

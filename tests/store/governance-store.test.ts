@@ -1,33 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { GraphQLError } from 'graphql';
+import type { GraphQLError } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DomainEvent } from '../../runtime/events.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { AGENT_CREDENTIAL_SCOPES, ApiKeyCreated, ApiKeyRevoked, hashKey, LIMITS, normaliseCreateInput } from '../../subgraphs/governance/domain.ts';
 import { migrations } from '../../subgraphs/governance/migrations.ts';
 import { ApiKeyStore, type GovernanceDB } from '../../subgraphs/governance/store.ts';
+import { manualClock, rejection } from '../support/store-helpers.ts';
 import { backends, openTestDatabase, type TestDatabase } from '../support/databases.ts';
-
-function manualClock(start = Date.parse('2026-03-01T12:00:00.000Z')) {
-  let t = start;
-  return {
-    now: () => t,
-    advance(ms: number) {
-      t += ms;
-    },
-  };
-}
-
-async function rejection(p: Promise<unknown>): Promise<GraphQLError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GraphQLError);
-  return err as GraphQLError;
-}
 
 describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
   describe.skipIf(skip !== false)(skip === false ? 'with a private database' : `skipped: ${skip}`, () => {

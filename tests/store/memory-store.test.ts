@@ -1,33 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { GraphQLError } from 'graphql';
+import type { GraphQLError } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { developmentIdentity, type RequestIdentity } from '../../runtime/identity.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
 import { compare, normaliseFilter, normaliseRemember, normaliseSearch, readablePrefixes } from '../../subgraphs/memory/domain.ts';
 import { migrations } from '../../subgraphs/memory/migrations.ts';
 import { MemoryStore, type MemoryDB, type Scope } from '../../subgraphs/memory/store.ts';
+import { manualClock, rejection } from '../support/store-helpers.ts';
 import { backends, openTestDatabase, type TestDatabase } from '../support/databases.ts';
-
-function manualClock(start = Date.parse('2026-03-01T12:00:00.000Z')) {
-  let t = start;
-  return {
-    now: () => t,
-    advance(ms: number) {
-      t += ms;
-    },
-  };
-}
-
-async function rejection(p: Promise<unknown>): Promise<GraphQLError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GraphQLError);
-  return err as GraphQLError;
-}
 
 /** A deterministic pseudo-random vector. */
 function vectorOf(seed: number, dim = 8): number[] {

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
-import { GraphQLError } from 'graphql';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../runtime/db.ts';
@@ -22,6 +21,7 @@ import {
 import { migrations } from '../../subgraphs/orchestration/migrations.ts';
 import { OrchestrationStore, type OrchestrationDB, type TaskRow, type WorkflowRunRow } from '../../subgraphs/orchestration/store.ts';
 import { backends, DATABASE_URL, openTestDatabase, silentLogger, type Backend, type TestDatabase } from '../support/databases.ts';
+import { rejection } from '../support/store-helpers.ts';
 
 const DAY = 86_400_000;
 /** The caller of the commands no agent makes (submit, cancel, provide input, runs). */
@@ -43,17 +43,6 @@ function manualClock() {
     },
     at: (offsetMs = 0) => new Date(t + offsetMs).toISOString(),
   };
-}
-
-async function rejection(p: Promise<unknown>): Promise<GraphQLError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GraphQLError);
-  return err as GraphQLError;
 }
 
 /** Reads a task's state over a connection of its own: it sees only what was committed. */
