@@ -5,8 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { defaultAuthorization, TEST_SECURITY_ENV } from './auth.ts';
 import { dropSchema } from './databases.ts';
 import { getFreePort } from '../../scripts/free-port.ts';
@@ -209,16 +211,18 @@ export function manageProcesses(): void {
   afterAll(stopAllProcesses);
 }
 
-export interface Platform {
-  agents: ServiceProcess;
-  orchestration: ServiceProcess;
-  governance: ServiceProcess;
-  memory: ServiceProcess;
+/** The subgraphs every platform starts; others (integrations, collaboration...) are asked for with `with`. */
+export const CORE_SUBGRAPHS = ['governance', 'agents', 'orchestration', 'memory'] as const;
+type CoreSubgraph = (typeof CORE_SUBGRAPHS)[number];
+
+export type Platform = { [name in CoreSubgraph]: ServiceProcess } & {
+  /** Every subgraph this platform started, by name (the core ones and those asked for with `with`). */
+  subgraphs: Record<string, ServiceProcess>;
   gateway: ServiceProcess;
   /** The gateway's GraphQL endpoint. */
   url: string;
   stop(): Promise<void>;
-}
+};
 
 /** Budgets no functional test reaches (the rate limit itself is tested with small ones). */
 export const TEST_RATE_LIMITS = { RATE_LIMIT_HTTP_REQUESTS: '1000000', RATE_LIMIT_SUBSCRIPTIONS: '1000000' } as const;
@@ -226,28 +230,33 @@ export const TEST_RATE_LIMITS = { RATE_LIMIT_HTTP_REQUESTS: '1000000', RATE_LIMI
 export interface PlatformOptions {
   /** Where the subgraphs keep their SQLite files. */
   dataDir: string;
+  /** Subgraphs to start beside the core ones (names from subgraphs/index.ts). */
+  with?: string[];
   /** For every process. */
   env?: Record<string, string | undefined>;
   /** For the gateway only (SUPERGRAPH_PATH, SUBGRAPH_TIMEOUT_MS...). */
   gatewayEnv?: Record<string, string | undefined>;
-  /** Ports to use instead of free ones (e.g. one a TcpTap already forwards to). */
-  ports?: { agents?: number; orchestration?: number; governance?: number; memory?: number; gateway?: number };
+  /** Ports to use instead of free ones (e.g. one a TcpTap already forwards to), by subgraph name or `gateway`. */
+  ports?: Record<string, number | undefined>;
   /** Where the gateway reaches a subgraph instead of its own port (e.g. through a TcpTap). */
-  subgraphUrls?: { agents?: string; orchestration?: string };
+  subgraphUrls?: Record<string, string | undefined>;
 }
 
+const portVariable = (name: string) => `${name.toUpperCase()}_PORT`;
+const urlVariable = (name: string) => `SUBGRAPH_${name.toUpperCase()}_URL`;
+
 /**
- * The agents, orchestration, governance and memory subgraphs and the gateway, each its own process on a
- * free port, sharing one identity-signing secret (TEST_SIGNING_SECRET).
+ * The core subgraphs (and any asked for with `with`) and the gateway, each its own process on a
+ * free port, sharing one identity-signing secret (TEST_SIGNING_SECRET). Every subgraph is told
+ * where the others listen, as `npm start` does (agents asks governance for credentials,
+ * orchestration asks agents about claimers...).
  * On PostgreSQL (DATABASE_URL set) the platform gets its own schemas, dropped by stop(); with
  * REDIS_URL set, its own event channels.
  */
 export async function startPlatform(options: PlatformOptions): Promise<Platform> {
-  const agentsPort = options.ports?.agents ?? (await getFreePort());
-  const orchestrationPort = options.ports?.orchestration ?? (await getFreePort());
-  const governancePort = options.ports?.governance ?? (await getFreePort());
-  const memoryPort = options.ports?.memory ?? (await getFreePort());
-  const gatewayPort = options.ports?.gateway ?? (await getFreePort());
+  const names = [...CORE_SUBGRAPHS, ...(options.with ?? []).filter((n) => !(CORE_SUBGRAPHS as readonly string[]).includes(n))];
+  const ports: Record<string, number> = {};
+  for (const name of [...names, 'gateway']) ports[name] = options.ports?.[name] ?? (await getFreePort());
   const isolation = `e2e${randomBytes(4).toString('hex')}_`;
   const common = {
     DATA_DIR: options.dataDir,
@@ -257,79 +266,63 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     ...TEST_SECURITY_ENV,
     ...options.env,
   };
-  const [agents, orchestration, governance, memory] = await Promise.all([
-    startProcess({
-      name: 'agents',
-      args: ['scripts/subgraph.ts', 'agents'],
-      port: agentsPort,
-      // The agents subgraph asks governance to mint agent credentials.
-      env: { SUBGRAPH_GOVERNANCE_URL: `http://127.0.0.1:${governancePort}/graphql`, ...common, AGENTS_PORT: String(agentsPort) },
-    }),
-    startProcess({
-      name: 'orchestration',
-      args: ['scripts/subgraph.ts', 'orchestration'],
-      port: orchestrationPort,
-      // Orchestration asks the agents subgraph about the agent at each claim.
-      env: { ...common, ORCHESTRATION_PORT: String(orchestrationPort), SUBGRAPH_AGENTS_URL: `http://127.0.0.1:${agentsPort}/graphql` },
-    }),
-    startProcess({
-      name: 'governance',
-      args: ['scripts/subgraph.ts', 'governance'],
-      port: governancePort,
-      env: { ...common, GOVERNANCE_PORT: String(governancePort) },
-    }),
-    startProcess({
-      name: 'memory',
-      args: ['scripts/subgraph.ts', 'memory'],
-      port: memoryPort,
-      env: { ...common, MEMORY_PORT: String(memoryPort) },
-    }),
-  ]);
+  const peers = Object.fromEntries(names.map((n) => [urlVariable(n), `http://127.0.0.1:${ports[n]}/graphql`]));
+  const started = await Promise.all(
+    names.map((name) =>
+      startProcess({
+        name,
+        args: ['scripts/subgraph.ts', name],
+        port: ports[name]!,
+        env: { ...peers, ...common, [portVariable(name)]: String(ports[name]) },
+      }),
+    ),
+  );
+  const subgraphs = Object.fromEntries(names.map((n, i) => [n, started[i]!]));
   const gateway = await startGatewayProcess({
     name: 'gateway',
-    port: gatewayPort,
-    subgraphs: {
-      agents: options.subgraphUrls?.agents ?? agents.url,
-      orchestration: options.subgraphUrls?.orchestration ?? orchestration.url,
-      governance: governance.url,
-      memory: memory.url,
-    },
+    port: ports.gateway,
+    subgraphs: Object.fromEntries(names.map((n) => [n, options.subgraphUrls?.[n] ?? subgraphs[n]!.url])),
     env: { ...common, ...options.gatewayEnv },
   });
   return {
-    agents,
-    orchestration,
-    governance,
-    memory,
+    governance: subgraphs.governance!,
+    agents: subgraphs.agents!,
+    orchestration: subgraphs.orchestration!,
+    memory: subgraphs.memory!,
+    subgraphs,
     gateway,
     url: gateway.url,
     async stop() {
       await gateway.stop();
-      await Promise.all([agents.stop(), orchestration.stop(), governance.stop(), memory.stop()]);
+      await Promise.all(started.map((p) => p.stop()));
       const databaseUrl = options.env?.DATABASE_URL ?? process.env.DATABASE_URL;
-      if (databaseUrl) {
-        await dropSchema(`${isolation}agents`);
-        await dropSchema(`${isolation}orchestration`);
-        await dropSchema(`${isolation}governance`);
-        await dropSchema(`${isolation}memory`);
-      }
+      if (databaseUrl) for (const name of names) await dropSchema(`${isolation}${name}`);
     },
   };
 }
+
+/** Every subgraph of the supergraph (supergraph.yaml), started or not. */
+const supergraphSubgraphs = Object.keys(
+  (parseYaml(readFileSync(new URL('../../supergraph.yaml', import.meta.url), 'utf8')) as { subgraphs: Record<string, unknown> }).subgraphs,
+);
+
+/** Where the gateway reaches a subgraph no test started: a closed port, never a developer's `npm start`. */
+const NOT_STARTED = 'http://127.0.0.1:9/graphql';
 
 /**
  * A gateway process (gateway/main.ts) in front of the given subgraph URLs, on a free port unless
  * one is given: the platform's own, or an extra one with other settings beside it. The test
  * signing secret and budgets no functional test reaches come first, so `env` can change them.
+ * A subgraph of the supergraph not given here is unreachable (its fields answer errors).
  */
 export async function startGatewayProcess(options: {
   name: string;
-  /** memory is optional for gateways of tests that predate it (its fields are then unreachable). */
-  subgraphs: { agents: string; orchestration: string; governance: string; memory?: string };
+  subgraphs: Record<string, string>;
   env?: Record<string, string | undefined>;
   port?: number;
 }): Promise<ServiceProcess> {
   const port = options.port ?? (await getFreePort());
+  const urls = Object.fromEntries(supergraphSubgraphs.map((n) => [urlVariable(n), options.subgraphs[n] ?? NOT_STARTED]));
   return startProcess({
     name: options.name,
     args: ['gateway/main.ts'],
@@ -341,17 +334,14 @@ export async function startGatewayProcess(options: {
       ...TEST_RATE_LIMITS,
       ...options.env,
       GATEWAY_PORT: String(port),
-      SUBGRAPH_AGENTS_URL: options.subgraphs.agents,
-      SUBGRAPH_ORCHESTRATION_URL: options.subgraphs.orchestration,
-      SUBGRAPH_GOVERNANCE_URL: options.subgraphs.governance,
-      ...(options.subgraphs.memory ? { SUBGRAPH_MEMORY_URL: options.subgraphs.memory } : {}),
+      ...urls,
     },
   });
 }
 
 /** The subgraph URLs of a platform, for another gateway in front of them. */
-export function subgraphsOf(platform: Platform): { agents: string; orchestration: string; governance: string; memory: string } {
-  return { agents: platform.agents.url, orchestration: platform.orchestration.url, governance: platform.governance.url, memory: platform.memory.url };
+export function subgraphsOf(platform: Platform): Record<string, string> {
+  return Object.fromEntries(Object.entries(platform.subgraphs).map(([n, p]) => [n, p.url]));
 }
 
 export interface GqlResult<T = Record<string, unknown>> {
