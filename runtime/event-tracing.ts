@@ -8,11 +8,26 @@ import { contextFromCarrier, currentTraceCarrier, SpanKind, tracingEnabled, with
 /** Key of a subscription result's extensions that carries the event's trace context to the gateway. */
 export const TRACE_EXTENSION = 'traceContext';
 
-export function tracedPublish(event: DomainEvent, channel: string, publish: () => Promise<void>): Promise<void> {
+/**
+ * A publish inside a PRODUCER span: the writing request's span for a publish right after commit,
+ * or (`relayed`, the outbox relay publishing what nobody did) a span of the trace the stored
+ * event carries, so a crash between commit and publish does not cut the trace in two.
+ */
+export function tracedPublish(event: DomainEvent, channel: string, publish: () => Promise<void>, relayed = false): Promise<void> {
   if (!tracingEnabled()) return publish();
+  const parent = relayed ? contextFromCarrier(event.trace) : undefined;
   return withSpan(
     `publish ${event.type}`,
-    { kind: SpanKind.PRODUCER, attributes: { 'messaging.operation.type': 'send', 'messaging.destination.name': channel, 'messaging.message.id': event.id } },
+    {
+      kind: SpanKind.PRODUCER,
+      ...(parent ? { parent } : {}),
+      attributes: {
+        'messaging.operation.type': 'send',
+        'messaging.destination.name': channel,
+        'messaging.message.id': event.id,
+        ...(relayed ? { 'outbox.relayed': true } : {}),
+      },
+    },
     publish,
   );
 }

@@ -24,6 +24,7 @@ import type { DomainEvent, EventBus, NewDomainEvent } from './events.ts';
 import type { Logger } from './logger.ts';
 import { createPeriodicJob, type PeriodicJob } from './periodic-job.ts';
 import { tracedPublish } from './event-tracing.ts';
+import type { TraceCarrier } from './tracing.ts';
 
 /** The outbox's tables, as kysely sees them (in every subgraph database that has an outbox). */
 export interface OutboxTables {
@@ -40,6 +41,8 @@ export interface OutboxTables {
     created_at: string;
     /** Null until the bus accepted the event; retention counts from here. */
     published_at: string | null;
+    /** JSON of the writing request's W3C trace context (outboxTraceMigration), or null: a relayed event continues its trace. */
+    trace: string | null;
   };
   outbox_sequences: {
     tenant_id: string;
@@ -75,6 +78,22 @@ export function outboxMigration(): Migration {
     async down(db: Kysely<unknown>) {
       await db.schema.dropTable('outbox_sequences').execute();
       await db.schema.dropTable('outbox_events').execute();
+    },
+  };
+}
+
+/**
+ * The outbox's second migration (each subgraph names it after outboxMigration()): the trace
+ * context of the write, so an event the relay publishes after a crash or a failed publish still
+ * belongs to the trace of the request that caused it.
+ */
+export function outboxTraceMigration(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('outbox_events').addColumn('trace', 'text').execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('outbox_events').dropColumn('trace').execute();
     },
   };
 }
@@ -129,7 +148,7 @@ export const DEFAULT_EVENT_RETENTION_SECONDS = 86_400;
 type Row = OutboxTables['outbox_events'];
 
 function toEvent(row: Row): DomainEvent {
-  return {
+  const event: DomainEvent = {
     id: row.id,
     sequence: Number(row.sequence),
     type: row.type,
@@ -138,6 +157,8 @@ function toEvent(row: Row): DomainEvent {
     occurredAt: row.occurred_at,
     payload: JSON.parse(row.payload) as Record<string, unknown>,
   };
+  if (row.trace) event.trace = JSON.parse(row.trace) as TraceCarrier;
+  return event;
 }
 
 // The outbox shares the subgraph's database and transactions, whose kysely type knows only the
@@ -225,6 +246,7 @@ export class Outbox implements TransactionalEvents, EventLog {
           payload: JSON.stringify(e.payload),
           created_at: createdAt,
           published_at: null,
+          trace: e.trace ? JSON.stringify(e.trace) : null,
         })),
       )
       .execute();
@@ -372,7 +394,8 @@ export class Outbox implements TransactionalEvents, EventLog {
     const done: string[] = [];
     for (const row of rows) {
       try {
-        await this.bus.publish(toEvent(row), this.channel);
+        const event = toEvent(row);
+        await tracedPublish(event, this.channel, () => this.bus.publish(event, this.channel), true);
       } catch (err) {
         this.logger.warn({ err, pending: rows.length - done.length }, 'outbox relay could not publish; retrying later');
         break;

@@ -4,6 +4,7 @@
 // events published while nobody listened are gone and a silent reconnect would hide that.
 import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
+import { upstreamSubscribeSpan } from '../tracing.ts';
 import WebSocket from 'ws';
 import type { Logger } from '../../runtime/logger.ts';
 
@@ -94,22 +95,28 @@ export class UpstreamSubscriptions {
     };
     this.open += 1;
     logger.info({ subgraph: subgraph.name, operationName: request.operationName, open: this.open }, 'upstream subscription started');
+    const endSpan = upstreamSubscribeSpan(subgraph.name, url);
     const dispose = this.client(subgraph.name, url).subscribe(
       { query: request.query, operationName: request.operationName ?? null, variables: request.variables, extensions: request.extensions },
       {
         next: (result) => {
+          endSpan();
           if (!ended) sink.next(result as FormattedExecutionResult);
         },
         error: (err) => {
           const failure = describeUpstreamFailure(err);
-          if (end(failure.kind === 'errors' ? 'errors' : failure.reason)) sink.error(failure);
+          const how = failure.kind === 'errors' ? 'errors' : failure.reason;
+          endSpan(how);
+          if (end(how)) sink.error(failure);
         },
         complete: () => {
+          endSpan();
           if (end('completed by the subgraph')) sink.complete();
         },
       },
     );
     return () => {
+      endSpan();
       if (end('unsubscribed')) dispose();
     };
   }

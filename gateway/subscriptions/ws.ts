@@ -144,8 +144,8 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
           contextValue: new SocketOperation(authorized, context, socket),
         };
       },
-      execute: (args) => tracedOperation('graphql-ws', args.operationName, args.contextValue, () => run(args.contextValue)),
-      subscribe: (args) => tracedOperation('graphql-ws', args.operationName, args.contextValue, () => run(args.contextValue)),
+      execute: (args) => tracedOperation('graphql-ws', args, args.contextValue, () => run(args.contextValue)),
+      subscribe: (args) => tracedOperation('graphql-ws', args, args.contextValue, () => run(args.contextValue)),
       onNext: (ctx, _id, _payload, _args, result) => {
         const socket = ctx.extra.socket;
         if (socket.bufferedAmount > options.maxBufferedBytes) dropSlow(socket, { bufferedAmount: socket.bufferedAmount, reason: 'send buffer full' });

@@ -2,7 +2,7 @@
 // structured fields JSON text, so nothing here depends on a dialect's own types.
 import type { Kysely, Migration } from 'kysely';
 import { idempotencyMigration } from '../../runtime/idempotency.ts';
-import { outboxMigration } from '../../runtime/outbox.ts';
+import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_agents': {
@@ -67,4 +67,6 @@ export const migrations: Record<string, Migration> = {
   '0002_outbox': outboxMigration(),
   // Idempotency-Key of the create mutations, stored with the change (runtime/idempotency.ts).
   '0003_idempotency': idempotencyMigration(),
+  // The trace context of each event's write, so relayed events keep their trace.
+  '0004_outbox_trace': outboxTraceMigration(),
 };

@@ -3,7 +3,7 @@
 // on SQLite, a generated tsvector column with a GIN index on PostgreSQL.
 import { type Kysely, type Migration, PostgresAdapter, sql } from 'kysely';
 import { idempotencyMigration } from '../../runtime/idempotency.ts';
-import { outboxMigration } from '../../runtime/outbox.ts';
+import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 
 const isPostgres = (db: Kysely<unknown>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -87,4 +87,6 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('memories').dropColumn('embedding_model').execute();
     },
   },
+  // The trace context of each event's write, so relayed events keep their trace.
+  '0005_outbox_trace': outboxTraceMigration(),
 };

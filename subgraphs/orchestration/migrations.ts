@@ -2,7 +2,7 @@
 // the same migrations run on SQLite and PostgreSQL.
 import type { Kysely, Migration } from 'kysely';
 import { idempotencyMigration } from '../../runtime/idempotency.ts';
-import { outboxMigration } from '../../runtime/outbox.ts';
+import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 
 const initial: Migration = {
   async up(db: Kysely<unknown>) {
@@ -160,4 +160,6 @@ export const migrations: Record<string, Migration> = {
   '0004_outbox': outboxMigration(),
   // Idempotency-Key of the create mutations, stored with the change (runtime/idempotency.ts).
   '0005_idempotency': idempotencyMigration(),
+  // The trace context of each event's write, so relayed events keep their trace.
+  '0006_outbox_trace': outboxTraceMigration(),
 };

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from 'graphql-ws';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.ts';
 import { gql, gqlOk, manageProcesses, startPlatform, withDefaultAuth, type Platform } from '../support/processes.ts';
@@ -167,6 +168,36 @@ describe('tracing (OTLP export on)', () => {
     // The subgraph's delivery continues the mutation's trace; the gateway's continues the subgraph's.
     expect(ancestors(consumed as ReceivedSpan, trace)).toContainEqual(mutation);
     expect(delivered?.parentSpanId).toBe(consumed?.spanId);
+  });
+
+  it('traces a graphql-ws subscription from the upgrade request to the subgraph subscribe it opened', async () => {
+    const { traceId, traceparent } = clientTrace();
+    // The browser's WebSocket sends no custom headers, but a proxy or a server-side client may.
+    class TracedSocket extends WebSocket {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, protocols, { headers: { traceparent } });
+      }
+    }
+    const traced = wsClient(platform.url, { webSocketImpl: TracedSocket });
+    const before = subgraphOpenSubscriptions(platform.orchestration).opened;
+    // A task id no one watches yet: a stream of its own, so an upstream subscribe of its own.
+    const sub = subscribe(traced, { query: 'subscription Watched($t: ID) { taskUpdated(taskId: $t) { to } }', variables: { t: randomUUID() } });
+    await subgraphSubscribed(platform.orchestration, before);
+    sub.unsubscribe();
+    await traced.dispose();
+    const trace = await waitFor(
+      'the subscribe spans in the client trace',
+      () => {
+        const spans = spansOf(traceId);
+        return spans.some((s) => s.kind === CLIENT && s.name === 'subscribe orchestration') ? spans : undefined;
+      },
+      20_000,
+    );
+    const operation = trace.find((s) => s.service === 'gateway' && s.kind === SERVER);
+    const upstream = trace.find((s) => s.kind === CLIENT && s.name === 'subscribe orchestration');
+    expect(operation?.name).toBe('graphql-ws Watched');
+    expect(upstream).toMatchObject({ service: 'gateway', attributes: { 'graphql.subgraph.name': 'orchestration' } });
+    expect(ancestors(upstream as ReceivedSpan, trace)).toContainEqual(operation);
   });
 
   it('names the trace in error responses, GraphQL and REST', async () => {

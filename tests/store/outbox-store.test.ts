@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql, type Migration } from 'kysely';
 import { openDatabase, type Database } from '../../runtime/db.ts';
 import { createEventBus, type DomainEvent, type EventBus } from '../../runtime/events.ts';
-import { Outbox, outboxMigration, type OutboxOptions, type OutboxTables } from '../../runtime/outbox.ts';
+import { Outbox, outboxMigration, outboxTraceMigration, type OutboxOptions, type OutboxTables } from '../../runtime/outbox.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import { backends, DATABASE_URL, openTestDatabase, silentLogger, type TestDatabase } from '../support/databases.ts';
 
@@ -27,6 +27,7 @@ const migrations: Record<string, Migration> = {
     },
   },
   '0002_outbox': outboxMigration(),
+  '0003_outbox_trace': outboxTraceMigration(),
 };
 
 /** A bus that records what it was asked to publish, and fails while `failing` is set. */

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { buildSchema, parse } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEventBus, type DomainEvent, type EventBus, type EventHandler } from '../../runtime/events.ts';
-import { Outbox, outboxMigration } from '../../runtime/outbox.ts';
+import { Outbox, outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 import { EventStreams } from '../../runtime/event-streams.ts';
 import { subscribeWithFreshContext } from '../../runtime/subscriptions.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
@@ -65,7 +65,7 @@ afterEach(async () => {
  */
 async function setup(opts: { publisherUrl: string | undefined; subscriberUrl?: string | undefined; queueLimit?: number }) {
   const prefix = `test-${randomBytes(4).toString('hex')}`;
-  const t = await openTestDatabase<unknown>('sqlite', 'events', { '0001_outbox': outboxMigration() });
+  const t = await openTestDatabase<unknown>('sqlite', 'events', { '0001_outbox': outboxMigration(), '0002_outbox_trace': outboxTraceMigration() });
   const publisherBus = createEventBus({ redisUrl: opts.publisherUrl, channelPrefix: prefix, logger: silentLogger });
   const subscriberBus = counted(
     opts.publisherUrl
