@@ -16,7 +16,10 @@ type DB = { notes: { id: string } } & OutboxTables;
 const migrations: Record<string, Migration> = {
   '0001_notes': {
     async up(db) {
-      await db.schema.createTable('notes').addColumn('id', 'text', (c) => c.primaryKey()).execute();
+      await db.schema
+        .createTable('notes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .execute();
     },
   },
   '0002_outbox': outboxMigration(),
