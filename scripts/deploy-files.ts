@@ -26,6 +26,8 @@ export function subgraphsOfSupergraph(text = readFileSync(root('supergraph.yaml'
   return Object.entries(config.subgraphs).map(([name, s]) => ({ name, port: Number(new URL(s.routing_url).port) }));
 }
 
+/** A Compose interpolation, `${…}` in the file: the value comes from the environment of `docker compose`. */
+const fromEnv = (expression: string) => `\${${expression}}`;
 const portVariable = (name: string) => `${name.toUpperCase()}_PORT`;
 const urlVariable = (name: string) => `SUBGRAPH_${name.toUpperCase()}_URL`;
 /** A readiness check with what the image has (node), no curl needed. */
@@ -42,15 +44,15 @@ export function composeFile(subgraphs: Subgraph[]): string {
     NODE_ENV: 'production',
     HOST: '0.0.0.0',
     LOG_LEVEL: 'info',
-    DATABASE_URL: 'postgres://platform:${POSTGRES_PASSWORD:-platform}@postgres:5432/platform',
+    DATABASE_URL: `postgres://platform:${fromEnv('POSTGRES_PASSWORD:-platform')}@postgres:5432/platform`,
     REDIS_URL: 'redis://redis:6379',
-    GATEWAY_SIGNING_SECRET: '${GATEWAY_SIGNING_SECRET:?set GATEWAY_SIGNING_SECRET (32+ random bytes, e.g. openssl rand -hex 32)}',
+    GATEWAY_SIGNING_SECRET: fromEnv('GATEWAY_SIGNING_SECRET:?set GATEWAY_SIGNING_SECRET (32+ random bytes, e.g. openssl rand -hex 32)'),
   };
   const healthy = { condition: 'service_healthy' };
   const services: Record<string, unknown> = {
     postgres: {
       image: 'postgres:16',
-      environment: { POSTGRES_USER: 'platform', POSTGRES_PASSWORD: '${POSTGRES_PASSWORD:-platform}', POSTGRES_DB: 'platform' },
+      environment: { POSTGRES_USER: 'platform', POSTGRES_PASSWORD: fromEnv('POSTGRES_PASSWORD:-platform'), POSTGRES_DB: 'platform' },
       volumes: ['postgres-data:/var/lib/postgresql/data'],
       healthcheck: { test: ['CMD-SHELL', 'pg_isready -U platform -d platform'], interval: '2s', timeout: '5s', retries: 30 },
     },
@@ -77,12 +79,12 @@ export function composeFile(subgraphs: Subgraph[]): string {
     environment: {
       ...common,
       GATEWAY_PORT: String(GATEWAY_PORT),
-      AUTH_JWT_SECRET: '${AUTH_JWT_SECRET:?set AUTH_JWT_SECRET (or AUTH_JWKS_URL) for user tokens}',
-      AUTH_ISSUER: '${AUTH_ISSUER:-https://issuer.example}',
-      AUTH_AUDIENCE: '${AUTH_AUDIENCE:-agent-platform}',
+      AUTH_JWT_SECRET: fromEnv('AUTH_JWT_SECRET:?set AUTH_JWT_SECRET (or AUTH_JWKS_URL) for user tokens'),
+      AUTH_ISSUER: fromEnv('AUTH_ISSUER:-https://issuer.example'),
+      AUTH_AUDIENCE: fromEnv('AUTH_AUDIENCE:-agent-platform'),
       ...urls((peer) => peer.name),
     },
-    ports: [`\${GATEWAY_PUBLISHED_PORT:-${GATEWAY_PORT}}:${GATEWAY_PORT}`],
+    ports: [`${fromEnv(`GATEWAY_PUBLISHED_PORT:-${GATEWAY_PORT}`)}:${GATEWAY_PORT}`],
     depends_on: Object.fromEntries(subgraphs.map((s) => [s.name, healthy])),
     healthcheck: { test: readyCheck(GATEWAY_PORT), interval: '5s', timeout: '5s', retries: 30 },
     restart: 'unless-stopped',
