@@ -29,7 +29,11 @@ done
 # Free ports from the system (not the defaults: a platform may be running on this machine).
 free_port() { node -e "const s=require('node:net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
 export NODE_ENV=production DATA_DIR="$WORK/data" LOG_LEVEL=info
-for variable in GATEWAY_PORT AGENTS_PORT ORCHESTRATION_PORT GOVERNANCE_PORT MEMORY_PORT; do export "$variable=$(free_port)"; done
+# The gateway and every subgraph of supergraph.yaml (npm run serve starts them all).
+SUBGRAPH_PORT_VARIABLES=$(node --input-type=module -e "
+import { readFileSync } from 'node:fs'; import { parse } from 'yaml';
+console.log(Object.keys(parse(readFileSync('supergraph.yaml', 'utf8')).subgraphs).map((n) => n.toUpperCase() + '_PORT').join(' '));")
+for variable in GATEWAY_PORT $SUBGRAPH_PORT_VARIABLES; do export "$variable=$(free_port)"; done
 GATEWAY_SIGNING_SECRET=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('hex'))")
 AUTH_JWT_SECRET=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('hex'))")
 export GATEWAY_SIGNING_SECRET AUTH_JWT_SECRET AUTH_ISSUER=https://issuer.example AUTH_AUDIENCE=agent-platform

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getFreePort, gqlOk, manageProcesses, startProcess, type ServiceProcess } from '../support/processes.ts';
+import { getFreePort, gqlOk, manageProcesses, startProcess, supergraphSubgraphs, type ServiceProcess } from '../support/processes.ts';
 
 manageProcesses();
 
@@ -47,6 +47,12 @@ async function runPrinted(command: string): Promise<{ data?: Record<string, unkn
   return JSON.parse(stdout) as { data?: Record<string, unknown> | null; errors?: { message: string }[] };
 }
 
+async function freePortsForTheOtherSubgraphs(named: string[]): Promise<Record<string, string>> {
+  const ports: Record<string, string> = {};
+  for (const name of supergraphSubgraphs) if (!named.includes(name)) ports[`${name.toUpperCase()}_PORT`] = String(await getFreePort());
+  return ports;
+}
+
 describe('npm start', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'start-'));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -58,9 +64,8 @@ describe('npm start', () => {
       GATEWAY_PORT: String(gatewayPort),
       AGENTS_PORT: String(agentsPort),
       ORCHESTRATION_PORT: String(orchestrationPort),
-      // npm start runs every registered subgraph; a free port keeps parallel runs apart.
-      GOVERNANCE_PORT: String(await getFreePort()),
-      MEMORY_PORT: String(await getFreePort()),
+      // npm start runs every subgraph of the supergraph; a free port each keeps parallel runs apart.
+      ...(await freePortsForTheOtherSubgraphs(['agents', 'orchestration'])),
       DATABASE_URL: '',
       REDIS_URL: '',
       LOG_LEVEL: '',

@@ -302,7 +302,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
 }
 
 /** Every subgraph of the supergraph (supergraph.yaml), started or not. */
-const supergraphSubgraphs = Object.keys(
+export const supergraphSubgraphs = Object.keys(
   (parseYaml(readFileSync(new URL('../../supergraph.yaml', import.meta.url), 'utf8')) as { subgraphs: Record<string, unknown> }).subgraphs,
 );
 
