@@ -181,16 +181,19 @@ export function createGatewayMetrics(metrics: ServiceMetrics, sources: GatewayMe
     observeFetches(source, subgraph) {
       if (!enabled) return source;
       const inner = source.process.bind(source);
+      // Bound once per subgraph: labels() validates its arguments and builds a closure on every call.
+      const ok = fetchDuration.labels(subgraph, 'ok');
+      const failed = fetchDuration.labels(subgraph, 'error');
       source.process = async (options) => {
         const started = process.hrtime.bigint();
         try {
           const response = await inner(options);
           const codes = errorCodesOf(response.errors as { extensions?: Record<string, unknown> }[] | undefined);
-          fetchDuration.labels(subgraph, codes.length === 0 ? 'ok' : 'error').observe(secondsSince(started));
+          (codes.length === 0 ? ok : failed).observe(secondsSince(started));
           for (const code of codes) fetchErrors.labels(subgraph, code).inc();
           return response;
         } catch (err) {
-          fetchDuration.labels(subgraph, 'error').observe(secondsSince(started));
+          failed.observe(secondsSince(started));
           fetchErrors.labels(subgraph, errorCodesOf([err instanceof GraphQLError ? err : {}])[0] ?? 'INTERNAL_SERVER_ERROR').inc();
           throw err;
         }

@@ -158,5 +158,6 @@ describe('npm start', () => {
     expect(again.agents.totalCount).toBe(5);
     p.kill('SIGTERM');
     expect((await p.exited()).code).toBe(0);
-  });
+    // Two starts of every subgraph and the gateway, each seeding or checking demo data.
+  }, 180_000);
 });
