@@ -22,8 +22,13 @@ import type { InboundIntegrationRow, IntegrationsStore } from './store.ts';
 const ROUTE = /^\/v1\/hooks\/(github|gitlab|standard)\/([0-9a-fA-F-]{36})$/;
 const PROVIDER: Record<string, InboundProvider> = { github: 'GITHUB', gitlab: 'GITLAB', standard: 'STANDARD_WEBHOOKS' };
 
+/** The gateway's problem types of these codes (gateway/rest/problem.ts); about:blank for the others. */
+const TYPED: Record<string, string> = { WEBHOOK_SIGNATURE_INVALID: 'Webhook signature invalid', WEBHOOK_REPLAYED: 'Webhook replayed' };
+
 function problem(res: ServerResponse, status: number, code: string, detail: string): void {
-  const body = JSON.stringify({ type: 'about:blank', title: code, status, detail, code });
+  const title = TYPED[code];
+  const type = title ? `/problems/${code.toLowerCase().replace(/_/g, '-')}` : 'about:blank';
+  const body = JSON.stringify({ type, title: title ?? code, status, detail, code, instance: res.req?.url ?? '' });
   res.writeHead(status, { 'content-type': 'application/problem+json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
