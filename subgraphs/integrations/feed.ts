@@ -79,7 +79,8 @@ export class EventFeed {
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
   private unsubscribes: Promise<() => Promise<void>>[] = [];
-  private stopped = true;
+  /** Set by stop(); a feed reads on demand (pull) before start() as well. */
+  private stopped = false;
   private readonly pageSize: number;
   /** Logged once per source while it cannot be read. */
   private readonly unreachable = new Set<string>();

@@ -400,7 +400,8 @@ export class IntegrationsStore {
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .orderBy('created_at', 'desc')
       .execute();
-    return rows.map((r) => r.secret);
+    // The current one (no end) first: it is the one a new receiver knows.
+    return rows.sort((a, b) => Number(a.expires_at !== null) - Number(b.expires_at !== null)).map((r) => r.secret);
   }
 
   async secretsOf(endpointId: string): Promise<WebhookSecretRow[]> {
