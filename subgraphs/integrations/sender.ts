@@ -89,15 +89,19 @@ export class SafeSender {
       const chunks: Buffer[] = [];
       let size = 0;
       let truncated = false;
+      let kept = 0;
       for await (const chunk of res.body) {
         const b = chunk as Buffer;
+        if (kept < EXCERPT_BYTES) {
+          chunks.push(b.subarray(0, EXCERPT_BYTES - kept));
+          kept += Math.min(b.length, EXCERPT_BYTES - kept);
+        }
         size += b.length;
         if (size > this.options.maxResponseBytes) {
           truncated = true;
           res.body.destroy();
           break;
         }
-        if (Buffer.concat(chunks).length < EXCERPT_BYTES) chunks.push(b);
       }
       const excerpt = Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8');
       const retryAfter = res.headers['retry-after'];
