@@ -36,9 +36,11 @@ export function localSource(name: string, log: EventLog): SourceReader {
   return {
     name,
     async read(tenantId, after, limit) {
+      // The head first: every event up to it is visible (runtime/outbox.ts), so a short page
+      // means none of the catalog's types lies between the cursor and the head.
       const head = await log.head(tenantId);
       // Only the catalog's events of this subgraph: never its WebhookDeliveryUpdated.
-      const events = await log.read(tenantId, { after, limit, types: OWN_TYPES });
+      const events = await log.read(tenantId, { after, before: head + 1, limit, types: OWN_TYPES });
       return { head, resume: 'ok', events };
     },
   };
@@ -198,7 +200,11 @@ export class EventFeed {
         // The source's database was reset: start again at its head.
         this.o.logger.warn({ source: source.name, tenantId, cursor, head: page.head }, 'the cursor is past the source’s head; restarting at the head');
       }
-      const last = page.events.at(-1)?.sequence ?? (page.resume === 'future' ? page.head : cursor);
+      // A short page read everything up to the head (read before the events): the cursor moves
+      // there even past events of no interest, so they are not read again.
+      const lastEvent = page.events.at(-1)?.sequence ?? cursor;
+      const last =
+        page.resume === 'future' && page.events.length === 0 ? page.head : page.events.length < this.pageSize ? Math.max(lastEvent, page.head) : lastEvent;
       if (last === cursor) return;
       const batch = await this.match(source.name, tenantId, cursor, last, page.events);
       const taken = await this.o.store.ingest(batch);

@@ -656,9 +656,17 @@ export class IntegrationsStore {
     return this.tx(async (trx, emit) => {
       const nowMs = this.clock();
       const now = new Date(nowMs).toISOString();
-      const current = await trx.selectFrom('webhook_deliveries').selectAll().where('id', '=', delivery.id).executeTakeFirst();
-      if (!current) return delivery; // the endpoint was deleted meanwhile
-      const attempt = Number(current.attempt_count) + 1;
+      // The row is held under this sender's lease: its attempt count is the claimed one.
+      const attempt = delivery.attemptCount + 1;
+      const status: DeliveryStatus = outcome.retryInMs === null ? 'SUCCEEDED' : outcome.retryInMs === 'dead' ? 'DEAD' : 'PENDING';
+      const next = typeof outcome.retryInMs === 'number' ? new Date(nowMs + outcome.retryInMs).toISOString() : null;
+      const row = await trx
+        .updateTable('webhook_deliveries')
+        .set({ status, attempt_count: attempt, next_attempt_at: next, locked_until: null, updated_at: now })
+        .where('id', '=', delivery.id)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return delivery; // the endpoint was deleted meanwhile
       await trx
         .insertInto('webhook_attempts')
         .values({
@@ -670,20 +678,20 @@ export class IntegrationsStore {
           error: outcome.error,
           response_excerpt: outcome.responseExcerpt,
         })
+        // Two senders on one delivery (a lease that passed mid-send): the first record stays.
+        .onConflict((oc) => oc.columns(['delivery_id', 'attempt']).doNothing())
         .execute();
-      const status: DeliveryStatus = outcome.retryInMs === null ? 'SUCCEEDED' : outcome.retryInMs === 'dead' ? 'DEAD' : 'PENDING';
-      const next = typeof outcome.retryInMs === 'number' ? new Date(nowMs + outcome.retryInMs).toISOString() : null;
-      const row = await trx
-        .updateTable('webhook_deliveries')
-        .set({ status, attempt_count: attempt, next_attempt_at: next, locked_until: null, updated_at: now })
-        .where('id', '=', delivery.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      const endpoint = await trx.selectFrom('webhook_endpoints').selectAll().where('id', '=', delivery.endpointId).executeTakeFirst();
-      if (endpoint) {
-        if (status === 'SUCCEEDED') {
-          if (endpoint.failing_since !== null) await trx.updateTable('webhook_endpoints').set({ failing_since: null }).where('id', '=', endpoint.id).execute();
-        } else {
+      if (status === 'SUCCEEDED') {
+        // One statement on the hot path: it changes a row only after failures.
+        await trx
+          .updateTable('webhook_endpoints')
+          .set({ failing_since: null })
+          .where('id', '=', delivery.endpointId)
+          .where('failing_since', 'is not', null)
+          .execute();
+      } else {
+        const endpoint = await trx.selectFrom('webhook_endpoints').selectAll().where('id', '=', delivery.endpointId).executeTakeFirst();
+        if (endpoint) {
           const since = endpoint.failing_since ?? now;
           if (endpoint.failing_since === null) await trx.updateTable('webhook_endpoints').set({ failing_since: now }).where('id', '=', endpoint.id).execute();
           if (status === 'DEAD' && endpoint.enabled === 1 && nowMs - Date.parse(since) >= disableAfterMs) {
