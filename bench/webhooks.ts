@@ -105,18 +105,18 @@ async function main(): Promise<void> {
   try {
     for (let k = 0; k < ENDPOINTS; k++) {
       const r = await receiver();
-      const data = await call(
-        int.url,
-        'integrations',
-        'mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret } }',
-        { input: { url: r.url, eventTypes: ['MemoryRemembered'], filter: `data.namespace = "shared/bench/${k}"` } },
-      );
+      const data = await call(int.url, 'integrations', 'mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret } }', {
+        input: { url: r.url, eventTypes: ['MemoryRemembered'], filter: `data.namespace = "shared/bench/${k}"` },
+      });
       r.secret = (data.createWebhookEndpoint as { secret: string }).secret;
       receivers.push(r);
     }
     const started = performance.now();
     for (let i = 0; i < events; i += 100) {
-      const inputs = Array.from({ length: Math.min(100, events - i) }, (_, j) => ({ namespace: `shared/bench/${(i + j) % ENDPOINTS}`, text: `event ${i + j}` }));
+      const inputs = Array.from({ length: Math.min(100, events - i) }, (_, j) => ({
+        namespace: `shared/bench/${(i + j) % ENDPOINTS}`,
+        text: `event ${i + j}`,
+      }));
       await call(mem.url, 'memory', 'mutation($inputs: [RememberInput!]!) { rememberBatch(inputs: $inputs) { id } }', { inputs });
     }
     const written = performance.now() - started;

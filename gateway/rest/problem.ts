@@ -67,7 +67,8 @@ export const TYPED_PROBLEMS = {
   WEBHOOK_SIGNATURE_INVALID: {
     status: 401,
     title: 'Webhook signature invalid',
-    description: "an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret",
+    description:
+      "an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret",
   },
   WEBHOOK_REPLAYED: {
     status: 409,
