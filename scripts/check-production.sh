@@ -29,7 +29,7 @@ done
 # Free ports from the system (not the defaults: a platform may be running on this machine).
 free_port() { node -e "const s=require('node:net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
 export NODE_ENV=production DATA_DIR="$WORK/data" LOG_LEVEL=info
-for variable in GATEWAY_PORT AGENTS_PORT ORCHESTRATION_PORT GOVERNANCE_PORT MEMORY_PORT; do export "$variable=$(free_port)"; done
+for variable in GATEWAY_PORT AGENTS_PORT ORCHESTRATION_PORT GOVERNANCE_PORT MEMORY_PORT INTEGRATIONS_PORT; do export "$variable=$(free_port)"; done
 GATEWAY_SIGNING_SECRET=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('hex'))")
 AUTH_JWT_SECRET=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('hex'))")
 export GATEWAY_SIGNING_SECRET AUTH_JWT_SECRET AUTH_ISSUER=https://issuer.example AUTH_AUDIENCE=agent-platform

@@ -61,6 +61,7 @@ describe('npm start', () => {
       // npm start runs every registered subgraph; a free port keeps parallel runs apart.
       GOVERNANCE_PORT: String(await getFreePort()),
       MEMORY_PORT: String(await getFreePort()),
+      INTEGRATIONS_PORT: String(await getFreePort()),
       DATABASE_URL: '',
       REDIS_URL: '',
       LOG_LEVEL: '',
