@@ -45,7 +45,8 @@ class RateGate {
     if (perSecond === null) return 0;
     const at = this.next.get(endpointId) ?? 0;
     if (at > now) return at;
-    this.next.set(endpointId, Math.max(at, now - 1000) + 1000 / perSecond);
+    // Evenly spaced, no burst: one delivery every 1/perSecond seconds.
+    this.next.set(endpointId, Math.max(at, now) + 1000 / perSecond);
     return 0;
   }
 }
@@ -127,6 +128,8 @@ export class DeliveryWorker {
     const wait = this.gate.take(d.endpointId, d.rateLimitPerSecond, now);
     if (wait > 0) {
       await this.o.store.postpone(d.id, wait);
+      // Looked at again when it is due, not at the next poll.
+      setTimeout(() => this.kick(), Math.max(0, wait - this.o.store.now())).unref?.();
       return;
     }
     const secrets = await this.secrets(d.endpointId);

@@ -25,7 +25,10 @@ export const INBOUND_EVENT_TYPE = { GITHUB: 'GitHubWebhookReceived', GITLAB: 'Gi
 
 /**
  * Every event endpoints and triggers may ask for, by the subgraph that publishes it (its outbox
- * channel). Names are the outbox event types; `data` in a delivery is the event's payload.
+ * channel). Names are the outbox event types; `data` in a delivery is the event's payload. Only
+ * subgraphs with an outbox are sources: their events are retained, so none is lost while
+ * integrations is down. Governance (ApiKeyCreated, ApiKeyRevoked) publishes without one and joins
+ * the catalog once it has one.
  */
 export const EVENT_CATALOG: readonly CatalogEntry[] = [
   { name: 'AgentRegistered', source: 'agents', description: 'An agent was registered: { agentId, name, status, skillTags... }.' },
@@ -35,8 +38,6 @@ export const EVENT_CATALOG: readonly CatalogEntry[] = [
   { name: 'TaskStateChanged', source: 'orchestration', description: 'A task changed state: { taskId, from, to, agentId, workflowRunId }.' },
   { name: 'TaskProgressReported', source: 'orchestration', description: 'An agent reported progress: { taskId, agentId, percent, message }.' },
   { name: 'WorkflowRunStatusChanged', source: 'orchestration', description: 'A workflow run changed status: { runId, from, to }.' },
-  { name: 'ApiKeyCreated', source: 'governance', description: 'An API key was created (never its secret).' },
-  { name: 'ApiKeyRevoked', source: 'governance', description: 'An API key was revoked.' },
   { name: 'MemoryRemembered', source: 'memory', description: 'A memory was stored: { memoryId, namespace, version }.' },
   { name: 'MemoryUpdated', source: 'memory', description: 'A memory was changed: { memoryId, namespace, version }.' },
   { name: 'MemoryForgotten', source: 'memory', description: 'A memory was deleted: { memoryId, namespace, version }.' },

@@ -6,6 +6,8 @@
 // is killed mid-delivery. One platform for the file; short retry schedule by configuration.
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from 'graphql-ws';
@@ -192,6 +194,9 @@ describe('outbound webhooks', () => {
     const r = await receiver();
     r.script.push(...Array.from({ length: RETRY_SCHEDULE.length + 1 }, () => ({ status: 503 })));
     const endpointId = await endpoint(r, { eventTypes: ['AgentRegistered'], filter: 'false' });
+    // Another endpoint hears that it was disabled.
+    const watcher = await receiver();
+    await endpoint(watcher, { eventTypes: ['WebhookEndpointDisabled'], filter: `data.endpointId = "${endpointId}"` });
     const id = await sendTest(endpointId);
     const dead = await waitFor('the dead letter', async () => {
       const d = await delivery(id);
@@ -205,6 +210,8 @@ describe('outbound webhooks', () => {
     );
     expect(webhookEndpoint.enabled).toBe(false);
     expect(webhookEndpoint.disabledReason).toMatch(/dead-lettered/);
+    await waitFor('the WebhookEndpointDisabled delivery', () => watcher.received.length >= 1);
+    expect(watcher.received[0]?.body).toMatchObject({ type: 'WebhookEndpointDisabled', data: { endpointId, url: r.url } });
     await gqlOk(platform.url, 'mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { enabled: true }) { enabled } }', { id: endpointId });
     await gqlOk(platform.url, 'mutation($id: ID!) { retryWebhookDelivery(id: $id) { status } }', { id });
     const ok = await waitFor('the manual retry', async () => {
@@ -248,6 +255,33 @@ describe('outbound webhooks', () => {
     expect(replayWebhookEvents.queued).toBe(1);
     await waitFor('the replayed delivery', () => r.received.length >= 2);
     expect(r.received[1]?.id).toBe(r.received[0]?.id);
+  });
+
+  it('creates over REST with an Idempotency-Key (201, the same endpoint and secret on a repeat) and paces an endpoint to its rate limit', async () => {
+    const r = await receiver();
+    const key = `ep-${randomUUID()}`;
+    const post = async () => {
+      const res = await fetch(`${base}/v1/webhooks/endpoints`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key, ...(await withDefaultAuth()) },
+        body: JSON.stringify({ url: r.url, eventTypes: ['AgentRegistered'], filter: 'false', rateLimitPerSecond: 2 }),
+      });
+      return { status: res.status, body: (await res.json()) as { secret: string; endpoint: { id: string; rateLimitPerSecond: number } } };
+    };
+    const first = await post();
+    const again = await post();
+    expect(first.status).toBe(201);
+    expect(again.status).toBe(201);
+    expect(again.body.endpoint.id).toBe(first.body.endpoint.id);
+    expect(again.body.secret).toBe(first.body.secret);
+    expect(first.body.endpoint.rateLimitPerSecond).toBe(2);
+    r.secrets.push(first.body.secret);
+    const list = await fetch(`${base}/v1/webhooks/endpoints?first=100`, { headers: await withDefaultAuth() });
+    expect(((await list.json()) as { nodes: { id: string }[] }).nodes.map((n) => n.id)).toContain(first.body.endpoint.id);
+    for (let i = 0; i < 4; i++) await sendTest(first.body.endpoint.id);
+    await waitFor('four deliveries', () => r.received.length >= 4);
+    // 2 per second: four deliveries span at least 1.5 s.
+    expect(r.received[3]!.at - r.received[0]!.at).toBeGreaterThanOrEqual(1400);
   });
 
   it('refuses to deliver to link-local and private addresses', async () => {
@@ -353,6 +387,80 @@ describe('inbound webhooks and triggers', () => {
       'webhook-signature': wh.sign(staleId, stale, payload),
     };
     expect((await hook(standard.integration.hookPath, payload, old)).status).toBe(401);
+  });
+});
+
+describe('trigger actions', () => {
+  it('starts a workflow run, posts Block Kit to a Slack incoming webhook, and delivers to an endpoint', async () => {
+    const tag = randomUUID().slice(0, 8);
+    // A Slack incoming webhook stand-in: records the JSON it is sent.
+    const slackBodies: unknown[] = [];
+    const slack = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        slackBodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        res.writeHead(200).end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => slack.listen(0, '127.0.0.1', () => resolve()));
+    const slackUrl = `http://127.0.0.1:${(slack.address() as AddressInfo).port}/services/T000/B000/XXXX`;
+    try {
+      const { createWorkflowDefinition } = await gqlOk<{ createWorkflowDefinition: { id: string } }>(
+        platform.url,
+        'mutation { createWorkflowDefinition(input: { name: "On agent", steps: [{ id: "greet", title: "Greet" }] }) { id } }',
+      );
+      const target = await receiver();
+      const endpointId = await endpoint(target, { eventTypes: ['AgentRegistered'], filter: 'false' });
+      const filter = `data.name = "trigger-${tag}"`;
+      const create = (action: Record<string, unknown>) =>
+        gqlOk<{ createTrigger: { id: string } }>(platform.url, 'mutation($input: CreateTriggerInput!) { createTrigger(input: $input) { id } }', {
+          input: { name: String(action.kind), eventType: 'AgentRegistered', filter, action },
+        }).then((d) => d.createTrigger.id);
+      const ids = await Promise.all([
+        create({ kind: 'START_WORKFLOW_RUN', config: { definitionId: createWorkflowDefinition.id, input: { agent: '{{ data.agentId }}' } } }),
+        create({
+          kind: 'SLACK_POST',
+          config: {
+            webhookUrl: slackUrl,
+            text: 'New agent {{ data.name }}',
+            blocks: [{ type: 'section', text: { type: 'mrkdwn', text: '*{{ data.name }}* registered' } }],
+          },
+        }),
+        create({ kind: 'DELIVER_TO_ENDPOINT', config: { endpointId } }),
+      ]);
+      const agentId = await registerAgent(`trigger-${tag}`);
+      const runs = await waitFor('three finished runs', async () => {
+        const all = await Promise.all(
+          ids.map(async (id) => {
+            const { trigger } = await gqlOk<{
+              trigger: { runs: { nodes: { status: string; result: Record<string, string> | null; error: string | null }[] } };
+            }>(platform.url, 'query($id: ID!) { trigger(id: $id) { runs { nodes { status result error } } } }', { id });
+            return trigger.runs.nodes[0];
+          }),
+        );
+        return all.every((r) => r && (r.status === 'SUCCEEDED' || r.status === 'FAILED')) ? all : undefined;
+      });
+      expect(runs.map((r) => [r?.status, r?.error])).toEqual([
+        ['SUCCEEDED', null],
+        ['SUCCEEDED', null],
+        ['SUCCEEDED', null],
+      ]);
+      const { workflowRun } = await gqlOk<{ workflowRun: { definition: { id: string }; input: unknown } }>(
+        platform.url,
+        'query($id: ID!) { workflowRun(id: $id) { definition { id } input } }',
+        { id: runs[0]?.result?.workflowRunId },
+      );
+      expect(workflowRun).toEqual({ definition: { id: createWorkflowDefinition.id }, input: { agent: agentId } });
+      expect(slackBodies).toEqual([
+        { text: `New agent trigger-${tag}`, blocks: [{ type: 'section', text: { type: 'mrkdwn', text: `*trigger-${tag}* registered` } }] },
+      ]);
+      await waitFor('the endpoint delivery', () => target.received.length >= 1);
+      expect(target.received[0]?.body).toMatchObject({ type: 'AgentRegistered', subjectId: agentId });
+    } finally {
+      slack.closeAllConnections();
+      slack.close();
+    }
   });
 });
 
