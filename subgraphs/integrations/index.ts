@@ -12,6 +12,7 @@ import { DeliveryWorker } from './delivery.ts';
 import { allowedNetworks, DEFAULT_RETRY_SCHEDULE_MS, EVENT_SOURCES } from './domain.ts';
 import { EventFeed, localSource, remoteSource } from './feed.ts';
 import { inboundRoute } from './inbound.ts';
+import { registerIntegrationsMetrics, type IntegrationsMetrics } from './metrics.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
 import { SafeSender } from './sender.ts';
@@ -85,6 +86,7 @@ export const integrations: SubgraphDefinition<IntegrationsDB, IntegrationsContex
     const config = loadConfig(integrationsSpec, source);
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: common.NODE_ENV, logger });
     const store = new IntegrationsStore(database, events, logger, Date.now, idempotency);
+    let metrics: IntegrationsMetrics | undefined;
     const sender = new SafeSender({
       timeoutMs: config.INTEGRATIONS_DELIVERY_TIMEOUT_MS,
       maxResponseBytes: config.INTEGRATIONS_RESPONSE_MAX_BYTES,
@@ -100,6 +102,8 @@ export const integrations: SubgraphDefinition<IntegrationsDB, IntegrationsContex
       concurrency: config.INTEGRATIONS_DELIVERY_CONCURRENCY,
       leaseMs: config.INTEGRATIONS_DELIVERY_TIMEOUT_MS + 5_000,
       pollMs: config.INTEGRATIONS_POLL_INTERVAL_MS,
+      onAttempt: (delivery, latencyMs) =>
+        metrics?.attempted(delivery.status === 'SUCCEEDED' ? 'succeeded' : delivery.status === 'DEAD' ? 'dead' : 'retry', latencyMs),
     });
     const orchestration = createServiceClient({ from: 'integrations', to: 'orchestration', url: config.SUBGRAPH_ORCHESTRATION_URL, identity, logger });
     const triggers = new TriggerRunner({
@@ -139,6 +143,9 @@ export const integrations: SubgraphDefinition<IntegrationsDB, IntegrationsContex
     return {
       resolvers,
       createContext: (base) => createIntegrationsContext(base, store, feed, deliveries),
+      registerMetrics: (registry) => {
+        metrics = registerIntegrationsMetrics(registry, database);
+      },
       routes: [inboundRoute({ store, logger, maxBodyBytes: common.MAX_BODY_BYTES, onReceived: (tenantId) => void feed.pull(ownSource, tenantId) })],
       start: () => {
         void (async () => {

@@ -188,6 +188,10 @@ describe('outbound webhooks', () => {
     // First retry after the schedule's first step (±20 % jitter); the second waited for Retry-After (2 s), longer than the schedule's 600 ms.
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(RETRY_SCHEDULE[0]! * 0.8);
     expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(2000);
+    // The subgraph's own series count them.
+    const metrics = await (await fetch(platform.subgraphs.integrations!.url.replace(/\/graphql$/, '/metrics'))).text();
+    expect(metrics).toMatch(/integrations_webhook_attempts_total\{[^}]*outcome="retry"[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/integrations_webhook_deliveries\{[^}]*status="SUCCEEDED"[^}]*\} [1-9]/);
   });
 
   it('dead-letters after the schedule, disables the failing endpoint, and retries by hand', async () => {
