@@ -63,6 +63,11 @@ export const integrationsSpec = {
     1000,
     10,
   ),
+  INTEGRATIONS_HISTORY_RETENTION_SECONDS: env.int(
+    'how long finished deliveries (with their attempts), finished trigger runs and received events are kept, in seconds',
+    2_592_000,
+    60,
+  ),
   INTEGRATIONS_INBOUND_REPLAY_WINDOW_SECONDS: env.int('how long inbound delivery ids are remembered to refuse replays, in seconds', 604_800, 60),
   SUBGRAPH_AGENTS_URL: env.urls(
     'GraphQL endpoint of the agents subgraph (its event log is read beside it)',
@@ -135,9 +140,20 @@ export const integrations: SubgraphDefinition<IntegrationsDB, IntegrationsContex
       },
     });
     const receiptPruner = createPeriodicJob({
-      name: 'inbound receipt prune',
+      name: 'integrations history prune',
       intervalMs: 3_600_000,
-      run: () => store.pruneReceipts(config.INTEGRATIONS_INBOUND_REPLAY_WINDOW_SECONDS * 1000),
+      run: async () => {
+        await store.pruneReceipts(config.INTEGRATIONS_INBOUND_REPLAY_WINDOW_SECONDS * 1000);
+        let pruned = 0;
+        for (;;) {
+          const n = await store.pruneHistory(config.INTEGRATIONS_HISTORY_RETENTION_SECONDS * 1000);
+          pruned += n;
+          if (n < 500) break;
+        }
+        // PostgreSQL: a run RUNNING this long belongs to a replica that died mid-action.
+        if (database.dialect === 'postgres') await store.failInterruptedRuns(3_600_000);
+        return pruned;
+      },
       logger,
     });
     return {

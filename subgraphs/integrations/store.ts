@@ -1001,16 +1001,55 @@ export class IntegrationsStore {
     );
   }
 
-  /** Runs left RUNNING by a process that died (SQLite: at start; one process per file): FAILED, not started again. */
-  async failInterruptedRuns(): Promise<number> {
+  /**
+   * Runs left RUNNING by a process that died: FAILED, never started again. SQLite (one process per
+   * file) passes no age at start: every RUNNING run is such a one. PostgreSQL replicas pass an age
+   * no action takes: a run RUNNING longer belongs to a replica that died.
+   */
+  async failInterruptedRuns(olderThanMs = 0): Promise<number> {
+    const cutoff = new Date(this.clock() - olderThanMs).toISOString();
     const r = await this.database.transaction((trx) =>
       trx
         .updateTable('trigger_runs')
         .set({ status: 'FAILED', error: 'interrupted by a restart; not run again (a trigger runs at most once per event)', updated_at: nowIso(this.clock) })
         .where('status', '=', 'RUNNING')
+        .where('updated_at', '<=', cutoff)
         .executeTakeFirst(),
     );
     return Number(r.numUpdatedRows);
+  }
+
+  /**
+   * Deletes finished deliveries (SUCCEEDED, DEAD) with their attempts, events no pending delivery
+   * needs, finished trigger runs, and inbound receipts, older than the retention; how many deliveries.
+   */
+  async pruneHistory(retentionMs: number, limit = 500): Promise<number> {
+    const cutoff = new Date(this.clock() - retentionMs).toISOString();
+    return this.database.transaction(async (trx) => {
+      const ids = (
+        await trx
+          .selectFrom('webhook_deliveries')
+          .select('id')
+          .where('status', 'in', ['SUCCEEDED', 'DEAD'])
+          .where('updated_at', '<', cutoff)
+          .limit(limit)
+          .execute()
+      ).map((r) => r.id);
+      if (ids.length > 0) {
+        await trx.deleteFrom('webhook_attempts').where('delivery_id', 'in', ids).execute();
+        await trx.deleteFrom('webhook_deliveries').where('id', 'in', ids).execute();
+      }
+      await trx.deleteFrom('trigger_runs').where('status', 'in', ['SUCCEEDED', 'FAILED']).where('updated_at', '<', cutoff).execute();
+      // Events kept for replays and pending trigger runs; past the retention only replays would read them.
+      await trx
+        .deleteFrom('integration_events')
+        .where('received_at', '<', cutoff)
+        .where((eb) =>
+          eb.not(eb.exists(eb.selectFrom('trigger_runs').select('trigger_runs.id').whereRef('trigger_runs.event_id', '=', 'integration_events.id'))),
+        )
+        .execute();
+      return ids.length;
+    });
   }
 
   /** Counts by status, for tests and the bench. */

@@ -184,6 +184,39 @@ describe.each(backends)('integrations store on $backend', ({ backend, skip }) =>
       expect(runs.nodes[0]?.error).toMatch(/at most once/);
     });
 
+    it('prunes finished history past the retention, keeping what is pending; fails only runs RUNNING longer than asked', async () => {
+      const { store, tenant, endpoint, clock } = setup();
+      const e = await endpoint();
+      const done = await store.enqueue(tenant, e.id, eventOf(tenant, 1));
+      await store.recordAttempt(done, { statusCode: 200, latencyMs: 1, error: null, responseExcerpt: null, retryInMs: null }, 1000);
+      const pending = await store.enqueue(tenant, e.id, eventOf(tenant, 2));
+      clock.advance(10_000);
+      expect(await store.pruneHistory(5_000)).toBeGreaterThanOrEqual(1);
+      expect(await store.getDelivery(tenant, done.id)).toBeNull();
+      expect(await store.attempts(done.id)).toEqual([]);
+      expect((await store.getDelivery(tenant, pending.id))?.status).toBe('PENDING');
+
+      const trigger = await store.createTrigger(
+        tenant,
+        normaliseTrigger({ name: 't', eventType: 'TaskStateChanged', action: { kind: 'SUBMIT_TASK', config: { title: 'x' } } }),
+      );
+      await store.startCursor('orchestration', tenant, 0);
+      await store.ingest({
+        source: 'orchestration',
+        tenantId: tenant,
+        fromSequence: 0,
+        toSequence: 1,
+        events: [{ event: eventOf(tenant, 1), endpointIds: [], triggerIds: [trigger.id] }],
+      });
+      expect((await store.claimRuns(100)).some((r) => r.triggerId === trigger.id)).toBe(true);
+      clock.advance(1000);
+      await store.failInterruptedRuns(60_000);
+      expect((await store.listRuns(tenant, trigger.id, { first: 5, limit: 6, after: null })).nodes[0]?.status).toBe('RUNNING');
+      clock.advance(60_000);
+      await store.failInterruptedRuns(60_000);
+      expect((await store.listRuns(tenant, trigger.id, { first: 5, limit: 6, after: null })).nodes[0]?.status).toBe('FAILED');
+    });
+
     it('feeds from a source’s log: starts at its head, then takes each event once, matching types and filters', async () => {
       const { store, tenant, endpoint } = setup();
       const source = scriptedSource('orchestration');
