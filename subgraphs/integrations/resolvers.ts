@@ -47,14 +47,15 @@ export const resolvers: Resolvers = {
   ...scalarResolvers,
   ...eventScalarResolvers,
   Query: {
-    integrationEventTypes: (_p, _a, ctx) => {
+    integrationEventTypes: (_p, { source }, ctx) => {
       reading(ctx);
-      return [...EVENT_CATALOG];
+      return EVENT_CATALOG.filter((e) => source == null || e.source === source);
     },
     webhookEndpoint: (_p, { id }, ctx) => reading(ctx).store.getEndpoint(ctx.tenantId, parseId(id, 'id')),
     webhookEndpoints: (_p, { first, after }, ctx) => reading(ctx).store.listEndpoints(ctx.tenantId, pageRequest({ first, after })),
     webhookDelivery: (_p, { id }, ctx) => reading(ctx).store.getDelivery(ctx.tenantId, parseId(id, 'id')),
-    inboundIntegrations: (_p, _a, ctx) => reading(ctx).store.listInbound(ctx.tenantId),
+    inboundIntegrations: async (_p, { provider }, ctx) =>
+      (await reading(ctx).store.listInbound(ctx.tenantId)).filter((i) => provider == null || i.provider === provider),
     trigger: (_p, { id }, ctx) => reading(ctx).store.getTrigger(ctx.tenantId, parseId(id, 'id')),
     triggers: (_p, { first, after }, ctx) => reading(ctx).store.listTriggers(ctx.tenantId, pageRequest({ first, after })),
   },

@@ -210,7 +210,9 @@ export interface paths {
         };
         /**
          * List inbound integrations
-         * @description Runs the GraphQL query `ListInboundIntegrations` (`Query.inboundIntegrations`).
+         * @description Newest first; of one provider when given.
+         *
+         *     Runs the GraphQL query `ListInboundIntegrations` (`Query.inboundIntegrations`).
          */
         get: operations["ListInboundIntegrations"];
         put?: never;
@@ -2430,7 +2432,9 @@ export interface operations {
     };
     ListInboundIntegrations: {
         parameters: {
-            query?: never;
+            query?: {
+                provider?: components["schemas"]["InboundProvider"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3978,7 +3982,10 @@ export interface operations {
     };
     ListWebhookEventTypes: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only the events of this subgraph (agents, orchestration, memory, integrations). */
+                source?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;

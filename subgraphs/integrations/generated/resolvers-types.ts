@@ -188,6 +188,7 @@ export type PageInfo = {
 
 export type Query = {
   __typename?: 'Query';
+  /** Newest first; of one provider when given. */
   inboundIntegrations: Array<InboundIntegration>;
   /** The event catalog: every event type endpoints and triggers can ask for. */
   integrationEventTypes: Array<IntegrationEventType>;
@@ -198,6 +199,16 @@ export type Query = {
   webhookEndpoint?: Maybe<WebhookEndpoint>;
   /** Newest first. */
   webhookEndpoints: WebhookEndpointConnection;
+};
+
+
+export type QueryInboundIntegrationsArgs = {
+  provider?: InputMaybe<InboundProvider>;
+};
+
+
+export type QueryIntegrationEventTypesArgs = {
+  source?: InputMaybe<Scalars['String']['input']>;
 };
 
 
@@ -684,8 +695,8 @@ export type PageInfoResolvers<ContextType = IntegrationsContext, ParentType exte
 };
 
 export type QueryResolvers<ContextType = IntegrationsContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = {
-  inboundIntegrations?: Resolver<Array<ResolversTypes['InboundIntegration']>, ParentType, ContextType>;
-  integrationEventTypes?: Resolver<Array<ResolversTypes['IntegrationEventType']>, ParentType, ContextType>;
+  inboundIntegrations?: Resolver<Array<ResolversTypes['InboundIntegration']>, ParentType, ContextType, Partial<QueryInboundIntegrationsArgs>>;
+  integrationEventTypes?: Resolver<Array<ResolversTypes['IntegrationEventType']>, ParentType, ContextType, Partial<QueryIntegrationEventTypesArgs>>;
   trigger?: Resolver<Maybe<ResolversTypes['Trigger']>, ParentType, ContextType, RequireFields<QueryTriggerArgs, 'id'>>;
   triggers?: Resolver<ResolversTypes['TriggerConnection'], ParentType, ContextType, RequireFields<QueryTriggersArgs, 'first'>>;
   webhookDelivery?: Resolver<Maybe<ResolversTypes['WebhookDelivery']>, ParentType, ContextType, RequireFields<QueryWebhookDeliveryArgs, 'id'>>;
