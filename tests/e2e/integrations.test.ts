@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import type { Client } from 'graphql-ws';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createIdentityService, IDENTITY_HEADER, loadIdentityConfig } from '../../runtime/identity.ts';
+import { TEST_SECURITY_ENV } from '../support/auth.ts';
 import { gqlOk, manageProcesses, startPlatform, withDefaultAuth, type Platform } from '../support/processes.ts';
 import { subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
 import { startReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -115,6 +117,20 @@ describe('outbound webhooks', () => {
     expect(integrationEventTypes).toContainEqual({ name: 'TaskStateChanged', source: 'orchestration' });
     expect(integrationEventTypes).toContainEqual({ name: 'MemoryRemembered', source: 'memory' });
     expect(integrationEventTypes).toContainEqual({ name: 'GitHubWebhookReceived', source: 'integrations' });
+  });
+
+  it('serves a source’s event log to other subgraphs only', async () => {
+    const events = platform.agents.url.replace(/\/graphql$/, '/events?after=0&limit=10');
+    expect((await fetch(events)).status).toBe(401);
+    const identity = createIdentityService(loadIdentityConfig({ ...TEST_SECURITY_ENV }));
+    const as = async (kind: 'user' | 'service') =>
+      fetch(events, {
+        headers: { [IDENTITY_HEADER]: await identity.signIdentity({ kind, subject: 'x', tenantId: 'default', scopes: [], agentId: null }, 'agents') },
+      });
+    expect((await as('user')).status).toBe(403);
+    const served = await as('service');
+    expect(served.status).toBe(200);
+    expect(await served.json()).toMatchObject({ head: expect.any(Number), resume: 'ok', events: expect.any(Array) });
   });
 
   it('refuses an unknown event type and an invalid filter on save', async () => {
