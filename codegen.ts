@@ -27,6 +27,16 @@ const mappers: Record<string, Record<string, string>> = {
     MemorySearchHit: '../store.ts#SearchHit',
     MemoryWrittenEvent: '../store.ts#MemoryEventRow',
   },
+  integrations: {
+    WebhookEndpoint: '../store.ts#WebhookEndpointRow',
+    WebhookSecret: '../store.ts#WebhookSecretRow',
+    WebhookDelivery: '../store.ts#WebhookDeliveryRow',
+    WebhookAttempt: '../store.ts#WebhookAttemptRow',
+    InboundIntegration: '../store.ts#InboundIntegrationRow',
+    Trigger: '../store.ts#TriggerRow',
+    TriggerRun: '../store.ts#TriggerRunRow',
+    IntegrationEventType: '../domain.ts#CatalogEntry',
+  },
 };
 
 const { subgraphs } = parse(readFileSync('supergraph.yaml', 'utf8')) as { subgraphs: Record<string, unknown> };

@@ -22,6 +22,7 @@ import { loadLimitsConfig } from './limits/config.ts';
 import { createRateLimiter } from './limits/rate-limit.ts';
 import { mintDevToken } from './auth/dev-token.ts';
 import { createDocsRoute } from './docs/index.ts';
+import { hooksProxyRoute } from './hooks-proxy.ts';
 import { formatGatewayError } from './errors.ts';
 import { createRestFacade } from './rest/index.ts';
 import { loadOperations } from './rest/operations.ts';
@@ -284,6 +285,15 @@ export async function startGateway(source: Record<string, string | undefined> = 
     maxBodyBytes: config.MAX_BODY_BYTES,
     context: requestContext,
   });
+  // Inbound webhooks go to the integrations subgraph as they came (gateway/hooks-proxy.ts).
+  routes.push(
+    hooksProxyRoute({
+      subgraphUrl: () => upstreams.get('integrations')?.preferredUrl(),
+      maxBodyBytes: config.MAX_BODY_BYTES,
+      timeoutMs: config.SUBGRAPH_TIMEOUT_MS,
+      logger,
+    }),
+  );
   routes.push(
     createDocsRoute({
       graphiql: config.GRAPHIQL ?? !production,

@@ -23,7 +23,10 @@ export type ErrorCode =
   // A vector whose dimension differs from the ones stored (memory).
   | 'DIMENSION_MISMATCH'
   // The embeddings provider failed (memory with EMBEDDINGS_URL).
-  | 'EMBEDDINGS_UNAVAILABLE';
+  | 'EMBEDDINGS_UNAVAILABLE'
+  // Inbound webhooks (integrations): a signature or token that does not match, a delivery id seen before.
+  | 'WEBHOOK_SIGNATURE_INVALID'
+  | 'WEBHOOK_REPLAYED';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

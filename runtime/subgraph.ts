@@ -14,7 +14,8 @@ import { openDatabase, type Database } from './db.ts';
 import { createEventBus, type EventBus } from './events.ts';
 import { Outbox } from './outbox.ts';
 import type { EventSink } from './unit-of-work.ts';
-import { startHttpServer, type RunningHttpServer } from './http.ts';
+import { startHttpServer, type Route, type RunningHttpServer } from './http.ts';
+import { eventLogRoute } from './event-log-route.ts';
 import { createIdentityService, IDENTITY_HEADER, IdentityError, loadIdentityConfig, type IdentityService, type RequestIdentity } from './identity.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { findNulCharacter, nulCharacterError } from './nul-characters.ts';
@@ -56,6 +57,8 @@ export interface SubgraphInstance<C extends RequestContext> {
    * at scrape time with cheap queries, counters its code increments (runtime/metrics.ts).
    */
   registerMetrics?(registry: Registry): void;
+  /** HTTP routes of its own beside GraphQL (the integrations subgraph's inbound webhooks). */
+  routes?: Route[];
 }
 
 /** Every subgraph exports one of these from its index.ts; the runtime does the rest. */
@@ -259,7 +262,12 @@ async function serveSubgraph<DB, C extends RequestContext>(
       {
         logger,
         metrics,
-        routes: metricsServed ? [metricsServed] : [],
+        routes: [
+          ...(metricsServed ? [metricsServed] : []),
+          // Other subgraphs read this one's retained events here (runtime/event-log-route.ts).
+          ...(outbox ? [eventLogRoute({ log: outbox, identity, audience: def.name })] : []),
+          ...(instance.routes ?? []),
+        ],
         maxBodyBytes: config.MAX_BODY_BYTES,
         apollo,
         context: async (info) =>

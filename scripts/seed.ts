@@ -237,6 +237,27 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     ],
   });
 
+  // Integrations: an endpoint to a local URL, disabled until someone listens there, and a GitHub
+  // integration whose pushes submit a task through a trigger.
+  await call(api, `mutation ($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { secret } }`, {
+    input: {
+      url: 'http://127.0.0.1:9999/webhooks',
+      description: 'Demo: failed tasks (disabled; allow 127.0.0.0/8 in INTEGRATIONS_ALLOWED_NETWORKS, listen there, enable it)',
+      eventTypes: ['TaskStateChanged'],
+      filter: 'data.to = "FAILED"',
+      enabled: false,
+    },
+  });
+  await call(api, `mutation { createInboundIntegration(input: { provider: GITHUB, name: "demo repository" }) { secret } }`);
+  await call(api, `mutation ($input: CreateTriggerInput!) { createTrigger(input: $input) { id } }`, {
+    input: {
+      name: 'Review pushes to main',
+      eventType: 'GitHubWebhookReceived',
+      filter: 'data.event = "push" and data.body.ref = "refs/heads/main"',
+      action: { kind: 'SUBMIT_TASK', config: { title: 'Review {{ data.body.head_commit.id }}', requiredSkillTags: ['review'] } },
+    },
+  });
+
   const totals = await call<{
     agents: { totalCount: number };
     tasks: { totalCount: number };

@@ -64,6 +64,17 @@ export const TYPED_PROBLEMS = {
     title: 'Dependency unavailable',
     description: 'a subgraph could not reach another one it needs (`serviceName`); try again',
   },
+  WEBHOOK_SIGNATURE_INVALID: {
+    status: 401,
+    title: 'Webhook signature invalid',
+    description:
+      "an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret",
+  },
+  WEBHOOK_REPLAYED: {
+    status: 409,
+    title: 'Webhook replayed',
+    description: 'an inbound webhook with this delivery id was already received; it is not processed again',
+  },
 } as const satisfies Record<string, { status: number; title: string; description: string }>;
 
 type TypedCode = keyof typeof TYPED_PROBLEMS;

@@ -24,7 +24,7 @@ const exercised = new Map<string, number>();
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-rest-'));
-  platform = await startPlatform({ dataDir, gatewayEnv: { MAX_BODY_BYTES: '65536' } });
+  platform = await startPlatform({ dataDir, with: ['integrations'], gatewayEnv: { MAX_BODY_BYTES: '65536' } });
   base = platform.url.replace(/\/graphql$/, '');
   const res = await rest(base, 'GET', '/openapi.json');
   expect(res.status).toBe(200);
@@ -247,6 +247,61 @@ describe('every route with valid input', () => {
     expect(hits[0]).toMatchObject({ mode: 'HYBRID', memory: { id: memory.id } });
     expect(await ok('ForgetMemories', {}, { body: { namespacePrefix: 'shared/contract/b' } })).toEqual({ forgotten: 1 });
     expect(await ok('ForgetMemory', { id: memory.id })).toBe(true);
+  });
+
+  it('manages webhook endpoints, deliveries, inbound integrations and triggers', async () => {
+    const types = await ok<{ name: string; source: string }[]>('ListWebhookEventTypes', {}, { query: { source: 'memory' } });
+    expect(types.map((t) => t.source)).toEqual(['memory', 'memory', 'memory']);
+    const example = checker.operation('CreateWebhookEndpoint').operation.requestBody?.content['application/json']?.example;
+    const created = await call('CreateWebhookEndpoint', {}, { body: example });
+    expect(created.status).toBe(201);
+    exercised.set('CreateWebhookEndpoint', 1);
+    const { endpoint, secret } = created.body as { secret: string; endpoint: { id: string; enabled: boolean } };
+    expect(secret).toMatch(/^whsec_/);
+    expect(await ok('GetWebhookEndpoint', { id: endpoint.id })).toEqual(endpoint);
+    expect((await ok<Page<{ id: string }>>('ListWebhookEndpoints', {}, { query: { first: '5' } })).nodes.map((e) => e.id)).toContain(endpoint.id);
+    expect(await ok('UpdateWebhookEndpoint', { id: endpoint.id }, { body: { enabled: false } })).toMatchObject({ enabled: false });
+    const rotated = await ok<{ secret: string; endpoint: { secrets: unknown[] } }>(
+      'RotateWebhookSecret',
+      { id: endpoint.id },
+      { query: { overlapSeconds: '60' } },
+    );
+    expect(rotated.secret).not.toBe(secret);
+    expect(rotated.endpoint.secrets).toHaveLength(2);
+    const delivery = await ok<{ id: string; status: string }>('SendWebhookTestEvent', { id: endpoint.id });
+    expect(delivery.status).toBe('PENDING');
+    expect(await ok('GetWebhookDelivery', { id: delivery.id })).toMatchObject({ id: delivery.id, eventType: 'WebhookTest' });
+    expect((await ok<{ deliveries: Page<{ id: string }> }>('ListWebhookDeliveries', { id: endpoint.id })).deliveries.nodes.map((d) => d.id)).toEqual([
+      delivery.id,
+    ]);
+    expect(await ok('RetryWebhookDelivery', { id: delivery.id })).toMatchObject({ status: 'PENDING' });
+    expect(await ok('ReplayWebhookEvents', { id: endpoint.id }, { body: { from: '2026-01-01T00:00:00.000Z', to: '2026-01-02T00:00:00.000Z' } })).toEqual({
+      queued: 0,
+    });
+
+    const inbound = await call(
+      'CreateInboundIntegration',
+      {},
+      { body: checker.operation('CreateInboundIntegration').operation.requestBody?.content['application/json']?.example },
+    );
+    expect(inbound.status).toBe(201);
+    exercised.set('CreateInboundIntegration', 1);
+    const { integration } = inbound.body as { integration: { id: string; hookPath: string } };
+    expect(integration.hookPath).toBe(`/v1/hooks/github/${integration.id}`);
+    expect((await ok<{ id: string }[]>('ListInboundIntegrations', {}, { query: { provider: 'GITHUB' } })).map((i) => i.id)).toContain(integration.id);
+
+    const trigger = await call('CreateTrigger', {}, { body: checker.operation('CreateTrigger').operation.requestBody?.content['application/json']?.example });
+    expect(trigger.status).toBe(201);
+    exercised.set('CreateTrigger', 1);
+    const { id: triggerId } = trigger.body as { id: string };
+    expect(trigger.headers.get('location')).toBe(`/v1/triggers/${triggerId}`);
+    expect(await ok('GetTrigger', { id: triggerId })).toMatchObject({ id: triggerId, action: 'SUBMIT_TASK' });
+    expect((await ok<Page<{ id: string }>>('ListTriggers')).nodes.map((t) => t.id)).toContain(triggerId);
+    expect(await ok('SetTriggerEnabled', { id: triggerId }, { body: { enabled: false } })).toMatchObject({ enabled: false });
+    expect((await ok<{ runs: Page<unknown> }>('ListTriggerRuns', { id: triggerId })).runs.totalCount).toBe(0);
+    expect(await ok('DeleteTrigger', { id: triggerId })).toBe(true);
+    expect(await ok('DeleteInboundIntegration', { id: integration.id })).toBe(true);
+    expect(await ok('DeleteWebhookEndpoint', { id: endpoint.id })).toBe(true);
   });
 
   it('exercised every operation of the document', () => {

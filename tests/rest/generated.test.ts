@@ -88,6 +88,9 @@ describe('Idempotency-Key in the document', () => {
   it('is declared on every route that creates something (201), with its 422, and on no other', () => {
     const creating = operations.filter((op) => '201' in op.responses);
     expect(creating.map((op) => op.operationId).sort()).toEqual([
+      'CreateInboundIntegration',
+      'CreateTrigger',
+      'CreateWebhookEndpoint',
       'CreateWorkflowDefinition',
       'RegisterAgent',
       'RegisterAgentFromCard',

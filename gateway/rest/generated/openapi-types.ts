@@ -201,6 +201,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/integrations/inbound": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List inbound integrations
+         * @description Newest first; of one provider when given.
+         *
+         *     Runs the GraphQL query `ListInboundIntegrations` (`Query.inboundIntegrations`).
+         */
+        get: operations["ListInboundIntegrations"];
+        put?: never;
+        /**
+         * Create an inbound integration
+         * @description The answer holds the secret to configure at the sender. With an `Idempotency-Key` header a repeat answers the integration created the first time.
+         *
+         *     Creates an inbound integration and its secret. Idempotent with an Idempotency-Key header.
+         *
+         *     Runs the GraphQL mutation `CreateInboundIntegration` (`Mutation.createInboundIntegration`).
+         */
+        post: operations["CreateInboundIntegration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/integrations/inbound/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete an inbound integration
+         * @description Runs the GraphQL mutation `DeleteInboundIntegration` (`Mutation.deleteInboundIntegration`).
+         */
+        delete: operations["DeleteInboundIntegration"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/memories": {
         parameters: {
             query?: never;
@@ -582,6 +632,311 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/triggers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List triggers
+         * @description Newest first.
+         *
+         *     Runs the GraphQL query `ListTriggers` (`Query.triggers`).
+         */
+        get: operations["ListTriggers"];
+        put?: never;
+        /**
+         * Create a trigger
+         * @description The filter and the action's "{{ expr }}" templates are JSONata, checked now. With an `Idempotency-Key` header a repeat answers the trigger created the first time.
+         *
+         *     Creates a trigger; its filter and templates are checked now. Idempotent with an Idempotency-Key header.
+         *
+         *     Runs the GraphQL mutation `CreateTrigger` (`Mutation.createTrigger`).
+         */
+        post: operations["CreateTrigger"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/triggers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a trigger
+         * @description Runs the GraphQL query `GetTrigger` (`Query.trigger`).
+         */
+        get: operations["GetTrigger"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a trigger
+         * @description Runs the GraphQL mutation `DeleteTrigger` (`Mutation.deleteTrigger`).
+         */
+        delete: operations["DeleteTrigger"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/triggers/{id}/enabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Enable or disable a trigger
+         * @description Runs the GraphQL mutation `SetTriggerEnabled` (`Mutation.setTriggerEnabled`).
+         */
+        put: operations["SetTriggerEnabled"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/triggers/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a trigger's runs
+         * @description Runs the GraphQL query `ListTriggerRuns` (`Query.trigger`).
+         */
+        get: operations["ListTriggerRuns"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/deliveries/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a delivery and its attempts
+         * @description Runs the GraphQL query `GetWebhookDelivery` (`Query.webhookDelivery`).
+         */
+        get: operations["GetWebhookDelivery"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/deliveries/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry a delivery now
+         * @description Queues a delivery again now (typically a DEAD one), with a fresh retry schedule.
+         *
+         *     Runs the GraphQL mutation `RetryWebhookDelivery` (`Mutation.retryWebhookDelivery`).
+         */
+        post: operations["RetryWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List webhook endpoints
+         * @description Newest first.
+         *
+         *     Runs the GraphQL query `ListWebhookEndpoints` (`Query.webhookEndpoints`).
+         */
+        get: operations["ListWebhookEndpoints"];
+        put?: never;
+        /**
+         * Create a webhook endpoint
+         * @description The answer holds the signing secret (`whsec_...`): the only time it is shown whole. With an `Idempotency-Key` header a repeat answers the endpoint created the first time.
+         *
+         *     Creates an endpoint and its first signing secret. Idempotent with an Idempotency-Key header.
+         *
+         *     Runs the GraphQL mutation `CreateWebhookEndpoint` (`Mutation.createWebhookEndpoint`).
+         */
+        post: operations["CreateWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a webhook endpoint
+         * @description Runs the GraphQL query `GetWebhookEndpoint` (`Query.webhookEndpoint`).
+         */
+        get: operations["GetWebhookEndpoint"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook endpoint
+         * @description Deletes the endpoint and its deliveries; false when there was none.
+         *
+         *     Runs the GraphQL mutation `DeleteWebhookEndpoint` (`Mutation.deleteWebhookEndpoint`).
+         */
+        delete: operations["DeleteWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a webhook endpoint
+         * @description Runs the GraphQL mutation `UpdateWebhookEndpoint` (`Mutation.updateWebhookEndpoint`).
+         */
+        patch: operations["UpdateWebhookEndpoint"];
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List an endpoint's deliveries
+         * @description Runs the GraphQL query `ListWebhookDeliveries` (`Query.webhookEndpoint`).
+         */
+        get: operations["ListWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replay a time range of events
+         * @description Queues again every event received in [from, to) that the endpoint asks for (its types and filter).
+         *
+         *     Runs the GraphQL mutation `ReplayWebhookEvents` (`Mutation.replayWebhookEvents`).
+         */
+        post: operations["ReplayWebhookEvents"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate an endpoint's signing secret
+         * @description A new signing secret; the current one keeps signing beside it for overlapSeconds (default 86,400,
+         *     0 to 604,800), so receivers can switch without a gap.
+         *
+         *     Runs the GraphQL mutation `RotateWebhookSecret` (`Mutation.rotateWebhookSecret`).
+         */
+        post: operations["RotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test event
+         * @description Queues a WebhookTest event to this endpoint only, whatever its event types (sent once it is enabled).
+         *
+         *     Runs the GraphQL mutation `SendWebhookTestEvent` (`Mutation.sendTestEvent`).
+         */
+        post: operations["SendWebhookTestEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/event-types": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the event catalog
+         * @description The event catalog: every event type endpoints and triggers can ask for.
+         *
+         *     Runs the GraphQL query `ListWebhookEventTypes` (`Query.integrationEventTypes`).
+         */
+        get: operations["ListWebhookEventTypes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/workflow-definitions": {
         parameters: {
             query?: never;
@@ -797,12 +1152,45 @@ export interface components {
          * @enum {string}
          */
         AgentStatus: "REGISTERED" | "ACTIVE" | "PAUSED" | "RETIRED";
+        CreateInboundIntegrationInput: {
+            provider: components["schemas"]["InboundProvider"];
+            name: string;
+        };
+        CreateTriggerInput: {
+            name: string;
+            eventType: string;
+            filter?: string | null;
+            action: components["schemas"]["TriggerActionInput"];
+            /** @default true */
+            enabled: boolean | null;
+        };
+        CreateWebhookEndpointInput: {
+            /** @description http or https; its address must not be private, loopback or link-local (unless the operator allows it). */
+            url: string;
+            description?: string | null;
+            /** @description 1 to 50 names from webhookEventTypes. */
+            eventTypes: string[];
+            /** @description JSONata, checked on save. */
+            filter?: string | null;
+            /** @default true */
+            enabled: boolean | null;
+            /**
+             * Format: int32
+             * @description 1 to 10,000.
+             */
+            rateLimitPerSecond?: number | null;
+        };
         CreateWorkflowDefinitionInput: {
             name: string;
             description?: string | null;
             /** @description 1 to 100 steps forming a DAG (no cycles, every dependsOn names a step). */
             steps: components["schemas"]["WorkflowStepInput"][];
         };
+        /**
+         * @description Where inbound events come from.
+         * @enum {string}
+         */
+        InboundProvider: "GITHUB" | "GITLAB" | "STANDARD_WEBHOOKS";
         LabelInput: {
             key: string;
             value: string;
@@ -1255,6 +1643,47 @@ export interface components {
          * @enum {string}
          */
         TaskState: "SUBMITTED" | "ASSIGNED" | "WORKING" | "INPUT_REQUIRED" | "COMPLETED" | "FAILED" | "CANCELED";
+        /** @description When an event of a type matches a filter, run an action; at most once per event. */
+        Trigger: {
+            id: string;
+            name: string;
+            eventType: string;
+            /** @description JSONata over the event; null matches every event of the type. */
+            filter: string | null;
+            action: components["schemas"]["TriggerActionKind"];
+            /** @description Any JSON value. */
+            actionConfig: unknown;
+            enabled: boolean;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
+        };
+        /**
+         * @description The action's settings, by kind (strings "{{ expr }}" in templates are JSONata over the event):
+         *     SUBMIT_TASK { title, description?, input?, requiredSkillTags?, priority? } (submitTask's input);
+         *     START_WORKFLOW_RUN { definitionId, input? };
+         *     SLACK_POST { webhookUrl, text, blocks? (Block Kit) };
+         *     DELIVER_TO_ENDPOINT { endpointId }.
+         */
+        TriggerActionInput: {
+            kind: components["schemas"]["TriggerActionKind"];
+            /** @description Any JSON value. */
+            config: unknown;
+        };
+        /**
+         * @description What a trigger does.
+         * @enum {string}
+         */
+        TriggerActionKind: "SUBMIT_TASK" | "START_WORKFLOW_RUN" | "SLACK_POST" | "DELIVER_TO_ENDPOINT";
+        /** @enum {string} */
+        TriggerRunStatus: "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED";
         /** @description Fields to change; omitted fields stay as they are. */
         UpdateAgentInput: {
             name?: string | null;
@@ -1285,11 +1714,126 @@ export interface components {
              */
             expiresAt?: string | null;
         };
+        UpdateWebhookEndpointInput: {
+            url?: string | null;
+            /** @description Null clears it. */
+            description?: string | null;
+            eventTypes?: string[] | null;
+            /** @description Null clears it. */
+            filter?: string | null;
+            /** @description Enabling clears disabledReason. */
+            enabled?: boolean | null;
+            /**
+             * Format: int32
+             * @description Null removes the limit.
+             */
+            rateLimitPerSecond?: number | null;
+        };
         /**
          * @description How two vectors are compared.
          * @enum {string}
          */
         VectorMetric: "COSINE" | "DOT" | "EUCLIDEAN";
+        /** @description One event to one endpoint, tried until it succeeds or the schedule runs out. */
+        WebhookDelivery: {
+            id: string;
+            endpointId: string;
+            /** @description The message id (webhook-id header): the event's id, the same on every attempt and replay. */
+            messageId: string;
+            eventType: string;
+            status: components["schemas"]["WebhookDeliveryStatus"];
+            /** @description The body sent: { type, timestamp, data }. */
+            payload: unknown;
+            /** Format: int32 */
+            attemptCount: number;
+            /**
+             * Format: date-time
+             * @description When it is tried next (PENDING only).
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            nextAttemptAt: string | null;
+            attempts: {
+                /**
+                 * Format: int32
+                 * @description 1, 2, 3…
+                 */
+                attempt: number;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-25T19:45:00.000Z
+                 */
+                at: string;
+                /**
+                 * Format: int32
+                 * @description The HTTP status, or null when no answer came (refused, timeout, blocked address).
+                 */
+                statusCode: number | null;
+                /** Format: int32 */
+                latencyMs: number;
+                /** @description Why it failed, when it did. */
+                error: string | null;
+                /** @description The first bytes of the answer (at most 1 KiB). */
+                responseExcerpt: string | null;
+            }[];
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
+        };
+        /**
+         * @description Where a delivery stands.
+         * @enum {string}
+         */
+        WebhookDeliveryStatus: "PENDING" | "SUCCEEDED" | "DEAD";
+        /** @description A URL that receives the platform's events, signed per Standard Webhooks. */
+        WebhookEndpoint: {
+            id: string;
+            url: string;
+            description: string | null;
+            /** @description Event types it receives (names from webhookEventTypes). */
+            eventTypes: string[];
+            /** @description A JSONata expression over the event ({ type, tenantId, subjectId, occurredAt, data }): delivered only when truthy. */
+            filter: string | null;
+            enabled: boolean;
+            /** @description Why it was disabled by the platform (failing too long), or null. */
+            disabledReason: string | null;
+            /**
+             * Format: int32
+             * @description At most this many deliveries per second to it (null: no limit).
+             */
+            rateLimitPerSecond: number | null;
+            secrets: {
+                /** @description The first characters (whsec_…), to tell secrets apart. */
+                prefix: string;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-25T19:45:00.000Z
+                 */
+                createdAt: string;
+                /**
+                 * Format: date-time
+                 * @description Null for the current secret; when an older one stops signing (the rotation's overlap).
+                 * @example 2026-11-25T19:45:00.000Z
+                 */
+                expiresAt: string | null;
+            }[];
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
+        };
         /** @description A named, versioned DAG of steps. Creating one with an existing name makes the next version. */
         WorkflowDefinition: {
             id: string;
@@ -1397,7 +1941,7 @@ export interface components {
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
-            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. */
+            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. `/problems/webhook-signature-invalid` (401, `WEBHOOK_SIGNATURE_INVALID`): an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret. `/problems/webhook-replayed` (409, `WEBHOOK_REPLAYED`): an inbound webhook with this delivery id was already received; it is not processed again. */
             type: string;
             /** @description The HTTP status' reason phrase. */
             title: string;
@@ -1882,6 +2426,122 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListInboundIntegrations: {
+        parameters: {
+            query?: {
+                provider?: components["schemas"]["InboundProvider"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A source of inbound events: its hook URL and the secret the sender signs with. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        provider: components["schemas"]["InboundProvider"];
+                        name: string;
+                        /** @description The path on the gateway the sender posts to. */
+                        hookPath: string;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        createdAt: string;
+                    }[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    CreateInboundIntegration: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "provider": "GITHUB",
+                 *       "name": "acme/widgets"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateInboundIntegrationInput"];
+            };
+        };
+        responses: {
+            /** @description Created. The InboundIntegrationWithSecret. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The secret to configure at the sender (GitHub's webhook secret, GitLab's secret token, a whsec_ key). */
+                        secret: string;
+                        integration: {
+                            id: string;
+                            provider: components["schemas"]["InboundProvider"];
+                            name: string;
+                            /** @description The path on the gateway the sender posts to. */
+                            hookPath: string;
+                            /**
+                             * Format: date-time
+                             * @example 2026-11-25T19:45:00.000Z
+                             */
+                            createdAt: string;
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    DeleteInboundIntegration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
@@ -2708,6 +3368,646 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListTriggers: {
+        parameters: {
+            query?: {
+                first?: number;
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The TriggerConnection. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: int32 */
+                        totalCount: number;
+                        nodes: components["schemas"]["Trigger"][];
+                        pageInfo: {
+                            hasNextPage: boolean;
+                            endCursor: string | null;
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    CreateTrigger: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Build on push",
+                 *       "eventType": "GitHubWebhookReceived",
+                 *       "filter": "data.event = \"push\"",
+                 *       "action": {
+                 *         "kind": "SUBMIT_TASK",
+                 *         "config": {
+                 *           "title": "Build {{ data.body.repository.full_name }}"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateTriggerInput"];
+            };
+        };
+        responses: {
+            /** @description Created. When an event of a type matches a filter, run an action; at most once per event. */
+            201: {
+                headers: {
+                    /** @description Where the created Trigger is read: /v1/triggers/{id}. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Trigger"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetTrigger: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description When an event of a type matches a filter, run an action; at most once per event. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Trigger"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    DeleteTrigger: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SetTriggerEnabled: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": false
+                 *     }
+                 */
+                "application/json": {
+                    enabled: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description When an event of a type matches a filter, run an action; at most once per event. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Trigger"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListTriggerRuns: {
+        parameters: {
+            query?: {
+                first?: number;
+                after?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description When an event of a type matches a filter, run an action; at most once per event. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Its runs, newest first. */
+                        runs: {
+                            /** Format: int32 */
+                            totalCount: number;
+                            nodes: {
+                                id: string;
+                                triggerId: string;
+                                eventId: string;
+                                eventType: string;
+                                status: components["schemas"]["TriggerRunStatus"];
+                                /** @description What the action made (e.g. { taskId }). */
+                                result: unknown;
+                                error: string | null;
+                                /**
+                                 * Format: date-time
+                                 * @example 2026-11-25T19:45:00.000Z
+                                 */
+                                createdAt: string;
+                                /**
+                                 * Format: date-time
+                                 * @example 2026-11-25T19:45:00.000Z
+                                 */
+                                updatedAt: string;
+                            }[];
+                            pageInfo: {
+                                hasNextPage: boolean;
+                                endCursor: string | null;
+                            };
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One event to one endpoint, tried until it succeeds or the schedule runs out. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    RetryWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One event to one endpoint, tried until it succeeds or the schedule runs out. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListWebhookEndpoints: {
+        parameters: {
+            query?: {
+                first?: number;
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The WebhookEndpointConnection. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: int32 */
+                        totalCount: number;
+                        nodes: components["schemas"]["WebhookEndpoint"][];
+                        pageInfo: {
+                            hasNextPage: boolean;
+                            endCursor: string | null;
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    CreateWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://hooks.example.com/platform",
+                 *       "eventTypes": [
+                 *         "TaskStateChanged"
+                 *       ],
+                 *       "filter": "data.to = \"FAILED\"",
+                 *       "rateLimitPerSecond": 50
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateWebhookEndpointInput"];
+            };
+        };
+        responses: {
+            /** @description Created. An endpoint with its signing secret: the only time the whole secret is shown. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description whsec_ followed by base64: give it to the receiver's Standard Webhooks library. */
+                        secret: string;
+                        endpoint: components["schemas"]["WebhookEndpoint"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A URL that receives the platform's events, signed per Standard Webhooks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    DeleteWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    UpdateWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": true
+                 *     }
+                 */
+                "application/json": components["schemas"]["UpdateWebhookEndpointInput"];
+            };
+        };
+        responses: {
+            /** @description A URL that receives the platform's events, signed per Standard Webhooks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListWebhookDeliveries: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["WebhookDeliveryStatus"];
+                first?: number;
+                after?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A URL that receives the platform's events, signed per Standard Webhooks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Its deliveries, newest first. */
+                        deliveries: {
+                            /** Format: int32 */
+                            totalCount: number;
+                            nodes: components["schemas"]["WebhookDelivery"][];
+                            pageInfo: {
+                                hasNextPage: boolean;
+                                endCursor: string | null;
+                            };
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ReplayWebhookEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "from": "2026-11-25T00:00:00.000Z",
+                 *       "to": "2026-11-26T00:00:00.000Z"
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-25T19:45:00.000Z
+                     */
+                    from: string;
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-25T19:45:00.000Z
+                     */
+                    to: string;
+                };
+            };
+        };
+        responses: {
+            /** @description What a replay queued. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: int32
+                         * @description Deliveries queued again (or for the first time) for the events of the range.
+                         */
+                        queued: number;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    RotateWebhookSecret: {
+        parameters: {
+            query?: {
+                overlapSeconds?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An endpoint with its signing secret: the only time the whole secret is shown. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description whsec_ followed by base64: give it to the receiver's Standard Webhooks library. */
+                        secret: string;
+                        endpoint: components["schemas"]["WebhookEndpoint"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SendWebhookTestEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One event to one endpoint, tried until it succeeds or the schedule runs out. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListWebhookEventTypes: {
+        parameters: {
+            query?: {
+                /** @description Only the events of this subgraph (agents, orchestration, memory, integrations). */
+                source?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One entry of the event catalog: a platform event an endpoint or a trigger can ask for. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description e.g. TaskStateChanged. */
+                        name: string;
+                        /** @description The subgraph that publishes it (agents, orchestration, governance, memory, integrations). */
+                        source: string;
+                        description: string;
+                    }[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
