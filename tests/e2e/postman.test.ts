@@ -10,7 +10,7 @@ import newman, { type NewmanRunSummary } from 'newman';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COLLECTION_FILE, ENVIRONMENT_FILE } from '../../scripts/postman.ts';
 import { userToken } from '../support/auth.ts';
-import { manageProcesses, REPO_ROOT, startPlatform, type Platform } from '../support/processes.ts';
+import { manageProcesses, REPO_ROOT, startPlatform, supergraphSubgraphs, type Platform } from '../support/processes.ts';
 
 manageProcesses();
 
@@ -19,7 +19,8 @@ let platform: Platform;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-postman-'));
-  platform = await startPlatform({ dataDir });
+  // Every subgraph: the collection has a request for every route.
+  platform = await startPlatform({ dataDir, with: supergraphSubgraphs });
 });
 
 afterAll(async () => {
