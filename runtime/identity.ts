@@ -15,7 +15,9 @@ export const IDENTITY_HEADER = 'x-gateway-identity';
 /**
  * The scopes the platform's operations ask for (@requiresScopes); `admin` manages the tenant;
  * `tasks:delegate` lets a caller that is not an agent act on a task on behalf of a named agent;
- * `memory:shared` lets a caller write the tenant's shared/... memory namespaces.
+ * `memory:shared` lets a caller write the tenant's shared/... memory namespaces;
+ * `discovery:read` matches agents and reads the service registry, peers and private cards,
+ * `discovery:write` changes agents' discovery settings, services and peers.
  */
 export const PLATFORM_SCOPES = [
   'admin',
@@ -27,6 +29,8 @@ export const PLATFORM_SCOPES = [
   'memory:read',
   'memory:write',
   'memory:shared',
+  'discovery:read',
+  'discovery:write',
 ] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 
