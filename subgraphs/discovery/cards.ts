@@ -97,7 +97,8 @@ export async function verifyCard(card: unknown, jwks: { keys: JWK[] } | null): P
   const { signatures, ...unsigned } = card as Record<string, unknown>;
   if (!Array.isArray(signatures) || signatures.length === 0) return { signed: false, verified: false, keyId: null, error: null };
   if (!jwks || jwks.keys.length === 0) return { signed: true, verified: false, keyId: null, error: 'no keys to verify with' };
-  const payload = new TextEncoder().encode(canonicalJson(unsigned));
+  // Detached: the payload is the card itself, base64url-encoded as JWS signing input.
+  const payload = Buffer.from(canonicalJson(unsigned)).toString('base64url');
   const keys = createLocalJWKSet(jwks);
   let error = 'no signature verified';
   for (const s of signatures as { protected?: unknown; signature?: unknown; header?: unknown }[]) {
