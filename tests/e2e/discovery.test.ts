@@ -52,7 +52,12 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function rest(method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; type: string | null; body: Record<string, unknown> }> {
+async function rest(
+  method: string,
+  path: string,
+  body?: unknown,
+  auth = true,
+): Promise<{ status: number; type: string | null; body: Record<string, unknown> }> {
   const res = await fetch(`${base}${path}`, {
     method,
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(auth ? await withDefaultAuth() : {}) },
