@@ -279,7 +279,7 @@ export class DiscoveryStore {
     const encoded = encodeProfile(p);
     const current = await db
       .selectFrom('agent_profiles')
-      .select(['profile', 'status', 'revision'])
+      .select(['profile', 'status', 'revision', 'last_heartbeat_at'])
       .where('tenant_id', '=', p.tenantId)
       .where('agent_id', '=', p.agentId)
       .executeTakeFirst();
@@ -308,12 +308,18 @@ export class DiscoveryStore {
       return;
     }
     const changed = current.profile !== encoded || current.status !== p.status;
+    // A heartbeat event may have arrived after the agents subgraph answered: the later time wins.
+    const beat =
+      [current.last_heartbeat_at, p.lastHeartbeatAt]
+        .filter((x): x is string => x !== null)
+        .sort()
+        .pop() ?? null;
     await db
       .updateTable('agent_profiles')
       .set({
         profile: encoded,
         status: p.status,
-        last_heartbeat_at: p.lastHeartbeatAt,
+        last_heartbeat_at: beat,
         synced_at: p.syncedAt,
         ...(changed ? { revision: Number(current.revision) + 1 } : {}),
       })
