@@ -4,7 +4,6 @@
 import {
   documentOf,
   HEALTH_RANK,
-  healthOf,
   skillKeysOf,
   terms,
   type AgentProfile,
@@ -38,6 +37,9 @@ export interface MatchIndex {
   /** In how many agents each term occurs. */
   df: Map<string, number>;
   averageLength: number;
+  /** Positions in `agents` by skill key and by term: a need looks only at agents sharing one. */
+  bySkill: Map<string, number[]>;
+  byTerm: Map<string, number[]>;
 }
 
 export function indexEntry(
@@ -60,12 +62,39 @@ export function indexEntry(
 
 export function buildIndex(agents: IndexedAgent[]): MatchIndex {
   const df = new Map<string, number>();
+  const bySkill = new Map<string, number[]>();
+  const byTerm = new Map<string, number[]>();
+  const post = (m: Map<string, number[]>, key: string, i: number) => {
+    const list = m.get(key);
+    if (list) list.push(i);
+    else m.set(key, [i]);
+  };
   let total = 0;
-  for (const a of agents) {
+  agents.forEach((a, i) => {
     total += a.length;
-    for (const t of a.tf.keys()) df.set(t, (df.get(t) ?? 0) + 1);
+    for (const t of a.tf.keys()) {
+      df.set(t, (df.get(t) ?? 0) + 1);
+      post(byTerm, t, i);
+    }
+    for (const k of a.skillKeys) post(bySkill, k, i);
+  });
+  return { agents, df, averageLength: agents.length === 0 ? 1 : Math.max(1, total / agents.length), bySkill, byTerm };
+}
+
+/** The positions of the agents that can match: those having a needed skill, else (text only) a query term. */
+function candidates(index: MatchIndex, need: Need, queryTerms: string[]): number[] {
+  const lists = need.skills.length > 0 ? need.skills.map((s) => index.bySkill.get(s)) : queryTerms.map((t) => index.byTerm.get(t));
+  const seen = new Uint8Array(index.agents.length);
+  const out: number[] = [];
+  for (const list of lists) {
+    if (!list) continue;
+    for (const i of list) {
+      if (seen[i]) continue;
+      seen[i] = 1;
+      out.push(i);
+    }
   }
-  return { agents, df, averageLength: agents.length === 0 ? 1 : Math.max(1, total / agents.length) };
+  return out;
 }
 
 export function localEntry(p: AgentProfile): IndexedAgent {
@@ -78,6 +107,8 @@ export function localEntry(p: AgentProfile): IndexedAgent {
 /** What changes between index rebuilds: liveness and load, by agent id. */
 export interface LiveState {
   lastHeartbeatAt: string | null;
+  /** The same instant in milliseconds (parsed once, not per match). */
+  lastHeartbeatMs?: number | null;
   activeTasks: number;
   completed: number;
   failed: number;
@@ -99,6 +130,15 @@ export interface ScoredMatch {
 
 const round = (x: number) => Math.round(x * 10_000) / 10_000;
 
+/** healthOf, from milliseconds. */
+function healthAt(lastMs: number | null, intervalSeconds: number, now: number): Health {
+  if (lastMs === null || Number.isNaN(lastMs)) return 'OFFLINE';
+  const elapsed = now - lastMs;
+  if (elapsed <= 2 * intervalSeconds * 1000) return 'HEALTHY';
+  if (elapsed <= 5 * intervalSeconds * 1000) return 'STALE';
+  return 'OFFLINE';
+}
+
 /**
  * Ranks the index's agents for the need, best first (ties by name, then id). Only ACTIVE local
  * agents are candidates; an agent covering none of the needed skills (or not all, with
@@ -115,7 +155,8 @@ export function rank(index: MatchIndex, need: Need, live: (id: string) => LiveSt
   const idfSum = idf.reduce((a, b) => a + b, 0);
   const w = need.weights;
   const out: ScoredMatch[] = [];
-  for (const a of index.agents) {
+  for (const position of candidates(index, need, queryTerms)) {
+    const a = index.agents[position] as IndexedAgent;
     if (a.origin === 'LOCAL' && a.status !== 'ACTIVE') continue;
     if (a.origin === 'REMOTE' && !need.includeRemote) continue;
     let labelsOk = true;
@@ -149,7 +190,8 @@ export function rank(index: MatchIndex, need: Need, live: (id: string) => LiveSt
     let successPart = 0.5;
     if (a.origin === 'LOCAL') {
       const state = live(a.id);
-      health = healthOf(state?.lastHeartbeatAt ?? null, a.heartbeatIntervalSeconds, now);
+      const beat = state?.lastHeartbeatMs ?? (state?.lastHeartbeatAt ? Date.parse(state.lastHeartbeatAt) : null);
+      health = healthAt(beat, a.heartbeatIntervalSeconds, now);
       if (need.minHealth !== null && HEALTH_RANK[health] < HEALTH_RANK[need.minHealth]) continue;
       activeTasks = state?.activeTasks ?? 0;
       if (need.maxActiveTasks !== null && activeTasks > need.maxActiveTasks) continue;
@@ -162,6 +204,7 @@ export function rank(index: MatchIndex, need: Need, live: (id: string) => LiveSt
     }
     const parts = { skills: round(skills), text: round(textScore), health: healthPart, load: round(loadPart), success: round(successPart) };
     const score = round(w.skills * skills + w.text * textScore + w.health * healthPart + w.load * loadPart + w.success * successPart);
+    // The explanation is written only for the matches returned (most candidates never are).
     out.push({
       origin: a.origin,
       agentId: a.id,
@@ -173,12 +216,16 @@ export function rank(index: MatchIndex, need: Need, live: (id: string) => LiveSt
       matchedSkills,
       health,
       activeTasks,
-      explanation: (Object.keys(parts) as (keyof typeof parts)[])
-        .map((k) => `${round(w[k])}×${k} ${parts[k]}`)
-        .join(' + ')
-        .concat(` = ${score}`),
+      explanation: '',
     });
   }
   out.sort((x, y) => y.score - x.score || (x.name < y.name ? -1 : x.name > y.name ? 1 : x.agentId < y.agentId ? -1 : 1));
-  return out.slice(0, need.limit);
+  const top = out.slice(0, need.limit);
+  for (const m of top) {
+    m.explanation = (Object.keys(m.parts) as (keyof ScoredMatch['parts'])[])
+      .map((k) => `${round(w[k])}×${k} ${m.parts[k]}`)
+      .join(' + ')
+      .concat(` = ${m.score}`);
+  }
+  return top;
 }

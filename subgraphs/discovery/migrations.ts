@@ -19,9 +19,15 @@ export const migrations: Record<string, Migration> = {
         .addColumn('synced_at', 'text', (c) => c.notNull())
         // Bumped by every profile change (not by heartbeats): the matching index is rebuilt when it moves.
         .addColumn('revision', 'integer', (c) => c.notNull())
+        // When the profile last changed (not by heartbeats), and when the heartbeat was last recorded
+        // here: what a match's background refresh reads since its last look.
+        .addColumn('changed_at', 'text', (c) => c.notNull())
+        .addColumn('beat_recorded_at', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('agent_profiles_pk', ['tenant_id', 'agent_id'])
         .execute();
       await db.schema.createIndex('agent_profiles_agent_idx').on('agent_profiles').column('agent_id').execute();
+      await db.schema.createIndex('agent_profiles_changed_idx').on('agent_profiles').columns(['tenant_id', 'changed_at']).execute();
+      await db.schema.createIndex('agent_profiles_beat_idx').on('agent_profiles').columns(['tenant_id', 'beat_recorded_at']).execute();
 
       // Discovery's own data of an agent.
       await db.schema
@@ -46,8 +52,11 @@ export const migrations: Record<string, Migration> = {
         .addColumn('agent_id', 'text')
         .addColumn('state', 'text', (c) => c.notNull())
         .addColumn('updated_at', 'text', (c) => c.notNull())
+        // When this row was last written here (not the event's time, which may arrive out of order).
+        .addColumn('recorded_at', 'text', (c) => c.notNull())
         .addPrimaryKeyConstraint('agent_tasks_pk', ['tenant_id', 'task_id'])
         .execute();
+      await db.schema.createIndex('agent_tasks_recorded_idx').on('agent_tasks').columns(['tenant_id', 'recorded_at']).execute();
       await db.schema.createIndex('agent_tasks_agent_idx').on('agent_tasks').columns(['tenant_id', 'agent_id', 'state']).execute();
 
       await db.schema

@@ -194,8 +194,7 @@ export const resolvers: Resolvers = {
     },
     matchAgents: async (_parent, { need }, ctx) => {
       const n = normaliseNeed(need);
-      const index = await reading(ctx).store.matchIndex(ctx.tenantId);
-      const live = await ctx.store.liveState(ctx.tenantId);
+      const { index, live } = await reading(ctx).store.matchState(ctx.tenantId);
       return rank(index, n, (id) => live.get(id), ctx.store.now());
     },
     service: (_parent, { id }, ctx) => reading(ctx).store.service(ctx.tenantId, parseId(id, 'id')),

@@ -45,6 +45,8 @@ interface AgentProfilesTable {
   last_heartbeat_at: string | null;
   synced_at: string;
   revision: number;
+  changed_at: string;
+  beat_recorded_at: string;
 }
 
 interface AgentListingsTable {
@@ -63,6 +65,7 @@ interface AgentTasksTable {
   agent_id: string | null;
   state: string;
   updated_at: string;
+  recorded_at: string;
 }
 
 interface ServicesTable {
@@ -243,19 +246,18 @@ export interface CatalogEntry {
 
 type Db = Kysely<DiscoveryDB> | Transaction<DiscoveryDB>;
 
-interface CachedIndex {
+interface MatchState {
   stamp: string;
   index: MatchIndex;
-}
-
-interface CachedLive {
-  at: number;
-  state: Map<string, LiveState>;
+  live: Map<string, LiveState>;
+  checkedAt: number;
+  refreshing?: Promise<void> | undefined;
+  /** Set by a write through this store: the next match waits for a fresh state. */
+  stale?: boolean;
 }
 
 export class DiscoveryStore {
-  private readonly indexes = new Map<string, CachedIndex>();
-  private readonly live = new Map<string, CachedLive>();
+  private readonly matching = new Map<string, MatchState>();
 
   constructor(
     private readonly database: Database<DiscoveryDB>,
@@ -263,7 +265,7 @@ export class DiscoveryStore {
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
     private readonly idempotency: Idempotency = new Idempotency({ ttlSeconds: 86_400 }),
-    /** How long the liveness and load of a tenant's agents are reused between matches. */
+    /** How long a tenant's match state (index, liveness, load) is used before it is checked again (0: every match). */
     private readonly liveCacheMs = 1000,
   ) {}
 
@@ -283,7 +285,9 @@ export class DiscoveryStore {
       .where('tenant_id', '=', p.tenantId)
       .where('agent_id', '=', p.agentId)
       .executeTakeFirst();
+    const now = nowIso(this.clock);
     if (!current) {
+      this.invalidate(p.tenantId);
       await db
         .insertInto('agent_profiles')
         .values({
@@ -294,6 +298,8 @@ export class DiscoveryStore {
           last_heartbeat_at: p.lastHeartbeatAt,
           synced_at: p.syncedAt,
           revision: 1,
+          changed_at: now,
+          beat_recorded_at: now,
         })
         .onConflict((oc) =>
           oc.columns(['tenant_id', 'agent_id']).doUpdateSet({
@@ -302,12 +308,15 @@ export class DiscoveryStore {
             last_heartbeat_at: p.lastHeartbeatAt,
             synced_at: p.syncedAt,
             revision: sql`agent_profiles.revision + 1`,
+            changed_at: now,
+            beat_recorded_at: now,
           }),
         )
         .execute();
       return;
     }
     const changed = current.profile !== encoded || current.status !== p.status;
+    if (changed) this.invalidate(p.tenantId);
     // A heartbeat event may have arrived after the agents subgraph answered: the later time wins.
     const beat =
       [current.last_heartbeat_at, p.lastHeartbeatAt]
@@ -321,7 +330,8 @@ export class DiscoveryStore {
         status: p.status,
         last_heartbeat_at: beat,
         synced_at: p.syncedAt,
-        ...(changed ? { revision: Number(current.revision) + 1 } : {}),
+        ...(changed ? { revision: Number(current.revision) + 1, changed_at: now } : {}),
+        ...(beat !== current.last_heartbeat_at ? { beat_recorded_at: now } : {}),
       })
       .where('tenant_id', '=', p.tenantId)
       .where('agent_id', '=', p.agentId)
@@ -332,7 +342,7 @@ export class DiscoveryStore {
   async recordHeartbeat(tenantId: string, agentId: string, at: string): Promise<void> {
     await this.database.db
       .updateTable('agent_profiles')
-      .set({ last_heartbeat_at: at })
+      .set({ last_heartbeat_at: at, beat_recorded_at: nowIso(this.clock) })
       .where('tenant_id', '=', tenantId)
       .where('agent_id', '=', agentId)
       .where((eb) => eb.or([eb('last_heartbeat_at', 'is', null), eb('last_heartbeat_at', '<', at)]))
@@ -481,12 +491,12 @@ export class DiscoveryStore {
   async recordTaskState(tenantId: string, taskId: string, agentId: string | null, state: string, at: string): Promise<void> {
     await this.database.db
       .insertInto('agent_tasks')
-      .values({ tenant_id: tenantId, task_id: taskId, agent_id: agentId, state, updated_at: at })
+      .values({ tenant_id: tenantId, task_id: taskId, agent_id: agentId, state, updated_at: at, recorded_at: nowIso(this.clock) })
       .onConflict((oc) =>
         // An agent once set is kept when a later event names none (a task released back to SUBMITTED keeps its last holder's history).
         oc
           .columns(['tenant_id', 'task_id'])
-          .doUpdateSet({ agent_id: sql`coalesce(excluded.agent_id, agent_tasks.agent_id)`, state, updated_at: at })
+          .doUpdateSet({ agent_id: sql`coalesce(excluded.agent_id, agent_tasks.agent_id)`, state, updated_at: at, recorded_at: nowIso(this.clock) })
           .where('agent_tasks.updated_at', '<=', at),
       )
       .execute();
@@ -494,12 +504,48 @@ export class DiscoveryStore {
 
   // --- Matching ---------------------------------------------------------------------------------
 
-  /** The tenant's match index (local agents and the remote catalog), rebuilt only when either changed. */
-  async matchIndex(tenantId: string): Promise<MatchIndex> {
+  /**
+   * The tenant's match index (local agents and the remote catalog) and the liveness and load of
+   * its agents. The index is rebuilt only when a profile or the remote catalog changed; both are
+   * checked again at most every liveCacheMs, in the background (a match never waits for that),
+   * and at once after a write through this store.
+   */
+  async matchState(tenantId: string): Promise<{ index: MatchIndex; live: Map<string, LiveState> }> {
+    const cached = this.matching.get(tenantId);
+    if (!cached || cached.stale || this.liveCacheMs === 0) {
+      const fresh = await this.loadMatchState(tenantId, cached);
+      this.matching.set(tenantId, fresh);
+      return fresh;
+    }
+    if (this.clock() - cached.checkedAt >= this.liveCacheMs && !cached.refreshing) {
+      cached.refreshing = this.loadMatchState(tenantId, cached).then(
+        (fresh) => {
+          if (this.matching.get(tenantId) === cached) this.matching.set(tenantId, fresh);
+        },
+        (err: unknown) => {
+          cached.refreshing = undefined;
+          this.logger.warn({ err, tenantId }, 'refreshing the match index failed; matches use the previous one');
+        },
+      );
+    }
+    return cached;
+  }
+
+  /**
+   * After a change written through this store: the next match of the tenant waits for a rebuilt
+   * index (other replicas see the change by the stamp, within liveCacheMs).
+   */
+  private invalidate(tenantId: string): void {
+    const cached = this.matching.get(tenantId);
+    if (cached) cached.stale = true;
+  }
+
+  private async loadMatchState(tenantId: string, previous: MatchState | undefined): Promise<MatchState> {
     const db = this.database.db;
+    const checkedAt = this.clock();
     const stampRow = await db
       .selectFrom('agent_profiles')
-      .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('revision').as('r')])
+      .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('changed_at').as('r')])
       .where('tenant_id', '=', tenantId)
       .executeTakeFirstOrThrow();
     const remoteStamp = await db
@@ -508,9 +554,14 @@ export class DiscoveryStore {
       .where('tenant_id', '=', tenantId)
       .executeTakeFirstOrThrow();
     const stamp = `${stampRow.n}:${stampRow.r}:${remoteStamp.n}:${remoteStamp.at}`;
-    const cached = this.indexes.get(tenantId);
-    if (cached && cached.stamp === stamp) return cached.index;
-    const rows = await db.selectFrom('agent_profiles').selectAll().where('tenant_id', '=', tenantId).execute();
+    // The write that invalidated may have landed after the stamp was read: a later check sees it.
+    const index = previous && !previous.stale && previous.stamp === stamp ? previous.index : await this.buildMatchIndex(tenantId);
+    const live = previous ? await this.liveChanges(tenantId, previous.live, previous.checkedAt - LIVE_OVERLAP_MS) : await this.liveState(tenantId);
+    return { stamp, index, live, checkedAt };
+  }
+
+  private async buildMatchIndex(tenantId: string): Promise<MatchIndex> {
+    const rows = await this.database.db.selectFrom('agent_profiles').selectAll().where('tenant_id', '=', tenantId).execute();
     const entries = rows.map((r) => localEntry(decodeProfile(r)));
     const remote = await this.remoteAgents(tenantId, null, 10_000);
     for (const r of remote) {
@@ -521,16 +572,58 @@ export class DiscoveryStore {
         ),
       );
     }
-    const index = buildIndex(entries);
-    this.indexes.set(tenantId, { stamp, index });
-    return index;
+    return buildIndex(entries);
   }
 
-  /** Heartbeats and task counts of the tenant's agents, at most liveCacheMs old. */
+  /**
+   * The live state updated with what was recorded since `since`: heartbeats read again, and the
+   * task counts of the agents whose tasks changed counted again (a copy: matches running meanwhile
+   * keep reading the previous one).
+   */
+  private async liveChanges(tenantId: string, previous: Map<string, LiveState>, since: number): Promise<Map<string, LiveState>> {
+    const db = this.database.db;
+    const after = nowIso(() => since);
+    const beats = await db
+      .selectFrom('agent_profiles')
+      .select(['agent_id', 'last_heartbeat_at'])
+      .where('tenant_id', '=', tenantId)
+      .where('beat_recorded_at', '>=', after)
+      .execute();
+    const touched = await db
+      .selectFrom('agent_tasks')
+      .select('agent_id')
+      .distinct()
+      .where('tenant_id', '=', tenantId)
+      .where('recorded_at', '>=', after)
+      .where('agent_id', 'is not', null)
+      .execute();
+    if (beats.length === 0 && touched.length === 0) return previous;
+    const state = new Map(previous);
+    const entry = (id: string) => {
+      const found = state.get(id);
+      const copy = found ? { ...found } : { lastHeartbeatAt: null, activeTasks: 0, completed: 0, failed: 0 };
+      state.set(id, copy);
+      return copy;
+    };
+    for (const b of beats) Object.assign(entry(b.agent_id), { lastHeartbeatAt: b.last_heartbeat_at, lastHeartbeatMs: msOf(b.last_heartbeat_at) });
+    const ids = touched.map((t) => t.agent_id as string);
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      for (const id of chunk) Object.assign(entry(id), { activeTasks: 0, completed: 0, failed: 0 });
+      const counts = await db
+        .selectFrom('agent_tasks')
+        .select((eb) => ['agent_id', 'state', eb.fn.countAll<number>().as('n')])
+        .where('tenant_id', '=', tenantId)
+        .where('agent_id', 'in', chunk)
+        .groupBy(['agent_id', 'state'])
+        .execute();
+      for (const c of counts) addCount(entry(c.agent_id as string), c.state, Number(c.n));
+    }
+    return state;
+  }
+
+  /** Heartbeats and task counts of the tenant's agents, now. */
   async liveState(tenantId: string): Promise<Map<string, LiveState>> {
-    const cached = this.live.get(tenantId);
-    const now = this.clock();
-    if (cached && now - cached.at < this.liveCacheMs) return cached.state;
     const db = this.database.db;
     const beats = await db.selectFrom('agent_profiles').select(['agent_id', 'last_heartbeat_at']).where('tenant_id', '=', tenantId).execute();
     const counts = await db
@@ -541,16 +634,12 @@ export class DiscoveryStore {
       .groupBy(['agent_id', 'state'])
       .execute();
     const state = new Map<string, LiveState>();
-    for (const b of beats) state.set(b.agent_id, { lastHeartbeatAt: b.last_heartbeat_at, activeTasks: 0, completed: 0, failed: 0 });
+    for (const b of beats)
+      state.set(b.agent_id, { lastHeartbeatAt: b.last_heartbeat_at, lastHeartbeatMs: msOf(b.last_heartbeat_at), activeTasks: 0, completed: 0, failed: 0 });
     for (const c of counts) {
       const s = state.get(c.agent_id as string);
-      if (!s) continue;
-      const n = Number(c.n);
-      if (ACTIVE_TASK_STATES.includes(c.state)) s.activeTasks += n;
-      else if (c.state === 'COMPLETED') s.completed += n;
-      else if (c.state === 'FAILED') s.failed += n;
+      if (s) addCount(s, c.state, Number(c.n));
     }
-    this.live.set(tenantId, { at: now, state });
     return state;
   }
 
@@ -768,6 +857,7 @@ export class DiscoveryStore {
   }
 
   async removePeer(tenantId: string, id: string): Promise<boolean> {
+    this.invalidate(tenantId);
     return inTransaction(this.database, this.bus, this.logger, async (trx) => {
       await trx.deleteFrom('remote_agents').where('tenant_id', '=', tenantId).where('peer_id', '=', id).execute();
       const result = await trx.deleteFrom('peers').where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
@@ -788,6 +878,7 @@ export class DiscoveryStore {
 
   /** A pull succeeded: the remote catalog of the peer becomes exactly `agents` (the ones it no longer lists disappear). */
   async recordPullSuccess(peer: PeerRow, agents: PulledAgent[]): Promise<PeerRow> {
+    this.invalidate(peer.tenantId);
     return inTransaction(this.database, this.bus, this.logger, async (trx) => {
       const now = nowIso(this.clock);
       await trx.deleteFrom('remote_agents').where('tenant_id', '=', peer.tenantId).where('peer_id', '=', peer.id).execute();
@@ -879,7 +970,19 @@ export class DiscoveryStore {
   }
 }
 
-function encodeProfile(p: AgentProfile): string {
+/** Writes recorded this long before a match state's last check are read again (clock skew between replicas). */
+const LIVE_OVERLAP_MS = 5000;
+
+const msOf = (at: string | null) => (at === null ? null : Date.parse(at));
+
+function addCount(s: LiveState, state: string, n: number): void {
+  if (ACTIVE_TASK_STATES.includes(state)) s.activeTasks += n;
+  else if (state === 'COMPLETED') s.completed += n;
+  else if (state === 'FAILED') s.failed += n;
+}
+
+/** The profile column: the profile minus what has a column of its own. */
+export function encodeProfile(p: AgentProfile): string {
   const { tenantId: _t, agentId: _a, status: _s, lastHeartbeatAt: _h, syncedAt: _y, ...rest } = p;
   return JSON.stringify(rest);
 }

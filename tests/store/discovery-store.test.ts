@@ -82,12 +82,12 @@ describe.each(backends)('discovery store on $backend', ({ backend, skip }) => {
       const { store, tenant } = setup();
       const p = profile(tenant, 'Indexed', ['index']);
       await store.upsertProfile(p);
-      const first = await store.matchIndex(tenant);
+      const first = (await store.matchState(tenant)).index;
       await store.recordHeartbeat(tenant, p.agentId, '2026-03-01T12:00:10.000Z');
       await store.upsertProfile({ ...p, syncedAt: '2026-03-01T12:05:00.000Z', lastHeartbeatAt: '2026-03-01T12:00:10.000Z' });
-      expect(await store.matchIndex(tenant)).toBe(first);
+      expect((await store.matchState(tenant)).index).toBe(first);
       await store.upsertProfile({ ...p, description: 'now different' });
-      expect(await store.matchIndex(tenant)).not.toBe(first);
+      expect((await store.matchState(tenant)).index).not.toBe(first);
       expect((await store.liveState(tenant)).get(p.agentId)?.lastHeartbeatAt).toBe('2026-03-01T12:00:10.000Z');
     });
 
@@ -105,11 +105,11 @@ describe.each(backends)('discovery store on $backend', ({ backend, skip }) => {
       const live = await store.liveState(tenant);
       expect(live.get(busy.agentId)).toMatchObject({ activeTasks: 2, completed: 0 });
       expect(live.get(idle.agentId)).toMatchObject({ activeTasks: 0, completed: 1 });
-      const ranked = rank(await store.matchIndex(tenant), normaliseNeed({ skills: ['review'] }), (id) => live.get(id), clock.now());
+      const ranked = rank((await store.matchState(tenant)).index, normaliseNeed({ skills: ['review'] }), (id) => live.get(id), clock.now());
       expect(ranked.map((m) => m.name)).toEqual(['Idle', 'Busy']);
       expect(ranked[0]?.parts).toEqual({ skills: 1, text: 0, health: 1, load: 1, success: 0.6667 });
       expect(ranked[1]?.parts).toEqual({ skills: 1, text: 0, health: 1, load: 0.3333, success: 0.5 });
-      expect(rank(await store.matchIndex(tenant), normaliseNeed({ skills: ['review'], maxActiveTasks: 1 }), (id) => live.get(id), clock.now())).toHaveLength(1);
+      expect(rank((await store.matchState(tenant)).index, normaliseNeed({ skills: ['review'], maxActiveTasks: 1 }), (id) => live.get(id), clock.now())).toHaveLength(1);
     });
 
     it('marks a TTL service DOWN when its heartbeats stop and UP on the next, with events', async () => {
