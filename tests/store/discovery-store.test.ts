@@ -109,7 +109,9 @@ describe.each(backends)('discovery store on $backend', ({ backend, skip }) => {
       expect(ranked.map((m) => m.name)).toEqual(['Idle', 'Busy']);
       expect(ranked[0]?.parts).toEqual({ skills: 1, text: 0, health: 1, load: 1, success: 0.6667 });
       expect(ranked[1]?.parts).toEqual({ skills: 1, text: 0, health: 1, load: 0.3333, success: 0.5 });
-      expect(rank((await store.matchState(tenant)).index, normaliseNeed({ skills: ['review'], maxActiveTasks: 1 }), (id) => live.get(id), clock.now())).toHaveLength(1);
+      expect(
+        rank((await store.matchState(tenant)).index, normaliseNeed({ skills: ['review'], maxActiveTasks: 1 }), (id) => live.get(id), clock.now()),
+      ).toHaveLength(1);
     });
 
     it('marks a TTL service DOWN when its heartbeats stop and UP on the next, with events', async () => {
