@@ -4,7 +4,7 @@
 // orchestration's states. Times matchAgents at the subgraph for four kinds of need, one at a time
 // and then 8 at once, and prints a Markdown table (bench/README.md, "Discovery").
 //
-//   npm run bench:discovery                      10,000 agents, 300 queries per kind
+//   npm run bench:discovery                      10,000 agents, 200 queries per kind
 //   npm run bench:discovery -- --agents 50000 --queries 100
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +25,7 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { agents: 10_000, queries: 300 };
+  const options: Options = { agents: 10_000, queries: 200 };
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i]?.replace(/^--/, '');
     const value = Number(argv[i + 1]);
