@@ -91,6 +91,8 @@ describe('Idempotency-Key in the document', () => {
       'CreateWorkflowDefinition',
       'RegisterAgent',
       'RegisterAgentFromCard',
+      'RegisterPeer',
+      'RegisterService',
       'Remember',
       'RememberBatch',
       'StartWorkflowRun',
