@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getFreePort, gqlOk, manageProcesses, startPlatform, withDefaultAuth, type Platform } from '../support/processes.ts';
-import { subgraphOpenSubscriptions, subgraphSubscribed, subscribe, wsClient } from '../subscriptions/support.ts';
+import { subgraphOpenSubscriptions, subgraphSubscribed, subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
+import { REDIS_URL } from '../support/databases.ts';
 
 manageProcesses();
 
@@ -198,6 +199,31 @@ describe('discovery through the gateway', () => {
     const listed = await rest('GET', '/v1/services?kind=HTTP_TOOL');
     expect(listed.body).toMatchObject({ totalCount: 1, nodes: [{ id: created.body.id, status: 'UP' }] });
     expect((await rest('DELETE', `/v1/services/${created.body.id as string}`)).body).toBe(true);
+  });
+
+  if (!REDIS_URL) console.log('[tests] discovery learning agents and load from events is skipped: REDIS_URL is not set (separate processes share no bus)');
+  it.skipIf(!REDIS_URL)('learns agents and their load from the agents and orchestration events (Redis)', async () => {
+    const tag = `evented-${randomUUID().slice(0, 8)}`;
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(platform.url, REGISTER, {
+      input: { name: 'Evented Agent', skills: [{ id: tag, name: 'Evented', tags: [tag] }] },
+    });
+    const id = registerAgent.id;
+    await gqlOk(platform.url, 'mutation($id: ID!) { activateAgent(id: $id) { id } }', { id });
+    const match = async () =>
+      (
+        await gqlOk<{ matchAgents: { agentId: string; activeTasks: number }[] }>(
+          platform.url,
+          'query($s: [String!]) { matchAgents(need: { skills: $s }) { agentId activeTasks } }',
+          {
+            s: [tag],
+          },
+        )
+      ).matchAgents;
+    // No setAgentDiscovery: the AgentRegistered/StatusChanged events made discovery read it.
+    await waitFor('the agent to be matchable', async () => (await match()).length === 1);
+    await gqlOk(platform.url, 'mutation($t: [String!]) { submitTask(input: { title: "evented", requiredSkillTags: $t }) { id } }', { t: [tag] });
+    await gqlOk(platform.url, 'mutation($a: ID!, $t: [String!]) { claimTask(agentId: $a, skillTags: $t) { id } }', { a: id, t: [tag] });
+    await waitFor('the claim to count as load', async () => (await match())[0]?.activeTasks === 1);
   });
 
   it('refuses bad input with problem+json, and anonymous callers on protected routes', async () => {
