@@ -247,7 +247,8 @@ export interface CatalogEntry {
 type Db = Kysely<DiscoveryDB> | Transaction<DiscoveryDB>;
 
 interface MatchState {
-  stamp: string;
+  /** What the index was built from: the count and newest change of the local profiles, and of the remote catalog. */
+  stamp: { local: string; remote: string };
   index: MatchIndex;
   live: Map<string, LiveState>;
   checkedAt: number;
@@ -553,11 +554,36 @@ export class DiscoveryStore {
       .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('fetched_at').as('at')])
       .where('tenant_id', '=', tenantId)
       .executeTakeFirstOrThrow();
-    const stamp = `${stampRow.n}:${stampRow.r}:${remoteStamp.n}:${remoteStamp.at}`;
-    // The write that invalidated may have landed after the stamp was read: a later check sees it.
-    const index = previous && !previous.stale && previous.stamp === stamp ? previous.index : await this.buildMatchIndex(tenantId);
+    const stamp = { local: `${stampRow.n}|${stampRow.r}`, remote: `${remoteStamp.n}|${remoteStamp.at}` };
+    let index: MatchIndex;
+    if (previous && !previous.stale && previous.stamp.local === stamp.local && previous.stamp.remote === stamp.remote) index = previous.index;
+    else if (previous && previous.stamp.remote === stamp.remote) {
+      // Only profiles changed: patch the changed entries (a full rebuild re-reads and re-tokenises every agent).
+      index = (await this.patchedIndex(tenantId, previous, Number(stampRow.n))) ?? (await this.buildMatchIndex(tenantId));
+    } else index = await this.buildMatchIndex(tenantId);
     const live = previous ? await this.liveChanges(tenantId, previous.live, previous.checkedAt - LIVE_OVERLAP_MS) : await this.liveState(tenantId);
     return { stamp, index, live, checkedAt };
+  }
+
+  /**
+   * The previous index with the profiles changed since its last check (less the overlap) read
+   * again; null when that cannot be exact (agents were removed, or too many changed).
+   */
+  private async patchedIndex(tenantId: string, previous: MatchState, localCount: number): Promise<MatchIndex | null> {
+    const since = nowIso(() => previous.checkedAt - LIVE_OVERLAP_MS);
+    const rows = await this.database.db
+      .selectFrom('agent_profiles')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('changed_at', '>=', since)
+      .limit(2001)
+      .execute();
+    if (rows.length > 2000) return null;
+    const entries = new Map(previous.index.agents.map((a) => [`${a.origin}\u0000${a.peerId ?? ''}\u0000${a.id}`, a]));
+    for (const r of rows) entries.set(`LOCAL\u0000\u0000${r.agent_id}`, localEntry(decodeProfile(r)));
+    const all = [...entries.values()];
+    if (all.filter((a) => a.origin === 'LOCAL').length !== localCount) return null;
+    return buildIndex(all);
   }
 
   private async buildMatchIndex(tenantId: string): Promise<MatchIndex> {

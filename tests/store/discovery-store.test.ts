@@ -79,15 +79,27 @@ describe.each(backends)('discovery store on $backend', ({ backend, skip }) => {
     });
 
     it('rebuilds the match index only when a profile changed, not on heartbeats', async () => {
-      const { store, tenant } = setup();
+      const { store, tenant, clock } = setup();
       const p = profile(tenant, 'Indexed', ['index']);
       await store.upsertProfile(p);
       const first = (await store.matchState(tenant)).index;
       await store.recordHeartbeat(tenant, p.agentId, '2026-03-01T12:00:10.000Z');
       await store.upsertProfile({ ...p, syncedAt: '2026-03-01T12:05:00.000Z', lastHeartbeatAt: '2026-03-01T12:00:10.000Z' });
       expect((await store.matchState(tenant)).index).toBe(first);
+      const other = profile(tenant, 'Untouched', ['index']);
+      await store.upsertProfile(other);
+      const withOther = (await store.matchState(tenant)).index;
+      expect(withOther.agents).toHaveLength(2);
+      // Past the overlap window: only what changes from now on is read again.
+      clock.advance(10_000);
+      expect((await store.matchState(tenant)).index).toBe(withOther);
       await store.upsertProfile({ ...p, description: 'now different' });
-      expect((await store.matchState(tenant)).index).not.toBe(first);
+      const patched = (await store.matchState(tenant)).index;
+      expect(patched).not.toBe(withOther);
+      // Patched, not rebuilt: the unchanged agent's entry is the same object, the changed one is new.
+      expect(patched.agents.find((a) => a.id === other.agentId)).toBe(withOther.agents.find((a) => a.id === other.agentId));
+      expect(patched.agents.find((a) => a.id === p.agentId)?.tf.has('different')).toBe(true);
+      expect(patched.df.get('different')).toBe(1);
       expect((await store.liveState(tenant)).get(p.agentId)?.lastHeartbeatAt).toBe('2026-03-01T12:00:10.000Z');
     });
 
