@@ -1,6 +1,6 @@
 // Thin GraphQL layer: check scopes, validate arguments, call the store; cards, DUADP documents and
 // WebFinger answers are shaped here from what the store returns.
-import { badInput } from '../../runtime/errors.ts';
+import { badInput, notFound } from '../../runtime/errors.ts';
 import type { DomainEvent } from '../../runtime/events.ts';
 import { eventStreamsOf } from '../../runtime/event-streams.ts';
 import { idempotentRequest } from '../../runtime/idempotency.ts';
@@ -222,7 +222,7 @@ export const resolvers: Resolvers = {
       writing(ctx).store.registerPeer(ctx.tenantId, normalisePeer(args.input), idempotentRequest(ctx, 'registerPeer', args)),
     syncPeer: async (_parent, { id }, ctx) => {
       const peer = await writing(ctx).store.peer(ctx.tenantId, parseId(id, 'id'));
-      if (!peer) throw badInput(`Peer "${id}" not found`, { field: 'id' });
+      if (!peer) throw notFound('Peer', id);
       return ctx.pull(peer);
     },
     removePeer: (_parent, { id }, ctx) => writing(ctx).store.removePeer(ctx.tenantId, parseId(id, 'id')),
