@@ -126,6 +126,13 @@ describe('discovery through the gateway', () => {
     expect((own.body.agents as { name: string }[]).map((a) => a.name)).toEqual(expect.arrayContaining(['Public Reviewer', 'Private Translator']));
     const searched = await rest('GET', '/api/v1/agents?q=security+pull', undefined, false);
     expect(searched.body).toMatchObject({ total: 1, agents: [{ id: publicId }] });
+    // The agents subgraph's Agent, extended by discovery.
+    const { agent } = await gqlOk<{ agent: { name: string; discovery: { public: boolean; version: number; card: { name: string } } } }>(
+      platform.url,
+      'query($id: ID!) { agent(id: $id) { name discovery { public version card } } }',
+      { id: privateId },
+    );
+    expect(agent).toMatchObject({ name: 'Private Translator', discovery: { public: false, version: 1, card: { name: 'Private Translator' } } });
     const skills = await rest('GET', '/api/v1/skills?q=review', undefined, false);
     expect(skills.body).toMatchObject({ skills: [{ id: 'review', agents: [publicId] }] });
   });
