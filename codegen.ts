@@ -37,6 +37,14 @@ const mappers: Record<string, Record<string, string>> = {
     TriggerRun: '../store.ts#TriggerRunRow',
     IntegrationEventType: '../domain.ts#CatalogEntry',
   },
+  discovery: {
+    Agent: '../store.ts#EntityRef',
+    AgentDiscovery: '../store.ts#ListingRow',
+    Service: '../store.ts#ServiceRow',
+    ServiceStatusEvent: '../store.ts#ServiceEventRow',
+    Peer: '../store.ts#PeerRow',
+    RemoteAgent: '../store.ts#RemoteAgentRow',
+  },
 };
 
 const { subgraphs } = parse(readFileSync('supergraph.yaml', 'utf8')) as { subgraphs: Record<string, unknown> };

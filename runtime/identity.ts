@@ -17,6 +17,8 @@ export const IDENTITY_HEADER = 'x-gateway-identity';
  * `tasks:delegate` lets a caller that is not an agent act on a task on behalf of a named agent;
  * `memory:shared` lets a caller write the tenant's shared/... memory namespaces;
  * `integrations:read`/`integrations:write` see and manage webhooks, inbound integrations and triggers.
+ * `discovery:read` matches agents and reads the service registry, peers and private cards,
+ * `discovery:write` changes agents' discovery settings, services and peers.
  */
 export const PLATFORM_SCOPES = [
   'admin',
@@ -30,6 +32,8 @@ export const PLATFORM_SCOPES = [
   'memory:shared',
   'integrations:read',
   'integrations:write',
+  'discovery:read',
+  'discovery:write',
 ] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 

@@ -88,7 +88,7 @@ export function outboxMigration(): Migration {
  * belongs to the trace of the request that caused it.
  */
 export function outboxTraceMigration(): Migration {
-  return {
+  const migration: Migration = {
     async up(db: Kysely<unknown>) {
       await db.schema.alterTable('outbox_events').addColumn('trace', 'text').execute();
     },
@@ -96,6 +96,15 @@ export function outboxTraceMigration(): Migration {
       await db.schema.alterTable('outbox_events').dropColumn('trace').execute();
     },
   };
+  traceMigrations.add(migration);
+  return migration;
+}
+
+const traceMigrations = new WeakSet<Migration>();
+
+/** Whether a subgraph's migrations give its outbox everything it writes (checked at start: runtime/subgraph.ts). */
+export function hasOutboxMigrations(migrations: Record<string, Migration>): boolean {
+  return Object.values(migrations).some((m) => traceMigrations.has(m));
 }
 
 /** Where a transaction's events go (runtime/unit-of-work.ts): written with the change, then handed over after commit. */

@@ -12,7 +12,7 @@ import { baseContext, type RequestContext } from './context.ts';
 import { IDEMPOTENCY_KEY_HEADER } from './idempotency.ts';
 import { openDatabase, type Database } from './db.ts';
 import { createEventBus, type EventBus } from './events.ts';
-import { Outbox } from './outbox.ts';
+import { hasOutboxMigrations, Outbox } from './outbox.ts';
 import type { EventSink } from './unit-of-work.ts';
 import { startHttpServer, type Route, type RunningHttpServer } from './http.ts';
 import { eventLogRoute } from './event-log-route.ts';
@@ -68,7 +68,7 @@ export interface SubgraphDefinition<DB, C extends RequestContext> {
   migrations: Record<string, Migration>;
   /**
    * Its events go through a transactional outbox (runtime/outbox.ts; its migrations include
-   * outboxMigration()): stored with each change, relayed after a crash, and the log its
+   * outboxMigration() and outboxTraceMigration(), checked at start): stored with each change, relayed after a crash, and the log its
    * subscriptions resume from.
    */
   outbox?: boolean;
@@ -188,6 +188,9 @@ async function serveSubgraph<DB, C extends RequestContext>(
     shutdownTracing: () => Promise<void>;
   },
 ): Promise<RunningSubgraph> {
+  if (def.outbox && !hasOutboxMigrations(def.migrations)) {
+    throw new Error(`subgraph ${def.name}: outbox is on, so its migrations must list outboxMigration() and then outboxTraceMigration() (runtime/outbox.ts)`);
+  }
   const metrics = createServiceMetrics(def.name, loadMetricsConfig(source));
   let served: ReturnType<typeof buildSubgraphSchema> | undefined;
   const observed = createSubgraphMetrics(metrics, () => served);

@@ -18,7 +18,7 @@ import { getFreePort } from './free-port.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 /** Subgraphs in the order they start: each is told where the ones before it are. */
-const SUBGRAPHS = ['governance', 'agents', 'orchestration', 'memory'] as const;
+const SUBGRAPHS = ['governance', 'agents', 'orchestration', 'memory', 'discovery'] as const;
 type SubgraphName = (typeof SUBGRAPHS)[number];
 
 export interface FleetOptions {

@@ -258,6 +258,20 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     },
   });
 
+  // Discovery: two public agents (their A2A cards at /v1/agents/<id>/card for anyone), one private,
+  // and services agents use, alive by heartbeat (they go DOWN after their TTL: nobody beats for them).
+  const discover = `mutation ($id: ID!, $input: AgentDiscoveryInput!) { setAgentDiscovery(agentId: $id, input: $input) { version } }`;
+  const bearer = { securitySchemes: { bearer: { httpAuthSecurityScheme: { scheme: 'Bearer' } } }, securityRequirements: [{ bearer: [] }] };
+  for (const id of [researcher, reviewer]) await call(api, discover, { id, input: { public: true, ...bearer } });
+  await call(api, discover, { id: writer, input: { public: false } });
+  const service = `mutation ($input: RegisterServiceInput!) { registerService(input: $input) { id } }`;
+  await call(api, service, {
+    input: { name: 'GitHub MCP server', kind: 'MCP_SERVER', endpoint: 'https://mcp.example.com/github', owner: 'platform', ttlSeconds: 300 },
+  });
+  await call(api, service, {
+    input: { name: 'Embeddings model', kind: 'MODEL_ENDPOINT', endpoint: 'https://models.example.com/v1', owner: 'ml', ttlSeconds: 300 },
+  });
+
   const totals = await call<{
     agents: { totalCount: number };
     tasks: { totalCount: number };

@@ -3,6 +3,7 @@
 import type { RequestContext } from '../runtime/context.ts';
 import { startSubgraph, type RunningSubgraph, type SharedServices, type SubgraphDefinition } from '../runtime/subgraph.ts';
 import { agents } from './agents/index.ts';
+import { discovery } from './discovery/index.ts';
 import { governance } from './governance/index.ts';
 import { integrations } from './integrations/index.ts';
 import { memory } from './memory/index.ts';
@@ -24,4 +25,5 @@ export const subgraphs: Record<string, RegisteredSubgraph> = {
   governance: register(governance),
   memory: register(memory),
   integrations: register(integrations),
+  discovery: register(discovery),
 };

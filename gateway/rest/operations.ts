@@ -134,7 +134,8 @@ function fileComment(lines: string[], firstDefinitionLine: number): string | und
   return markdown(parseComment(block, []).text);
 }
 
-const SEGMENT = /^(?:[a-z0-9][a-z0-9-]*|\{[A-Za-z_][A-Za-z0-9_]*\})$/;
+// `.well-known` and file-like segments (duadp.json) serve the discovery standards' fixed paths.
+const SEGMENT = /^(?:\.well-known|[a-z0-9][a-z0-9.-]*|\{[A-Za-z_][A-Za-z0-9_]*\})$/;
 
 export function parseOperationFiles(files: OperationFile[]): OperationSet {
   const problems: string[] = [];

@@ -81,7 +81,7 @@ const credentials: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-generative-'));
-  platform = await startPlatform({ dataDir });
+  platform = await startPlatform({ dataDir, with: ['discovery'] });
   base = platform.url.replace(/\/graphql$/, '');
   schema = buildClientSchema(await gqlOk<IntrospectionQuery>(platform.url, getIntrospectionQuery()));
   const served = await rest(base, 'GET', '/openapi.json');

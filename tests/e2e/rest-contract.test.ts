@@ -24,7 +24,7 @@ const exercised = new Map<string, number>();
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-rest-'));
-  platform = await startPlatform({ dataDir, with: ['integrations'], gatewayEnv: { MAX_BODY_BYTES: '65536' } });
+  platform = await startPlatform({ dataDir, with: ['integrations', 'discovery'], gatewayEnv: { MAX_BODY_BYTES: '65536' } });
   base = platform.url.replace(/\/graphql$/, '');
   const res = await rest(base, 'GET', '/openapi.json');
   expect(res.status).toBe(200);
@@ -304,6 +304,43 @@ describe('every route with valid input', () => {
     expect(await ok('DeleteWebhookEndpoint', { id: endpoint.id })).toBe(true);
   });
 
+  it('serves discovery: cards, DUADP, WebFinger, matching, services and peers', async () => {
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(
+      platform.url,
+      'mutation { registerAgent(input: { name: "Contract Finder", skills: [{ id: "find", name: "Find", tags: ["finding"] }] }) { id } }',
+    );
+    const agentId = registerAgent.id;
+    await gqlOk(platform.url, 'mutation($id: ID!) { activateAgent(id: $id) { id } }', { id: agentId });
+    const settings = checker.operation('SetAgentDiscovery').operation.requestBody?.content['application/json']?.example;
+    expect(await ok('SetAgentDiscovery', { agentId }, { query: { expectedVersion: '0' }, body: settings })).toMatchObject({ public: true, version: 1 });
+    expect(await ok('GetAgentCard', { id: agentId })).toMatchObject({ name: 'Contract Finder', skills: [{ id: 'find' }] });
+    expect(await ok('GetAgentCardWellKnown', { id: agentId })).toMatchObject({ name: 'Contract Finder' });
+    expect(await ok('GetDuadpNode')).toMatchObject({ protocol: 'DUADP', version: '0.1.0' });
+    expect(await ok('ListDuadpAgents', {}, { query: { q: 'contract', limit: '5' } })).toMatchObject({ total: 1, agents: [{ id: agentId }] });
+    expect(await ok('ListDuadpSkills', {}, { query: { q: 'finding' } })).toMatchObject({ skills: [{ id: 'find' }] });
+    const acct = `acct:${agentId}@127.0.0.1:4000`;
+    expect(await ok('Webfinger', {}, { query: { resource: acct } })).toMatchObject({ subject: acct });
+    expect(await ok<{ agentId: string }[]>('MatchAgents', {}, { query: 'skills=finding&limit=3' })).toEqual([expect.objectContaining({ agentId })]);
+
+    const service = await ok<{ id: string; status: string }>(
+      'RegisterService',
+      {},
+      { body: { name: 'Contract tool', kind: 'HTTP_TOOL', endpoint: 'https://tools.example.com/contract', ttlSeconds: 60 } },
+    );
+    expect(service.status).toBe('UP');
+    expect(await ok('GetService', { id: service.id })).toMatchObject({ id: service.id });
+    expect(await ok<Page<{ id: string }>>('ListServices', {}, { query: { kind: 'HTTP_TOOL' } })).toMatchObject({ totalCount: 1 });
+    expect(await ok('HeartbeatService', { id: service.id })).toMatchObject({ status: 'UP' });
+    expect(await ok('DeregisterService', { id: service.id })).toBe(true);
+
+    // A peer nobody serves: registered, pulled (failing), listed, removed.
+    const peer = await ok<{ id: string }>('RegisterPeer', {}, { body: { name: 'Nobody', kind: 'DUADP', url: 'http://127.0.0.1:9', syncIntervalSeconds: 60 } });
+    expect(await ok('SyncPeer', { id: peer.id })).toMatchObject({ state: 'FAILING', consecutiveFailures: expect.any(Number) });
+    expect(await ok<{ id: string }[]>('ListPeers')).toEqual([expect.objectContaining({ id: peer.id })]);
+    expect(await ok('ListRemoteAgents', {}, { query: { peerId: peer.id } })).toEqual([]);
+    expect(await ok('RemovePeer', { id: peer.id })).toBe(true);
+  });
+
   it('exercised every operation of the document', () => {
     expect([...exercised.keys()].sort()).toEqual(checker.operations.map((o) => o.operation.operationId).sort());
   });
@@ -328,6 +365,9 @@ describe('invalid input', () => {
       } else if (queryParams.length > 0) {
         request = { query: { notAParameter: '1' } };
         expected = { parameter: 'notAParameter' };
+      } else if (!path.includes('{')) {
+        // No input at all (the DUADP descriptor, the peer list): nothing can be invalid.
+        continue;
       } else {
         // Only path parameters: an id that is no UUID, refused by the resolver itself.
         url = path.replace('{id}', 'not-a-uuid');

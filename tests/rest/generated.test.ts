@@ -94,6 +94,8 @@ describe('Idempotency-Key in the document', () => {
       'CreateWorkflowDefinition',
       'RegisterAgent',
       'RegisterAgentFromCard',
+      'RegisterPeer',
+      'RegisterService',
       'Remember',
       'RememberBatch',
       'StartWorkflowRun',
