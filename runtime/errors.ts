@@ -23,7 +23,13 @@ export type ErrorCode =
   // A vector whose dimension differs from the ones stored (memory).
   | 'DIMENSION_MISMATCH'
   // The embeddings provider failed (memory with EMBEDDINGS_URL).
-  | 'EMBEDDINGS_UNAVAILABLE';
+  | 'EMBEDDINGS_UNAVAILABLE'
+  // Collaboration limits and roles: a message too large, a sender over its rate, a full
+  // channel, a caller who is not (or only observes as) a participant.
+  | 'MESSAGE_TOO_LARGE'
+  | 'RATE_LIMITED'
+  | 'CHANNEL_FULL'
+  | 'NOT_A_PARTICIPANT';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

@@ -15,7 +15,9 @@ export const IDENTITY_HEADER = 'x-gateway-identity';
 /**
  * The scopes the platform's operations ask for (@requiresScopes); `admin` manages the tenant;
  * `tasks:delegate` lets a caller that is not an agent act on a task on behalf of a named agent;
- * `memory:shared` lets a caller write the tenant's shared/... memory namespaces.
+ * `memory:shared` lets a caller write the tenant's shared/... memory namespaces;
+ * `collaboration:read` reads channels, messages and presence, `collaboration:write` posts and
+ * changes them.
  */
 export const PLATFORM_SCOPES = [
   'admin',
@@ -27,6 +29,8 @@ export const PLATFORM_SCOPES = [
   'memory:read',
   'memory:write',
   'memory:shared',
+  'collaboration:read',
+  'collaboration:write',
 ] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 
@@ -42,6 +46,8 @@ export const AGENT_SCOPES = [
   'tasks:write',
   'memory:read',
   'memory:write',
+  'collaboration:read',
+  'collaboration:write',
 ] as const satisfies readonly PlatformScope[];
 
 /** Outside production only: a fixed, public secret, so a fresh checkout runs with no setup. */

@@ -3,6 +3,7 @@
 import type { RequestContext } from '../runtime/context.ts';
 import { startSubgraph, type RunningSubgraph, type SharedServices, type SubgraphDefinition } from '../runtime/subgraph.ts';
 import { agents } from './agents/index.ts';
+import { collaboration } from './collaboration/index.ts';
 import { governance } from './governance/index.ts';
 import { memory } from './memory/index.ts';
 import { orchestration } from './orchestration/index.ts';
@@ -22,4 +23,5 @@ export const subgraphs: Record<string, RegisteredSubgraph> = {
   orchestration: register(orchestration),
   governance: register(governance),
   memory: register(memory),
+  collaboration: register(collaboration),
 };
