@@ -218,19 +218,24 @@ export const resolvers: Resolvers = {
       if (key !== me(ctx)) await requireOwner(ctx, channel);
       return ctx.store.leave(ctx.tenantId, channel.id, key);
     },
-    sendMessage: async (_parent, { input }, ctx) => {
+    sendMessage: async (_parent, args, ctx) => {
+      const { input } = args;
       const channel = await channelFor(writing(ctx), input.channelId, 'input.channelId');
       const { parts, json } = normaliseParts(input.parts, ctx.store.limits, 'input.parts');
-      return ctx.store.send(ctx.tenantId, {
-        channelId: channel.id,
-        sender: me(ctx),
-        clientMessageId: clientMessageId(input.clientMessageId),
-        parts,
-        partsJson: json,
-        replyToId: input.replyToId == null ? null : parseId(input.replyToId, 'input.replyToId'),
-        mentions: mentions(input.mentions),
-        autoJoin: channel.kind === 'TASK' || channel.kind === 'WORKFLOW_RUN',
-      });
+      return ctx.store.send(
+        ctx.tenantId,
+        {
+          channelId: channel.id,
+          sender: me(ctx),
+          clientMessageId: clientMessageId(input.clientMessageId),
+          parts,
+          partsJson: json,
+          replyToId: input.replyToId == null ? null : parseId(input.replyToId, 'input.replyToId'),
+          mentions: mentions(input.mentions),
+          autoJoin: channel.kind === 'TASK' || channel.kind === 'WORKFLOW_RUN',
+        },
+        idempotentRequest(ctx, 'sendMessage', args),
+      );
     },
     editMessage: async (_parent, { id, parts, expectedVersion }, ctx) => {
       const normalised = normaliseParts(parts, writing(ctx).store.limits);

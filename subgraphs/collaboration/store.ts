@@ -443,79 +443,90 @@ export class CollaborationStore {
    * the first message (CONFLICT when its parts differ); an observer, a non-participant of a
    * direct or group channel, a full channel and a sender over the rate limit are refused.
    */
-  async send(tenantId: string, draft: MessageDraft): Promise<MessageRow> {
-    return this.tx(async (trx, emit) => {
-      const channel = await this.lockChannel(trx, tenantId, draft.channelId);
-      if (draft.clientMessageId !== null) {
-        const existing = await trx
-          .selectFrom('messages')
-          .selectAll()
-          .where('channel_id', '=', channel.id)
-          .where('sender', '=', draft.sender)
-          .where('client_message_id', '=', draft.clientMessageId)
-          .executeTakeFirst();
-        if (existing) {
-          const first = decodeMessage(existing);
-          if (existing.version === 1 && existing.parts !== draft.partsJson)
-            throw conflict(`clientMessageId "${draft.clientMessageId}" was already used for a different message`, {
-              clientMessageId: draft.clientMessageId,
-              messageId: first.id,
-            });
-          return first;
-        }
-      }
-      let me = await this.participant(tenantId, channel.id, draft.sender, trx);
-      if (!me && draft.autoJoin) me = await this.joinIn(trx, emit, tenantId, channel.id, draft.sender, 'MEMBER');
-      if (!me) throw notParticipant(channel.id, 'Only participants send messages');
-      if (me.role === 'OBSERVER') throw notParticipant(channel.id, 'An observer does not send messages');
-      await this.checkRate(trx, tenantId, draft.sender);
-      let threadId: string | null = null;
-      if (draft.replyToId !== null) {
-        const parent = await trx
-          .selectFrom('messages')
-          .select(['thread_id'])
-          .where('tenant_id', '=', tenantId)
-          .where('channel_id', '=', channel.id)
-          .where('id', '=', draft.replyToId)
-          .executeTakeFirst();
-        if (!parent) throw notFound('Message', draft.replyToId);
-        threadId = parent.thread_id;
-      }
-      const sequence = channel.lastSequence + 1;
-      await trx.updateTable('channels').set({ last_sequence: sequence }).where('id', '=', channel.id).execute();
-      const now = nowIso(this.clock);
-      const id = newId();
-      const row = await trx
-        .insertInto('messages')
-        .values({
-          id,
-          tenant_id: tenantId,
-          channel_id: channel.id,
-          sequence,
-          sender: draft.sender,
-          client_message_id: draft.clientMessageId,
-          parts: draft.partsJson,
-          reply_to_id: draft.replyToId,
-          thread_id: threadId ?? id,
-          mentions: JSON.stringify(draft.mentions),
-          version: 1,
-          edited_at: null,
-          deleted_at: null,
-          created_at: now,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      // The sender has read their own message.
-      await trx
-        .updateTable('channel_participants')
-        .set({ last_read_sequence: sequence })
+  async send(tenantId: string, draft: MessageDraft, request?: IdempotentRequest): Promise<MessageRow> {
+    return this.idempotency.run(request, (once) =>
+      this.tx((trx, emit) =>
+        once(
+          trx,
+          this.clock(),
+          () => this.insertMessage(trx, emit, tenantId, draft),
+          replayById((id) => this.getMessage(tenantId, id, trx)),
+        ),
+      ),
+    );
+  }
+
+  private async insertMessage(trx: Transaction<CollaborationDB>, emit: Emit, tenantId: string, draft: MessageDraft): Promise<MessageRow> {
+    const channel = await this.lockChannel(trx, tenantId, draft.channelId);
+    if (draft.clientMessageId !== null) {
+      const existing = await trx
+        .selectFrom('messages')
+        .selectAll()
         .where('channel_id', '=', channel.id)
-        .where('participant', '=', draft.sender)
-        .execute();
-      const message = decodeMessage(row);
-      emitMessage(emit, MessagePosted, message, now);
-      return message;
-    });
+        .where('sender', '=', draft.sender)
+        .where('client_message_id', '=', draft.clientMessageId)
+        .executeTakeFirst();
+      if (existing) {
+        const first = decodeMessage(existing);
+        if (existing.version === 1 && existing.parts !== draft.partsJson)
+          throw conflict(`clientMessageId "${draft.clientMessageId}" was already used for a different message`, {
+            clientMessageId: draft.clientMessageId,
+            messageId: first.id,
+          });
+        return first;
+      }
+    }
+    let me = await this.participant(tenantId, channel.id, draft.sender, trx);
+    if (!me && draft.autoJoin) me = await this.joinIn(trx, emit, tenantId, channel.id, draft.sender, 'MEMBER');
+    if (!me) throw notParticipant(channel.id, 'Only participants send messages');
+    if (me.role === 'OBSERVER') throw notParticipant(channel.id, 'An observer does not send messages');
+    await this.checkRate(trx, tenantId, draft.sender);
+    let threadId: string | null = null;
+    if (draft.replyToId !== null) {
+      const parent = await trx
+        .selectFrom('messages')
+        .select(['thread_id'])
+        .where('tenant_id', '=', tenantId)
+        .where('channel_id', '=', channel.id)
+        .where('id', '=', draft.replyToId)
+        .executeTakeFirst();
+      if (!parent) throw notFound('Message', draft.replyToId);
+      threadId = parent.thread_id;
+    }
+    const sequence = channel.lastSequence + 1;
+    await trx.updateTable('channels').set({ last_sequence: sequence }).where('id', '=', channel.id).execute();
+    const now = nowIso(this.clock);
+    const id = newId();
+    const row = await trx
+      .insertInto('messages')
+      .values({
+        id,
+        tenant_id: tenantId,
+        channel_id: channel.id,
+        sequence,
+        sender: draft.sender,
+        client_message_id: draft.clientMessageId,
+        parts: draft.partsJson,
+        reply_to_id: draft.replyToId,
+        thread_id: threadId ?? id,
+        mentions: JSON.stringify(draft.mentions),
+        version: 1,
+        edited_at: null,
+        deleted_at: null,
+        created_at: now,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    // The sender has read their own message.
+    await trx
+      .updateTable('channel_participants')
+      .set({ last_read_sequence: sequence })
+      .where('channel_id', '=', channel.id)
+      .where('participant', '=', draft.sender)
+      .execute();
+    const message = decodeMessage(row);
+    emitMessage(emit, MessagePosted, message, now);
+    return message;
   }
 
   /** Counted in the database: the limit holds across replicas. */
@@ -537,8 +548,8 @@ export class CollaborationStore {
     }
   }
 
-  async getMessage(tenantId: string, id: string): Promise<MessageRow | null> {
-    const row = await this.database.db.selectFrom('messages').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+  async getMessage(tenantId: string, id: string, db: Db = this.database.db): Promise<MessageRow | null> {
+    const row = await db.selectFrom('messages').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
     return row ? decodeMessage(row) : null;
   }
 

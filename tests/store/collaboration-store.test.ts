@@ -90,9 +90,9 @@ describe.each(backends)('collaboration store on $backend', ({ backend, skip }) =
       const { parts, json } = normaliseParts([{ text: 'question, edited' }], LIMITS);
       const edited = await store.change(tenant, root.id, { kind: 'edit', parts, partsJson: json, expectedVersion: 1 }, () => {}, 'user:alice');
       expect(edited).toMatchObject({ version: 2, parts: [{ kind: 'TEXT', text: 'question, edited' }] });
-      expect((await rejection(store.change(tenant, root.id, { kind: 'edit', parts, partsJson: json, expectedVersion: 1 }, () => {}, 'user:alice'))).extensions.code).toBe(
-        'CONFLICT',
-      );
+      expect(
+        (await rejection(store.change(tenant, root.id, { kind: 'edit', parts, partsJson: json, expectedVersion: 1 }, () => {}, 'user:alice'))).extensions.code,
+      ).toBe('CONFLICT');
       const deleted = await store.change(tenant, root.id, { kind: 'delete' }, () => {}, 'user:alice');
       expect(deleted).toMatchObject({ version: 3, parts: [] });
       expect(deleted.deletedAt).not.toBeNull();
