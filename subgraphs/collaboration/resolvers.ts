@@ -7,6 +7,7 @@ import { idempotentRequest } from '../../runtime/idempotency.ts';
 import { requireScopes } from '../../runtime/identity.ts';
 import { parseId } from '../../runtime/ids.ts';
 import { pageRequest } from '../../runtime/pagination.ts';
+import { intInRange } from '../../runtime/validate.ts';
 import { afterSequenceArg, eventIdentity, eventScalarResolvers, scalarResolvers } from '../../runtime/scalars.ts';
 import type { CollaborationContext } from './context.ts';
 import {
@@ -153,7 +154,7 @@ export const resolvers: Resolvers = {
       if (!message) return null;
       return (await readable(ctx, await ctx.store.getChannel(ctx.tenantId, message.channelId))) ? message : null;
     },
-    onlineParticipants: (_parent, _args, ctx) => reading(ctx).store.online(ctx.tenantId),
+    onlineParticipants: (_parent, { first }, ctx) => reading(ctx).store.online(ctx.tenantId, intInRange(first ?? 100, 'first', 1, 1000)),
     presence: (_parent, { participants }, ctx) => {
       if (participants.length > 1000) throw domainError('BAD_USER_INPUT', 'participants must have at most 1000 items', { field: 'participants' });
       return reading(ctx).store.presenceOf(
@@ -201,7 +202,8 @@ export const resolvers: Resolvers = {
         throw notParticipant(channel.id, 'Direct and group channels are joined by an owner adding you, not');
       if (role === 'OWNER' && !admin) throw notParticipant(channel.id, 'Only an admin joins as OWNER');
       const current = await ctx.store.participant(ctx.tenantId, channel.id, caller);
-      if (current && (role == null || role === current.role)) return current;
+      // Joining again changes nothing: roles change through an owner's addParticipant.
+      if (current) return current;
       return ctx.store.join(ctx.tenantId, channel.id, caller, role ?? 'MEMBER');
     },
     leaveChannel: async (_parent, { channelId }, ctx) => writing(ctx).store.leave(ctx.tenantId, parseId(channelId, 'channelId'), me(ctx)),
@@ -279,7 +281,10 @@ export const resolvers: Resolvers = {
       return true;
     },
     setPresence: (_parent, { status }, ctx) => writing(ctx).store.setChosenStatus(ctx.tenantId, me(ctx), chosenStatus(status)),
-    heartbeat: (_parent, _args, ctx) => writing(ctx).presence.heartbeat(ctx.tenantId, me(ctx)),
+    heartbeat: async (_parent, { status }, ctx) => {
+      if (status != null) await writing(ctx).store.setChosenStatus(ctx.tenantId, me(ctx), chosenStatus(status));
+      return writing(ctx).presence.heartbeat(ctx.tenantId, me(ctx));
+    },
   },
   Subscription: {
     messageAdded: {

@@ -767,14 +767,14 @@ export class CollaborationStore {
     return keys.map((k) => byKey.get(k) ?? { tenantId, participant: k, status: 'OFFLINE', chosenStatus: 'ONLINE', connections: 0, changedAt: null });
   }
 
-  async online(tenantId: string): Promise<PresenceRow[]> {
+  async online(tenantId: string, limit = 100): Promise<PresenceRow[]> {
     const rows = await this.database.db
       .selectFrom('presence')
       .selectAll()
       .where('tenant_id', '=', tenantId)
       .where('status', '<>', 'OFFLINE')
       .orderBy('participant')
-      .limit(1000)
+      .limit(limit)
       .execute();
     return rows.map(decodePresence);
   }

@@ -233,7 +233,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/channels/{channelId}/join": {
+    "/v1/channels/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a channel
+         * @description With its participants. 404 for a direct or group channel the caller is not in.
+         *
+         *     A channel the caller may read, or null.
+         *
+         *     Runs the GraphQL query `GetChannel` (`Query.channel`).
+         */
+        get: operations["GetChannel"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/join": {
         parameters: {
             query?: never;
             header?: never;
@@ -244,7 +268,7 @@ export interface paths {
         put?: never;
         /**
          * Join a task or workflow run channel
-         * @description The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for); an event for channelEvents.
+         * @description The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for; a participant already stays as they are); an event for channelEvents.
          *
          *     Runs the GraphQL mutation `JoinChannel` (`Mutation.joinChannel`).
          */
@@ -255,7 +279,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/channels/{channelId}/leave": {
+    "/v1/channels/{id}/leave": {
         parameters: {
             query?: never;
             header?: never;
@@ -279,7 +303,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/channels/{channelId}/messages": {
+    "/v1/channels/{id}/messages": {
         parameters: {
             query?: never;
             header?: never;
@@ -311,7 +335,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/channels/{channelId}/participants": {
+    "/v1/channels/{id}/participants": {
         parameters: {
             query?: never;
             header?: never;
@@ -329,25 +353,9 @@ export interface paths {
          *     Runs the GraphQL mutation `AddParticipant` (`Mutation.addParticipant`).
          */
         post: operations["AddParticipant"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/channels/{channelId}/participants/{kind}/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
         /**
          * Remove a participant
-         * @description An owner removes someone (anyone removes themselves); `false` when not a participant.
+         * @description An owner removes someone (anyone removes themselves): `?kind=AGENT&participantId=<agent id>`; `false` when not a participant.
          *
          *     An owner removes someone; false when not a participant.
          *
@@ -359,7 +367,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/channels/{channelId}/read": {
+    "/v1/channels/{id}/read": {
         parameters: {
             query?: never;
             header?: never;
@@ -383,7 +391,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/channels/{channelId}/typing": {
+    "/v1/channels/{id}/typing": {
         parameters: {
             query?: never;
             header?: never;
@@ -401,30 +409,6 @@ export interface paths {
          *     Runs the GraphQL mutation `SetTyping` (`Mutation.setTyping`).
          */
         post: operations["SetTyping"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/channels/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Get a channel
-         * @description With its participants. 404 for a direct or group channel the caller is not in.
-         *
-         *     A channel the caller may read, or null.
-         *
-         *     Runs the GraphQL query `GetChannel` (`Query.channel`).
-         */
-        get: operations["GetChannel"];
-        put?: never;
-        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -668,9 +652,9 @@ export interface paths {
         };
         /**
          * Who is online
-         * @description Everyone in the tenant with a live connection.
+         * @description Everyone in the tenant with a live connection, by participant (`first`: 1 to 1000, default 100).
          *
-         *     Who is connected across the tenant (status other than OFFLINE).
+         *     Who is connected across the tenant (status other than OFFLINE), by participant; first is 1 to 1000 (default 100).
          *
          *     Runs the GraphQL query `OnlineParticipants` (`Query.onlineParticipants`).
          */
@@ -702,9 +686,9 @@ export interface paths {
         put?: never;
         /**
          * Send a presence heartbeat
-         * @description Keeps the caller present for COLLABORATION_HEARTBEAT_TTL_MS (agents without a live subscription).
+         * @description Keeps the caller present for COLLABORATION_HEARTBEAT_TTL_MS (agents without a live subscription); with `status`, also sets it.
          *
-         *     Keeps the caller (typically an agent without a live subscription) present for COLLABORATION_HEARTBEAT_TTL_MS.
+         *     Keeps the caller (typically an agent without a live subscription) present for COLLABORATION_HEARTBEAT_TTL_MS; with status, also sets it (as setPresence).
          *
          *     Runs the GraphQL mutation `Heartbeat` (`Mutation.heartbeat`).
          */
@@ -781,6 +765,30 @@ export interface paths {
          *     Runs the GraphQL mutation `CancelTask` (`Mutation.cancelTask`).
          */
         post: operations["CancelTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{id}/channel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a task's channel
+         * @description Created on first use (the caller its OWNER); later the caller joins it as MEMBER.
+         *
+         *     The task's channel, created on first use (the caller joins it as OWNER when creating, else as MEMBER).
+         *
+         *     Runs the GraphQL mutation `OpenTaskChannel` (`Mutation.openTaskChannel`).
+         */
+        post: operations["OpenTaskChannel"];
         delete?: never;
         options?: never;
         head?: never;
@@ -892,30 +900,6 @@ export interface paths {
          *     Runs the GraphQL mutation `ReportTaskProgress` (`Mutation.reportTaskProgress`).
          */
         post: operations["ReportTaskProgress"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/tasks/{taskId}/channel": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Open a task's channel
-         * @description Created on first use (the caller its OWNER); later the caller joins it as MEMBER.
-         *
-         *     The task's channel, created on first use (the caller joins it as OWNER when creating, else as MEMBER).
-         *
-         *     Runs the GraphQL mutation `OpenTaskChannel` (`Mutation.openTaskChannel`).
-         */
-        post: operations["OpenTaskChannel"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1066,7 +1050,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/workflow-runs/{workflowRunId}/channel": {
+    "/v1/workflow-runs/{id}/channel": {
         parameters: {
             query?: never;
             header?: never;
@@ -2554,12 +2538,69 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    GetChannel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        kind: components["schemas"]["ChannelKind"];
+                        title: string | null;
+                        taskId: string | null;
+                        workflowRunId: string | null;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        createdAt: string;
+                        /**
+                         * Format: int32
+                         * @description The sequence of the last message (0 before the first).
+                         */
+                        lastSequence: number;
+                        /** Format: int32 */
+                        participantCount: number;
+                        /** @description The caller's role, or null when not a participant. */
+                        myRole: components["schemas"]["ParticipantRole"] | null;
+                        /**
+                         * Format: int32
+                         * @description Up to where the caller has read (0 when never, or not a participant).
+                         */
+                        myLastReadSequence: number;
+                        /**
+                         * Format: int32
+                         * @description Messages of others after the caller's read marker, not deleted.
+                         */
+                        unreadCount: number;
+                        participants: components["schemas"]["Participant"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
     JoinChannel: {
         parameters: {
             query?: never;
             header?: never;
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2597,7 +2638,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2630,7 +2671,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2670,7 +2711,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2736,7 +2777,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2771,11 +2812,12 @@ export interface operations {
     };
     RemoveParticipant: {
         parameters: {
-            query?: never;
+            query: {
+                kind: components["schemas"]["ParticipantKind"];
+                participantId: string;
+            };
             header?: never;
             path: {
-                channelId: string;
-                kind: components["schemas"]["ParticipantKind"];
                 id: string;
             };
             cookie?: never;
@@ -2803,7 +2845,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2842,7 +2884,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                channelId: string;
+                id: string;
             };
             cookie?: never;
         };
@@ -2860,63 +2902,6 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
-            503: components["responses"]["ServiceUnavailable"];
-            default: components["responses"]["Error"];
-        };
-    };
-    GetChannel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A conversation between agents and people. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        id: string;
-                        kind: components["schemas"]["ChannelKind"];
-                        title: string | null;
-                        taskId: string | null;
-                        workflowRunId: string | null;
-                        /**
-                         * Format: date-time
-                         * @example 2026-11-25T19:45:00.000Z
-                         */
-                        createdAt: string;
-                        /**
-                         * Format: int32
-                         * @description The sequence of the last message (0 before the first).
-                         */
-                        lastSequence: number;
-                        /** Format: int32 */
-                        participantCount: number;
-                        /** @description The caller's role, or null when not a participant. */
-                        myRole: components["schemas"]["ParticipantRole"] | null;
-                        /**
-                         * Format: int32
-                         * @description Up to where the caller has read (0 when never, or not a participant).
-                         */
-                        myLastReadSequence: number;
-                        /**
-                         * Format: int32
-                         * @description Messages of others after the caller's read marker, not deleted.
-                         */
-                        unreadCount: number;
-                        participants: components["schemas"]["Participant"][];
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
@@ -3480,7 +3465,9 @@ export interface operations {
     };
     OnlineParticipants: {
         parameters: {
-            query?: never;
+            query?: {
+                first?: number;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3543,7 +3530,18 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "status": "ONLINE"
+                 *     }
+                 */
+                "application/json": {
+                    status?: components["schemas"]["PresenceStatus"] | null;
+                };
+            };
+        };
         responses: {
             /** @description Someone's presence across the tenant. */
             200: {
@@ -3694,6 +3692,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    OpenTaskChannel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -3917,33 +3942,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            503: components["responses"]["ServiceUnavailable"];
-            default: components["responses"]["Error"];
-        };
-    };
-    OpenTaskChannel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                taskId: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A conversation between agents and people. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Channel"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4280,7 +4278,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workflowRunId: string;
+                id: string;
             };
             cookie?: never;
         };

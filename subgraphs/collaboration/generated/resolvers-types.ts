@@ -237,9 +237,9 @@ export type Mutation = {
   deleteMessage: Message;
   /** The sender replaces the parts; the previous version stays in history. With expectedVersion, CONFLICT if it changed since. */
   editMessage: Message;
-  /** Keeps the caller (typically an agent without a live subscription) present for COLLABORATION_HEARTBEAT_TTL_MS. */
+  /** Keeps the caller (typically an agent without a live subscription) present for COLLABORATION_HEARTBEAT_TTL_MS; with status, also sets it (as setPresence). */
   heartbeat: Presence;
-  /** The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for); an event for channelEvents. */
+  /** The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for; a participant already stays as they are); an event for channelEvents. */
   joinChannel: Participant;
   /** The caller leaves; false when not a participant. */
   leaveChannel: Scalars['Boolean']['output'];
@@ -280,6 +280,11 @@ export type MutationEditMessageArgs = {
   expectedVersion?: InputMaybe<Scalars['Int']['input']>;
   id: Scalars['ID']['input'];
   parts: Array<MessagePartInput>;
+};
+
+
+export type MutationHeartbeatArgs = {
+  status?: InputMaybe<PresenceStatus>;
 };
 
 
@@ -422,7 +427,7 @@ export type Query = {
   channels: ChannelConnection;
   /** A message of a channel the caller may read, or null. */
   message?: Maybe<Message>;
-  /** Who is connected across the tenant (status other than OFFLINE). */
+  /** Who is connected across the tenant (status other than OFFLINE), by participant; first is 1 to 1000 (default 100). */
   onlineParticipants: Array<Presence>;
   /** The presence of the given participants. */
   presence: Array<Presence>;
@@ -443,6 +448,11 @@ export type QueryChannelsArgs = {
 
 export type QueryMessageArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type QueryOnlineParticipantsArgs = {
+  first?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -821,7 +831,7 @@ export type MutationResolvers<ContextType = CollaborationContext, ParentType ext
   createChannel?: Resolver<ResolversTypes['Channel'], ParentType, ContextType, RequireFields<MutationCreateChannelArgs, 'input'>>;
   deleteMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationDeleteMessageArgs, 'id'>>;
   editMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationEditMessageArgs, 'id' | 'parts'>>;
-  heartbeat?: Resolver<ResolversTypes['Presence'], ParentType, ContextType>;
+  heartbeat?: Resolver<ResolversTypes['Presence'], ParentType, ContextType, Partial<MutationHeartbeatArgs>>;
   joinChannel?: Resolver<ResolversTypes['Participant'], ParentType, ContextType, RequireFields<MutationJoinChannelArgs, 'channelId'>>;
   leaveChannel?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLeaveChannelArgs, 'channelId'>>;
   markRead?: Resolver<ResolversTypes['Channel'], ParentType, ContextType, RequireFields<MutationMarkReadArgs, 'channelId' | 'sequence'>>;
@@ -876,7 +886,7 @@ export type QueryResolvers<ContextType = CollaborationContext, ParentType extend
   channel?: Resolver<Maybe<ResolversTypes['Channel']>, ParentType, ContextType, RequireFields<QueryChannelArgs, 'id'>>;
   channels?: Resolver<ResolversTypes['ChannelConnection'], ParentType, ContextType, RequireFields<QueryChannelsArgs, 'first'>>;
   message?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType, RequireFields<QueryMessageArgs, 'id'>>;
-  onlineParticipants?: Resolver<Array<ResolversTypes['Presence']>, ParentType, ContextType>;
+  onlineParticipants?: Resolver<Array<ResolversTypes['Presence']>, ParentType, ContextType, RequireFields<QueryOnlineParticipantsArgs, 'first'>>;
   presence?: Resolver<Array<ResolversTypes['Presence']>, ParentType, ContextType, RequireFields<QueryPresenceArgs, 'participants'>>;
 };
 
