@@ -253,7 +253,7 @@ describe('every route with valid input', () => {
     const taskChannel = await ok<{ id: string; kind: string }>('OpenTaskChannel', { id: randomUUID() });
     expect(taskChannel.kind).toBe('TASK');
     expect(await ok<{ kind: string }>('OpenWorkflowRunChannel', { id: randomUUID() })).toMatchObject({ kind: 'WORKFLOW_RUN' });
-    expect(await ok('JoinChannel', { id: taskChannel.id }, { body: { role: 'MEMBER' } })).toMatchObject({ role: 'OWNER' });
+    expect(await ok('JoinChannel', { id: taskChannel.id }, { query: { role: 'MEMBER' } })).toMatchObject({ role: 'OWNER' });
     const group = await ok<{ id: string }>(
       'CreateChannel',
       {},
@@ -288,7 +288,7 @@ describe('every route with valid input', () => {
     expect(await ok('DeleteMessage', { id: message.id })).toMatchObject({ version: 3, parts: [] });
     expect(await ok('LeaveChannel', { id: taskChannel.id })).toBe(true);
     expect(await ok('SetPresence', {}, { body: { status: 'AWAY' } })).toMatchObject({ chosenStatus: 'AWAY' });
-    expect(await ok('Heartbeat', {}, { body: { status: 'BUSY' } })).toMatchObject({ status: 'BUSY', connections: 1 });
+    expect(await ok('Heartbeat', {}, { query: { status: 'BUSY' } })).toMatchObject({ status: 'BUSY', connections: 1 });
     expect(await ok<{ participant: { id: string } }[]>('OnlineParticipants', {}, { query: { first: '10' } })).toEqual(
       expect.arrayContaining([expect.objectContaining({ status: 'BUSY' })]),
     );

@@ -268,7 +268,9 @@ export interface paths {
         put?: never;
         /**
          * Join a task or workflow run channel
-         * @description The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for; a participant already stays as they are); an event for channelEvents.
+         * @description As MEMBER, or `?role=OBSERVER`; a participant already stays as they are.
+         *
+         *     The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for; a participant already stays as they are); an event for channelEvents.
          *
          *     Runs the GraphQL mutation `JoinChannel` (`Mutation.joinChannel`).
          */
@@ -686,7 +688,7 @@ export interface paths {
         put?: never;
         /**
          * Send a presence heartbeat
-         * @description Keeps the caller present for COLLABORATION_HEARTBEAT_TTL_MS (agents without a live subscription); with `status`, also sets it.
+         * @description Keeps the caller present for COLLABORATION_HEARTBEAT_TTL_MS (agents without a live subscription); with `?status=BUSY` (or ONLINE, AWAY), also sets it.
          *
          *     Keeps the caller (typically an agent without a live subscription) present for COLLABORATION_HEARTBEAT_TTL_MS; with status, also sets it (as setPresence).
          *
@@ -2597,25 +2599,16 @@ export interface operations {
     };
     JoinChannel: {
         parameters: {
-            query?: never;
+            query?: {
+                role?: components["schemas"]["ParticipantRole"];
+            };
             header?: never;
             path: {
                 id: string;
             };
             cookie?: never;
         };
-        requestBody?: {
-            content: {
-                /**
-                 * @example {
-                 *       "role": "OBSERVER"
-                 *     }
-                 */
-                "application/json": {
-                    role?: components["schemas"]["ParticipantRole"] | null;
-                };
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Someone in a channel. */
             200: {
@@ -3525,23 +3518,14 @@ export interface operations {
     };
     Heartbeat: {
         parameters: {
-            query?: never;
+            query?: {
+                status?: components["schemas"]["PresenceStatus"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody?: {
-            content: {
-                /**
-                 * @example {
-                 *       "status": "ONLINE"
-                 *     }
-                 */
-                "application/json": {
-                    status?: components["schemas"]["PresenceStatus"] | null;
-                };
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Someone's presence across the tenant. */
             200: {
