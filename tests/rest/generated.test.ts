@@ -88,11 +88,13 @@ describe('Idempotency-Key in the document', () => {
   it('is declared on every route that creates something (201), with its 422, and on no other', () => {
     const creating = operations.filter((op) => '201' in op.responses);
     expect(creating.map((op) => op.operationId).sort()).toEqual([
+      'CreateChannel',
       'CreateWorkflowDefinition',
       'RegisterAgent',
       'RegisterAgentFromCard',
       'Remember',
       'RememberBatch',
+      'SendMessage',
       'StartWorkflowRun',
       'SubmitTask',
     ]);
