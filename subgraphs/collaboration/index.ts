@@ -4,12 +4,17 @@
 import { env, loadConfig } from '../../runtime/config.ts';
 import { createIdempotency } from '../../runtime/idempotency.ts';
 import { createPeriodicJob } from '../../runtime/periodic-job.ts';
+import type { DomainEvent } from '../../runtime/events.ts';
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createCollaborationContext, TypingThrottle, type CollaborationContext } from './context.ts';
 import { migrations } from './migrations.ts';
 import { PresenceTracker } from './presence.ts';
 import { resolvers } from './resolvers.ts';
 import { CollaborationStore, type CollaborationDB } from './store.ts';
+
+const AGENTS_CHANNEL = 'agents';
+/** The agents subgraph's event of a recorded heartbeat (subgraphs/agents/domain.ts). */
+const AGENT_HEARTBEAT = 'AgentHeartbeat';
 
 export const collaborationSpec = {
   COLLABORATION_MESSAGE_MAX_BYTES: env.int("largest message: bytes of its parts' JSON (MESSAGE_TOO_LARGE beyond)", 65_536, 256),
@@ -29,7 +34,7 @@ export const collaboration: SubgraphDefinition<CollaborationDB, CollaborationCon
   defaultPort: 4008,
   migrations,
   outbox: true,
-  create({ database, events, logger, config, env: source }) {
+  create({ database, bus, events, logger, config, env: source }) {
     const c = loadConfig(collaborationSpec, source);
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: config.NODE_ENV, logger });
     const store = new CollaborationStore(
@@ -53,14 +58,33 @@ export const collaboration: SubgraphDefinition<CollaborationDB, CollaborationCon
       run: () => presence.maintain(),
       logger,
     });
+    // An agent's heartbeat to the agents subgraph (recordHeartbeat) counts as a presence heartbeat
+    // here: the outbox publishes agents' events on the channel named after it.
+    const onAgentEvent = (event: DomainEvent) => {
+      if (event.type !== AGENT_HEARTBEAT) return;
+      const agentId = (event.payload as { agentId?: string }).agentId ?? event.subjectId;
+      presence
+        .heartbeat(event.tenantId, `agent:${agentId}`)
+        .catch((err: unknown) => logger.warn({ err, agentId }, 'recording an agent heartbeat as presence failed'));
+    };
+    let unsubscribe: Promise<() => Promise<void>> | undefined;
     return {
       resolvers,
       createContext: (base) => createCollaborationContext(base, store, presence, typing),
       start: () => {
         pruner.start();
         maintenance.start();
+        unsubscribe = bus.subscribe(AGENTS_CHANNEL, onAgentEvent);
+        unsubscribe.catch((err: unknown) =>
+          logger.error(
+            { err },
+            `subscribing to the ${AGENTS_CHANNEL} events failed: agents are present only through their subscriptions and heartbeat mutations`,
+          ),
+        );
       },
       stop: async () => {
+        const off = await unsubscribe?.catch(() => undefined);
+        await off?.();
         await maintenance.stop();
         await presence.stop();
         await pruner.stop();

@@ -22,7 +22,7 @@ import {
   type Platform,
   type ServiceProcess,
 } from '../support/processes.ts';
-import { subgraphOpenSubscriptions, subgraphSubscribed, subscribe, wsClient } from '../subscriptions/support.ts';
+import { subgraphOpenSubscriptions, subgraphSubscribed, subscribe, waitFor, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
 
@@ -100,6 +100,18 @@ describe.skipIf(!enabled)('collaboration across two replicas and two gateways (P
     );
     expect(same.id).toBe(channelId);
     benSub.unsubscribe();
+  });
+
+  it("an agent's heartbeat to the agents subgraph makes it present (the event crosses Redis)", async () => {
+    const { registerAgent } = await gqlOk<{ registerAgent: { id: string } }>(platform.url, 'mutation { registerAgent(input: { name: "Present" }) { id } }');
+    await gqlOk(platform.url, 'mutation($id: ID!) { recordHeartbeat(id: $id) { id } }', { id: registerAgent.id });
+    const status = await waitFor('the heartbeat to count as presence', async () => {
+      const { agent } = await gqlOk<{ agent: { presence: { status: string } } }>(platform.url, 'query($id: ID!) { agent(id: $id) { presence { status } } }', {
+        id: registerAgent.id,
+      });
+      return agent.presence.status === 'ONLINE' ? agent.presence.status : undefined;
+    });
+    expect(status).toBe('ONLINE');
   });
 
   it('a replica killed with SIGKILL takes its subscribers offline within the presence TTL', async () => {
