@@ -1,12 +1,15 @@
 import type { RequestContext } from '../../runtime/context.ts';
 import type { PresenceTracker } from './presence.ts';
 import type { CollaborationStore } from './store.ts';
+import type { SubjectDirectory } from './subjects.ts';
 
 /** Per request: the store, this replica's presence tracker and typing throttle; identity and tenant come from the runtime. */
 export interface CollaborationContext extends RequestContext {
   store: CollaborationStore;
   presence: PresenceTracker;
   typing: TypingThrottle;
+  /** Whether a task or workflow run exists (asked of orchestration). */
+  subjects: SubjectDirectory;
 }
 
 /** At most one typing event per participant and channel per interval, in this replica. */
@@ -33,6 +36,7 @@ export function createCollaborationContext(
   store: CollaborationStore,
   presence: PresenceTracker,
   typing: TypingThrottle,
+  subjects: SubjectDirectory,
 ): CollaborationContext {
-  return { ...base, store, presence, typing };
+  return { ...base, store, presence, typing, subjects };
 }

@@ -11,6 +11,7 @@ import { migrations } from './migrations.ts';
 import { PresenceTracker } from './presence.ts';
 import { resolvers } from './resolvers.ts';
 import { CollaborationStore, type CollaborationDB } from './store.ts';
+import { createSubjectDirectory } from './subjects.ts';
 
 const AGENTS_CHANNEL = 'agents';
 /** The agents subgraph's event of a recorded heartbeat (subgraphs/agents/domain.ts). */
@@ -26,6 +27,11 @@ export const collaborationSpec = {
     300,
   ),
   COLLABORATION_PRESENCE_SWEEP_INTERVAL_MS: env.int('how often presence is refreshed and expired connections are taken offline, in milliseconds', 5_000, 50),
+  SUBGRAPH_ORCHESTRATION_URL: env.urls(
+    'GraphQL endpoint of the orchestration subgraph, asked whether a task or workflow run exists when its channel is first opened (its replicas, comma-separated)',
+    ['http', 'https'],
+    'http://127.0.0.1:4002/graphql',
+  ),
   COLLABORATION_HEARTBEAT_TTL_MS: env.int('how long one heartbeat mutation keeps its sender present, in milliseconds', 60_000, 1000),
 };
 
@@ -34,7 +40,7 @@ export const collaboration: SubgraphDefinition<CollaborationDB, CollaborationCon
   defaultPort: 4008,
   migrations,
   outbox: true,
-  create({ database, bus, events, logger, config, env: source }) {
+  create({ database, bus, events, logger, config, identity, env: source }) {
     const c = loadConfig(collaborationSpec, source);
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: config.NODE_ENV, logger });
     const store = new CollaborationStore(
@@ -51,6 +57,7 @@ export const collaboration: SubgraphDefinition<CollaborationDB, CollaborationCon
     );
     const presence = new PresenceTracker(store, { ttlMs: c.COLLABORATION_PRESENCE_TTL_MS, heartbeatTtlMs: c.COLLABORATION_HEARTBEAT_TTL_MS }, logger);
     const typing = new TypingThrottle(2000);
+    const subjects = createSubjectDirectory({ url: c.SUBGRAPH_ORCHESTRATION_URL, identity, logger });
     // Refreshing more often than a third of the TTL keeps a live replica's connections from ever expiring.
     const maintenance = createPeriodicJob({
       name: 'presence maintenance',
@@ -70,7 +77,7 @@ export const collaboration: SubgraphDefinition<CollaborationDB, CollaborationCon
     let unsubscribe: Promise<() => Promise<void>> | undefined;
     return {
       resolvers,
-      createContext: (base) => createCollaborationContext(base, store, presence, typing),
+      createContext: (base) => createCollaborationContext(base, store, presence, typing, subjects),
       start: () => {
         pruner.start();
         maintenance.start();

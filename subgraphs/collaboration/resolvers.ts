@@ -103,12 +103,16 @@ async function requireOwner(ctx: CollaborationContext, channel: ChannelRow): Pro
 
 async function openSubjectChannel(ctx: CollaborationContext, kind: 'TASK' | 'WORKFLOW_RUN', id: string): Promise<ChannelRow> {
   const caller = me(ctx);
+  const subjectKey = `${kind === 'TASK' ? 'task' : 'run'}:${id}`;
+  // Asked only before the first open: an existing channel's subject existed.
+  if (!(await ctx.store.channelBySubject(ctx.tenantId, subjectKey)))
+    await ctx.subjects.assertExists({ tenantId: ctx.tenantId, onBehalfOf: ctx.identity.subject, requestId: ctx.requestId }, kind, id);
   const { channel, created } = await ctx.store.createChannel(ctx.tenantId, {
     kind,
     title: null,
     taskId: kind === 'TASK' ? id : null,
     workflowRunId: kind === 'WORKFLOW_RUN' ? id : null,
-    subjectKey: `${kind === 'TASK' ? 'task' : 'run'}:${id}`,
+    subjectKey,
     owner: caller,
     others: [],
   });

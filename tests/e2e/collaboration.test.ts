@@ -339,6 +339,10 @@ describe('collaboration through the gateway', () => {
     const observer = await erin.rest('POST', `/v1/channels/${channelId}/messages`, { parts: [{ text: 'may I?' }] });
     expect(observer.status).toBe(403);
     expect(observer.body).toMatchObject({ type: '/problems/not-a-participant', code: 'NOT_A_PARTICIPANT' });
+    // A task channel opens only for a task orchestration knows.
+    const unknownTask = await dana.rest('POST', `/v1/tasks/${randomUUID()}/channel`);
+    expect(unknownTask.status).toBe(404);
+    expect(unknownTask.body).toMatchObject({ code: 'NOT_FOUND' });
     const stranger = await caller({ subject: 'frank' });
     expect((await stranger.rest('GET', `/v1/channels/${channelId}`)).status).toBe(404);
     const bad = await dana.rest('POST', `/v1/channels/${channelId}/messages`, { parts: [{ text: 'a', data: { b: 1 } }] });

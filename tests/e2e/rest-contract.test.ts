@@ -250,9 +250,9 @@ describe('every route with valid input', () => {
   });
 
   it('opens channels, posts, edits and deletes messages, marks them read, and sets presence', async () => {
-    const taskChannel = await ok<{ id: string; kind: string }>('OpenTaskChannel', { id: randomUUID() });
+    const taskChannel = await ok<{ id: string; kind: string }>('OpenTaskChannel', { id: ids.completedTask ?? '' });
     expect(taskChannel.kind).toBe('TASK');
-    expect(await ok<{ kind: string }>('OpenWorkflowRunChannel', { id: randomUUID() })).toMatchObject({ kind: 'WORKFLOW_RUN' });
+    expect(await ok<{ kind: string }>('OpenWorkflowRunChannel', { id: ids.canceledRun ?? '' })).toMatchObject({ kind: 'WORKFLOW_RUN' });
     expect(await ok('JoinChannel', { id: taskChannel.id }, { query: { role: 'MEMBER' } })).toMatchObject({ role: 'OWNER' });
     const group = await ok<{ id: string }>(
       'CreateChannel',
