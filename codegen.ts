@@ -45,6 +45,20 @@ const mappers: Record<string, Record<string, string>> = {
     Peer: '../store.ts#PeerRow',
     RemoteAgent: '../store.ts#RemoteAgentRow',
   },
+  collaboration: {
+    Channel: '../store.ts#ChannelRow',
+    Participant: '../store.ts#ParticipantRow',
+    ParticipantRef: '../domain.ts#ParticipantRefModel',
+    Message: '../store.ts#MessageRow',
+    MessagePart: '../domain.ts#MessagePartModel',
+    Presence: '../store.ts#PresenceRow',
+    MessageAddedEvent: '../resolvers.ts#MessageAddedEventRow',
+    ChannelEvent: '../resolvers.ts#ChannelEventRow',
+    PresenceChangedEvent: '../resolvers.ts#PresenceChangedEventRow',
+    Task: '../store.ts#EntityRef',
+    WorkflowRun: '../store.ts#EntityRef',
+    Agent: '../store.ts#EntityRef',
+  },
 };
 
 const { subgraphs } = parse(readFileSync('supergraph.yaml', 'utf8')) as { subgraphs: Record<string, unknown> };

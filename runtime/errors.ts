@@ -26,7 +26,13 @@ export type ErrorCode =
   | 'EMBEDDINGS_UNAVAILABLE'
   // Inbound webhooks (integrations): a signature or token that does not match, a delivery id seen before.
   | 'WEBHOOK_SIGNATURE_INVALID'
-  | 'WEBHOOK_REPLAYED';
+  | 'WEBHOOK_REPLAYED'
+  // Collaboration limits and roles: a message too large, a sender over its rate, a full
+  // channel, a caller who is not (or only observes as) a participant.
+  | 'MESSAGE_TOO_LARGE'
+  | 'RATE_LIMITED'
+  | 'CHANNEL_FULL'
+  | 'NOT_A_PARTICIPANT';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

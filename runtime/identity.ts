@@ -19,6 +19,8 @@ export const IDENTITY_HEADER = 'x-gateway-identity';
  * `integrations:read`/`integrations:write` see and manage webhooks, inbound integrations and triggers.
  * `discovery:read` matches agents and reads the service registry, peers and private cards,
  * `discovery:write` changes agents' discovery settings, services and peers.
+ * `collaboration:read` reads channels, messages and presence, `collaboration:write` posts and
+ * changes them.
  */
 export const PLATFORM_SCOPES = [
   'admin',
@@ -34,6 +36,8 @@ export const PLATFORM_SCOPES = [
   'integrations:write',
   'discovery:read',
   'discovery:write',
+  'collaboration:read',
+  'collaboration:write',
 ] as const;
 export type PlatformScope = (typeof PLATFORM_SCOPES)[number];
 
@@ -49,6 +53,8 @@ export const AGENT_SCOPES = [
   'tasks:write',
   'memory:read',
   'memory:write',
+  'collaboration:read',
+  'collaboration:write',
 ] as const satisfies readonly PlatformScope[];
 
 /** Outside production only: a fixed, public secret, so a fresh checkout runs with no setup. */

@@ -272,6 +272,34 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     input: { name: 'Embeddings model', kind: 'MODEL_ENDPOINT', endpoint: 'https://models.example.com/v1', owner: 'ml', ttlSeconds: 300 },
   });
 
+  // A conversation on the task being drafted: a person asks, the writer answers with its
+  // progress as data, the researcher replies in the thread with its sources as a file reference.
+  const channel = (await call<{ openTaskChannel: { id: string } }>(api, `mutation ($t: ID!) { openTaskChannel(taskId: $t) { id } }`, { t: working }))
+    .openTaskChannel.id;
+  const SEND_MESSAGE = `mutation ($input: SendMessageInput!) { sendMessage(input: $input) { id } }`;
+  const ask = await call<{ sendMessage: { id: string } }>(api, SEND_MESSAGE, {
+    input: {
+      channelId: channel,
+      clientMessageId: 'seed-1',
+      parts: [{ text: 'How is the draft going? Keep it under 800 words.' }],
+      mentions: [{ kind: 'AGENT', id: writer }],
+    },
+  });
+  await call(as(writer), SEND_MESSAGE, {
+    input: { channelId: channel, clientMessageId: 'seed-2', parts: [{ text: 'Outline done, first draft next.' }, { data: { percent: 40, words: 310 } }] },
+  });
+  await call(as(researcher), SEND_MESSAGE, {
+    input: {
+      channelId: channel,
+      clientMessageId: 'seed-3',
+      replyToId: ask.sendMessage.id,
+      parts: [
+        { text: 'Sources for the draft:' },
+        { file: { uri: 'https://example.com/sources/agent-platforms.pdf', mediaType: 'application/pdf', sizeBytes: 482133 } },
+      ],
+    },
+  });
+
   const totals = await call<{
     agents: { totalCount: number };
     tasks: { totalCount: number };

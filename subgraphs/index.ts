@@ -4,6 +4,7 @@ import type { RequestContext } from '../runtime/context.ts';
 import { startSubgraph, type RunningSubgraph, type SharedServices, type SubgraphDefinition } from '../runtime/subgraph.ts';
 import { agents } from './agents/index.ts';
 import { discovery } from './discovery/index.ts';
+import { collaboration } from './collaboration/index.ts';
 import { governance } from './governance/index.ts';
 import { integrations } from './integrations/index.ts';
 import { memory } from './memory/index.ts';
@@ -26,4 +27,5 @@ export const subgraphs: Record<string, RegisteredSubgraph> = {
   memory: register(memory),
   integrations: register(integrations),
   discovery: register(discovery),
+  collaboration: register(collaboration),
 };

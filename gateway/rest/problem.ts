@@ -59,6 +59,17 @@ export const TYPED_PROBLEMS = {
     title: 'Embeddings unavailable',
     description: 'the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again',
   },
+  MESSAGE_TOO_LARGE: {
+    status: 413,
+    title: 'Message too large',
+    description: "a message's parts exceed COLLABORATION_MESSAGE_MAX_BYTES of JSON (`bytes`, `maxBytes`)",
+  },
+  CHANNEL_FULL: { status: 409, title: 'Channel full', description: 'the channel has its maximum of participants (`maxParticipants`)' },
+  NOT_A_PARTICIPANT: {
+    status: 403,
+    title: 'Not a participant',
+    description: 'only participants (not observers, for sending) may do this in the channel; join it or ask an owner to add you',
+  },
   DEPENDENCY_UNAVAILABLE: {
     status: 503,
     title: 'Dependency unavailable',

@@ -7,6 +7,10 @@ export const subscriptionSpec = {
     12_000,
     0,
   ),
+  SUBSCRIPTION_PER_SUBJECT_SUBGRAPHS: env.string(
+    "subgraphs (comma-separated) whose subscriptions depend on who the subscriber is (collaboration: presence, messages addressed to the caller): their streams carry the subscriber's subject and are shared only by subscribers with the same one",
+    'collaboration',
+  ),
   SUBSCRIPTION_QUEUE_LIMIT: env.int('events one client subscription may have waiting for its connection; one more closes that connection as too slow', 100, 1),
   SUBSCRIPTION_MAX_BUFFERED_BYTES: env.int(
     'bytes one WebSocket or SSE connection may have written but not yet sent; more closes it as too slow',

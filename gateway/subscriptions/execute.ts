@@ -71,6 +71,8 @@ export interface CoreOptions {
   /** Client headers the gateway forwards to subgraphs (FORWARD_HEADERS). */
   forwardHeaders: readonly string[];
   queueLimit: number;
+  /** Subgraphs whose subscription streams act as the subscriber's subject (SUBSCRIPTION_PER_SUBJECT_SUBGRAPHS). */
+  perSubjectSubgraphs?: ReadonlySet<string>;
   /** Validation rules beyond graphql-js's; give the ones Apollo Server gets (limits...), so subscriptions obey them too. */
   validationRules: readonly ValidationRule[];
   /** Apollo Server's parse options (the token limit). */
@@ -253,7 +255,7 @@ export class GatewayOperations {
     stream = this.streams.get(key);
     if (stream?.join(queue)) return queue;
     // A new stream, with an identity of its own (stream-identity.ts): it may outlive this subscriber.
-    const own = streamContext(context.principal, headers, this.options.logger);
+    const own = streamContext(context.principal, headers, this.options.logger, this.perSubject(prepared));
     const identityToken = await this.options.identity.signIdentity(identityClaims(own.principal), prepared.plan.primary.serviceName, own.requestId);
     // While signing, the subscriber may have gone, or an identical subscription started a stream.
     if (queue.done) return queue;
@@ -336,7 +338,13 @@ export class GatewayOperations {
       operation.variables,
       headers,
       authorizationKey(context.principal),
+      ...(this.perSubject(prepared) ? [context.principal.subject] : []),
     ]);
+  }
+
+  /** Whether the subscription's subgraph delivers per subscriber (presence, messages addressed to them): then its stream is the subject's own. */
+  private perSubject(prepared: AuthorizedSubscription): boolean {
+    return this.options.perSubjectSubgraphs?.has(prepared.plan.primary.serviceName) ?? false;
   }
 }
 

@@ -75,6 +75,11 @@ export function createGatewaySubscriptions(options: GatewaySubscriptionOptions):
     dataSources: options.dataSources,
     forwardHeaders: config.FORWARD_HEADERS,
     queueLimit: sub.SUBSCRIPTION_QUEUE_LIMIT,
+    perSubjectSubgraphs: new Set(
+      sub.SUBSCRIPTION_PER_SUBJECT_SUBGRAPHS.split(',')
+        .map((n) => n.trim())
+        .filter(Boolean),
+    ),
     validationRules: options.validationRules ?? [],
     ...(options.parseOptions ? { parseOptions: options.parseOptions } : {}),
     policy: options.policy,

@@ -23,12 +23,15 @@ export function authorizationKey(principal: Principal): readonly unknown[] {
   return [principal.kind, principal.tenantId, [...new Set(principal.scopes)].sort(), principal.agentId ?? null];
 }
 
-/** The stream's principal: the subscriber's authorization decisions, without its subject or expiry. */
-export function streamPrincipal(principal: Principal): Principal {
+/**
+ * The stream's principal: the subscriber's authorization decisions, without its subject or expiry
+ * (with its subject when keepSubject: a subgraph whose deliveries depend on who subscribes).
+ */
+export function streamPrincipal(principal: Principal, keepSubject = false): Principal {
   if (principal.kind === 'anonymous') return ANONYMOUS;
   return {
     kind: principal.kind,
-    subject: STREAM_SUBJECT,
+    subject: keepSubject ? principal.subject : STREAM_SUBJECT,
     tenantId: principal.tenantId,
     scopes: [...new Set(principal.scopes)].sort(),
     expiresAt: null,
@@ -40,9 +43,9 @@ export function streamPrincipal(principal: Principal): Principal {
  * The context a stream's requests run with: its own request id and logger, its identity, and only
  * the forwarded headers that are part of the stream key (the same for every subscriber sharing it).
  */
-export function streamContext(principal: Principal, headers: Iterable<readonly [string, string]>, logger: Logger): GatewayContext {
+export function streamContext(principal: Principal, headers: Iterable<readonly [string, string]>, logger: Logger, keepSubject = false): GatewayContext {
   const requestId = `stream-${randomUUID()}`;
-  const identity = streamPrincipal(principal);
+  const identity = streamPrincipal(principal, keepSubject);
   return {
     requestId,
     headers: new HeaderMap([...headers].map(([name, value]) => [name, value] as [string, string])),

@@ -89,7 +89,7 @@ describe('API keys at the gateway', () => {
       kind: 'apiKey',
       subject: `apikey:${minted.issueAgentCredential.apiKey.id}`,
       tenantId: 'default',
-      scopes: ['agents:read', 'agents:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
+      scopes: ['agents:read', 'agents:write', 'collaboration:read', 'collaboration:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
       expiresAt: null,
       apiKeyId: minted.issueAgentCredential.apiKey.id,
       agentId,

@@ -53,7 +53,16 @@ const codes = (errors: { extensions?: Record<string, unknown> }[] | undefined) =
 describe('agent credentials through the gateway', () => {
   it('registering over GraphQL, REST and from a card returns the key once, only when asked', async () => {
     const viaGraphql = await register('Graph agent', true);
-    expect(viaGraphql.credential?.scopes).toEqual(['agents:read', 'agents:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write']);
+    expect(viaGraphql.credential?.scopes).toEqual([
+      'agents:read',
+      'agents:write',
+      'collaboration:read',
+      'collaboration:write',
+      'memory:read',
+      'memory:write',
+      'tasks:read',
+      'tasks:write',
+    ]);
     expect((await register('Plain agent')).credential).toBeNull();
 
     const viaRest = await rest(base, 'POST', '/v1/agents', { query: { issueCredential: 'true' }, body: { name: 'Rest agent' } });

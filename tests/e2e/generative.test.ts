@@ -40,6 +40,11 @@ const RUNS = { graphql: 120 * SCALE, bodies: 50 * SCALE, ws: 60 * SCALE, rest: 1
 const DOCUMENTED_CODES = new Set([
   'BAD_USER_INPUT',
   'DIMENSION_MISMATCH',
+  // Collaboration's limits and roles (README › Collaboration).
+  'MESSAGE_TOO_LARGE',
+  'CHANNEL_FULL',
+  'NOT_A_PARTICIPANT',
+  'RATE_LIMITED',
   'EMBEDDINGS_UNAVAILABLE',
   'BAD_REQUEST',
   'NOT_FOUND',
@@ -81,7 +86,7 @@ const credentials: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-generative-'));
-  platform = await startPlatform({ dataDir, with: ['discovery'] });
+  platform = await startPlatform({ dataDir, with: ['discovery', 'collaboration'] });
   base = platform.url.replace(/\/graphql$/, '');
   schema = buildClientSchema(await gqlOk<IntrospectionQuery>(platform.url, getIntrospectionQuery()));
   const served = await rest(base, 'GET', '/openapi.json');

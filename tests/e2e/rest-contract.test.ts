@@ -24,7 +24,7 @@ const exercised = new Map<string, number>();
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-rest-'));
-  platform = await startPlatform({ dataDir, with: ['integrations', 'discovery'], gatewayEnv: { MAX_BODY_BYTES: '65536' } });
+  platform = await startPlatform({ dataDir, with: ['integrations', 'discovery', 'collaboration'], gatewayEnv: { MAX_BODY_BYTES: '65536' } });
   base = platform.url.replace(/\/graphql$/, '');
   const res = await rest(base, 'GET', '/openapi.json');
   expect(res.status).toBe(200);
@@ -339,6 +339,51 @@ describe('every route with valid input', () => {
     expect(await ok<{ id: string }[]>('ListPeers')).toEqual([expect.objectContaining({ id: peer.id })]);
     expect(await ok('ListRemoteAgents', {}, { query: { peerId: peer.id } })).toEqual([]);
     expect(await ok('RemovePeer', { id: peer.id })).toBe(true);
+  });
+
+  it('opens channels, posts, edits and deletes messages, marks them read, and sets presence', async () => {
+    const taskChannel = await ok<{ id: string; kind: string }>('OpenTaskChannel', { id: ids.completedTask ?? '' });
+    expect(taskChannel.kind).toBe('TASK');
+    expect(await ok<{ kind: string }>('OpenWorkflowRunChannel', { id: ids.canceledRun ?? '' })).toMatchObject({ kind: 'WORKFLOW_RUN' });
+    expect(await ok('JoinChannel', { id: taskChannel.id }, { query: { role: 'MEMBER' } })).toMatchObject({ role: 'OWNER' });
+    const group = await ok<{ id: string }>(
+      'CreateChannel',
+      {},
+      { body: { kind: 'GROUP', title: 'contract', participants: [{ kind: 'USER', id: 'contract-peer' }] } },
+    );
+    expect(await ok('AddParticipant', { id: group.id }, { body: { kind: 'USER', id: 'contract-observer', role: 'OBSERVER' } })).toMatchObject({
+      role: 'OBSERVER',
+    });
+    expect(await ok('RemoveParticipant', { id: group.id }, { query: { kind: 'USER', participantId: 'contract-observer' } })).toBe(true);
+    const message = await ok<{ id: string; sequence: number }>(
+      'SendMessage',
+      { id: group.id },
+      {
+        body: {
+          parts: [{ text: 'hello' }, { data: { n: 1 } }, { file: { uri: 'https://files.example/a.txt', mediaType: 'text/plain', sizeBytes: 3 } }],
+          clientMessageId: 'contract-1',
+        },
+      },
+    );
+    expect(message.sequence).toBe(1);
+    expect(await ok('GetMessage', { id: message.id })).toMatchObject({ id: message.id });
+    expect(await ok('EditMessage', { id: message.id }, { query: { expectedVersion: '1' }, body: { parts: [{ text: 'hello, edited' }] } })).toMatchObject({
+      version: 2,
+    });
+    expect(await ok<{ history: unknown[] }>('GetMessageHistory', { id: message.id })).toMatchObject({ history: [{ version: 2 }, { version: 1 }] });
+    const listed = await ok<{ messages: { nodes: { id: string }[] } }>('ListMessages', { id: group.id }, { query: { last: '10' } });
+    expect(listed.messages.nodes.map((m) => m.id)).toEqual([message.id]);
+    expect(await ok('GetChannel', { id: group.id })).toMatchObject({ id: group.id, lastSequence: 1 });
+    expect((await ok<Page<{ id: string }>>('ListChannels', {}, { query: { kind: 'GROUP' } })).nodes.map((c) => c.id)).toContain(group.id);
+    expect(await ok('MarkRead', { id: group.id }, { body: { sequence: 1 } })).toMatchObject({ myLastReadSequence: 1, unreadCount: 0 });
+    expect(await ok('SetTyping', { id: group.id })).toBe(true);
+    expect(await ok('DeleteMessage', { id: message.id })).toMatchObject({ version: 3, parts: [] });
+    expect(await ok('LeaveChannel', { id: taskChannel.id })).toBe(true);
+    expect(await ok('SetPresence', {}, { body: { status: 'AWAY' } })).toMatchObject({ chosenStatus: 'AWAY' });
+    expect(await ok('Heartbeat', {}, { query: { status: 'BUSY' } })).toMatchObject({ status: 'BUSY', connections: 1 });
+    expect(await ok<{ participant: { id: string } }[]>('OnlineParticipants', {}, { query: { first: '10' } })).toEqual(
+      expect.arrayContaining([expect.objectContaining({ status: 'BUSY' })]),
+    );
   });
 
   it('exercised every operation of the document', () => {

@@ -88,6 +88,7 @@ describe('Idempotency-Key in the document', () => {
   it('is declared on every route that creates something (201), with its 422, and on no other', () => {
     const creating = operations.filter((op) => '201' in op.responses);
     expect(creating.map((op) => op.operationId).sort()).toEqual([
+      'CreateChannel',
       'CreateInboundIntegration',
       'CreateTrigger',
       'CreateWebhookEndpoint',
@@ -98,6 +99,7 @@ describe('Idempotency-Key in the document', () => {
       'RegisterService',
       'Remember',
       'RememberBatch',
+      'SendMessage',
       'StartWorkflowRun',
       'SubmitTask',
     ]);

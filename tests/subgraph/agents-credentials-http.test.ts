@@ -99,7 +99,9 @@ describe(`agent credentials through the agents subgraph (${DATABASE_URL ? 'Postg
 
   it('registers with a credential: shown once, bound to the agent, with the agent scopes', async () => {
     const agent = await register('Scout', true);
-    expect(agent.credential).toMatchObject({ scopes: ['agents:read', 'agents:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'] });
+    expect(agent.credential).toMatchObject({
+      scopes: ['agents:read', 'agents:write', 'collaboration:read', 'collaboration:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
+    });
     expect(agent.credential!.secret.startsWith(`${agent.credential!.prefix}_`)).toBe(true);
     expect(await verify(agent.credential!.secret)).toEqual({
       keyId: agent.credential!.keyId,

@@ -181,7 +181,7 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
       expect(res.data!.issueAgentCredential.apiKey).toMatchObject({
         agentId,
         name: 'Agent credential: Scout',
-        scopes: ['agents:read', 'agents:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
+        scopes: ['agents:read', 'agents:write', 'collaboration:read', 'collaboration:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
         createdBy: 'test-admin',
       });
       const verified = await gql<{ verifyApiKey: Record<string, unknown> }>(gateway, VERIFY, { key: res.data!.issueAgentCredential.secret });
@@ -189,7 +189,7 @@ describe(`governance subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite
         keyId: res.data!.issueAgentCredential.apiKey.id,
         tenantId: 'default',
         agentId,
-        scopes: ['agents:read', 'agents:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
+        scopes: ['agents:read', 'agents:write', 'collaboration:read', 'collaboration:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
       });
     });
 

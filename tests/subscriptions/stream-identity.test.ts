@@ -63,3 +63,13 @@ describe('streamPrincipal and streamContext', () => {
     expect(context.principal).toMatchObject({ subject: STREAM_SUBJECT, expiresAt: null });
   });
 });
+
+describe('streams of a per-subject subgraph (SUBSCRIPTION_PER_SUBJECT_SUBGRAPHS)', () => {
+  it('keep the subscriber subject, still without its expiry', () => {
+    const principal = streamPrincipal(base, true);
+    expect(principal).toMatchObject({ kind: 'user', subject: 'ann', tenantId: 'acme', expiresAt: null });
+    const context = streamContext(base, [], createLogger('test', 'silent'), true);
+    expect(identityClaims(context.principal)).toMatchObject({ subject: 'ann', tenantId: 'acme' });
+    expect(streamPrincipal(base).subject).toBe(STREAM_SUBJECT);
+  });
+});

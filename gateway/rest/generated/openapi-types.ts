@@ -375,6 +375,222 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/channels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List my channels
+         * @description The caller's channels, newest first. For the next page pass `pageInfo.endCursor` as `after`.
+         *
+         *     The caller's channels, newest first.
+         *
+         *     Runs the GraphQL query `ListChannels` (`Query.channels`).
+         */
+        get: operations["ListChannels"];
+        put?: never;
+        /**
+         * Create a channel
+         * @description DIRECT (exactly one other participant; the same pair answers the same channel) or GROUP; the caller is its OWNER. With an `Idempotency-Key` header a repeat answers the first channel.
+         *
+         *     Creates a DIRECT or GROUP channel; a DIRECT one between the same two answers the existing one. With an Idempotency-Key header a repeat answers the first channel.
+         *
+         *     Runs the GraphQL mutation `CreateChannel` (`Mutation.createChannel`).
+         */
+        post: operations["CreateChannel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a channel
+         * @description With its participants. 404 for a direct or group channel the caller is not in.
+         *
+         *     A channel the caller may read, or null.
+         *
+         *     Runs the GraphQL query `GetChannel` (`Query.channel`).
+         */
+        get: operations["GetChannel"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Join a task or workflow run channel
+         * @description As MEMBER, or `?role=OBSERVER`; a participant already stays as they are.
+         *
+         *     The caller joins a TASK or WORKFLOW_RUN channel (MEMBER unless OBSERVER is asked for; a participant already stays as they are); an event for channelEvents.
+         *
+         *     Runs the GraphQL mutation `JoinChannel` (`Mutation.joinChannel`).
+         */
+        post: operations["JoinChannel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/leave": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Leave a channel
+         * @description `false` when the caller was not a participant.
+         *
+         *     The caller leaves; false when not a participant.
+         *
+         *     Runs the GraphQL mutation `LeaveChannel` (`Mutation.leaveChannel`).
+         */
+        post: operations["LeaveChannel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a channel's messages
+         * @description Oldest first. `first`/`after` pages forward, `last`/`before` back (pass `pageInfo.startCursor`); neither gives the newest 50. `threadId` narrows to one thread.
+         *
+         *     A channel the caller may read, or null.
+         *
+         *     Runs the GraphQL query `ListMessages` (`Query.channel`).
+         */
+        get: operations["ListMessages"];
+        put?: never;
+        /**
+         * Send a message
+         * @description Parts in the A2A style: each has exactly one of `text`, `data` (a JSON object) or `file` (a reference by URI). Sending again with the same `clientMessageId` (or `Idempotency-Key`) answers the first message. 413 `/problems/message-too-large`, 429 RATE_LIMITED, 403 `/problems/not-a-participant`.
+         *
+         *     Posts a message (in a TASK or WORKFLOW_RUN channel the caller joins as MEMBER first). Idempotent by clientMessageId.
+         *
+         *     Runs the GraphQL mutation `SendMessage` (`Mutation.sendMessage`).
+         */
+        post: operations["SendMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/participants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a participant
+         * @description An owner adds someone, or changes their role.
+         *
+         *     An owner adds someone (or changes their role).
+         *
+         *     Runs the GraphQL mutation `AddParticipant` (`Mutation.addParticipant`).
+         */
+        post: operations["AddParticipant"];
+        /**
+         * Remove a participant
+         * @description An owner removes someone (anyone removes themselves): `?kind=AGENT&participantId=<agent id>`; `false` when not a participant.
+         *
+         *     An owner removes someone; false when not a participant.
+         *
+         *     Runs the GraphQL mutation `RemoveParticipant` (`Mutation.removeParticipant`).
+         */
+        delete: operations["RemoveParticipant"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark read
+         * @description Moves the caller's read marker forward to `sequence` (never back).
+         *
+         *     Moves the caller's read marker forward to sequence (never back); answers the channel.
+         *
+         *     Runs the GraphQL mutation `MarkRead` (`Mutation.markRead`).
+         */
+        post: operations["MarkRead"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/{id}/typing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Say the caller is typing
+         * @description `false` when throttled (one event per 2 s per caller and channel).
+         *
+         *     Tells channelEvents subscribers the caller is typing (at most one event per 2 s per caller and channel).
+         *
+         *     Runs the GraphQL mutation `SetTyping` (`Mutation.setTyping`).
+         */
+        post: operations["SetTyping"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/discovery/match": {
         parameters: {
             query?: never;
@@ -615,6 +831,68 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/messages/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a message
+         * @description A message of a channel the caller may read, or null.
+         *
+         *     Runs the GraphQL query `GetMessage` (`Query.message`).
+         */
+        get: operations["GetMessage"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a message
+         * @description The sender or a channel owner; the parts go, the history stays.
+         *
+         *     The sender (or a channel owner) deletes a message: its parts go, its history stays.
+         *
+         *     Runs the GraphQL mutation `DeleteMessage` (`Mutation.deleteMessage`).
+         */
+        delete: operations["DeleteMessage"];
+        options?: never;
+        head?: never;
+        /**
+         * Edit a message
+         * @description The sender replaces the parts; the previous version is kept.
+         *
+         *     The sender replaces the parts; the previous version stays in history. With expectedVersion, CONFLICT if it changed since.
+         *
+         *     Runs the GraphQL mutation `EditMessage` (`Mutation.editMessage`).
+         */
+        patch: operations["EditMessage"];
+        trace?: never;
+    };
+    "/v1/messages/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a message's versions
+         * @description Newest first, the current version first; edits and deletions keep the replaced ones.
+         *
+         *     A message of a channel the caller may read, or null.
+         *
+         *     Runs the GraphQL query `GetMessageHistory` (`Query.message`).
+         */
+        get: operations["GetMessageHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/peers": {
         parameters: {
             query?: never;
@@ -683,6 +961,62 @@ export interface paths {
          *     Runs the GraphQL mutation `SyncPeer` (`Mutation.syncPeer`).
          */
         post: operations["SyncPeer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/presence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who is online
+         * @description Everyone in the tenant with a live connection, by participant (`first`: 1 to 1000, default 100).
+         *
+         *     Who is connected across the tenant (status other than OFFLINE), by participant; first is 1 to 1000 (default 100).
+         *
+         *     Runs the GraphQL query `OnlineParticipants` (`Query.onlineParticipants`).
+         */
+        get: operations["OnlineParticipants"];
+        /**
+         * Set my presence status
+         * @description ONLINE, AWAY or BUSY: what others see while the caller is connected.
+         *
+         *     Sets the status shown while the caller is connected (ONLINE, AWAY or BUSY).
+         *
+         *     Runs the GraphQL mutation `SetPresence` (`Mutation.setPresence`).
+         */
+        put: operations["SetPresence"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/presence/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a presence heartbeat
+         * @description Keeps the caller present for COLLABORATION_HEARTBEAT_TTL_MS (agents without a live subscription); with `?status=BUSY` (or ONLINE, AWAY), also sets it.
+         *
+         *     Keeps the caller (typically an agent without a live subscription) present for COLLABORATION_HEARTBEAT_TTL_MS; with status, also sets it (as setPresence).
+         *
+         *     Runs the GraphQL mutation `Heartbeat` (`Mutation.heartbeat`).
+         */
+        post: operations["Heartbeat"];
         delete?: never;
         options?: never;
         head?: never;
@@ -859,6 +1193,30 @@ export interface paths {
          *     Runs the GraphQL mutation `CancelTask` (`Mutation.cancelTask`).
          */
         post: operations["CancelTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{id}/channel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a task's channel
+         * @description Created on first use (the caller its OWNER); later the caller joins it as MEMBER.
+         *
+         *     The task's channel, created on first use (the caller joins it as OWNER when creating, else as MEMBER).
+         *
+         *     Runs the GraphQL mutation `OpenTaskChannel` (`Mutation.openTaskChannel`).
+         */
+        post: operations["OpenTaskChannel"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1425,6 +1783,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/workflow-runs/{id}/channel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a workflow run's channel
+         * @description Created on first use (the caller its OWNER); later the caller joins it as MEMBER.
+         *
+         *     The workflow run's channel, created on first use.
+         *
+         *     Runs the GraphQL mutation `OpenWorkflowRunChannel` (`Mutation.openWorkflowRunChannel`).
+         */
+        post: operations["OpenWorkflowRunChannel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1597,6 +1979,51 @@ export interface components {
          * @enum {string}
          */
         AgentStatus: "REGISTERED" | "ACTIVE" | "PAUSED" | "RETIRED";
+        /** @description A conversation between agents and people. */
+        Channel: {
+            id: string;
+            kind: components["schemas"]["ChannelKind"];
+            title: string | null;
+            taskId: string | null;
+            workflowRunId: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: int32
+             * @description The sequence of the last message (0 before the first).
+             */
+            lastSequence: number;
+            /** Format: int32 */
+            participantCount: number;
+            /** @description The caller's role, or null when not a participant. */
+            myRole: components["schemas"]["ParticipantRole"] | null;
+            /**
+             * Format: int32
+             * @description Up to where the caller has read (0 when never, or not a participant).
+             */
+            myLastReadSequence: number;
+            /**
+             * Format: int32
+             * @description Messages of others after the caller's read marker, not deleted.
+             */
+            unreadCount: number;
+        };
+        /**
+         * @description What a channel is for.
+         * @enum {string}
+         */
+        ChannelKind: "DIRECT" | "GROUP" | "TASK" | "WORKFLOW_RUN";
+        CreateChannelInput: {
+            /** @description DIRECT or GROUP (task and workflow run channels are opened with openTaskChannel / openWorkflowRunChannel). */
+            kind: components["schemas"]["ChannelKind"];
+            /** @description At most 200 characters. */
+            title?: string | null;
+            /** @description The others; the caller joins as OWNER. DIRECT: exactly one other. */
+            participants: components["schemas"]["ParticipantInput"][];
+        };
         CreateInboundIntegrationInput: {
             provider: components["schemas"]["InboundProvider"];
             name: string;
@@ -1630,6 +2057,14 @@ export interface components {
             description?: string | null;
             /** @description 1 to 100 steps forming a DAG (no cycles, every dependsOn names a step). */
             steps: components["schemas"]["WorkflowStepInput"][];
+        };
+        FileRefInput: {
+            /** @description An absolute URI (at most 2,048 characters). */
+            uri: string;
+            mediaType?: string | null;
+            name?: string | null;
+            /** @description An integer between -(2^53 - 1) and 2^53 - 1: exact in JSON and JavaScript numbers. */
+            sizeBytes?: unknown;
         };
         /**
          * @description How a service's status is known.
@@ -1741,6 +2176,80 @@ export interface components {
             taskId?: string | null;
             workflowRunId?: string | null;
         };
+        /** @description A message in a channel. */
+        Message: {
+            id: string;
+            channelId: string;
+            /**
+             * Format: int32
+             * @description Position in the channel: 1, 2, 3… without gaps, in the order messages committed.
+             */
+            sequence: number;
+            /** @description The sender's own id for the message: sending again with it answers this message. */
+            clientMessageId: string | null;
+            sender: {
+                kind: components["schemas"]["ParticipantKind"];
+                id: string;
+            };
+            /** @description Empty once deleted (the earlier versions stay in history). */
+            parts: {
+                kind: components["schemas"]["MessagePartKind"];
+                text: string | null;
+                /** @description A JSON object. */
+                data: unknown;
+                file: {
+                    uri: string;
+                    mediaType: string | null;
+                    name: string | null;
+                    /** @description An integer between -(2^53 - 1) and 2^53 - 1: exact in JSON and JavaScript numbers. */
+                    sizeBytes: unknown;
+                } | null;
+                /** @description Optional JSON object about the part. */
+                metadata: unknown;
+            }[];
+            /** @description The message this one answers. */
+            replyToId: string | null;
+            /** @description The first message of the thread this one belongs to (itself for a thread's root). */
+            threadId: string;
+            mentions: {
+                kind: components["schemas"]["ParticipantKind"];
+                id: string;
+            }[];
+            /**
+             * Format: int32
+             * @description 1, then one more per edit or deletion.
+             */
+            version: number;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            editedAt: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            deletedAt: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+        };
+        /** @description Exactly one of text, data (a JSON object) or file. */
+        MessagePartInput: {
+            text?: string | null;
+            /** @description Any JSON value. */
+            data?: unknown;
+            file?: components["schemas"]["FileRefInput"] | null;
+            /** @description A JSON object. */
+            metadata?: unknown;
+        };
+        /**
+         * @description The A2A part kinds (A2A protocol 0.3: TextPart, DataPart, FilePart).
+         * @enum {string}
+         */
+        MessagePartKind: "TEXT" | "DATA" | "FILE";
         /**
          * @description A condition on one metadata field (`key` is a dotted path such as `source.page`). Exactly one of
          *     eq, in, or a range (gt, gte, lt, lte: all numbers or all strings) is given.
@@ -1760,6 +2269,39 @@ export interface components {
             /** @description Any JSON value. */
             lte?: unknown;
         };
+        /** @description Someone in a channel. */
+        Participant: {
+            kind: components["schemas"]["ParticipantKind"];
+            id: string;
+            role: components["schemas"]["ParticipantRole"];
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            joinedAt: string;
+            /**
+             * Format: int32
+             * @description The channel sequence up to which this participant has read.
+             */
+            lastReadSequence: number;
+        };
+        ParticipantInput: {
+            kind: components["schemas"]["ParticipantKind"];
+            id: string;
+            /** @description Defaults to MEMBER. */
+            role?: components["schemas"]["ParticipantRole"] | null;
+        };
+        /** @enum {string} */
+        ParticipantKind: "AGENT" | "USER";
+        ParticipantRefInput: {
+            kind: components["schemas"]["ParticipantKind"];
+            id: string;
+        };
+        /**
+         * @description What a participant may do: an owner adds and removes others, a member writes, an observer only reads.
+         * @enum {string}
+         */
+        ParticipantRole: "OWNER" | "MEMBER" | "OBSERVER";
         Peer: {
             id: string;
             name: string;
@@ -1813,6 +2355,32 @@ export interface components {
         PeerKind: "DUADP" | "A2A_CARD";
         /** @enum {string} */
         PeerState: "PENDING" | "OK" | "FAILING";
+        /** @description Someone's presence across the tenant. */
+        Presence: {
+            participant: {
+                kind: components["schemas"]["ParticipantKind"];
+                id: string;
+            };
+            status: components["schemas"]["PresenceStatus"];
+            /** @description The status set with setPresence (ONLINE until set); shown while connected. */
+            chosenStatus: components["schemas"]["PresenceStatus"];
+            /**
+             * Format: int32
+             * @description Live subscriptions and unexpired heartbeats.
+             */
+            connections: number;
+            /**
+             * Format: date-time
+             * @description When the status last changed (null: never seen).
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            changedAt: string | null;
+        };
+        /**
+         * @description Whether someone is there: OFFLINE without a live connection, else the status they set (ONLINE by default).
+         * @enum {string}
+         */
+        PresenceStatus: "ONLINE" | "AWAY" | "BUSY" | "OFFLINE";
         RegisterAgentInput: {
             /** @description 1 to 200 characters. */
             name: string;
@@ -2550,7 +3118,7 @@ export interface components {
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
-            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. `/problems/webhook-signature-invalid` (401, `WEBHOOK_SIGNATURE_INVALID`): an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret. `/problems/webhook-replayed` (409, `WEBHOOK_REPLAYED`): an inbound webhook with this delivery id was already received; it is not processed again. */
+            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/message-too-large` (413, `MESSAGE_TOO_LARGE`): a message's parts exceed COLLABORATION_MESSAGE_MAX_BYTES of JSON (`bytes`, `maxBytes`). `/problems/channel-full` (409, `CHANNEL_FULL`): the channel has its maximum of participants (`maxParticipants`). `/problems/not-a-participant` (403, `NOT_A_PARTICIPANT`): only participants (not observers, for sending) may do this in the channel; join it or ask an owner to add you. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. `/problems/webhook-signature-invalid` (401, `WEBHOOK_SIGNATURE_INVALID`): an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret. `/problems/webhook-replayed` (409, `WEBHOOK_REPLAYED`): an inbound webhook with this delivery id was already received; it is not processed again. */
             type: string;
             /** @description The HTTP status' reason phrase. */
             title: string;
@@ -3250,6 +3818,451 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    ListChannels: {
+        parameters: {
+            query?: {
+                kind?: components["schemas"]["ChannelKind"];
+                first?: number;
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of channels, newest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: int32 */
+                        totalCount: number;
+                        nodes: components["schemas"]["Channel"][];
+                        pageInfo: {
+                            hasNextPage: boolean;
+                            endCursor: string | null;
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    CreateChannel: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "kind": "GROUP",
+                 *       "title": "Release planning",
+                 *       "participants": [
+                 *         {
+                 *           "kind": "AGENT",
+                 *           "id": "0f8fad5b-d9cb-469f-a165-70867728950e"
+                 *         },
+                 *         {
+                 *           "kind": "USER",
+                 *           "id": "alice",
+                 *           "role": "OBSERVER"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateChannelInput"];
+            };
+        };
+        responses: {
+            /** @description Created. A conversation between agents and people. */
+            201: {
+                headers: {
+                    /** @description Where the created Channel is read: /v1/channels/{id}. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetChannel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        kind: components["schemas"]["ChannelKind"];
+                        title: string | null;
+                        taskId: string | null;
+                        workflowRunId: string | null;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        createdAt: string;
+                        /**
+                         * Format: int32
+                         * @description The sequence of the last message (0 before the first).
+                         */
+                        lastSequence: number;
+                        /** Format: int32 */
+                        participantCount: number;
+                        /** @description The caller's role, or null when not a participant. */
+                        myRole: components["schemas"]["ParticipantRole"] | null;
+                        /**
+                         * Format: int32
+                         * @description Up to where the caller has read (0 when never, or not a participant).
+                         */
+                        myLastReadSequence: number;
+                        /**
+                         * Format: int32
+                         * @description Messages of others after the caller's read marker, not deleted.
+                         */
+                        unreadCount: number;
+                        participants: components["schemas"]["Participant"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    JoinChannel: {
+        parameters: {
+            query?: {
+                role?: components["schemas"]["ParticipantRole"];
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Someone in a channel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Participant"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    LeaveChannel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListMessages: {
+        parameters: {
+            query?: {
+                first?: number;
+                after?: string;
+                last?: number;
+                before?: string;
+                threadId?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Messages, oldest first: `first`/`after` pages forward, `last`/`before` back; neither gives the newest 50. With threadId, that thread only. */
+                        messages: {
+                            nodes: components["schemas"]["Message"][];
+                            pageInfo: {
+                                hasNextPage: boolean;
+                                hasPreviousPage: boolean;
+                                startCursor: string | null;
+                                endCursor: string | null;
+                            };
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SendMessage: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "parts": [
+                 *         {
+                 *           "text": "Can you review the draft?"
+                 *         },
+                 *         {
+                 *           "file": {
+                 *             "uri": "https://files.example/draft.pdf",
+                 *             "mediaType": "application/pdf",
+                 *             "sizeBytes": 48213
+                 *           }
+                 *         }
+                 *       ],
+                 *       "clientMessageId": "c-42",
+                 *       "mentions": [
+                 *         {
+                 *           "kind": "AGENT",
+                 *           "id": "0f8fad5b-d9cb-469f-a165-70867728950e"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /** @description 1 to 20 parts; their JSON at most COLLABORATION_MESSAGE_MAX_BYTES. */
+                    parts: components["schemas"]["MessagePartInput"][];
+                    /** @description Your id for the message (1 to 128 characters): sending it again answers the first message. */
+                    clientMessageId?: string | null;
+                    /** @description A message of the same channel this one answers (joins its thread). */
+                    replyToId?: string | null;
+                    /** @description At most 50. */
+                    mentions?: components["schemas"]["ParticipantRefInput"][] | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Created. A message in a channel. */
+            201: {
+                headers: {
+                    /** @description Where the created Message is read: /v1/messages/{id}. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    AddParticipant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "kind": "AGENT",
+                 *       "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                 *       "role": "MEMBER"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ParticipantInput"];
+            };
+        };
+        responses: {
+            /** @description Someone in a channel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Participant"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    RemoveParticipant: {
+        parameters: {
+            query: {
+                kind: components["schemas"]["ParticipantKind"];
+                participantId: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    MarkRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "sequence": 12
+                 *     }
+                 */
+                "application/json": {
+                    /** Format: int32 */
+                    sequence: number;
+                };
+            };
+        };
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SetTyping: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
     MatchAgents: {
         parameters: {
             query?: {
@@ -3862,6 +4875,155 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    GetMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A message in a channel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    DeleteMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A message in a channel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    EditMessage: {
+        parameters: {
+            query?: {
+                expectedVersion?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "parts": [
+                 *         {
+                 *           "text": "Can you review the second draft?"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    parts: components["schemas"]["MessagePartInput"][];
+                };
+            };
+        };
+        responses: {
+            /** @description A message in a channel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetMessageHistory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A message in a channel. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Every version, newest (the current one) first. */
+                        history: {
+                            /** Format: int32 */
+                            version: number;
+                            parts: {
+                                kind: components["schemas"]["MessagePartKind"];
+                                text: string | null;
+                                /** @description A JSON object. */
+                                data: unknown;
+                                file: {
+                                    uri: string;
+                                    mediaType: string | null;
+                                    name: string | null;
+                                    /** @description An integer between -(2^53 - 1) and 2^53 - 1: exact in JSON and JavaScript numbers. */
+                                    sizeBytes: unknown;
+                                } | null;
+                                /** @description Optional JSON object about the part. */
+                                metadata: unknown;
+                            }[];
+                            /**
+                             * Format: date-time
+                             * @example 2026-11-25T19:45:00.000Z
+                             */
+                            recordedAt: string;
+                        }[];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
     ListPeers: {
         parameters: {
             query?: never;
@@ -3975,6 +5137,92 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    OnlineParticipants: {
+        parameters: {
+            query?: {
+                first?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Someone's presence across the tenant. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Presence"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SetPresence: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "status": "BUSY"
+                 *     }
+                 */
+                "application/json": {
+                    status: components["schemas"]["PresenceStatus"];
+                };
+            };
+        };
+        responses: {
+            /** @description Someone's presence across the tenant. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Presence"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    Heartbeat: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["PresenceStatus"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Someone's presence across the tenant. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Presence"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
@@ -4326,6 +5574,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    OpenTaskChannel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -5511,6 +6786,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    OpenWorkflowRunChannel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A conversation between agents and people. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Channel"];
                 };
             };
             400: components["responses"]["BadRequest"];
