@@ -26,6 +26,7 @@ import { matches, unexpired } from './store/filters.ts';
 import { indexText, lexicalSearch, unindexText } from './store/lexical.ts';
 import { decode, type MemoryRow, type MemoryVersionRow, type PageQuery, type Scope, type SearchHit } from './store/rows.ts';
 import type { MemoryDB } from './store/tables.ts';
+import type { VectorIndex } from './store/vector-index.ts';
 
 export type { EntityRef, MemoryEventRow, MemoryRow, MemoryVersionRow, PageQuery, Scope, SearchHit } from './store/rows.ts';
 export type { MemoryDB } from './store/tables.ts';
@@ -44,6 +45,8 @@ export class MemoryStore {
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
     private readonly idempotency: Idempotency = new Idempotency({ ttlSeconds: 86_400 }),
+    /** The ANN index; without it every semantic search scans exactly. */
+    private readonly vectorIndex: VectorIndex | null = null,
   ) {}
 
   now(): number {
@@ -362,7 +365,24 @@ export class MemoryStore {
     const expected = await this.dimensionOf(this.database.db, tenantId);
     if (expected === null) return [];
     if (expected !== query.length) throw dimensionMismatch(expected, query.length, 'input.vector');
-    return exactNearest(this.database.dialect, this.database.db, this.vectors, tenantId, scope, req, limit, now);
+    const { dialect, db } = this.database;
+    if (this.vectorIndex) {
+      const found = await this.vectorIndex.nearest(tenantId, req.metric, query, limit, async (ids) => {
+        const inScope = new Map<string, number>();
+        for (let i = 0; i < ids.length; i += 1000) {
+          const rows = await db
+            .selectFrom('memories')
+            .select(['id', 'version'])
+            .where('memories.id', 'in', ids.slice(i, i + 1000))
+            .where((eb) => matches(dialect, eb, tenantId, scope, now))
+            .execute();
+          for (const r of rows) inScope.set(r.id, Number(r.version));
+        }
+        return inScope;
+      });
+      if (found) return found;
+    }
+    return exactNearest(dialect, db, this.vectors, tenantId, scope, req, limit, now);
   }
 }
 
