@@ -23,10 +23,11 @@ import {
 import { rank, type VectorCandidate } from './ranking.ts';
 import { exactNearest, VectorCache } from './store/exact-scan.ts';
 import { matches, unexpired } from './store/filters.ts';
-import { indexText, lexicalSearch, unindexText } from './store/lexical.ts';
+import { indexNewTexts, indexText, lexicalSearch, unindexText } from './store/lexical.ts';
 import { decode, type MemoryRow, type MemoryVersionRow, type PageQuery, type Scope, type SearchHit } from './store/rows.ts';
 import type { MemoryDB } from './store/tables.ts';
-import type { VectorIndex } from './store/vector-index.ts';
+import type { VectorIndex, VectorIndexStatus } from './store/vector-index.ts';
+import { encodeVector } from './store/vectors.ts';
 
 export type { EntityRef, MemoryEventRow, MemoryRow, MemoryVersionRow, PageQuery, Scope, SearchHit } from './store/rows.ts';
 export type { MemoryDB } from './store/tables.ts';
@@ -139,36 +140,34 @@ export class MemoryStore {
       tenantId,
       drafts.map((d, i) => ({ vector: d.vector, field: drafts.length === 1 ? 'input.vector' : `inputs[${i}].vector` })),
     );
-    const rows = await trx
-      .insertInto('memories')
-      .values(
-        drafts.map((d) => ({
-          id: newId(),
-          tenant_id: tenantId,
-          namespace: d.namespace,
-          kind: d.kind,
-          text: d.text,
-          metadata: d.metadata,
-          importance: d.importance,
-          vector: d.vector === null ? null : JSON.stringify(d.vector),
-          dimension: d.vector?.length ?? null,
-          source_agent_id: d.source.agentId,
-          source_task_id: d.source.taskId,
-          source_workflow_run_id: d.source.workflowRunId,
-          expires_at: d.expiresAt,
-          embedding_model: d.embeddingModel,
-          created_at: now,
-          updated_at: now,
-          version: 1,
-        })),
-      )
-      .returningAll()
-      .execute();
-    const decoded = rows.map(decode);
-    for (const row of decoded) {
-      await indexText(this.database.dialect, trx, row);
-      emitFor(emit, MemoryRemembered, row);
-    }
+    const values = drafts.map((d) => ({
+      id: newId(),
+      tenant_id: tenantId,
+      namespace: d.namespace,
+      kind: d.kind,
+      text: d.text,
+      metadata: d.metadata,
+      importance: d.importance,
+      embedding: d.vector === null ? null : encodeVector(d.vector),
+      dimension: d.vector?.length ?? null,
+      source_agent_id: d.source.agentId,
+      source_task_id: d.source.taskId,
+      source_workflow_run_id: d.source.workflowRunId,
+      expires_at: d.expiresAt,
+      embedding_model: d.embeddingModel,
+      created_at: now,
+      updated_at: now,
+      version: 1,
+    }));
+    // Not `returning`: the rows are what was sent, and reading 100 vectors back as JSON costs more than the insert.
+    await trx.insertInto('memories').values(values).execute();
+    const decoded = values.map((v, i) => ({ ...decode({ ...v, embedding: null }), vector: drafts[i]?.vector ?? null }));
+    await indexNewTexts(
+      this.database.dialect,
+      trx,
+      decoded.map((r) => r.id),
+    );
+    for (const row of decoded) emitFor(emit, MemoryRemembered, row);
     return decoded;
   }
 
@@ -236,7 +235,7 @@ export class MemoryStore {
           ...(patch.metadata !== undefined ? { metadata: patch.metadata } : {}),
           ...(patch.importance !== undefined ? { importance: patch.importance } : {}),
           ...(patch.vector !== undefined
-            ? { vector: patch.vector === null ? null : JSON.stringify(patch.vector), dimension: patch.vector?.length ?? null }
+            ? { embedding: patch.vector === null ? null : encodeVector(patch.vector), dimension: patch.vector?.length ?? null }
             : {}),
           ...(patch.expiresAt !== undefined ? { expires_at: patch.expiresAt } : {}),
           ...(patch.embeddingModel !== undefined ? { embedding_model: patch.embeddingModel } : {}),
@@ -310,6 +309,23 @@ export class MemoryStore {
       await trx.deleteFrom('memories').where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
     }
     for (const row of rows) emitFor(emit, MemoryForgotten, row, now);
+  }
+
+  /** The replica's vector index for the tenant (loading it when it was not). */
+  async vectorIndexStatus(tenantId: string): Promise<VectorIndexStatus & { engine: 'hnsw' | 'exact' }> {
+    if (!this.vectorIndex) {
+      const { n } = await this.database.db
+        .selectFrom('memories')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('tenant_id', '=', tenantId)
+        .where('embedding', 'is not', null)
+        .executeTakeFirstOrThrow();
+      return { engine: 'exact', loaded: true, vectors: Number(n), indexed: 0, pending: 0 };
+    }
+    const status = this.vectorIndex.status(tenantId);
+    if (!status.loaded) void this.vectorIndex.prepare(tenantId);
+    else await this.vectorIndex.sync(tenantId);
+    return { engine: 'hnsw', ...this.vectorIndex.status(tenantId) };
   }
 
   // --- Search ----------------------------------------------------------------------------------

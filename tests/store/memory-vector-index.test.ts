@@ -66,7 +66,12 @@ describe.each(backends)('memory vector index on $backend', ({ backend, skip }) =
       await index.prepare(tenant);
       const drafts = Array.from({ length: 400 }, (_, i) =>
         normaliseRemember(
-          { namespace: i % 100 === 7 ? 'rare/few' : `bulk/${i % 3}`, text: `item ${i}`, vector: vectorOf(i), metadata: { n: i, parity: i % 2 ? 'odd' : 'even' } },
+          {
+            namespace: i % 100 === 7 ? 'rare/few' : `bulk/${i % 3}`,
+            text: `item ${i}`,
+            vector: vectorOf(i),
+            metadata: { n: i, parity: i % 2 ? 'odd' : 'even' },
+          },
           who,
           clock.now(),
         ),
@@ -87,7 +92,16 @@ describe.each(backends)('memory vector index on $backend', ({ backend, skip }) =
           expect(got.map((h) => h.vectorRank)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         }
       }
-      const filtered = { vector: vectorOf(5003), k: 5, filter: { metadata: [{ key: 'parity', eq: 'odd' }, { key: 'n', gte: 200 }] } };
+      const filtered = {
+        vector: vectorOf(5003),
+        k: 5,
+        filter: {
+          metadata: [
+            { key: 'parity', eq: 'odd' },
+            { key: 'n', gte: 200 },
+          ],
+        },
+      };
       const odd = await search(store, tenant, filtered);
       expect(odd.map((h) => (h.memory.metadata as { n: number }).n).every((n) => n % 2 === 1 && n >= 200)).toBe(true);
       expect(ids(odd)).toEqual(ids(await search(reference, tenant, filtered)));

@@ -8,6 +8,7 @@ import type { VectorCandidate } from '../ranking.ts';
 import { matches } from './filters.ts';
 import type { Scope } from './rows.ts';
 import type { MemoryDB } from './tables.ts';
+import { decodeVector } from './vectors.ts';
 
 /**
  * Parsed vectors by memory id and version, bounded: past the bound the oldest entries go (a
@@ -57,11 +58,11 @@ export async function exactNearest(
   for (let i = 0; i < missing.length; i += 500) {
     const loaded = await db
       .selectFrom('memories')
-      .select(['id', 'version', 'vector'])
+      .select(['id', 'version', 'embedding'])
       .where('tenant_id', '=', tenantId)
       .where('id', 'in', missing.slice(i, i + 500))
       .execute();
-    for (const r of loaded) if (r.vector !== null) cache.set(r.id, Number(r.version), Float64Array.from(JSON.parse(r.vector) as number[]));
+    for (const r of loaded) if (r.embedding !== null) cache.set(r.id, Number(r.version), decodeVector(r.embedding));
   }
   const best: VectorCandidate[] = [];
   for (const r of rows) {

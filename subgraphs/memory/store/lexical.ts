@@ -17,6 +17,14 @@ export async function indexText(dialect: Dialect, trx: Transaction<MemoryDB>, ro
   );
 }
 
+/** New memories' text, one statement for the whole batch (none of them can be indexed yet). */
+export async function indexNewTexts(dialect: Dialect, trx: Transaction<MemoryDB>, ids: string[]): Promise<void> {
+  if (dialect !== 'sqlite' || ids.length === 0) return;
+  await sql`insert into memories_fts (rowid, text, memory_id, tenant_id) select rowid, text, id, tenant_id from memories where id in (${sql.join(ids)})`.execute(
+    trx,
+  );
+}
+
 export async function unindexText(dialect: Dialect, trx: Transaction<MemoryDB>, ids: string[]): Promise<void> {
   if (dialect !== 'sqlite' || ids.length === 0) return;
   // By rowid (the memory's own): FTS5 finds those without scanning.

@@ -4,6 +4,7 @@ import type { Cursor } from '../../../runtime/pagination.ts';
 import type { MemoryChange, MemoryFilter, MemoryKind, MemorySource } from '../domain.ts';
 import type { Scored } from '../ranking.ts';
 import type { MemoriesTable } from './tables.ts';
+import { decodeVector } from './vectors.ts';
 
 /** A memory as resolvers see it. */
 export interface MemoryRow {
@@ -74,7 +75,7 @@ export function decode(r: Selectable<MemoriesTable>): MemoryRow {
     text: r.text,
     metadata: JSON.parse(r.metadata) as unknown,
     importance: Number(r.importance),
-    vector: r.vector === null ? null : (JSON.parse(r.vector) as number[]),
+    vector: r.embedding === null ? null : Array.from(decodeVector(r.embedding)),
     dimension: r.dimension === null ? null : Number(r.dimension),
     embeddingModel: r.embedding_model,
     source: { agentId: r.source_agent_id, taskId: r.source_task_id, workflowRunId: r.source_workflow_run_id },

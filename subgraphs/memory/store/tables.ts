@@ -10,8 +10,8 @@ export interface MemoriesTable {
   /** JSON object. */
   metadata: string;
   importance: number;
-  /** JSON number[], or null. */
-  vector: string | null;
+  /** Little-endian float64s (store/vectors.ts), or null. */
+  embedding: Uint8Array | null;
   dimension: number | null;
   source_agent_id: string | null;
   source_task_id: string | null;

@@ -20,6 +20,7 @@ import type { EventLog } from '../../../runtime/outbox.ts';
 import { compare, MemoryForgotten, MemoryRemembered, MemoryUpdated, type VectorMetric } from '../domain.ts';
 import type { VectorCandidate } from '../ranking.ts';
 import type { MemoryDB } from './tables.ts';
+import { decodeVector } from './vectors.ts';
 
 export interface VectorIndexOptions {
   /** HNSW links per node (M). */
@@ -112,7 +113,7 @@ class Space {
       this.nextKey += 1n;
     });
     const used = ids.filter((id) => this.keyOf.has(id)).length;
-    if (used === ids.length) this.index.add(keys, flat, 1);
+    if (used === ids.length) this.index.add(keys, flat, 0);
     else
       for (let i = 0; i < ids.length; i++) {
         const key = keys[i] as bigint;
@@ -268,14 +269,14 @@ export class VectorIndex {
       for (;;) {
         const rows = await this.db
           .selectFrom('memories')
-          .select(['id', 'version', 'vector'])
+          .select(['id', 'version', 'embedding'])
           .where('tenant_id', '=', t.id)
-          .where('vector', 'is not', null)
+          .where('embedding', 'is not', null)
           .where('id', '>', after)
           .orderBy('id')
           .limit(1000)
           .execute();
-        for (const r of rows) t.vectors.set(r.id, { version: Number(r.version), vector: Float32Array.from(JSON.parse(r.vector as string) as number[]) });
+        for (const r of rows) t.vectors.set(r.id, { version: Number(r.version), vector: Float32Array.from(decodeVector(r.embedding as Uint8Array)) });
         const last = rows.at(-1);
         if (!last || rows.length < 1000) break;
         after = last.id;
@@ -295,7 +296,9 @@ export class VectorIndex {
   }
 
   /** Applies what committed after the watermark; one sync at a time per tenant. */
-  private sync(t: Tenant): Promise<void> {
+  sync(tenantOrId: Tenant | string): Promise<void> {
+    const t = typeof tenantOrId === 'string' ? this.tenant(tenantOrId) : tenantOrId;
+    if (!t.loaded) return Promise.resolve();
     t.syncing ??= this.applyEvents(t).finally(() => {
       t.syncing = null;
     });
@@ -321,12 +324,12 @@ export class VectorIndex {
 
   /** Reads these memories' current vectors (a memory gone or without one leaves the index). */
   private async reload(t: Tenant, ids: string[]): Promise<void> {
-    const rows = await this.db.selectFrom('memories').select(['id', 'version', 'vector']).where('tenant_id', '=', t.id).where('id', 'in', ids).execute();
+    const rows = await this.db.selectFrom('memories').select(['id', 'version', 'embedding']).where('tenant_id', '=', t.id).where('id', 'in', ids).execute();
     const found = new Map(rows.map((r) => [r.id, r]));
     for (const id of ids) {
       const r = found.get(id);
       const current = t.vectors.get(id);
-      if (!r || r.vector === null) {
+      if (!r || r.embedding === null) {
         if (current) {
           t.vectors.delete(id);
           for (const space of t.spaces.values()) space.drop(id);
@@ -334,7 +337,7 @@ export class VectorIndex {
         continue;
       }
       if (current?.version === Number(r.version)) continue;
-      t.vectors.set(id, { version: Number(r.version), vector: Float32Array.from(JSON.parse(r.vector) as number[]) });
+      t.vectors.set(id, { version: Number(r.version), vector: Float32Array.from(decodeVector(r.embedding)) });
       for (const space of t.spaces.values()) {
         space.put(id);
         this.scheduleIndexing(t, space);
