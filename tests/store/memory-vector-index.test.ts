@@ -2,14 +2,19 @@
 // backends: the same neighbours (at this size the graph is exact), filters inside the search,
 // and replicas that each keep their own index fed by the outbox's events.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../../runtime/db.ts';
+import { openDatabase, type Database } from '../../runtime/db.ts';
 import { developmentIdentity } from '../../runtime/identity.ts';
 import { Outbox } from '../../runtime/outbox.ts';
 import { normaliseRemember, normaliseSearch } from '../../subgraphs/memory/domain.ts';
 import { migrations } from '../../subgraphs/memory/migrations.ts';
 import { MemoryStore, type MemoryDB } from '../../subgraphs/memory/store.ts';
 import { VectorIndex } from '../../subgraphs/memory/store/vector-index.ts';
+import { decodeVector } from '../../subgraphs/memory/store/vectors.ts';
 import { backends, openTestDatabase, silentLogger, type TestDatabase } from '../support/databases.ts';
 import { manualClock } from '../support/store-helpers.ts';
 
@@ -148,5 +153,41 @@ describe.each(backends)('memory vector index on $backend', ({ backend, skip }) =
       expect(cold.index.status(tenant)).toMatchObject({ vectors: 3, indexed: 3 });
       expect(ids(await search(cold.store, tenant, { vector: vectorOf(1, 4), k: 1 }))).toEqual(ids(first));
     });
+  });
+});
+
+describe('memory migration 0005 (SQLite)', () => {
+  it('converts the JSON vectors of existing memories to float64 bytes, exactly', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'memory-0005-'));
+    try {
+      const before = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < '0005'));
+      const old = await openDatabase<unknown>({ name: 'memory', dataDir, migrations: before, logger: silentLogger });
+      const vector = [0.1, -2.5e-7, 3, 1 / 3];
+      const row = (id: string, v: number[] | null) => ({
+        id,
+        tenant_id: 't',
+        namespace: 'n',
+        kind: 'SEMANTIC',
+        text: id,
+        metadata: '{}',
+        importance: 0.5,
+        vector: v === null ? null : JSON.stringify(v),
+        dimension: v?.length ?? null,
+        created_at: '2026-01-01T00:00:00.000Z',
+        updated_at: '2026-01-01T00:00:00.000Z',
+        version: 1,
+      });
+      await (old.db as never as Kysely<{ memories: ReturnType<typeof row> }>)
+        .insertInto('memories')
+        .values([row('a', vector), row('b', null)])
+        .execute();
+      await old.close();
+      const upgraded = await openDatabase<MemoryDB>({ name: 'memory', dataDir, migrations, logger: silentLogger });
+      const rows = await upgraded.db.selectFrom('memories').select(['id', 'embedding']).orderBy('id').execute();
+      expect(rows.map((r) => (r.embedding === null ? null : Array.from(decodeVector(r.embedding))))).toEqual([vector, null]);
+      await upgraded.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

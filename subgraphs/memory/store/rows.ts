@@ -67,6 +67,8 @@ export interface PageQuery {
 }
 
 export function decode(r: Selectable<MemoriesTable>): MemoryRow {
+  const bytes = r.embedding;
+  let vector: number[] | null | undefined;
   return {
     id: r.id,
     tenantId: r.tenant_id,
@@ -75,7 +77,11 @@ export function decode(r: Selectable<MemoriesTable>): MemoryRow {
     text: r.text,
     metadata: JSON.parse(r.metadata) as unknown,
     importance: Number(r.importance),
-    vector: r.embedding === null ? null : Array.from(decodeVector(r.embedding)),
+    // Decoded when read: a search or a list rarely asks for the vector.
+    get vector() {
+      vector ??= bytes === null ? null : Array.from(decodeVector(bytes));
+      return vector;
+    },
     dimension: r.dimension === null ? null : Number(r.dimension),
     embeddingModel: r.embedding_model,
     source: { agentId: r.source_agent_id, taskId: r.source_task_id, workflowRunId: r.source_workflow_run_id },
