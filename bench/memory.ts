@@ -100,8 +100,7 @@ async function main(): Promise<void> {
     let status: { engine: string; loaded: boolean; indexed: number; pending: number } | undefined;
     for (;;) {
       status = (await call('{ memoryVectorIndex { engine loaded vectors indexed pending } }', {})).memoryVectorIndex as typeof status;
-      if (process.env.BENCH_DEBUG) console.error(status);
-      if (!status || status.engine !== 'hnsw' || (status.loaded && status.pending === 0 && status.indexed >= options.memories)) break;
+      if (status?.engine !== 'hnsw' || (status.loaded && status.pending === 0 && status.indexed >= options.memories)) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const buildSeconds = (performance.now() - buildStarted) / 1000;
