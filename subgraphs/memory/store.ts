@@ -22,7 +22,7 @@ import {
 } from './domain.ts';
 import { rank, type VectorCandidate } from './ranking.ts';
 import { exactNearest, VectorCache } from './store/exact-scan.ts';
-import { matches, unexpired } from './store/filters.ts';
+import { matches, tenantIds, unexpired } from './store/filters.ts';
 import { indexNewTexts, indexText, lexicalSearch, unindexText } from './store/lexical.ts';
 import { decode, type MemoryRow, type MemoryVersionRow, type PageQuery, type Scope, type SearchHit } from './store/rows.ts';
 import type { MemoryDB } from './store/tables.ts';
@@ -123,7 +123,14 @@ export class MemoryStore {
           save: (rows: MemoryRow[]) => rows.map((r) => r.id),
           load: async (saved) => {
             const ids = saved as string[];
-            const rows = await trx.selectFrom('memories').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
+            const rows =
+              ids.length === 0
+                ? []
+                : await trx
+                    .selectFrom('memories')
+                    .selectAll()
+                    .where(tenantIds(this.database.dialect, tenantId, ids))
+                    .execute();
             const byId = new Map(rows.map((r) => [r.id, decode(r)]));
             // A memory forgotten since is left out of the repeat's answer.
             return ids.flatMap((id) => byId.get(id) ?? []);
@@ -306,7 +313,10 @@ export class MemoryStore {
       const ids = rows.slice(i, i + 500).map((r) => r.id);
       await unindexText(this.database.dialect, trx, ids);
       await trx.deleteFrom('memory_versions').where('tenant_id', '=', tenantId).where('memory_id', 'in', ids).execute();
-      await trx.deleteFrom('memories').where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
+      await trx
+        .deleteFrom('memories')
+        .where(tenantIds(this.database.dialect, tenantId, ids))
+        .execute();
     }
     for (const row of rows) emitFor(emit, MemoryForgotten, row, now);
   }
@@ -357,7 +367,11 @@ export class MemoryStore {
           );
     const ids = [...new Set([...lexical.map((c) => c.id), ...vector.map((c) => c.id)])];
     if (ids.length === 0) return [];
-    const rows = await this.database.db.selectFrom('memories').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
+    const rows = await this.database.db
+      .selectFrom('memories')
+      .selectAll()
+      .where(tenantIds(this.database.dialect, tenantId, ids))
+      .execute();
     const byId = new Map(rows.map((r) => [r.id, decode(r)]));
     const scored = rank(
       req,
@@ -389,8 +403,7 @@ export class MemoryStore {
           const rows = await db
             .selectFrom('memories')
             .select(['id', 'version'])
-            .where('memories.id', 'in', ids.slice(i, i + 1000))
-            .where((eb) => matches(dialect, eb, tenantId, scope, now))
+            .where((eb) => matches(dialect, eb, tenantId, scope, now, ids.slice(i, i + 1000)))
             .execute();
           for (const r of rows) inScope.set(r.id, Number(r.version));
         }

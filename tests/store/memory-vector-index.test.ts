@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../runtime/db.ts';
 import { developmentIdentity } from '../../runtime/identity.ts';
@@ -13,6 +13,7 @@ import { Outbox } from '../../runtime/outbox.ts';
 import { normaliseRemember, normaliseSearch } from '../../subgraphs/memory/domain.ts';
 import { migrations } from '../../subgraphs/memory/migrations.ts';
 import { MemoryStore, type MemoryDB } from '../../subgraphs/memory/store.ts';
+import { tenantIds } from '../../subgraphs/memory/store/filters.ts';
 import { VectorIndex } from '../../subgraphs/memory/store/vector-index.ts';
 import { decodeVector } from '../../subgraphs/memory/store/vectors.ts';
 import { backends, openTestDatabase, silentLogger, type TestDatabase } from '../support/databases.ts';
@@ -157,6 +158,23 @@ describe.each(backends)('memory vector index on $backend', ({ backend, skip }) =
 });
 
 describe('memory migration 0005 (SQLite)', () => {
+  it('looks memories up by id through the primary key, not a tenant index (SQLite has no statistics)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'memory-plan-'));
+    try {
+      const database = await openDatabase<MemoryDB>({ name: 'memory', dataDir, migrations, logger: silentLogger });
+      const query = database.db
+        .selectFrom('memories')
+        .select('id')
+        .where(tenantIds('sqlite', 't', ['a', 'b']))
+        .compile();
+      const plan = await sql.raw<{ detail: string }>(`explain query plan ${query.sql.replace(/\?/g, "'x'")}`).execute(database.db);
+      expect(plan.rows.map((r) => r.detail).join(' ')).toMatch(/sqlite_autoindex_memories_1 \(id=\?\)/);
+      await database.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('converts the JSON vectors of existing memories to float64 bytes, exactly', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'memory-0005-'));
     try {

@@ -5,7 +5,7 @@ import type { Kysely } from 'kysely';
 import type { Dialect } from '../../../runtime/db.ts';
 import { compare, type SearchRequest } from '../domain.ts';
 import type { VectorCandidate } from '../ranking.ts';
-import { matches } from './filters.ts';
+import { matches, tenantIds } from './filters.ts';
 import type { Scope } from './rows.ts';
 import type { MemoryDB } from './tables.ts';
 import { decodeVector } from './vectors.ts';
@@ -59,8 +59,7 @@ export async function exactNearest(
     const loaded = await db
       .selectFrom('memories')
       .select(['id', 'version', 'embedding'])
-      .where('tenant_id', '=', tenantId)
-      .where('id', 'in', missing.slice(i, i + 500))
+      .where(tenantIds(dialect, tenantId, missing.slice(i, i + 500)))
       .execute();
     for (const r of loaded) if (r.embedding !== null) cache.set(r.id, Number(r.version), decodeVector(r.embedding));
   }

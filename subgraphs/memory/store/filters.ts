@@ -8,10 +8,23 @@ import type { MemoryDB } from './tables.ts';
 
 export type Eb = ExpressionBuilder<MemoryDB, 'memories'>;
 
-/** The scope as one condition; `now` null also matches expired memories (forgetting them). */
-export function matches(dialect: Dialect, eb: Eb, tenantId: string, scope: Scope, now: string | null): Expression<SqlBool> {
+/**
+ * `tenant_id = ? and id in (...)` answered from the primary key. Without statistics SQLite's
+ * planner prefers a (tenant_id, ...) index for the equality and scans the whole tenant (60 ms at
+ * 10,000 memories); the unary `+` takes tenant_id out of index selection there.
+ */
+export function tenantIds(dialect: Dialect, tenantId: string, ids: readonly string[]): RawBuilder<SqlBool> {
+  const tenant = dialect === 'sqlite' ? sql`+memories.tenant_id` : sql`memories.tenant_id`;
+  return sql<SqlBool>`(${tenant} = ${tenantId} and memories.id in (${sql.join(ids)}))`;
+}
+
+/**
+ * The scope as one condition; `now` null also matches expired memories (forgetting them). With
+ * `ids`, only those memories (looked up by primary key).
+ */
+export function matches(dialect: Dialect, eb: Eb, tenantId: string, scope: Scope, now: string | null, ids?: readonly string[]): Expression<SqlBool> {
   const f = scope.filter;
-  const conditions: Expression<SqlBool>[] = [eb('memories.tenant_id', '=', tenantId)];
+  const conditions: Expression<SqlBool>[] = [ids ? tenantIds(dialect, tenantId, ids) : eb('memories.tenant_id', '=', tenantId)];
   if (now !== null) conditions.push(unexpired(eb, now));
   if (scope.prefixes !== null) conditions.push(eb.or(scope.prefixes.map((p) => underNamespace(eb, p))));
   if (f.kinds) conditions.push(eb('memories.kind', 'in', f.kinds));

@@ -324,8 +324,9 @@ export class VectorIndex {
 
   /** Reads these memories' current vectors (a memory gone or without one leaves the index). */
   private async reload(t: Tenant, ids: string[]): Promise<void> {
-    const rows = await this.db.selectFrom('memories').select(['id', 'version', 'embedding']).where('tenant_id', '=', t.id).where('id', 'in', ids).execute();
-    const found = new Map(rows.map((r) => [r.id, r]));
+    // By id alone (the primary key; see filters.ts tenantIds), the tenant checked here.
+    const rows = await this.db.selectFrom('memories').select(['id', 'tenant_id', 'version', 'embedding']).where('id', 'in', ids).execute();
+    const found = new Map(rows.filter((r) => r.tenant_id === t.id).map((r) => [r.id, r]));
     for (const id of ids) {
       const r = found.get(id);
       const current = t.vectors.get(id);
