@@ -29,7 +29,7 @@ const centres = Array.from({ length: 32 }, () => Array.from({ length: 384 }, () 
 const near = () => (centres[Math.floor(rand() * 32)] as number[]).map((x) => x + (rand() - 0.5) * 0.3);
 const who = developmentIdentity('memory', 't');
 let t0 = performance.now();
-let c0 = process.cpuUsage();
+const c0 = process.cpuUsage();
 for (let i = 0; i < N; i += 100)
   await store.remember(
     't',
@@ -37,7 +37,7 @@ for (let i = 0; i < N; i += 100)
       normaliseRemember({ namespace: `shared/b/${Math.floor(rand() * 10)}`, text: 'agent task memory', vector: near() }, who, Date.now()),
     ),
   );
-let c = process.cpuUsage(c0);
+const c = process.cpuUsage(c0);
 console.log(`store ingest ${(N / ((performance.now() - t0) / 1000)).toFixed(0)}/s wall, ${(N / ((c.user + c.system) / 1e6)).toFixed(0)}/CPU-s`);
 t0 = performance.now();
 await index.settled('t');
