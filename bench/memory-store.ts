@@ -18,7 +18,7 @@ const logger = createLogger('b', 'silent');
 const database = await openDatabase<MemoryDB>({ name: 'memory', dataDir: mkdtempSync(join(tmpdir(), 'bs-')), migrations, logger });
 const bus = createEventBus({ channelPrefix: 'b', logger });
 const outbox = new Outbox({ database: database as Database<unknown>, bus, logger, channel: 'memory', retentionSeconds: 3600, relayIntervalMs: 60000 });
-const index = new VectorIndex(database.db, outbox, logger, { connectivity: 16, expansionAdd: 128, expansionSearch: 64 });
+const index = new VectorIndex(database.db, outbox, logger, { connectivity: 16, expansionAdd: 64, expansionSearch: 64 });
 const store = new MemoryStore(database, outbox, logger, Date.now, undefined, index);
 let s = 42;
 const rand = () => {

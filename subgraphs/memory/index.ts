@@ -33,7 +33,7 @@ export const memory: SubgraphDefinition<MemoryDB, MemoryContext> = {
     // The index follows the outbox's events (outbox: true makes `events` the Outbox).
     const vectorIndex =
       MEMORY_VECTOR_INDEX === 'hnsw' && events instanceof Outbox
-        ? new VectorIndex(database.db, events, logger, { connectivity: 16, expansionAdd: 128, expansionSearch: MEMORY_HNSW_EF_SEARCH })
+        ? new VectorIndex(database.db, events, logger, { connectivity: 16, expansionAdd: 64, expansionSearch: MEMORY_HNSW_EF_SEARCH })
         : null;
     const store = new MemoryStore(database, events, logger, Date.now, idempotency, vectorIndex);
     const embedder = createEmbedder(source, logger);
