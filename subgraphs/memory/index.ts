@@ -2,6 +2,7 @@
 // again by words (full-text), by meaning (vectors) or both (reciprocal rank fusion).
 import { env, loadConfig } from '../../runtime/config.ts';
 import { createIdempotency } from '../../runtime/idempotency.ts';
+import { Outbox } from '../../runtime/outbox.ts';
 import { createPeriodicJob } from '../../runtime/periodic-job.ts';
 import type { SubgraphDefinition } from '../../runtime/subgraph.ts';
 import { createMemoryContext, type MemoryContext } from './context.ts';
@@ -9,9 +10,16 @@ import { createEmbedder } from './embeddings.ts';
 import { migrations } from './migrations.ts';
 import { resolvers } from './resolvers.ts';
 import { MemoryStore, type MemoryDB } from './store.ts';
+import { VectorIndex } from './store/vector-index.ts';
 
 export const memorySpec = {
   MEMORY_SWEEP_INTERVAL_MS: env.int('how often expired memories are deleted, in milliseconds', 60_000, 10),
+  MEMORY_VECTOR_INDEX: env.oneOf(
+    'semantic search engine: an in-process HNSW index (usearch) per replica, or an exact scan',
+    ['hnsw', 'exact'] as const,
+    'hnsw',
+  ),
+  MEMORY_HNSW_EF_SEARCH: env.int('HNSW candidate list while searching (higher: better recall, slower)', 64, 1),
 };
 
 export const memory: SubgraphDefinition<MemoryDB, MemoryContext> = {
@@ -20,9 +28,14 @@ export const memory: SubgraphDefinition<MemoryDB, MemoryContext> = {
   migrations,
   outbox: true,
   create({ database, events, logger, config, env: source }) {
-    const { MEMORY_SWEEP_INTERVAL_MS } = loadConfig(memorySpec, source);
+    const { MEMORY_SWEEP_INTERVAL_MS, MEMORY_VECTOR_INDEX, MEMORY_HNSW_EF_SEARCH } = loadConfig(memorySpec, source);
     const { idempotency, pruner } = createIdempotency({ db: database.db, env: source, nodeEnv: config.NODE_ENV, logger });
-    const store = new MemoryStore(database, events, logger, Date.now, idempotency);
+    // The index follows the outbox's events (outbox: true makes `events` the Outbox).
+    const vectorIndex =
+      MEMORY_VECTOR_INDEX === 'hnsw' && events instanceof Outbox
+        ? new VectorIndex(database.db, events, logger, { connectivity: 16, expansionAdd: 64, expansionSearch: MEMORY_HNSW_EF_SEARCH })
+        : null;
+    const store = new MemoryStore(database, events, logger, Date.now, idempotency, vectorIndex);
     const embedder = createEmbedder(source, logger);
     // Expired memories are already invisible to reads; the sweeper frees their rows (and tells
     // subscribers they are gone).
@@ -33,8 +46,10 @@ export const memory: SubgraphDefinition<MemoryDB, MemoryContext> = {
       start: () => {
         pruner.start();
         sweeper.start();
+        void vectorIndex?.warm().catch((err: unknown) => logger.error({ err }, 'vector index warm-up failed; searches scan exactly'));
       },
       stop: async () => {
+        vectorIndex?.close();
         await sweeper.stop();
         await pruner.stop();
       },

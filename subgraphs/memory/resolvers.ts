@@ -85,6 +85,7 @@ export const resolvers: Resolvers = {
       const current = readable(ctx, await reading(ctx).store.get(ctx.tenantId, memoryId));
       return current ? ctx.store.history(ctx.tenantId, memoryId) : [];
     },
+    memoryVectorIndex: (_parent, _args, ctx) => reading(ctx).store.vectorIndexStatus(ctx.tenantId),
     searchMemories: async (_parent, { input }, ctx) => {
       reading(ctx);
       // Words without a vector, and a provider: search by meaning too (HYBRID unless told LEXICAL).

@@ -1,173 +1,41 @@
 // All SQL of the memory subgraph. Every statement is scoped to a tenant; writes run in one
 // transaction with their outbox events. Rows read the same on SQLite and PostgreSQL; the
-// full-text index and the JSON operators of metadata filters are each engine's own.
-import { sql, type Expression, type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable, type SqlBool, type Transaction } from 'kysely';
+// full-text index and the JSON operators of metadata filters are each engine's own (store/).
+import type { Kysely, Transaction } from 'kysely';
 import type { Database, Dialect } from '../../runtime/db.ts';
 import { nowIso } from '../../runtime/db.ts';
 import { conflict, notFound } from '../../runtime/errors.ts';
 import { Idempotency, type IdempotentRequest } from '../../runtime/idempotency.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
-import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
+import { toConnection, type Connection } from '../../runtime/pagination.ts';
 import { inTransaction, type Emit, type EventSink } from '../../runtime/unit-of-work.ts';
 import {
-  compare,
   dimensionMismatch,
   MemoryForgotten,
   MemoryRemembered,
   MemoryUpdated,
-  queryTerms,
-  type MemoryChange,
   type MemoryDraft,
   type MemoryEventPayload,
-  type MemoryFilter,
-  type MemoryKind,
   type MemoryPatch,
-  type MemorySource,
-  type MetadataCondition,
   type SearchRequest,
 } from './domain.ts';
-import { rank, type LexicalCandidate, type Scored, type VectorCandidate } from './ranking.ts';
+import { rank, type VectorCandidate } from './ranking.ts';
+import { exactNearest, VectorCache } from './store/exact-scan.ts';
+import { matches, tenantIds, unexpired } from './store/filters.ts';
+import { indexNewTexts, indexText, lexicalSearch, unindexText } from './store/lexical.ts';
+import { decode, type MemoryRow, type MemoryVersionRow, type PageQuery, type Scope, type SearchHit } from './store/rows.ts';
+import type { MemoryDB } from './store/tables.ts';
+import type { VectorIndex, VectorIndexStatus } from './store/vector-index.ts';
+import { encodeVector } from './store/vectors.ts';
 
-export interface MemoriesTable {
-  id: string;
-  tenant_id: string;
-  namespace: string;
-  kind: MemoryKind;
-  text: string;
-  /** JSON object. */
-  metadata: string;
-  importance: number;
-  /** JSON number[], or null. */
-  vector: string | null;
-  dimension: number | null;
-  source_agent_id: string | null;
-  source_task_id: string | null;
-  source_workflow_run_id: string | null;
-  expires_at: string | null;
-  created_at: string;
-  updated_at: string;
-  version: number;
-  embedding_model: string | null;
-}
-
-export interface MemoryVersionsTable {
-  tenant_id: string;
-  memory_id: string;
-  version: number;
-  text: string;
-  metadata: string;
-  importance: number;
-  recorded_at: string;
-}
-
-export interface MemoryVectorSpacesTable {
-  tenant_id: string;
-  dimension: number;
-}
-
-/** SQLite only: the FTS5 table (its hidden `rank` column is bm25, lower is better). */
-export interface MemoriesFtsTable {
-  text: string;
-  memory_id: string;
-  tenant_id: string;
-  rank: number;
-}
-
-export interface MemoryDB {
-  memories: MemoriesTable;
-  memory_versions: MemoryVersionsTable;
-  memory_vector_spaces: MemoryVectorSpacesTable;
-  memories_fts: MemoriesFtsTable;
-}
-
-/** A memory as resolvers see it. */
-export interface MemoryRow {
-  id: string;
-  tenantId: string;
-  namespace: string;
-  kind: MemoryKind;
-  text: string;
-  metadata: unknown;
-  importance: number;
-  vector: number[] | null;
-  dimension: number | null;
-  embeddingModel: string | null;
-  source: MemorySource;
-  expiresAt: string | null;
-  createdAt: string;
-  updatedAt: string;
-  version: number;
-}
-
-export interface MemoryVersionRow {
-  version: number;
-  text: string;
-  metadata: unknown;
-  importance: number;
-  recordedAt: string;
-}
-
-/** An entity of another subgraph joined to memories by its id (Agent, Task). */
-export interface EntityRef {
-  id: string;
-}
-
-export interface SearchHit extends Omit<Scored, 'id'> {
-  memory: MemoryRow;
-}
-
-export interface MemoryEventRow {
-  change: MemoryChange;
-  memoryId: string;
-  namespace: string;
-  occurredAt: string;
-  eventId: string;
-  sequence: number;
-}
-
-/**
- * What a read may see: the namespaces under any of `prefixes` (null: the whole tenant), narrowed
- * by the filter.
- */
-export interface Scope {
-  prefixes: string[] | null;
-  filter: MemoryFilter;
-}
-
-export interface PageQuery {
-  first: number;
-  limit: number;
-  after: Cursor | null;
-}
+export type { EntityRef, MemoryEventRow, MemoryRow, MemoryVersionRow, PageQuery, Scope, SearchHit } from './store/rows.ts';
+export type { MemoryDB } from './store/tables.ts';
 
 type Db = Kysely<MemoryDB> | Transaction<MemoryDB>;
-type Eb = ExpressionBuilder<MemoryDB, 'memories'>;
 
 /** Candidates each list contributes to a fused search: enough that fusion can reorder the top k. */
 const fusionDepth = (k: number) => Math.min(200, Math.max(50, k * 4));
-
-/**
- * Parsed vectors by memory id and version, bounded: past the bound the oldest entries go (a
- * search then parses them again). 100,000 vectors of 384 dimensions are ~300 MB as Float64.
- */
-class VectorCache {
-  private readonly entries = new Map<string, { version: number; vector: Float64Array }>();
-  constructor(private readonly maxEntries: number) {}
-
-  get(id: string): { version: number; vector: Float64Array } | undefined {
-    return this.entries.get(id);
-  }
-
-  set(id: string, version: number, vector: Float64Array): void {
-    this.entries.delete(id);
-    this.entries.set(id, { version, vector });
-    if (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
-  }
-}
 
 export class MemoryStore {
   private readonly vectors = new VectorCache(100_000);
@@ -178,6 +46,8 @@ export class MemoryStore {
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
     private readonly idempotency: Idempotency = new Idempotency({ ttlSeconds: 86_400 }),
+    /** The ANN index; without it every semantic search scans exactly. */
+    private readonly vectorIndex: VectorIndex | null = null,
   ) {}
 
   now(): number {
@@ -208,7 +78,7 @@ export class MemoryStore {
     let query = db
       .selectFrom('memories')
       .selectAll()
-      .where((eb) => this.matches(eb, tenantId, scope, now));
+      .where((eb) => matches(this.database.dialect, eb, tenantId, scope, now));
     const after = page.after;
     if (after) {
       query = query.where((eb) => eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]));
@@ -217,7 +87,7 @@ export class MemoryStore {
     const { n } = await db
       .selectFrom('memories')
       .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where((eb) => this.matches(eb, tenantId, scope, now))
+      .where((eb) => matches(this.database.dialect, eb, tenantId, scope, now))
       .executeTakeFirstOrThrow();
     return toConnection(rows.map(decode), page, Number(n));
   }
@@ -253,7 +123,14 @@ export class MemoryStore {
           save: (rows: MemoryRow[]) => rows.map((r) => r.id),
           load: async (saved) => {
             const ids = saved as string[];
-            const rows = await trx.selectFrom('memories').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
+            const rows =
+              ids.length === 0
+                ? []
+                : await trx
+                    .selectFrom('memories')
+                    .selectAll()
+                    .where(tenantIds(this.database.dialect, tenantId, ids))
+                    .execute();
             const byId = new Map(rows.map((r) => [r.id, decode(r)]));
             // A memory forgotten since is left out of the repeat's answer.
             return ids.flatMap((id) => byId.get(id) ?? []);
@@ -270,36 +147,34 @@ export class MemoryStore {
       tenantId,
       drafts.map((d, i) => ({ vector: d.vector, field: drafts.length === 1 ? 'input.vector' : `inputs[${i}].vector` })),
     );
-    const rows = await trx
-      .insertInto('memories')
-      .values(
-        drafts.map((d) => ({
-          id: newId(),
-          tenant_id: tenantId,
-          namespace: d.namespace,
-          kind: d.kind,
-          text: d.text,
-          metadata: d.metadata,
-          importance: d.importance,
-          vector: d.vector === null ? null : JSON.stringify(d.vector),
-          dimension: d.vector?.length ?? null,
-          source_agent_id: d.source.agentId,
-          source_task_id: d.source.taskId,
-          source_workflow_run_id: d.source.workflowRunId,
-          expires_at: d.expiresAt,
-          embedding_model: d.embeddingModel,
-          created_at: now,
-          updated_at: now,
-          version: 1,
-        })),
-      )
-      .returningAll()
-      .execute();
-    const decoded = rows.map(decode);
-    for (const row of decoded) {
-      await this.indexText(trx, row);
-      emitFor(emit, MemoryRemembered, row);
-    }
+    const values = drafts.map((d) => ({
+      id: newId(),
+      tenant_id: tenantId,
+      namespace: d.namespace,
+      kind: d.kind,
+      text: d.text,
+      metadata: d.metadata,
+      importance: d.importance,
+      embedding: d.vector === null ? null : encodeVector(d.vector),
+      dimension: d.vector?.length ?? null,
+      source_agent_id: d.source.agentId,
+      source_task_id: d.source.taskId,
+      source_workflow_run_id: d.source.workflowRunId,
+      expires_at: d.expiresAt,
+      embedding_model: d.embeddingModel,
+      created_at: now,
+      updated_at: now,
+      version: 1,
+    }));
+    // Not `returning`: the rows are what was sent, and reading 100 vectors back as JSON costs more than the insert.
+    await trx.insertInto('memories').values(values).execute();
+    const decoded = values.map((v, i) => ({ ...decode({ ...v, embedding: null }), vector: drafts[i]?.vector ?? null }));
+    await indexNewTexts(
+      this.database.dialect,
+      trx,
+      decoded.map((r) => r.id),
+    );
+    for (const row of decoded) emitFor(emit, MemoryRemembered, row);
     return decoded;
   }
 
@@ -320,21 +195,6 @@ export class MemoryStore {
   private async dimensionOf(db: Db, tenantId: string): Promise<number | null> {
     const space = await db.selectFrom('memory_vector_spaces').select('dimension').where('tenant_id', '=', tenantId).executeTakeFirst();
     return space ? Number(space.dimension) : null;
-  }
-
-  /** SQLite keeps the text in its FTS5 table too; PostgreSQL's tsvector column is generated. */
-  private async indexText(trx: Transaction<MemoryDB>, row: MemoryRow): Promise<void> {
-    if (this.database.dialect !== 'sqlite') return;
-    await sql`delete from memories_fts where memory_id = ${row.id}`.execute(trx);
-    await sql`insert into memories_fts (rowid, text, memory_id, tenant_id) values ((select rowid from memories where id = ${row.id}), ${row.text}, ${row.id}, ${row.tenantId})`.execute(
-      trx,
-    );
-  }
-
-  private async unindexText(trx: Transaction<MemoryDB>, ids: string[]): Promise<void> {
-    if (this.database.dialect !== 'sqlite' || ids.length === 0) return;
-    // By rowid (the memory's own): FTS5 finds those without scanning.
-    await sql`delete from memories_fts where rowid in (select rowid from memories where id in (${sql.join(ids)}))`.execute(trx);
   }
 
   /**
@@ -382,7 +242,7 @@ export class MemoryStore {
           ...(patch.metadata !== undefined ? { metadata: patch.metadata } : {}),
           ...(patch.importance !== undefined ? { importance: patch.importance } : {}),
           ...(patch.vector !== undefined
-            ? { vector: patch.vector === null ? null : JSON.stringify(patch.vector), dimension: patch.vector?.length ?? null }
+            ? { embedding: patch.vector === null ? null : encodeVector(patch.vector), dimension: patch.vector?.length ?? null }
             : {}),
           ...(patch.expiresAt !== undefined ? { expires_at: patch.expiresAt } : {}),
           ...(patch.embeddingModel !== undefined ? { embedding_model: patch.embeddingModel } : {}),
@@ -397,7 +257,7 @@ export class MemoryStore {
       // The version row's primary key already refuses a concurrent update of the same version.
       if (!updated) throw staleVersion(id, expectedVersion ?? current.version, current.version + 1);
       const row = decode(updated);
-      if (patch.text !== undefined) await this.indexText(trx, row);
+      if (patch.text !== undefined) await indexText(this.database.dialect, trx, row);
       emitFor(emit, MemoryUpdated, row);
       return row;
     });
@@ -421,7 +281,7 @@ export class MemoryStore {
       const rows = await trx
         .selectFrom('memories')
         .selectAll()
-        .where((eb) => this.matches(eb, tenantId, scope, null))
+        .where((eb) => matches(this.database.dialect, eb, tenantId, scope, null))
         .execute();
       await this.delete(trx, emit, tenantId, rows.map(decode));
       return rows.length;
@@ -451,11 +311,31 @@ export class MemoryStore {
     // Bounded IN lists: a forget by filter may match thousands.
     for (let i = 0; i < rows.length; i += 500) {
       const ids = rows.slice(i, i + 500).map((r) => r.id);
-      await this.unindexText(trx, ids);
+      await unindexText(this.database.dialect, trx, ids);
       await trx.deleteFrom('memory_versions').where('tenant_id', '=', tenantId).where('memory_id', 'in', ids).execute();
-      await trx.deleteFrom('memories').where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
+      await trx
+        .deleteFrom('memories')
+        .where(tenantIds(this.database.dialect, tenantId, ids))
+        .execute();
     }
     for (const row of rows) emitFor(emit, MemoryForgotten, row, now);
+  }
+
+  /** The replica's vector index for the tenant (loading it when it was not). */
+  async vectorIndexStatus(tenantId: string): Promise<VectorIndexStatus & { engine: 'hnsw' | 'exact' }> {
+    if (!this.vectorIndex) {
+      const { n } = await this.database.db
+        .selectFrom('memories')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('tenant_id', '=', tenantId)
+        .where('embedding', 'is not', null)
+        .executeTakeFirstOrThrow();
+      return { engine: 'exact', loaded: true, vectors: Number(n), indexed: 0, pending: 0 };
+    }
+    const status = this.vectorIndex.status(tenantId);
+    if (!status.loaded) void this.vectorIndex.prepare(tenantId);
+    else await this.vectorIndex.sync(tenantId);
+    return { engine: 'hnsw', ...this.vectorIndex.status(tenantId) };
   }
 
   // --- Search ----------------------------------------------------------------------------------
@@ -466,7 +346,9 @@ export class MemoryStore {
     const lexical =
       req.text === null
         ? []
-        : await this.lexical(
+        : await lexicalSearch(
+            this.database.dialect,
+            this.database.db,
             tenantId,
             scope,
             req.text,
@@ -485,7 +367,11 @@ export class MemoryStore {
           );
     const ids = [...new Set([...lexical.map((c) => c.id), ...vector.map((c) => c.id)])];
     if (ids.length === 0) return [];
-    const rows = await this.database.db.selectFrom('memories').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
+    const rows = await this.database.db
+      .selectFrom('memories')
+      .selectAll()
+      .where(tenantIds(this.database.dialect, tenantId, ids))
+      .execute();
     const byId = new Map(rows.map((r) => [r.id, decode(r)]));
     const scored = rank(
       req,
@@ -503,141 +389,30 @@ export class MemoryStore {
     });
   }
 
-  private async lexical(tenantId: string, scope: Scope, text: string, limit: number, now: string): Promise<LexicalCandidate[]> {
-    const terms = queryTerms(text);
-    if (terms.length === 0) return [];
-    if (this.database.dialect === 'sqlite') {
-      // Quoted terms joined with OR: the user's words, never FTS5 query syntax; bm25 ranks a
-      // memory with more (and rarer) of them first.
-      const match = terms.map((t) => `"${t}"`).join(' OR ');
-      const rows = await this.database.db
-        .selectFrom('memories_fts')
-        .innerJoin('memories', 'memories.id', 'memories_fts.memory_id')
-        .select(['memories.id as id', 'memories_fts.rank as rank'])
-        .where(sql<SqlBool>`memories_fts match ${match}`)
-        .where('memories_fts.tenant_id', '=', tenantId)
-        .where((eb) => this.matches(eb as unknown as Eb, tenantId, scope, now))
-        .orderBy('memories_fts.rank')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => ({ id: r.id, score: -Number(r.rank) }));
-    }
-    const query = terms.join(' | ');
-    const rows = await this.database.db
-      .selectFrom('memories')
-      .select(['id', sql<number>`ts_rank_cd(search_vector, to_tsquery('english', ${query}))`.as('score')])
-      .where(sql<SqlBool>`search_vector @@ to_tsquery('english', ${query})`)
-      .where((eb) => this.matches(eb, tenantId, scope, now))
-      .orderBy('score', 'desc')
-      .orderBy('id')
-      .limit(limit)
-      .execute();
-    return rows.map((r) => ({ id: r.id, score: Number(r.score) }));
-  }
-
-  /**
-   * Exact nearest neighbours: every vector in scope is compared (see the README's vector search
-   * section for why this and not an ANN index yet). Filters run in SQL first, so a filtered
-   * search loses no recall. Only ids and versions come from SQL each time; the vectors
-   * themselves are parsed once per version and kept (a memory's vector changes only with its
-   * version, so a replica never compares against a stale one).
-   */
+  /** The `limit` nearest vectors in scope (the tenant's one dimension), nearest first. */
   private async nearest(tenantId: string, scope: Scope, req: SearchRequest, limit: number, now: string): Promise<VectorCandidate[]> {
     const query = req.vector as number[];
     const expected = await this.dimensionOf(this.database.db, tenantId);
     if (expected === null) return [];
     if (expected !== query.length) throw dimensionMismatch(expected, query.length, 'input.vector');
-    const rows = await this.database.db
-      .selectFrom('memories')
-      .select(['id', 'version'])
-      .where('dimension', '=', query.length)
-      .where((eb) => this.matches(eb, tenantId, scope, now))
-      .execute();
-    const missing = rows.filter((r) => this.vectors.get(r.id)?.version !== Number(r.version)).map((r) => r.id);
-    for (let i = 0; i < missing.length; i += 500) {
-      const loaded = await this.database.db
-        .selectFrom('memories')
-        .select(['id', 'version', 'vector'])
-        .where('tenant_id', '=', tenantId)
-        .where('id', 'in', missing.slice(i, i + 500))
-        .execute();
-      for (const r of loaded) if (r.vector !== null) this.vectors.set(r.id, Number(r.version), Float64Array.from(JSON.parse(r.vector) as number[]));
+    const { dialect, db } = this.database;
+    if (this.vectorIndex) {
+      const found = await this.vectorIndex.nearest(tenantId, req.metric, query, limit, async (ids) => {
+        const inScope = new Map<string, number>();
+        for (let i = 0; i < ids.length; i += 1000) {
+          const rows = await db
+            .selectFrom('memories')
+            .select(['id', 'version'])
+            .where((eb) => matches(dialect, eb, tenantId, scope, now, ids.slice(i, i + 1000)))
+            .execute();
+          for (const r of rows) inScope.set(r.id, Number(r.version));
+        }
+        return inScope;
+      });
+      if (found) return found;
     }
-    const best: VectorCandidate[] = [];
-    for (const r of rows) {
-      const cached = this.vectors.get(r.id);
-      if (!cached || cached.version !== Number(r.version)) continue;
-      const { distance, similarity } = compare(req.metric, query, cached.vector);
-      best.push({ id: r.id, distance, similarity });
-    }
-    best.sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1));
-    return best.slice(0, limit);
+    return exactNearest(dialect, db, this.vectors, tenantId, scope, req, limit, now);
   }
-
-  // --- Filters ---------------------------------------------------------------------------------
-
-  /** The scope as one condition; `now` null also matches expired memories (forgetting them). */
-  private matches(eb: Eb, tenantId: string, scope: Scope, now: string | null): Expression<SqlBool> {
-    const f = scope.filter;
-    const conditions: Expression<SqlBool>[] = [eb('memories.tenant_id', '=', tenantId)];
-    if (now !== null) conditions.push(unexpired(eb, now));
-    if (scope.prefixes !== null) conditions.push(eb.or(scope.prefixes.map((p) => underNamespace(eb, p))));
-    if (f.kinds) conditions.push(eb('memories.kind', 'in', f.kinds));
-    if (f.createdAfter) conditions.push(eb('memories.created_at', '>=', f.createdAfter));
-    if (f.createdBefore) conditions.push(eb('memories.created_at', '<', f.createdBefore));
-    if (f.sourceTaskId) conditions.push(eb('memories.source_task_id', '=', f.sourceTaskId));
-    for (const c of f.metadata) conditions.push(metadataMatches(this.database.dialect, c));
-    return eb.and(conditions);
-  }
-}
-
-function underNamespace(eb: Eb, prefix: string): Expression<SqlBool> {
-  const pattern = `${prefix.replace(/[\\%_]/g, (ch) => `\\${ch}`)}/%`;
-  return eb.or([eb('memories.namespace', '=', prefix), sql<SqlBool>`${eb.ref('memories.namespace')} like ${pattern} escape '\\'`]);
-}
-
-/** One metadata condition in the engine's JSON functions; a field of another type never matches. */
-function metadataMatches(dialect: Dialect, c: MetadataCondition): RawBuilder<SqlBool> {
-  const segments = c.key.split('.');
-  if (dialect === 'sqlite') {
-    const path = `$${segments.map((s) => `."${s}"`).join('')}`;
-    const type = sql`json_type(memories.metadata, ${path})`;
-    const value = sql`json_extract(memories.metadata, ${path})`;
-    const eq = (v: string | number | boolean) =>
-      typeof v === 'boolean'
-        ? sql<SqlBool>`${type} = ${v ? 'true' : 'false'}`
-        : typeof v === 'number'
-          ? sql<SqlBool>`(${type} in ('integer', 'real') and ${value} = ${v})`
-          : sql<SqlBool>`(${type} = 'text' and ${value} = ${v})`;
-    if (c.op === 'eq') return eq(c.value);
-    if (c.op === 'in') return sql<SqlBool>`(${sql.join(c.values.map(eq), sql` or `)})`;
-    const typed = c.type === 'number' ? sql`${type} in ('integer', 'real')` : sql`${type} = 'text'`;
-    return sql<SqlBool>`(${sql.join([typed, ...bounds(c, value)], sql` and `)})`;
-  }
-  const node = sql`(memories.metadata::jsonb #> ${segments}::text[])`;
-  const eq = (v: string | number | boolean) => sql<SqlBool>`${node} = ${JSON.stringify(v)}::jsonb`;
-  if (c.op === 'eq') return eq(c.value);
-  if (c.op === 'in') return sql<SqlBool>`(${sql.join(c.values.map(eq), sql` or `)})`;
-  const text = sql`(memories.metadata::jsonb #>> ${segments}::text[])`;
-  // The CASE keeps the cast from ever seeing a non-number (PostgreSQL may evaluate in any order).
-  const value =
-    c.type === 'number'
-      ? sql`(case when jsonb_typeof(${node}) = 'number' then ${text}::double precision end)`
-      : sql`(case when jsonb_typeof(${node}) = 'string' then ${text} end)`;
-  return sql<SqlBool>`(${sql.join(bounds(c, value), sql` and `)})`;
-}
-
-function bounds(c: Extract<MetadataCondition, { op: 'range' }>, value: RawBuilder<unknown>): RawBuilder<unknown>[] {
-  const parts: RawBuilder<unknown>[] = [];
-  if (c.gt !== undefined) parts.push(sql`${value} > ${c.gt}`);
-  if (c.gte !== undefined) parts.push(sql`${value} >= ${c.gte}`);
-  if (c.lt !== undefined) parts.push(sql`${value} < ${c.lt}`);
-  if (c.lte !== undefined) parts.push(sql`${value} <= ${c.lte}`);
-  return parts;
-}
-
-function unexpired(eb: Eb, now: string): Expression<SqlBool> {
-  return eb.or([eb('memories.expires_at', 'is', null), eb('memories.expires_at', '>', now)]);
 }
 
 function staleVersion(id: string, expectedVersion: number, actualVersion: number) {
@@ -656,24 +431,4 @@ function emitFor(emit: Emit, type: string, row: MemoryRow, occurredAt = row.upda
     occurredAt,
     payload: { memoryId: row.id, namespace: row.namespace, version: row.version } satisfies MemoryEventPayload,
   });
-}
-
-function decode(r: Selectable<MemoriesTable>): MemoryRow {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    namespace: r.namespace,
-    kind: r.kind,
-    text: r.text,
-    metadata: JSON.parse(r.metadata) as unknown,
-    importance: Number(r.importance),
-    vector: r.vector === null ? null : (JSON.parse(r.vector) as number[]),
-    dimension: r.dimension === null ? null : Number(r.dimension),
-    embeddingModel: r.embedding_model,
-    source: { agentId: r.source_agent_id, taskId: r.source_task_id, workflowRunId: r.source_workflow_run_id },
-    expiresAt: r.expires_at,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    version: Number(r.version),
-  };
 }

@@ -94,6 +94,10 @@ describe('memory through the gateway', () => {
     const found = await rest('GET', '/v1/memories/search?text=invoices&vector=0.1&vector=0.2&vector=0.3&namespacePrefix=shared/rest');
     expect(found.status).toBe(200);
     expect((found.body as unknown as { mode: string; memory: { id: string } }[])[0]).toMatchObject({ mode: 'HYBRID', memory: { id } });
+    const index = await rest('GET', '/v1/memories/vector-index');
+    expect(index.status).toBe(200);
+    expect(index.body).toMatchObject({ engine: 'hnsw' });
+    expect((index.body as unknown as { vectors: number }).vectors).toBeGreaterThanOrEqual(1);
 
     const wrong = await rest('GET', '/v1/memories/search?vector=1&vector=2');
     expect(wrong.status).toBe(422);

@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startSubgraph, type RunningSubgraph } from '../../runtime/subgraph.ts';
 import { memory } from '../../subgraphs/memory/index.ts';
 import { identityHeaders, TEST_SECURITY_ENV } from '../support/auth.ts';
@@ -225,8 +225,8 @@ describe(`memory subgraph over HTTP (${DATABASE_URL ? 'PostgreSQL' : 'SQLite'})`
   });
 });
 
-// Scale-out: two replicas on one PostgreSQL schema. Search reads the shared table (no
-// per-replica index), so what one replica wrote the other finds at once, by words and by vector.
+// Scale-out: two replicas on one PostgreSQL schema. Each keeps its own vector index, fed by the
+// outbox events before each search, so what one replica wrote, updated or forgot the other sees at once.
 describe.skipIf(!DATABASE_URL)(`memory subgraph, two replicas on one PostgreSQL schema${DATABASE_URL ? '' : ' (skipped: DATABASE_URL is not set)'}`, () => {
   const schemaPrefix = `t${randomBytes(4).toString('hex')}_`;
   const replicas: RunningSubgraph[] = [];
@@ -268,6 +268,19 @@ describe.skipIf(!DATABASE_URL)(`memory subgraph, two replicas on one PostgreSQL 
     expect(hits.data!.searchMemories[0]).toMatchObject({ mode: 'HYBRID', memory: { id: first!.id } });
     // The dimension the first replica fixed holds on the second.
     expect(codeOf(await gql(b, REMEMBER, { input: { namespace: 'shared/replicas', text: 'x', vector: [1, 2, 3] } }))).toBe('DIMENSION_MISMATCH');
+
+    // B's index holds both once loaded; then A moves one vector and forgets the other.
+    type Status = { memoryVectorIndex: { engine: string; loaded: boolean; vectors: number; indexed: number; pending: number } };
+    await vi.waitFor(async () => {
+      const status = await gql<Status>(b, '{ memoryVectorIndex { engine loaded vectors indexed pending } }');
+      expect(status.data!.memoryVectorIndex).toEqual({ engine: 'hnsw', loaded: true, vectors: 2, indexed: 2, pending: 0 });
+    });
+    const [, second] = written.data!.rememberBatch;
+    const UPDATE = 'mutation($id: ID!, $input: UpdateMemoryInput!) { updateMemory(id: $id, input: $input) { version } }';
+    expect((await gql(a, UPDATE, { id: second!.id, input: { vector: [1, 0.01] } })).errors).toBeUndefined();
+    expect((await gql(a, 'mutation($id: ID!) { forget(id: $id) }', { id: first!.id })).errors).toBeUndefined();
+    const after = await gql<Hits>(b, SEARCH, { input: { vector: [1, 0], k: 5 } });
+    expect(after.data!.searchMemories.map((h) => h.memory.id)).toEqual([second!.id]);
   });
 });
 

@@ -831,6 +831,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/memories/vector-index": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get the vector index's state
+         * @description In the replica that answers: whether the tenant's vectors are loaded, how many are in the HNSW graph and how many wait (compared exactly meanwhile).
+         *
+         *     The state of this tenant's vector index in the replica that answers (loads it when it was not).
+         *
+         *     Runs the GraphQL query `GetMemoryVectorIndex` (`Query.memoryVectorIndex`).
+         */
+        get: operations["GetMemoryVectorIndex"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/messages/{id}": {
         parameters: {
             query?: never;
@@ -4868,6 +4892,49 @@ export interface operations {
                         explanation: string;
                         memory: components["schemas"]["Memory"];
                     }[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetMemoryVectorIndex: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description How semantic search is answered in one replica: an HNSW graph (usearch) fed by the events, or an exact scan. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description hnsw or exact (MEMORY_VECTOR_INDEX). */
+                        engine: string;
+                        /** @description False while the replica reads the tenant's vectors; searches scan exactly meanwhile. */
+                        loaded: boolean;
+                        /**
+                         * Format: int32
+                         * @description Vectors the replica holds for the tenant.
+                         */
+                        vectors: number;
+                        /**
+                         * Format: int32
+                         * @description Vectors in the cosine graph.
+                         */
+                        indexed: number;
+                        /**
+                         * Format: int32
+                         * @description Vectors written but not in the graph yet (compared exactly until they are).
+                         */
+                        pending: number;
+                    };
                 };
             };
             400: components["responses"]["BadRequest"];

@@ -183,6 +183,21 @@ export type MemorySourceInput = {
   workflowRunId?: InputMaybe<Scalars['ID']['input']>;
 };
 
+/** How semantic search is answered in one replica: an HNSW graph (usearch) fed by the events, or an exact scan. */
+export type MemoryVectorIndexStatus = {
+  __typename?: 'MemoryVectorIndexStatus';
+  /** hnsw or exact (MEMORY_VECTOR_INDEX). */
+  engine: Scalars['String']['output'];
+  /** Vectors in the cosine graph. */
+  indexed: Scalars['Int']['output'];
+  /** False while the replica reads the tenant's vectors; searches scan exactly meanwhile. */
+  loaded: Scalars['Boolean']['output'];
+  /** Vectors written but not in the graph yet (compared exactly until they are). */
+  pending: Scalars['Int']['output'];
+  /** Vectors the replica holds for the tenant. */
+  vectors: Scalars['Int']['output'];
+};
+
 /** One version of a memory: the current one, or what an update replaced. */
 export type MemoryVersion = {
   __typename?: 'MemoryVersion';
@@ -283,6 +298,8 @@ export type Query = {
   memory?: Maybe<Memory>;
   /** Every version of a memory, newest first (the current one first). */
   memoryHistory: Array<MemoryVersion>;
+  /** The state of this tenant's vector index in the replica that answers (loads it when it was not). */
+  memoryVectorIndex: MemoryVectorIndexStatus;
   /** Lexical, vector or hybrid search; best first. */
   searchMemories: Array<MemorySearchHit>;
 };
@@ -499,11 +516,12 @@ export type ResolversTypes = {
   MemorySearchMode: MemorySearchMode;
   MemorySource: ResolverTypeWrapper<MemorySource>;
   MemorySourceInput: MemorySourceInput;
+  MemoryVectorIndexStatus: ResolverTypeWrapper<MemoryVectorIndexStatus>;
+  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   MemoryVersion: ResolverTypeWrapper<MemoryVersion>;
   MemoryWrittenEvent: ResolverTypeWrapper<MemoryEventRow>;
   MetadataCondition: MetadataCondition;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
-  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RememberInput: RememberInput;
@@ -532,11 +550,12 @@ export type ResolversParentTypes = {
   MemorySearchInput: MemorySearchInput;
   MemorySource: MemorySource;
   MemorySourceInput: MemorySourceInput;
+  MemoryVectorIndexStatus: MemoryVectorIndexStatus;
+  Boolean: Scalars['Boolean']['output'];
   MemoryVersion: MemoryVersion;
   MemoryWrittenEvent: MemoryEventRow;
   MetadataCondition: MetadataCondition;
   Mutation: Record<PropertyKey, never>;
-  Boolean: Scalars['Boolean']['output'];
   PageInfo: PageInfo;
   Query: Record<PropertyKey, never>;
   RememberInput: RememberInput;
@@ -613,6 +632,14 @@ export type MemorySourceResolvers<ContextType = MemoryContext, ParentType extend
   workflowRunId?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
 };
 
+export type MemoryVectorIndexStatusResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['MemoryVectorIndexStatus'] = ResolversParentTypes['MemoryVectorIndexStatus']> = {
+  engine?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  indexed?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  loaded?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  pending?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  vectors?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+};
+
 export type MemoryVersionResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['MemoryVersion'] = ResolversParentTypes['MemoryVersion']> = {
   importance?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
   metadata?: Resolver<ResolversTypes['JSON'], ParentType, ContextType>;
@@ -650,6 +677,7 @@ export type QueryResolvers<ContextType = MemoryContext, ParentType extends Resol
   memories?: Resolver<ResolversTypes['MemoryConnection'], ParentType, ContextType, RequireFields<QueryMemoriesArgs, 'first'>>;
   memory?: Resolver<Maybe<ResolversTypes['Memory']>, ParentType, ContextType, RequireFields<QueryMemoryArgs, 'id'>>;
   memoryHistory?: Resolver<Array<ResolversTypes['MemoryVersion']>, ParentType, ContextType, RequireFields<QueryMemoryHistoryArgs, 'id'>>;
+  memoryVectorIndex?: Resolver<ResolversTypes['MemoryVectorIndexStatus'], ParentType, ContextType>;
   searchMemories?: Resolver<Array<ResolversTypes['MemorySearchHit']>, ParentType, ContextType, RequireFields<QuerySearchMemoriesArgs, 'input'>>;
 };
 
@@ -677,6 +705,7 @@ export type Resolvers<ContextType = MemoryContext> = {
   MemoryEdge?: MemoryEdgeResolvers<ContextType>;
   MemorySearchHit?: MemorySearchHitResolvers<ContextType>;
   MemorySource?: MemorySourceResolvers<ContextType>;
+  MemoryVectorIndexStatus?: MemoryVectorIndexStatusResolvers<ContextType>;
   MemoryVersion?: MemoryVersionResolvers<ContextType>;
   MemoryWrittenEvent?: MemoryWrittenEventResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
