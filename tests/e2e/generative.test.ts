@@ -22,7 +22,7 @@ import { DocumentChecker, rest, type OpenApiDoc } from '../rest/client.ts';
 import { userToken } from '../support/auth.ts';
 import { checkShape, operation, type IdPool } from '../support/generative-graphql.ts';
 import { restRequest, type RestBreak } from '../support/generative-rest.ts';
-import { gqlOk, manageProcesses, startPlatform, type Platform } from '../support/processes.ts';
+import { gqlOk, manageProcesses, startPlatform, supergraphSubgraphs, type Platform } from '../support/processes.ts';
 import { subscribe, wsClient } from '../subscriptions/support.ts';
 
 manageProcesses();
@@ -86,7 +86,8 @@ const credentials: Record<string, Record<string, string>> = {};
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-generative-'));
-  platform = await startPlatform({ dataDir, with: ['discovery', 'collaboration'] });
+  // Every subgraph: the generated operations and routes reach all of them.
+  platform = await startPlatform({ dataDir, with: supergraphSubgraphs });
   base = platform.url.replace(/\/graphql$/, '');
   schema = buildClientSchema(await gqlOk<IntrospectionQuery>(platform.url, getIntrospectionQuery()));
   const served = await rest(base, 'GET', '/openapi.json');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { gqlOk, manageProcesses, REPO_ROOT, startPlatform, type Platform } from '../support/processes.ts';
+import { gqlOk, manageProcesses, REPO_ROOT, startPlatform, supergraphSubgraphs, type Platform } from '../support/processes.ts';
 import { asProblem, DocumentChecker, rest, type OpenApiDoc, type RestRequest, type RestResponse } from '../rest/client.ts';
 import { agentsClient, ApiError } from '../rest/example-client.ts';
 
@@ -24,7 +24,7 @@ const exercised = new Map<string, number>();
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'e2e-rest-'));
-  platform = await startPlatform({ dataDir, with: ['integrations', 'discovery', 'collaboration'], gatewayEnv: { MAX_BODY_BYTES: '65536' } });
+  platform = await startPlatform({ dataDir, with: supergraphSubgraphs, gatewayEnv: { MAX_BODY_BYTES: '65536' } });
   base = platform.url.replace(/\/graphql$/, '');
   const res = await rest(base, 'GET', '/openapi.json');
   expect(res.status).toBe(200);
@@ -247,6 +247,7 @@ describe('every route with valid input', () => {
     expect(hits[0]).toMatchObject({ mode: 'HYBRID', memory: { id: memory.id } });
     expect(await ok('ForgetMemories', {}, { body: { namespacePrefix: 'shared/contract/b' } })).toEqual({ forgotten: 1 });
     expect(await ok('ForgetMemory', { id: memory.id })).toBe(true);
+    expect(await ok('GetMemoryVectorIndex')).toMatchObject({ engine: expect.any(String), loaded: expect.any(Boolean) });
   });
 
   it('manages webhook endpoints, deliveries, inbound integrations and triggers', async () => {

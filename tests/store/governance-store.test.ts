@@ -166,7 +166,7 @@ describe.each(backends)('governance store on $backend', ({ backend, skip }) => {
         const { apiKey, secret } = await store.issueAgentCredential(tenant, agentId, 'Agent credential: Scout', 'alice');
         expect(apiKey).toMatchObject({
           agentId,
-          scopes: ['agents:read', 'agents:write', 'memory:read', 'memory:write', 'tasks:read', 'tasks:write'],
+          scopes: [...AGENT_CREDENTIAL_SCOPES].sort(),
           name: 'Agent credential: Scout',
           createdBy: 'alice',
         });
