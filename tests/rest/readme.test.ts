@@ -1,11 +1,11 @@
-// The typed client shown in the README is the file the contract test runs and tsc checks, verbatim.
+// The typed client shown in the REST reference (docs/rest.md) is the file the contract test runs and tsc checks, verbatim.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/processes.ts';
 
-it('README quotes tests/rest/example-client.ts exactly', () => {
-  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+it('docs/rest.md quotes tests/rest/example-client.ts exactly', () => {
+  const readme = readFileSync(join(REPO_ROOT, 'docs/rest.md'), 'utf8');
   const marker = '<!-- tests/rest/example-client.ts -->\n```ts\n';
   const start = readme.indexOf(marker);
   expect(start).toBeGreaterThan(0);
