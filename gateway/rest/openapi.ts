@@ -124,6 +124,7 @@ function operationObject(route: RouteModel): Record<string, unknown> {
     ...(p.description ? { description: p.description } : {}),
     ...(p.style === 'deepObject' ? { style: 'deepObject', explode: true } : {}),
     schema: p.schema,
+    ...(p.name in d.parameterExamples ? { example: d.parameterExamples[p.name] } : {}),
   }));
   // A route that creates something (201) replays its first answer for a repeated key.
   const creates = d.operation.operation === 'mutation' && d.status === 201;
@@ -216,7 +217,19 @@ export function generateOpenApi(schema: GraphQLSchema, operations: OperationSet,
   if (options.checkExamples === false) return { compiled, document: buildOpenApiDocument(compiled), problems };
   const validator = new SchemaValidator(compiled.components);
   for (const route of compiled.routes) {
-    const { example, operationId, file } = route.declaration;
+    const { example, operationId, file, parameterExamples } = route.declaration;
+    for (const [name, value] of Object.entries(parameterExamples)) {
+      const parameter = route.parameters.find((p) => p.name === name && p.in === 'query');
+      if (!parameter) {
+        problems.push(`${file} (${operationId}): @param-example ${name} is not a query parameter of the route`);
+        continue;
+      }
+      const errors = validator.compile(parameter.schema)(value);
+      if (errors.length > 0)
+        problems.push(
+          `${file} (${operationId}): @param-example ${name} does not match its schema: ${errors.map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ')}`,
+        );
+    }
     if (example === undefined || !route.body) continue;
     const errors = validator.compile(route.body.schema)(example);
     if (errors.length > 0)

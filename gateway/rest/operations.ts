@@ -16,6 +16,8 @@ import { fragmentsUsed } from '../graphql-documents.ts';
  *   # @tag agents                       defaults to the file name
  *   # @summary Register an agent        defaults to the root field's description
  *   # @example {"name": "Summariser"}   request body example (checked against the body schema)
+ *   # @param-example label {"key": "team"}  a query parameter's example (checked against its schema):
+ *                                       what Swagger UI's "Try it out" sends for an object parameter
  *   # Any other comment line is the route's description, in front of the SDL field's.
  *
  * The comment block at the top of a file, separated from the first definition by a blank line,
@@ -45,6 +47,8 @@ export interface RouteDeclaration {
   summary: string | undefined;
   description: string | undefined;
   example: unknown;
+  /** Examples of query parameters, by variable name (@param-example). */
+  parameterExamples: Record<string, unknown>;
   operation: OperationDefinitionNode;
   /** The operation and every fragment it uses, printed: what is sent to the executor. */
   document: string;
@@ -107,7 +111,7 @@ function parseComment(block: string[], numbers: number[]): CommentBlock {
   const out: CommentBlock = { annotations: [], text: [] };
   block.forEach((raw, i) => {
     const l = raw.replace(/^#\s?/, '');
-    const m = /^@(\w+)\s*(.*)$/.exec(l.trim());
+    const m = /^@([\w-]+)\s*(.*)$/.exec(l.trim());
     if (m) out.annotations.push([m[1] ?? '', (m[2] ?? '').trim(), numbers[i] ?? 0]);
     else out.text.push(l);
   });
@@ -199,10 +203,11 @@ export function parseOperationFiles(files: OperationFile[]): OperationSet {
       let tag = basename(file.name, '.graphql');
       let summary: string | undefined;
       let example: unknown;
+      const parameterExamples: Record<string, unknown> = {};
       const queryVariables: string[] = [];
       for (const [key, value, annotationLine] of comment.annotations) {
         const here = `${file.name}:${annotationLine} (${name})`;
-        if (seen.has(key) && key !== 'query') problems.push(`${here}: @${key} is given twice`);
+        if (seen.has(key) && key !== 'query' && key !== 'param-example') problems.push(`${here}: @${key} is given twice`);
         seen.add(key);
         switch (key) {
           case 'route': {
@@ -244,6 +249,19 @@ export function parseOperationFiles(files: OperationFile[]): OperationSet {
               problems.push(`${here}: @example is not JSON: ${(err as Error).message}`);
             }
             break;
+          case 'param-example': {
+            const m = /^(\w+)\s+(.+)$/.exec(value);
+            if (!m) {
+              problems.push(`${here}: @param-example must be "<variable> <JSON>", got "${value}"`);
+              break;
+            }
+            try {
+              parameterExamples[m[1] ?? ''] = JSON.parse(m[2] ?? '');
+            } catch (err) {
+              problems.push(`${here}: @param-example ${m[1]} is not JSON: ${(err as Error).message}`);
+            }
+            break;
+          }
           default:
             problems.push(`${here}: unknown annotation @${key}`);
         }
@@ -261,6 +279,7 @@ export function parseOperationFiles(files: OperationFile[]): OperationSet {
       const variables = new Set((def.variableDefinitions ?? []).map((v) => v.variable.name.value));
       for (const p of pathParams) if (!variables.has(p)) problems.push(`${where}: path placeholder {${p}} is not a variable of the operation`);
       if (new Set(pathParams).size !== pathParams.length) problems.push(`${where}: a path placeholder is used twice`);
+      for (const p of Object.keys(parameterExamples)) if (!variables.has(p)) problems.push(`${where}: @param-example ${p} is not a variable of the operation`);
       for (const q of queryVariables) {
         if (!variables.has(q)) problems.push(`${where}: @query ${q} is not a variable of the operation`);
         if (pathParams.includes(q)) problems.push(`${where}: ${q} is a path placeholder and cannot also be a query parameter`);
@@ -297,6 +316,7 @@ export function parseOperationFiles(files: OperationFile[]): OperationSet {
         summary,
         description: markdown(comment.text),
         example,
+        parameterExamples,
         operation: def,
         document,
       });

@@ -26,7 +26,8 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'browser-docs-'));
   platform = await startPlatform({ dataDir });
   base = platform.url.replace(/\/graphql$/, '');
-  await gqlOk(platform.url, `mutation { registerAgent(input: { name: "Browsable" }) { id } }`);
+  // A team label, as the demo agents have: what "Try it out" on GET /v1/agents pre-fills finds it.
+  await gqlOk(platform.url, `mutation { registerAgent(input: { name: "Browsable", labels: [{ key: "team", value: "docs" }] }) { id } }`);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -86,8 +87,9 @@ describe.skipIf(missing)(`documentation in a browser${missing ? ` (skipped: ${CH
     await expect.poll(() => body.innerText(), { timeout: 20_000 }).toContain('Parameters');
     expect(await body.innerText()).toContain('label');
     await body.getByRole('button', { name: 'Try it out' }).click();
-    // Swagger UI pre-fills an object parameter with a sample ({"key": "string", ...}): clear it.
-    await body.locator('tr[data-param-name="label"] textarea').fill('');
+    // The label filter is pre-filled from its example (a label the agents have), not Swagger UI's
+    // {"key": "string"} sample that matched nothing: the first try lists agents.
+    expect(await body.locator('tr[data-param-name="label"] textarea').inputValue()).toContain('"team"');
     await body.getByRole('button', { name: 'Execute' }).click();
     const live = body.locator('.live-responses-table tbody .response-col_status');
     await expect.poll(() => live.first().innerText(), { timeout: 20_000 }).toContain('200');

@@ -3380,6 +3380,11 @@ export interface operations {
                 status?: components["schemas"]["AgentStatus"];
                 /** @description Agents having a skill with this tag. */
                 skillTag?: string;
+                /**
+                 * @example {
+                 *       "key": "team"
+                 *     }
+                 */
                 label?: components["schemas"]["LabelSelector"];
                 /** @description Case-insensitive substring of the name or description. */
                 text?: string;
