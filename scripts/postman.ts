@@ -65,7 +65,9 @@ async function seeded<T>(fn: () => Promise<T>): Promise<T> {
 
 interface PostmanRequest {
   method: string;
-  url: { path?: string[]; variable?: { key: string; value: string }[] };
+  url: { path?: string[]; query?: { key: string; value: string }[]; variable?: { key: string; value: string }[] };
+  header?: { key: string; value: string }[];
+  body?: { mode?: string; raw?: string };
 }
 interface PostmanItem {
   name: string;
@@ -73,6 +75,11 @@ interface PostmanItem {
   request?: PostmanRequest;
   event?: Json[];
 }
+interface OpenApiOperation {
+  parameters?: { name: string; in: string; example?: unknown }[];
+  requestBody?: { content?: { 'application/json'?: { example?: unknown } } };
+}
+type OpenApiPaths = Record<string, Record<string, OpenApiOperation>>;
 
 /** `workflow-runs` → `workflowRunId`: the collection variable holding the last id created there. */
 function idVariable(resource: string): string {
@@ -81,19 +88,36 @@ function idVariable(resource: string): string {
 }
 
 /**
- * A create request (POST /v1/<resource>) keeps the new id in a collection variable, and the
- * requests on /v1/<resource>/{id} use it: run in order (Newman, Postman's runner), the collection
- * works on what it created instead of placeholders.
+ * Every value the converter would invent (faker: random enum members, ids, numbers) replaced by
+ * what the OpenAPI document says, so the collection is the same on every run and useful as is:
+ * - a create request (POST /v1/<resource>) keeps the new id in a collection variable, and the
+ *   requests on /v1/<resource>/{id} use it: run in order (Newman, Postman's runner), the collection
+ *   works on what it created;
+ * - other path variables are `<name>`; query parameters get their documented example or stay
+ *   empty (they are optional and disabled); `Idempotency-Key` is a fresh `{{$guid}}`;
+ * - bodies are the operation's documented example where it has one.
  */
-function chainIds(items: Json[]): void {
-  for (const item of items as unknown as PostmanItem[]) {
-    if (item.item) chainIds(item.item as unknown as Json[]);
+function tidy(items: PostmanItem[], paths: OpenApiPaths): void {
+  for (const item of items) {
+    if (item.item) tidy(item.item, paths);
     const request = item.request;
     const path = request?.url.path;
-    if (!request || !path || path[0] !== 'v1' || path[1] === undefined) continue;
-    const variable = idVariable(path[1]);
-    if (path[2] === ':id') for (const v of request.url.variable ?? []) if (v.key === 'id') v.value = `{{${variable}}}`;
-    if (request.method === 'POST' && path.length === 2) {
+    if (!request || !path) continue;
+    const template = `/${path.map((s) => (s.startsWith(':') ? `{${s.slice(1)}}` : s)).join('/')}`;
+    const operation = paths[template]?.[request.method.toLowerCase()];
+    const parameters = operation?.parameters ?? [];
+    const variable = path[0] === 'v1' && path[1] !== undefined ? idVariable(path[1]) : undefined;
+    for (const v of request.url.variable ?? []) v.value = v.key === 'id' && path[2] === ':id' && variable ? `{{${variable}}}` : `<${v.key}>`;
+    for (const q of request.url.query ?? []) {
+      const [name, property] = q.key.replace(/\]$/, '').split('[');
+      const example = parameters.find((p) => p.in === 'query' && p.name === name)?.example;
+      const value = property !== undefined && example && typeof example === 'object' ? (example as Record<string, unknown>)[property] : example;
+      q.value = value === undefined ? '' : String(value);
+    }
+    for (const h of request.header ?? []) if (h.key.toLowerCase() === 'idempotency-key') h.value = '{{$guid}}';
+    const example = operation?.requestBody?.content?.['application/json']?.example;
+    if (example !== undefined && request.body) request.body.raw = JSON.stringify(example, null, 2);
+    if (variable && request.method === 'POST' && path.length === 2) {
       const keep = `if (pm.response.code === 201) { pm.collectionVariables.set('${variable}', pm.response.json().id); }`;
       item.event = [...(item.event ?? []), { listen: 'test', script: { type: 'text/javascript', exec: [keep] } }];
     }
@@ -107,7 +131,7 @@ export async function postmanFiles(): Promise<Record<string, string>> {
       new Promise<Json>((resolve, reject) =>
         converter.convert(
           { type: 'string', data },
-          { folderStrategy: 'Tags', requestParametersResolution: 'Example', includeAuthInfoInExample: false, enableOptionalParameters: false },
+          { folderStrategy: 'Tags', requestParametersResolution: 'Schema', includeAuthInfoInExample: false, enableOptionalParameters: false },
           (err, result) => {
             if (err) return reject(err);
             const output = result?.result ? result.output?.[0] : undefined;
@@ -118,7 +142,7 @@ export async function postmanFiles(): Promise<Record<string, string>> {
       ),
   );
   const collection = withoutRandomParts(converted) as { [key: string]: Json };
-  chainIds(collection.item as Json[]);
+  tidy(collection.item as unknown as PostmanItem[], (JSON.parse(data) as { paths: OpenApiPaths }).paths);
   collection.info = {
     name: 'Agent platform REST API',
     description: `GENERATED by \`npm run postman\` from the OpenAPI document. Do not edit: regenerate. Import it with ${ENVIRONMENT_FILE}; set its token (npm run -s token).`,
