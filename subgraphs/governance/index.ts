@@ -11,9 +11,10 @@ export const governance: SubgraphDefinition<GovernanceDB, GovernanceContext> = {
   name: 'governance',
   defaultPort: 4003,
   migrations,
-  create({ database, bus, logger, config, env }) {
+  outbox: true,
+  create({ database, events, logger, config, env }) {
     const { idempotency, pruner } = createIdempotency({ db: database.db, env, nodeEnv: config.NODE_ENV, logger });
-    const store = new ApiKeyStore(database, bus, logger, Date.now, idempotency);
+    const store = new ApiKeyStore(database, events, logger, Date.now, idempotency);
     return {
       resolvers,
       createContext: (base) => createGovernanceContext(base, store),

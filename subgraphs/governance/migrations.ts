@@ -2,6 +2,7 @@
 // lists as JSON text).
 import type { Kysely, Migration } from 'kysely';
 import { idempotencyMigration } from '../../runtime/idempotency.ts';
+import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 
 export const migrations: Record<string, Migration> = {
   '0001_api_keys': {
@@ -44,4 +45,8 @@ export const migrations: Record<string, Migration> = {
   },
   // Idempotency-Key of the create mutations, stored with the change (runtime/idempotency.ts).
   '0003_idempotency': idempotencyMigration(),
+  // The events of every change, written in its transaction (runtime/outbox.ts): key creations and
+  // revocations are retained and relayed like every other subgraph's (webhooks subscribe to them).
+  '0004_outbox': outboxMigration(),
+  '0005_outbox_trace': outboxTraceMigration(),
 };

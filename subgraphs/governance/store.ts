@@ -5,12 +5,11 @@ import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transac
 import type { Database } from '../../runtime/db.ts';
 import { nowIso } from '../../runtime/db.ts';
 import { conflict, domainError, notFound } from '../../runtime/errors.ts';
-import type { EventBus } from '../../runtime/events.ts';
 import { newId } from '../../runtime/ids.ts';
 import type { Logger } from '../../runtime/logger.ts';
 import { toConnection, type Connection, type Cursor } from '../../runtime/pagination.ts';
 import { Idempotency, type IdempotentRequest, type ReplayCodec } from '../../runtime/idempotency.ts';
-import { inTransaction, type Emit } from '../../runtime/unit-of-work.ts';
+import { inTransaction, type Emit, type EventSink } from '../../runtime/unit-of-work.ts';
 import {
   activeAt,
   AGENT_CREDENTIAL_SCOPES,
@@ -119,7 +118,8 @@ const SECRET_SHOWN_ONCE: ReplayCodec<CreatedKey> = {
 export class ApiKeyStore {
   constructor(
     private readonly database: Database<GovernanceDB>,
-    private readonly bus: EventBus,
+    /** The outbox (or, in tests, a bus): events are written with the change and published after commit. */
+    private readonly bus: EventSink,
     private readonly logger: Logger,
     private readonly clock: () => number = Date.now,
     /** Idempotency-Key handling of createApiKey (runtime/idempotency.ts). */

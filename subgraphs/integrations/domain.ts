@@ -27,8 +27,7 @@ export const INBOUND_EVENT_TYPE = { GITHUB: 'GitHubWebhookReceived', GITLAB: 'Gi
  * Every event endpoints and triggers may ask for, by the subgraph that publishes it (its outbox
  * channel). Names are the outbox event types; `data` in a delivery is the event's payload. Only
  * subgraphs with an outbox are sources: their events are retained, so none is lost while
- * integrations is down. Governance (ApiKeyCreated, ApiKeyRevoked) publishes without one and joins
- * the catalog once it has one.
+ * integrations is down.
  */
 export const EVENT_CATALOG: readonly CatalogEntry[] = [
   { name: 'AgentRegistered', source: 'agents', description: 'An agent was registered: { agentId, name, status, skillTags... }.' },
@@ -40,6 +39,12 @@ export const EVENT_CATALOG: readonly CatalogEntry[] = [
   { name: 'WorkflowRunStatusChanged', source: 'orchestration', description: 'A workflow run changed status: { runId, from, to }.' },
   { name: 'MemoryRemembered', source: 'memory', description: 'A memory was stored: { memoryId, namespace, version }.' },
   { name: 'MemoryUpdated', source: 'memory', description: 'A memory was changed: { memoryId, namespace, version }.' },
+  {
+    name: 'ApiKeyCreated',
+    source: 'governance',
+    description: 'An API key or agent credential was issued: { keyId, name, scopes, prefix, createdBy, agentId } (never the secret).',
+  },
+  { name: 'ApiKeyRevoked', source: 'governance', description: 'An API key or agent credential was revoked: { keyId, revokedBy, revokedAt }.' },
   { name: 'MemoryForgotten', source: 'memory', description: 'A memory was deleted: { memoryId, namespace, version }.' },
   {
     name: INBOUND_EVENT_TYPE.GITHUB,

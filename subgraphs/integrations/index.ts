@@ -80,6 +80,11 @@ export const integrationsSpec = {
     'http://127.0.0.1:4002/graphql',
   ),
   SUBGRAPH_MEMORY_URL: env.urls('GraphQL endpoint of the memory subgraph (its event log)', ['http', 'https'], 'http://127.0.0.1:4004/graphql'),
+  SUBGRAPH_GOVERNANCE_URL: env.urls(
+    'GraphQL endpoint of the governance subgraph (its event log: API keys)',
+    ['http', 'https'],
+    'http://127.0.0.1:4003/graphql',
+  ),
 };
 
 export const integrations: SubgraphDefinition<IntegrationsDB, IntegrationsContext> = {
@@ -123,6 +128,7 @@ export const integrations: SubgraphDefinition<IntegrationsDB, IntegrationsContex
       agents: config.SUBGRAPH_AGENTS_URL[0],
       orchestration: config.SUBGRAPH_ORCHESTRATION_URL[0],
       memory: config.SUBGRAPH_MEMORY_URL[0],
+      governance: config.SUBGRAPH_GOVERNANCE_URL[0],
     };
     // With outbox: true, `events` is this subgraph's outbox: its own event log.
     const own = events as Outbox;

@@ -119,6 +119,20 @@ describe('outbound webhooks', () => {
     expect(integrationEventTypes).toContainEqual({ name: 'GitHubWebhookReceived', source: 'integrations' });
   });
 
+  it('delivers governance’s API key events (through its outbox), never the secret', async () => {
+    const r = await receiver();
+    const name = `webhook-key-${randomUUID().slice(0, 8)}`;
+    await endpoint(r, { eventTypes: ['ApiKeyCreated'], filter: `data.name = "${name}"` });
+    const { createApiKey } = await gqlOk<{ createApiKey: { apiKey: { id: string }; secret: string } }>(
+      platform.url,
+      'mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id } secret } }',
+      { input: { name, scopes: ['agents:read'] } },
+    );
+    await waitFor('the key event', () => r.received.length >= 1);
+    expect(r.received[0]?.body).toMatchObject({ type: 'ApiKeyCreated', subjectId: createApiKey.apiKey.id, data: { name, scopes: ['agents:read'] } });
+    expect(JSON.stringify(r.received[0]?.body)).not.toContain(createApiKey.secret);
+  });
+
   it('serves a source’s event log to other subgraphs only', async () => {
     const events = platform.agents.url.replace(/\/graphql$/, '/events?after=0&limit=10');
     expect((await fetch(events)).status).toBe(401);
