@@ -23,7 +23,9 @@ export type ErrorCode =
   // A vector whose dimension differs from the ones stored (memory).
   | 'DIMENSION_MISMATCH'
   // The embeddings provider failed (memory with EMBEDDINGS_URL).
-  | 'EMBEDDINGS_UNAVAILABLE';
+  | 'EMBEDDINGS_UNAVAILABLE'
+  // A knowledge-graph request past its bounds: depth, nodes, edges, batch size (memory).
+  | 'GRAPH_LIMIT_EXCEEDED';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

@@ -4,6 +4,7 @@
 import { type Kysely, type Migration, PostgresAdapter, sql } from 'kysely';
 import { idempotencyMigration } from '../../runtime/idempotency.ts';
 import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
+import { graphMigrations } from './graph/migrations.ts';
 
 const isPostgres = (db: Kysely<unknown>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -89,4 +90,6 @@ export const migrations: Record<string, Migration> = {
   },
   // The trace context of each event's write, so relayed events keep their trace.
   '0005_outbox_trace': outboxTraceMigration(),
+  // The knowledge graph (graph/migrations.ts).
+  ...graphMigrations,
 };
