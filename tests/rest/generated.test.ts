@@ -95,6 +95,8 @@ describe('Idempotency-Key in the document', () => {
       'RememberBatch',
       'StartWorkflowRun',
       'SubmitTask',
+      'UpsertEntities',
+      'UpsertRelations',
     ]);
     for (const op of creating) {
       expect(keyed(op), op.operationId).toBe(true);
