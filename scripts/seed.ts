@@ -237,6 +237,19 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     ],
   });
 
+  // A small knowledge graph: what the research agent learnt, and how the pieces relate.
+  const service = (key: string, name: string) => ({ type: 'Technology', key, name });
+  await call(api, `mutation ($inputs: [EntityInput!]!) { upsertEntities(inputs: $inputs) { id } }`, {
+    inputs: [service('apollo-federation', 'Apollo Federation 2'), service('graphql', 'GraphQL'), service('supergraph', 'Supergraph')],
+  });
+  const ref = (key: string) => ({ type: 'Technology', key });
+  await call(api, `mutation ($inputs: [RelationInput!]!) { upsertRelations(inputs: $inputs) { id } }`, {
+    inputs: [
+      { type: 'EXTENDS', source: ref('apollo-federation'), target: ref('graphql') },
+      { type: 'COMPOSES', source: ref('apollo-federation'), target: ref('supergraph') },
+    ],
+  });
+
   const totals = await call<{
     agents: { totalCount: number };
     tasks: { totalCount: number };
