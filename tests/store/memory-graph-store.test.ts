@@ -264,6 +264,29 @@ describe.each(backends)('knowledge graph store on $backend', ({ backend, skip })
       expect(err.extensions.code).toBe('GRAPH_LIMIT_EXCEEDED');
     });
 
+    it('walks an agent caller only through entities it may read', async () => {
+      const { store, tenant, upsert, relate, ref } = setup();
+      // mine (agents/a) → theirs (agents/b) → shared (shared/graph), and mine → shared directly at weight 10.
+      await upsert([
+        { type: 'Service', key: 'mine', namespace: 'agents/a/graph' },
+        { type: 'Service', key: 'theirs', namespace: 'agents/b/graph' },
+        { type: 'Service', key: 'shared' },
+      ]);
+      await relate([
+        { type: 'DEPENDS_ON', source: ref('mine'), target: ref('theirs') },
+        { type: 'DEPENDS_ON', source: ref('theirs'), target: ref('shared') },
+        { type: 'DEPENDS_ON', source: ref('mine'), target: ref('shared'), weight: 10 },
+      ]);
+      const agentA = ['agents/a', 'shared'];
+      const expanded = await store.expand(tenant, normaliseExpand({ from: [ref('mine')], depth: 2, direction: 'OUT' }, store.nowIso()), agentA);
+      expect(expanded.nodes.map((n) => `${n.entity.key}${n.depth}`)).toEqual(['mine0', 'shared1']);
+      const admin = await store.expand(tenant, normaliseExpand({ from: [ref('mine')], depth: 2, direction: 'OUT' }, store.nowIso()), null);
+      expect(admin.nodes.map((n) => n.entity.key).sort()).toEqual(['mine', 'shared', 'theirs']);
+      const cheap = normalisePath({ from: ref('mine'), to: ref('shared'), weighted: true }, store.nowIso());
+      expect((await store.shortestPath(tenant, cheap, null))?.nodes.map((n) => n.key)).toEqual(['mine', 'theirs', 'shared']);
+      expect((await store.shortestPath(tenant, cheap, agentA))?.nodes.map((n) => n.key)).toEqual(['mine', 'shared']);
+    });
+
     it('searches entities by words in name and properties, by vector, and as of a time', async () => {
       const { store, tenant, upsert, clock } = setup();
       const t0 = store.nowIso();

@@ -42,7 +42,9 @@ export async function expand(store: GraphStore, tenantId: string, req: ExpandReq
         ? sql`r.target_id = reach.id`
         : sql`(r.source_id = reach.id or r.target_id = reach.id)`;
   const relationTypes = req.relationTypes ? sql` and r.type in (${sql.join(req.relationTypes)})` : sql``;
-  const entityTypes = req.entityTypes ? sql` join graph_entities e on e.id = ${next} and e.type in (${sql.join(req.entityTypes)})` : sql``;
+  // An agent caller walks only through entities it may read; entity types narrow the walk too.
+  const conditions = [...(req.entityTypes ? [sql`e.type in (${sql.join(req.entityTypes)})`] : []), ...(readable === null ? [] : [namespaceIn(readable)])];
+  const entityTypes = conditions.length > 0 ? sql` join graph_entities e on e.id = ${next} and ${sql.join(conditions, sql` and `)}` : sql``;
   // SQLite stops the recursion itself at a LIMIT; PostgreSQL has none there but computes only the rows the outer LIMIT reads.
   const innerLimit = store.dialect === 'sqlite' ? sql` limit ${rows}` : sql``;
   const result = await sql<{ id: string; depth: number }>`
@@ -94,7 +96,23 @@ interface Step {
 }
 
 /** One hop from each frontier entity, along relations whose `along` end is in the frontier. */
-async function hop(store: GraphStore, tenantId: string, frontier: string[], along: ('source' | 'target')[], req: PathRequest): Promise<Step[]> {
+/** The entity `e` lies in a namespace under one of the prefixes. */
+function namespaceIn(prefixes: string[]) {
+  if (prefixes.length === 0) return sql`1 = 0`;
+  return sql`(${sql.join(
+    prefixes.map((p) => sql`(e.namespace = ${p} or e.namespace like ${`${p.replace(/[\\%_]/g, (ch) => `\\${ch}`)}/%`} escape '\\')`),
+    sql` or `,
+  )})`;
+}
+
+async function hop(
+  store: GraphStore,
+  tenantId: string,
+  frontier: string[],
+  along: ('source' | 'target')[],
+  req: PathRequest,
+  readable: Readable,
+): Promise<Step[]> {
   const out: Step[] = [];
   for (let i = 0; i < frontier.length; i += 400) {
     const part = frontier.slice(i, i + 400);
@@ -106,7 +124,20 @@ async function hop(store: GraphStore, tenantId: string, frontier: string[], alon
         .where(end === 'source' ? 'source_id' : 'target_id', 'in', part)
         .where(validAt(req.asOf));
       if (req.relationTypes) q = q.where('type', 'in', req.relationTypes);
-      for (const r of await q.execute()) {
+      let rows = await q.execute();
+      if (readable !== null && rows.length > 0) {
+        // An agent caller's path goes only through entities it may read.
+        const others = [...new Set(rows.map((r) => (end === 'source' ? r.target_id : r.source_id)))];
+        const ok = new Set<string>();
+        for (let j = 0; j < others.length; j += 400) {
+          const found = await sql<{
+            id: string;
+          }>`select e.id from graph_entities e where e.id in (${sql.join(others.slice(j, j + 400))}) and ${namespaceIn(readable)}`.execute(store.db);
+          for (const f of found.rows) ok.add(f.id);
+        }
+        rows = rows.filter((r) => ok.has(end === 'source' ? r.target_id : r.source_id));
+      }
+      for (const r of rows) {
         out.push(
           end === 'source'
             ? { id: r.id, from: r.source_id, to: r.target_id, weight: Number(r.weight) }
@@ -132,8 +163,8 @@ export async function shortestPath(store: GraphStore, tenantId: string, req: Pat
     from === to
       ? { nodes: [from], edges: [] as string[] }
       : req.weighted
-        ? await weighted(store, tenantId, from, to, req)
-        : await unweighted(store, tenantId, from, to, req);
+        ? await weighted(store, tenantId, from, to, req, readable)
+        : await unweighted(store, tenantId, from, to, req, readable);
   if (!found) return null;
   const entities = await store.load(tenantId, found.nodes);
   const relations = await store.relationsById(tenantId, found.edges);
@@ -166,13 +197,13 @@ interface Side {
   forward: boolean;
 }
 
-async function unweighted(store: GraphStore, tenantId: string, from: string, to: string, req: PathRequest): Promise<Found | null> {
+async function unweighted(store: GraphStore, tenantId: string, from: string, to: string, req: PathRequest, readable: Readable): Promise<Found | null> {
   const f: Side = { dist: new Map([[from, 0]]), parent: new Map(), frontier: [from], depth: 0, forward: true };
   const b: Side = { dist: new Map([[to, 0]]), parent: new Map(), frontier: [to], depth: 0, forward: false };
   while (f.depth + b.depth < req.maxDepth && f.frontier.length > 0 && b.frontier.length > 0) {
     const side = f.frontier.length <= b.frontier.length ? f : b;
     const other = side === f ? b : f;
-    const steps = await hop(store, tenantId, side.frontier, ends(req.direction, side.forward), req);
+    const steps = await hop(store, tenantId, side.frontier, ends(req.direction, side.forward), req, readable);
     const next: string[] = [];
     for (const s of steps) {
       if (side.dist.has(s.to)) continue;
@@ -206,13 +237,13 @@ async function unweighted(store: GraphStore, tenantId: string, from: string, to:
   return null;
 }
 
-async function weighted(store: GraphStore, tenantId: string, from: string, to: string, req: PathRequest): Promise<Found | null> {
+async function weighted(store: GraphStore, tenantId: string, from: string, to: string, req: PathRequest, readable: Readable): Promise<Found | null> {
   const dist = new Map<string, number>([[from, 0]]);
   const rounds: Map<string, { cost: number; edge: string; prev: string }>[] = [];
   let frontier = [from];
   let loaded = 0;
   for (let h = 1; h <= req.maxDepth && frontier.length > 0; h++) {
-    const steps = await hop(store, tenantId, frontier, ends(req.direction, true), req);
+    const steps = await hop(store, tenantId, frontier, ends(req.direction, true), req, readable);
     loaded += steps.length;
     budget(loaded);
     const round = new Map<string, { cost: number; edge: string; prev: string }>();
