@@ -182,6 +182,9 @@ describe.each(backends)('knowledge graph store on $backend', ({ backend, skip })
       expect(await store.delete(tenant, db!.id, true, allowed)).toBe(true);
       expect(await store.delete(tenant, db!.id, true, allowed)).toBe(false);
       expect(await store.get(tenant, db!.id)).toBeNull();
+      expect(await store.get(tenant, db!.id, null, before)).toMatchObject({ key: 'db' });
+      expect(await store.getByKey(tenant, 'Service', 'db', null, before)).toMatchObject({ id: db!.id });
+      expect(await store.get(tenant, db!.id, null, '2000-01-01T00:00:00.000Z')).toBeNull();
       expect((await expand({ from: [{ id: api!.id }] })).nodes.map((n) => n.entity.key)).toEqual(['api']);
       const past = await expand({ from: [{ id: api!.id }], asOf: before });
       expect(past.nodes.map((n) => n.entity.key)).toEqual(['api', 'db']);

@@ -210,9 +210,9 @@ export interface paths {
         };
         /**
          * Get an entity
-         * @description With its relations valid at `asOf` (default now). A merged entity's id answers the entity it was merged into.
+         * @description With its relations valid at `asOf` (default now); with `asOf`, 404 unless the entity existed then (a deleted one too). A merged entity's id answers the entity it was merged into.
          *
-         *     An entity by id (a merged one answers the entity it was merged into); null once deleted.
+         *     An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
          *
          *     Runs the GraphQL query `GetEntity` (`Query.entity`).
          */
@@ -242,7 +242,7 @@ export interface paths {
         };
         /**
          * List an entity's neighbours
-         * @description An entity by id (a merged one answers the entity it was merged into); null once deleted.
+         * @description An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
          *
          *     Runs the GraphQL query `ListEntityNeighbours` (`Query.entity`).
          */
@@ -266,7 +266,7 @@ export interface paths {
          * List an entity's relations
          * @description Valid at `asOf` (default now), or with `history=true` every row ever written, oldest first.
          *
-         *     An entity by id (a merged one answers the entity it was merged into); null once deleted.
+         *     An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
          *
          *     Runs the GraphQL query `ListEntityRelations` (`Query.entity`).
          */
@@ -360,7 +360,7 @@ export interface paths {
         };
         /**
          * Get an entity by type and key
-         * @description An entity by type and key.
+         * @description An entity by type and key, like entity.
          *
          *     Runs the GraphQL query `GetEntityByKey` (`Query.entityByKey`).
          */

@@ -497,9 +497,9 @@ export type PageInfo = {
 
 export type Query = {
   __typename?: 'Query';
-  /** An entity by id (a merged one answers the entity it was merged into); null once deleted. */
+  /** An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then. */
   entity?: Maybe<Entity>;
-  /** An entity by type and key. */
+  /** An entity by type and key, like entity. */
   entityByKey?: Maybe<Entity>;
   /** The entities within depth hops of the start ones, and the relations among them; bounded by maxNodes and maxEdges. */
   expandGraph: GraphResult;
@@ -519,11 +519,13 @@ export type Query = {
 
 
 export type QueryEntityArgs = {
+  asOf?: InputMaybe<Scalars['DateTime']['input']>;
   id: Scalars['ID']['input'];
 };
 
 
 export type QueryEntityByKeyArgs = {
+  asOf?: InputMaybe<Scalars['DateTime']['input']>;
   key: Scalars['String']['input'];
   type: Scalars['String']['input'];
 };

@@ -60,8 +60,9 @@ function optionalType(value: string | null | undefined, field: string): string |
 export function graphResolvers(graph: GraphStore): Resolvers {
   return {
     Query: {
-      entity: (_parent, { id }, ctx) => graph.get(ctx.tenantId, parseId(id, 'id'), reading(ctx)),
-      entityByKey: (_parent, { type, key }, ctx) => graph.getByKey(ctx.tenantId, entityType(type, 'type'), key, reading(ctx)),
+      entity: (_parent, { id, asOf }, ctx) => graph.get(ctx.tenantId, parseId(id, 'id'), reading(ctx), instant(asOf, 'asOf', null)),
+      entityByKey: (_parent, { type, key, asOf }, ctx) =>
+        graph.getByKey(ctx.tenantId, entityType(type, 'type'), key, reading(ctx), instant(asOf, 'asOf', null)),
       expandGraph: (_parent, { input }, ctx) => graph.expand(ctx.tenantId, normaliseExpand(input, graph.nowIso()), reading(ctx)),
       shortestPath: (_parent, { input }, ctx) => graph.shortestPath(ctx.tenantId, normalisePath(input, graph.nowIso()), reading(ctx)),
       searchEntities: (_parent, { input }, ctx) => graph.search(ctx.tenantId, normaliseEntitySearch(input, graph.nowIso()), reading(ctx)),

@@ -209,16 +209,16 @@ export class GraphStore {
   // --- Reads -------------------------------------------------------------------------------------
 
   /** The entity (a merged one answers the entity it was merged into); null once deleted. */
-  async get(tenantId: string, id: string, readable: Readable = null): Promise<EntityRow | null> {
+  async get(tenantId: string, id: string, readable: Readable = null, asOf: string | null = null): Promise<EntityRow | null> {
     const row = await this.follow(
       this.db,
       tenantId,
       await this.db.selectFrom('graph_entities').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst(),
     );
-    return row && row.deleted_at === null && isReadable(readable, row.namespace) ? decodeEntity(row) : null;
+    return visible(row, readable, asOf);
   }
 
-  async getByKey(tenantId: string, type: string, key: string, readable: Readable = null): Promise<EntityRow | null> {
+  async getByKey(tenantId: string, type: string, key: string, readable: Readable = null, asOf: string | null = null): Promise<EntityRow | null> {
     const found = await this.db
       .selectFrom('graph_entities')
       .selectAll()
@@ -226,8 +226,7 @@ export class GraphStore {
       .where('type', '=', type)
       .where('key', '=', key)
       .executeTakeFirst();
-    const row = await this.follow(this.db, tenantId, found);
-    return row && row.deleted_at === null && isReadable(readable, row.namespace) ? decodeEntity(row) : null;
+    return visible(await this.follow(this.db, tenantId, found), readable, asOf);
   }
 
   /** Entities by id, as stored (deleted and merged ones included): the ends of relations. */
@@ -831,6 +830,13 @@ export class GraphStore {
       return true;
     });
   }
+}
+
+/** Live now (asOf null), or existing at asOf; and readable. */
+function visible(row: Selectable<GraphEntitiesTable> | undefined, readable: Readable, asOf: string | null): EntityRow | null {
+  if (!row || !isReadable(readable, row.namespace)) return null;
+  const entity = decodeEntity(row);
+  return (asOf === null ? entity.deletedAt === null : existed(entity, asOf)) ? entity : null;
 }
 
 export function existed(e: EntityRow, asOf: string): boolean {
