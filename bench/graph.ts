@@ -100,7 +100,8 @@ async function main(): Promise<void> {
     const generateSeconds = (performance.now() - started) / 1000;
     const pick = () => ids[Math.floor(rand() * ids.length)] as string;
 
-    const EXPAND = 'query($id: ID!) { expandGraph(input: { from: [{ id: $id }], depth: 2, maxNodes: 200 }) { truncated nodes { depth entity { id } } edges { id } } }';
+    const EXPAND =
+      'query($id: ID!) { expandGraph(input: { from: [{ id: $id }], depth: 2, maxNodes: 200 }) { truncated nodes { depth entity { id } } edges { id } } }';
     const PATH =
       'query($from: ID!, $to: ID!, $weighted: Boolean, $depth: Int) { shortestPath(input: { from: { id: $from }, to: { id: $to }, weighted: $weighted, maxDepth: $depth }) { length cost } }';
     const rows: string[] = [];
