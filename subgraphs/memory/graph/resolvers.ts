@@ -53,6 +53,45 @@ const mayRelate = (ctx: MemoryContext) => (ends: EntityRow[]) => {
   throw denied;
 };
 
+/**
+ * The ends of many relations in one query per request tick (an expansion selecting
+ * edges { source target } would otherwise read one entity per edge).
+ */
+const loaders = new WeakMap<object, (id: string) => Promise<EntityRow | undefined>>();
+
+function entityLoader(graph: GraphStore, ctx: MemoryContext): (id: string) => Promise<EntityRow | undefined> {
+  let loader = loaders.get(ctx);
+  if (!loader) {
+    const cache = new Map<string, Promise<EntityRow | undefined>>();
+    let pending: { id: string; resolve: (e: EntityRow | undefined) => void; reject: (err: unknown) => void }[] = [];
+    const flush = () => {
+      const batch = pending;
+      pending = [];
+      graph.load(ctx.tenantId, [...new Set(batch.map((p) => p.id))]).then(
+        (byId) => {
+          for (const p of batch) p.resolve(byId.get(p.id));
+        },
+        (err: unknown) => {
+          for (const p of batch) p.reject(err);
+        },
+      );
+    };
+    loader = (id) => {
+      let found = cache.get(id);
+      if (!found) {
+        found = new Promise((resolve, reject) => {
+          if (pending.length === 0) Promise.resolve().then(() => process.nextTick(flush));
+          pending.push({ id, resolve, reject });
+        });
+        cache.set(id, found);
+      }
+      return found;
+    };
+    loaders.set(ctx, loader);
+  }
+  return loader;
+}
+
 function optionalType(value: string | null | undefined, field: string): string | null {
   return value == null ? null : entityType(value, field);
 }
@@ -143,8 +182,8 @@ export function graphResolvers(graph: GraphStore): Resolvers {
         ),
     },
     Relation: {
-      source: async (r, _args, ctx) => (await graph.load(ctx.tenantId, [r.sourceId])).get(r.sourceId) as EntityRow,
-      target: async (r, _args, ctx) => (await graph.load(ctx.tenantId, [r.targetId])).get(r.targetId) as EntityRow,
+      source: async (r, _args, ctx) => (await entityLoader(graph, ctx)(r.sourceId)) as EntityRow,
+      target: async (r, _args, ctx) => (await entityLoader(graph, ctx)(r.targetId)) as EntityRow,
     },
     Memory: {
       entities: (memory, _args, ctx) => graph.entitiesOfMemory(ctx.tenantId, memory.id, reading(ctx)),
