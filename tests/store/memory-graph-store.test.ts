@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DomainEvent } from '../../runtime/events.ts';
-import { developmentIdentity } from '../../runtime/identity.ts';
+import { developmentIdentity, type RequestIdentity } from '../../runtime/identity.ts';
 import {
   normaliseEntities,
   normaliseEntitySearch,
@@ -335,5 +335,49 @@ describe.each(backends)('knowledge graph store on $backend', ({ backend, skip })
         for (const o of off) await o();
       }
     });
+  });
+});
+
+describe('knowledge graph rules', () => {
+  const agent: RequestIdentity = { ...developmentIdentity('memory'), kind: 'apiKey', agentId: 'a1', scopes: ['memory:read', 'memory:write'] };
+  const codeOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      return (err as { extensions?: { code?: string } }).extensions?.code;
+    }
+    return 'none';
+  };
+
+  it("puts an agent's entities under its own namespace and refuses others' and shared without memory:shared", () => {
+    expect(normaliseEntities([{ type: 'Service', key: 'x' }], agent)[0]?.namespace).toBe('agents/a1/graph');
+    expect(codeOf(() => normaliseEntities([{ type: 'Service', key: 'x', namespace: 'agents/a2/graph' }], agent))).toBe('AGENT_MISMATCH');
+    expect(codeOf(() => normaliseEntities([{ type: 'Service', key: 'x', namespace: 'shared/graph' }], agent))).toBe('FORBIDDEN');
+    expect(
+      codeOf(() => normaliseEntities([{ type: 'Service', key: 'x', namespace: 'shared/graph' }], { ...agent, scopes: [...agent.scopes, 'memory:shared'] })),
+    ).toBe('none');
+  });
+
+  it('checks types, references, batches and bounds', () => {
+    expect(codeOf(() => normaliseEntities([{ type: '1bad', key: 'x' }], agent))).toBe('BAD_USER_INPUT');
+    expect(
+      codeOf(() =>
+        normaliseEntities(
+          Array.from({ length: 501 }, (_, i) => ({ type: 'S', key: `${i}` })),
+          agent,
+        ),
+      ),
+    ).toBe('GRAPH_LIMIT_EXCEEDED');
+    expect(codeOf(() => normaliseRelations([{ type: 'R', source: { id: randomUUID(), type: 'S', key: 'k' }, target: { type: 'S', key: 'k' } }]))).toBe(
+      'BAD_USER_INPUT',
+    );
+    expect(codeOf(() => normaliseRelations([{ type: 'R', source: { type: 'S', key: 'a' }, target: { type: 'S', key: 'b' }, weight: -1 }]))).toBe(
+      'BAD_USER_INPUT',
+    );
+    const now = new Date().toISOString();
+    expect(codeOf(() => normaliseExpand({ from: [{ type: 'S', key: 'a' }], maxEdges: 5001 }, now))).toBe('GRAPH_LIMIT_EXCEEDED');
+    expect(codeOf(() => normaliseExpand({ from: Array.from({ length: 101 }, (_, i) => ({ type: 'S', key: `${i}` })) }, now))).toBe('GRAPH_LIMIT_EXCEEDED');
+    expect(codeOf(() => normaliseExpand({ from: [{ type: 'S', key: 'a' }], asOf: 'yesterday' }, now))).toBe('BAD_USER_INPUT');
+    expect(codeOf(() => normaliseEntitySearch({}, now))).toBe('BAD_USER_INPUT');
   });
 });
