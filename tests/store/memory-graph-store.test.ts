@@ -119,6 +119,21 @@ describe.each(backends)('knowledge graph store on $backend', ({ backend, skip })
       expect(missing.extensions.code).toBe('NOT_FOUND');
     });
 
+    it('keeps one current row per relation under concurrent upserts (a loser gets CONFLICT, a retry changes nothing)', async () => {
+      const { store, tenant, relate, ref, upsert } = setup();
+      const [api] = await upsert([
+        { type: 'Service', key: 'api' },
+        { type: 'Service', key: 'db' },
+      ]);
+      const input = [{ type: 'DEPENDS_ON', source: ref('api'), target: ref('db') }];
+      const results = await Promise.allSettled(Array.from({ length: 4 }, () => relate(input)));
+      for (const r of results) if (r.status === 'rejected') expect((r.reason as { extensions: { code: string } }).extensions.code).toBe('CONFLICT');
+      expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
+      await relate(input);
+      const rows = await store.relations(tenant, api!.id, { type: null, direction: 'OUT', asOf: store.nowIso(), history: true, limit: 100 });
+      expect(rows).toHaveLength(1);
+    });
+
     it('merges duplicates: relations move with their history, duplicate relations end, the old key answers the survivor', async () => {
       const { store, tenant, relate, ref, upsert, clock } = setup();
       const [pg, postgres, api, web] = await upsert([

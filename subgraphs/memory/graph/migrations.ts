@@ -60,6 +60,14 @@ export const graphMigrations: Record<string, Migration> = {
       // One hop out of / into a node, filtered by type and time, without touching the table for the other end.
       await db.schema.createIndex('graph_relations_source_idx').on('graph_relations').columns(['source_id', 'type', 'valid_from', 'target_id']).execute();
       await db.schema.createIndex('graph_relations_target_idx').on('graph_relations').columns(['target_id', 'type', 'valid_from', 'source_id']).execute();
+      // One current row per (source, type, target): a concurrent second upsert of a new relation fails instead of doubling it.
+      await db.schema
+        .createIndex('graph_relations_current_idx')
+        .on('graph_relations')
+        .columns(['source_id', 'type', 'target_id'])
+        .unique()
+        .where(sql.ref('superseded_at'), 'is', null)
+        .execute();
       await db.schema.createIndex('graph_relations_tenant_idx').on('graph_relations').columns(['tenant_id', 'recorded_at']).execute();
 
       if (isPostgres(db)) {

@@ -670,7 +670,12 @@ export class GraphStore {
           superseded_at: null,
         })
         .returningAll()
-        .executeTakeFirstOrThrow();
+        .executeTakeFirstOrThrow()
+        .catch((err: unknown) => {
+          // Another transaction opened this relation meanwhile (PostgreSQL; SQLite writes one at a time).
+          if (isUniqueViolation(err)) throw conflict(`inputs[${i}]: the relation was written concurrently; retry`, { field: `inputs[${i}]` });
+          throw err;
+        });
       emitRelation(emit, 'RELATION_OPENED', opened, entityTypes, now);
       out.push(decodeRelation(opened));
     }
@@ -716,6 +721,32 @@ export class GraphStore {
         .where((eb) => eb('source_id', '!=', eb.ref('target_id')))
         .where('valid_to', 'is', null)
         .execute();
+      // Current rows that would name the same (source, type, target) once moved: the earliest stays,
+      // the others end now (before the move: one current row per triple is a unique index).
+      const current = await trx
+        .selectFrom('graph_relations')
+        .selectAll()
+        .where('tenant_id', '=', tenantId)
+        .where('superseded_at', 'is', null)
+        .where((eb) => eb.or([eb('source_id', 'in', group), eb('target_id', 'in', group)]))
+        .orderBy('valid_from')
+        .orderBy('recorded_at')
+        .orderBy('id')
+        .execute();
+      const moved = (id: string) => (group.includes(id) ? (into as string) : id);
+      const kept = new Set<string>();
+      for (const r of current) {
+        const triple = `${moved(r.source_id)}\u0000${r.type}\u0000${moved(r.target_id)}`;
+        if (!kept.has(triple)) {
+          kept.add(triple);
+          continue;
+        }
+        await trx
+          .updateTable('graph_relations')
+          .set({ valid_to: r.valid_to === null || r.valid_to > now ? now : r.valid_to, superseded_at: now })
+          .where('id', '=', r.id)
+          .execute();
+      }
       await trx
         .updateTable('graph_relations')
         .set({ source_id: into as string })
@@ -728,30 +759,6 @@ export class GraphStore {
         .where('tenant_id', '=', tenantId)
         .where('target_id', 'in', dupIds)
         .execute();
-      // Two current rows of one (source, type, target) now: the earliest stays, the others end now.
-      const current = await trx
-        .selectFrom('graph_relations')
-        .selectAll()
-        .where('tenant_id', '=', tenantId)
-        .where('superseded_at', 'is', null)
-        .where((eb) => eb.or([eb('source_id', '=', into as string), eb('target_id', '=', into as string)]))
-        .orderBy('valid_from')
-        .orderBy('recorded_at')
-        .orderBy('id')
-        .execute();
-      const kept = new Set<string>();
-      for (const r of current) {
-        const triple = `${r.source_id}\u0000${r.type}\u0000${r.target_id}`;
-        if (!kept.has(triple)) {
-          kept.add(triple);
-          continue;
-        }
-        await trx
-          .updateTable('graph_relations')
-          .set({ valid_to: r.valid_to === null || r.valid_to > now ? now : r.valid_to, superseded_at: now })
-          .where('id', '=', r.id)
-          .execute();
-      }
       const links = await trx
         .selectFrom('graph_entity_memories')
         .select('memory_id')
@@ -830,6 +837,11 @@ export class GraphStore {
       return true;
     });
   }
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 /** Live now (asOf null), or existing at asOf; and readable. */
