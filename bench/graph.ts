@@ -32,7 +32,11 @@ function parseOptions(argv: string[]): Options {
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i]?.replace(/^--/, '');
     const value = Number(argv[i + 1]);
-    if (!(name === 'entities' || name === 'degree' || name === 'queries' || name === 'postgres') || !Number.isInteger(value) || value < (name === 'postgres' ? 0 : 1)) {
+    if (
+      !(name === 'entities' || name === 'degree' || name === 'queries' || name === 'postgres') ||
+      !Number.isInteger(value) ||
+      value < (name === 'postgres' ? 0 : 1)
+    ) {
       throw new Error('usage: npm run bench:graph -- [--entities 100000] [--degree 5] [--queries 200] [--postgres 1]');
     }
     options[name] = value;
