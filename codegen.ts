@@ -26,6 +26,13 @@ const mappers: Record<string, Record<string, string>> = {
     Task: '../store.ts#EntityRef',
     MemorySearchHit: '../store.ts#SearchHit',
     MemoryWrittenEvent: '../store.ts#MemoryEventRow',
+    Entity: '../graph/store.ts#EntityRow',
+    Relation: '../graph/store.ts#RelationRow',
+    GraphNode: '../graph/store.ts#GraphNodeRow',
+    GraphResult: '../graph/store.ts#GraphResultRow',
+    GraphPath: '../graph/store.ts#GraphPathRow',
+    EntitySearchHit: '../graph/store.ts#EntityHit',
+    GraphChangedEvent: '../graph/store.ts#GraphEventRow',
   },
   integrations: {
     WebhookEndpoint: '../store.ts#WebhookEndpointRow',

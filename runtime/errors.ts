@@ -32,7 +32,9 @@ export type ErrorCode =
   | 'MESSAGE_TOO_LARGE'
   | 'RATE_LIMITED'
   | 'CHANNEL_FULL'
-  | 'NOT_A_PARTICIPANT';
+  | 'NOT_A_PARTICIPANT'
+  // A knowledge-graph request past its bounds: depth, nodes, edges, batch size (memory).
+  | 'GRAPH_LIMIT_EXCEEDED';
 
 export function domainError(code: ErrorCode, message: string, details?: Record<string, unknown>): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...details } });

@@ -300,6 +300,19 @@ export async function seedDemoData(gatewayUrl: string, token: string): Promise<S
     },
   });
 
+  // A small knowledge graph: what the research agent learnt, and how the pieces relate.
+  const technology = (key: string, name: string) => ({ type: 'Technology', key, name });
+  await call(api, `mutation ($inputs: [EntityInput!]!) { upsertEntities(inputs: $inputs) { id } }`, {
+    inputs: [technology('apollo-federation', 'Apollo Federation 2'), technology('graphql', 'GraphQL'), technology('supergraph', 'Supergraph')],
+  });
+  const ref = (key: string) => ({ type: 'Technology', key });
+  await call(api, `mutation ($inputs: [RelationInput!]!) { upsertRelations(inputs: $inputs) { id } }`, {
+    inputs: [
+      { type: 'EXTENDS', source: ref('apollo-federation'), target: ref('graphql') },
+      { type: 'COMPOSES', source: ref('apollo-federation'), target: ref('supergraph') },
+    ],
+  });
+
   const totals = await call<{
     agents: { totalCount: number };
     tasks: { totalCount: number };

@@ -54,6 +54,11 @@ export const TYPED_PROBLEMS = {
     title: 'Dimension mismatch',
     description: "a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`)",
   },
+  GRAPH_LIMIT_EXCEEDED: {
+    status: 422,
+    title: 'Graph limit exceeded',
+    description: 'a knowledge-graph request asked for more than its bounds allow (`field`, `max`): fewer hops, nodes, edges or items',
+  },
   EMBEDDINGS_UNAVAILABLE: {
     status: 503,
     title: 'Embeddings unavailable',

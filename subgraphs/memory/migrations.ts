@@ -5,6 +5,7 @@ import { type Kysely, type Migration, PostgresAdapter, sql } from 'kysely';
 import { idempotencyMigration } from '../../runtime/idempotency.ts';
 import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 import { decodeVector, encodeVector } from './store/vectors.ts';
+import { graphMigrations } from './graph/migrations.ts';
 
 const isPostgres = (db: Kysely<unknown>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -136,4 +137,6 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('memories').dropColumn('embedding').execute();
     },
   },
+  // The knowledge graph (graph/migrations.ts), after everything else.
+  ...graphMigrations,
 };

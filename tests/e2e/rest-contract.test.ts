@@ -387,6 +387,28 @@ describe('every route with valid input', () => {
     );
   });
 
+  it('upserts, reads, expands, searches, merges and deletes knowledge-graph entities', async () => {
+    const t = randomUUID().slice(0, 8);
+    const entities = await ok<{ id: string }[]>(
+      'UpsertEntities',
+      {},
+      { body: { inputs: ['a', 'b', 'c'].map((k) => ({ type: 'Repo', key: `${k}-${t}`, name: `contract repo ${k}` })) } },
+    );
+    const [a, b, c] = entities.map((e) => e.id) as [string, string, string];
+    const relations = await ok<{ id: string }[]>('UpsertRelations', {}, { body: { inputs: [{ type: 'FORK_OF', source: { id: b }, target: { id: a } }] } });
+    expect(relations).toHaveLength(1);
+    expect(await ok('GetEntity', { id: b })).toMatchObject({ id: b, relations: [{ targetId: a }] });
+    expect(await ok('GetEntityByKey', { type: 'Repo', key: `a-${t}` })).toMatchObject({ id: a });
+    expect(await ok('ListEntityRelations', { id: a }, { query: { history: 'true' } })).toMatchObject({ relations: [{ sourceId: b }] });
+    expect(await ok('ListEntityNeighbours', { id: a })).toMatchObject({ neighbours: [{ id: b }] });
+    expect(await ok('ExpandGraph', {}, { query: { fromId: b, depth: '1' } })).toMatchObject({ truncated: false, edges: [{ sourceId: b }] });
+    expect(await ok('ShortestPath', {}, { query: { fromId: b, toId: a } })).toMatchObject({ length: 1 });
+    const hits = await ok<{ entity: { id: string } }[]>('SearchEntities', {}, { query: { text: 'contract', types: 'Repo' } });
+    expect(hits.map((h) => h.entity.id)).toContain(c);
+    expect(await ok('MergeEntities', { intoId: a }, { body: { ids: [c] } })).toMatchObject({ id: a });
+    expect(await ok('DeleteEntity', { id: b }, { query: { cascade: 'true' } })).toBe(true);
+  });
+
   it('exercised every operation of the document', () => {
     expect([...exercised.keys()].sort()).toEqual(checker.operations.map((o) => o.operation.operationId).sort());
   });

@@ -102,6 +102,8 @@ describe('Idempotency-Key in the document', () => {
       'SendMessage',
       'StartWorkflowRun',
       'SubmitTask',
+      'UpsertEntities',
+      'UpsertRelations',
     ]);
     for (const op of creating) {
       expect(keyed(op), op.operationId).toBe(true);

@@ -97,7 +97,7 @@ query A { agents { totalCount } }`);
 
   it('reads the repository operations without problems, one route per operation', () => {
     const { routes, tags } = loadOperations();
-    expect(tags.map((t) => t.name)).toEqual(['agents', 'collaboration', 'discovery', 'integrations', 'memory', 'tasks', 'workflows']);
+    expect(tags.map((t) => t.name)).toEqual(['agents', 'collaboration', 'discovery', 'integrations', 'memory-graph', 'memory', 'tasks', 'workflows']);
     expect(tags.every((t) => t.description)).toBe(true);
     expect(new Set(routes.map((r) => r.operationId)).size).toBe(routes.length);
     // Every read and write of the agents and orchestration domains (issue 4's list).

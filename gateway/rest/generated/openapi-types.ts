@@ -615,6 +615,226 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/entities/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get an entity
+         * @description With its relations valid at `asOf` (default now); with `asOf`, 404 unless the entity existed then (a deleted one too). A merged entity's id answers the entity it was merged into.
+         *
+         *     An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
+         *
+         *     Runs the GraphQL query `GetEntity` (`Query.entity`).
+         */
+        get: operations["GetEntity"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an entity
+         * @description 409 while relations are valid, unless `cascade=true` ends them. Reads as of before still see it.
+         *
+         *     Deletes an entity (kept for reads as of before); CONFLICT while relations are valid, unless cascade ends them.
+         *
+         *     Runs the GraphQL mutation `DeleteEntity` (`Mutation.deleteEntity`).
+         */
+        delete: operations["DeleteEntity"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/entities/{id}/neighbours": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List an entity's neighbours
+         * @description An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
+         *
+         *     Runs the GraphQL query `ListEntityNeighbours` (`Query.entity`).
+         */
+        get: operations["ListEntityNeighbours"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/entities/{id}/relations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List an entity's relations
+         * @description Valid at `asOf` (default now), or with `history=true` every row ever written, oldest first.
+         *
+         *     An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
+         *
+         *     Runs the GraphQL query `ListEntityRelations` (`Query.entity`).
+         */
+        get: operations["ListEntityRelations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/entities/{intoId}/merge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Merge entities
+         * @description The entities in `ids` are merged into `{intoId}`: their relations (history included) move to it, their keys answer it.
+         *
+         *     Merges entities into intoId: their relations (history included) move to it, their keys answer it.
+         *
+         *     Runs the GraphQL mutation `MergeEntities` (`Mutation.mergeEntities`).
+         */
+        post: operations["MergeEntities"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/entities/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upsert entities
+         * @description 1 to 500 entities by (type, key) in one transaction; a repeat changes nothing. With an `Idempotency-Key` header a repeat answers the first result.
+         *
+         *     Creates or updates 1 to 500 entities by (type, key) in one transaction; repeating it changes nothing.
+         *
+         *     Runs the GraphQL mutation `UpsertEntities` (`Mutation.upsertEntities`).
+         */
+        post: operations["UpsertEntities"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/entities/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search entities
+         * @description Words in the name and properties (`text`), the nearest vectors (`vector`, repeated: `vector=0.1&vector=0.2`), or both fused by reciprocal rank; `asOf` finds the entities that existed then.
+         *
+         *     Entities by words in their name and properties, and/or by vector; best first.
+         *
+         *     Runs the GraphQL query `SearchEntities` (`Query.searchEntities`).
+         */
+        get: operations["SearchEntities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/entity-keys/{type}/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get an entity by type and key
+         * @description An entity by type and key, like entity.
+         *
+         *     Runs the GraphQL query `GetEntityByKey` (`Query.entityByKey`).
+         */
+        get: operations["GetEntityByKey"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/graph/expand": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Expand the graph
+         * @description The entities within `depth` (1 to 4) hops of one entity (`fromId`, or `fromType` and `fromKey`) and the relations among them, nearest first, cut at `maxNodes` / `maxEdges` (`truncated`); 422 `/problems/graph-limit-exceeded` past the bounds. Several start entities: GraphQL `expandGraph`.
+         *
+         *     The entities within depth hops of the start ones, and the relations among them; bounded by maxNodes and maxEdges.
+         *
+         *     Runs the GraphQL query `ExpandGraph` (`Query.expandGraph`).
+         */
+        get: operations["ExpandGraph"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/graph/shortest-path": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Find a shortest path
+         * @description From one entity to another (each by `…Id`, or `…Type` and `…Key`): fewest relations, or (`weighted=true`) the least total weight, within `maxDepth` (1 to 6); 404 when there is none.
+         *
+         *     A shortest path, or null when there is none within maxDepth.
+         *
+         *     Runs the GraphQL query `ShortestPath` (`Query.shortestPath`).
+         */
+        get: operations["ShortestPath"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/integrations/inbound": {
         parameters: {
             query?: never;
@@ -1041,6 +1261,30 @@ export interface paths {
          *     Runs the GraphQL mutation `Heartbeat` (`Mutation.heartbeat`).
          */
         post: operations["Heartbeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/relations/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upsert relations
+         * @description 1 to 500 relations in one transaction. The same properties and weight again change nothing; other ones end the current row at `validFrom` (default now) and open a new one; `validTo` with the same properties ends the relation.
+         *
+         *     Opens, changes or ends 1 to 500 relations in one transaction; repeating it changes nothing.
+         *
+         *     Runs the GraphQL mutation `UpsertRelations` (`Mutation.upsertRelations`).
+         */
+        post: operations["UpsertRelations"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2082,6 +2326,61 @@ export interface components {
             /** @description 1 to 100 steps forming a DAG (no cycles, every dependsOn names a step). */
             steps: components["schemas"]["WorkflowStepInput"][];
         };
+        /**
+         * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+         *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+         */
+        Entity: {
+            id: string;
+            /** @description A free type such as Service or Person: a letter, then up to 63 letters, digits and _ . : -. */
+            type: string;
+            /** @description The entity's identity within its type (1 to 256 characters). */
+            key: string;
+            name: string;
+            namespace: string;
+            /** @description A JSON object (at most 16 KiB), searched by full-text with the name. */
+            properties: unknown;
+            vector: number[] | null;
+            /** Format: int32 */
+            dimension: number | null;
+            /** @description The ids of the memories the entity was extracted from. */
+            memoryIds: string[];
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
+            /**
+             * Format: int32
+             * @description Incremented by every change.
+             */
+            version: number;
+        };
+        EntityInput: {
+            type: string;
+            key: string;
+            /** @description Defaults to the key. */
+            name?: string | null;
+            /** @description Defaults to agents/<id>/graph for an agent caller, else shared/graph. */
+            namespace?: string | null;
+            /** @description A JSON object, at most 16 KiB; replaces the stored one. */
+            properties?: unknown;
+            /** @description 1 to 4,096 numbers; every entity vector of a tenant has the same dimension. */
+            vector?: number[] | null;
+            /** @description Memories the entity was extracted from (added to the ones linked already; at most 100). */
+            memoryIds?: string[] | null;
+        };
+        /** @description An entity by id, or by type and key. */
+        EntityRefInput: {
+            id?: string | null;
+            type?: string | null;
+            key?: string | null;
+        };
         FileRefInput: {
             /** @description An absolute URI (at most 2,048 characters). */
             uri: string;
@@ -2550,6 +2849,76 @@ export interface components {
              * @description PROBE mode: 50 to 60,000; defaults to 2,000.
              */
             probeTimeoutMs?: number | null;
+        };
+        /**
+         * @description A typed, directed relation between two entities, valid from validFrom until validTo (null: still
+         *     true). A change never overwrites a row: it ends the current one and records a new one.
+         */
+        Relation: {
+            id: string;
+            type: string;
+            sourceId: string;
+            targetId: string;
+            /** @description Any JSON value. */
+            properties: unknown;
+            /**
+             * Format: double
+             * @description Non-negative; the cost of the relation in weighted shortest paths (default 1).
+             */
+            weight: number;
+            /**
+             * Format: date-time
+             * @description When the relation became true.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            validFrom: string;
+            /**
+             * Format: date-time
+             * @description When it stopped being true; null while it still is.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            validTo: string | null;
+            /**
+             * Format: date-time
+             * @description When this row was written.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            recordedAt: string;
+            /**
+             * Format: date-time
+             * @description When a later write replaced this row (a change of properties or weight); null for the current row.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            supersededAt: string | null;
+        };
+        /**
+         * @description Which way relations are followed from an entity: out of it (source), into it (target), or both.
+         * @enum {string}
+         */
+        RelationDirection: "OUT" | "IN" | "BOTH";
+        RelationInput: {
+            type: string;
+            source: components["schemas"]["EntityRefInput"];
+            target: components["schemas"]["EntityRefInput"];
+            /** @description Any JSON value. */
+            properties?: unknown;
+            /**
+             * Format: double
+             * @description 0 to 1e9; defaults to 1.
+             */
+            weight?: number | null;
+            /**
+             * Format: date-time
+             * @description When it became true (and when the current row ends, on a change); defaults to now.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            validFrom?: string | null;
+            /**
+             * Format: date-time
+             * @description When it stopped being true: with the same properties and weight, ends the current row.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            validTo?: string | null;
         };
         RememberInput: {
             /** @description A path of 1 to 16 segments of letters, digits and . _ : - separated by /; at most 512 characters. */
@@ -3142,7 +3511,7 @@ export interface components {
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
-            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/message-too-large` (413, `MESSAGE_TOO_LARGE`): a message's parts exceed COLLABORATION_MESSAGE_MAX_BYTES of JSON (`bytes`, `maxBytes`). `/problems/channel-full` (409, `CHANNEL_FULL`): the channel has its maximum of participants (`maxParticipants`). `/problems/not-a-participant` (403, `NOT_A_PARTICIPANT`): only participants (not observers, for sending) may do this in the channel; join it or ask an owner to add you. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. `/problems/webhook-signature-invalid` (401, `WEBHOOK_SIGNATURE_INVALID`): an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret. `/problems/webhook-replayed` (409, `WEBHOOK_REPLAYED`): an inbound webhook with this delivery id was already received; it is not processed again. */
+            /** @description The problem type: `about:blank` (the status and `code` identify the problem), or for these codes a type of their own, relative to this server: `/problems/agent-required` (400, `AGENT_REQUIRED`): a caller that is not an agent must name the agent it acts for (`agentId`). `/problems/agent-mismatch` (403, `AGENT_MISMATCH`): an agent's credential named another agent than itself. `/problems/delegation-forbidden` (403, `DELEGATION_FORBIDDEN`): acting for a named agent needs the `tasks:delegate` scope. `/problems/agent-not-found` (404, `AGENT_NOT_FOUND`): the caller's tenant has no such agent. `/problems/agent-not-active` (409, `AGENT_NOT_ACTIVE`): only an ACTIVE agent claims tasks; `status` says what it is. `/problems/skills-not-registered` (422, `SKILLS_NOT_REGISTERED`): a claim named skill tags the agent did not register (`unregisteredTags`). `/problems/idempotency-key-reused` (422, `IDEMPOTENCY_KEY_REUSED`): the `Idempotency-Key` was already used for a different request by this caller; use a new key for a new request. `/problems/idempotency-key-in-flight` (409, `IDEMPOTENCY_KEY_IN_FLIGHT`): a request with the same `Idempotency-Key` is still being processed; retry once it has answered. `/problems/dimension-mismatch` (422, `DIMENSION_MISMATCH`): a vector's dimension differs from the tenant's memory vectors (`expected`, `actual`). `/problems/graph-limit-exceeded` (422, `GRAPH_LIMIT_EXCEEDED`): a knowledge-graph request asked for more than its bounds allow (`field`, `max`): fewer hops, nodes, edges or items. `/problems/embeddings-unavailable` (503, `EMBEDDINGS_UNAVAILABLE`): the embeddings provider failed or answered no usable vectors (`reason`); nothing was written, try again. `/problems/message-too-large` (413, `MESSAGE_TOO_LARGE`): a message's parts exceed COLLABORATION_MESSAGE_MAX_BYTES of JSON (`bytes`, `maxBytes`). `/problems/channel-full` (409, `CHANNEL_FULL`): the channel has its maximum of participants (`maxParticipants`). `/problems/not-a-participant` (403, `NOT_A_PARTICIPANT`): only participants (not observers, for sending) may do this in the channel; join it or ask an owner to add you. `/problems/dependency-unavailable` (503, `DEPENDENCY_UNAVAILABLE`): a subgraph could not reach another one it needs (`serviceName`); try again. `/problems/webhook-signature-invalid` (401, `WEBHOOK_SIGNATURE_INVALID`): an inbound webhook's signature (X-Hub-Signature-256, webhook-signature and its timestamp) or token (X-Gitlab-Token) did not match the integration's secret. `/problems/webhook-replayed` (409, `WEBHOOK_REPLAYED`): an inbound webhook with this delivery id was already received; it is not processed again. */
             type: string;
             /** @description The HTTP status' reason phrase. */
             title: string;
@@ -4380,6 +4749,475 @@ export interface operations {
             default: components["responses"]["Error"];
         };
     };
+    GetEntity: {
+        parameters: {
+            query?: {
+                asOf?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @description A free type such as Service or Person: a letter, then up to 63 letters, digits and _ . : -. */
+                        type: string;
+                        /** @description The entity's identity within its type (1 to 256 characters). */
+                        key: string;
+                        name: string;
+                        namespace: string;
+                        /** @description A JSON object (at most 16 KiB), searched by full-text with the name. */
+                        properties: unknown;
+                        vector: number[] | null;
+                        /** Format: int32 */
+                        dimension: number | null;
+                        /** @description The ids of the memories the entity was extracted from. */
+                        memoryIds: string[];
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        createdAt: string;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        updatedAt: string;
+                        /**
+                         * Format: int32
+                         * @description Incremented by every change.
+                         */
+                        version: number;
+                        /** @description Relations valid at asOf (default now); with history, every row of them ever written, oldest first. */
+                        relations: components["schemas"]["Relation"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    DeleteEntity: {
+        parameters: {
+            query?: {
+                cascade?: boolean;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListEntityNeighbours: {
+        parameters: {
+            query?: {
+                relationType?: string;
+                direction?: components["schemas"]["RelationDirection"];
+                asOf?: string;
+                first?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The entities at the other end of the relations valid at asOf (default now). */
+                        neighbours: components["schemas"]["Entity"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListEntityRelations: {
+        parameters: {
+            query?: {
+                type?: string;
+                direction?: components["schemas"]["RelationDirection"];
+                asOf?: string;
+                history?: boolean;
+                first?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Relations valid at asOf (default now); with history, every row of them ever written, oldest first. */
+                        relations: components["schemas"]["Relation"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    MergeEntities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                intoId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "ids": [
+                 *         "0f8fad5b-d9cb-469f-a165-70867728950e"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    ids: string[];
+                };
+            };
+        };
+        responses: {
+            /**
+             * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Entity"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    UpsertEntities: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "inputs": [
+                 *         {
+                 *           "type": "Service",
+                 *           "key": "billing",
+                 *           "name": "Billing",
+                 *           "properties": {
+                 *             "team": "payments"
+                 *           }
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    inputs: components["schemas"]["EntityInput"][];
+                };
+            };
+        };
+        responses: {
+            /**
+             * @description Created. Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Entity"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SearchEntities: {
+        parameters: {
+            query?: {
+                /** @description Words to find in names and properties; at most 1,000 characters. */
+                text?: string;
+                /** @description Nearest entity vectors (cosine). */
+                vector?: number[];
+                types?: string[];
+                /** @description Entities that existed at this instant; defaults to now. */
+                asOf?: string;
+                /** @description 1 to 100 (default 10). */
+                k?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The EntitySearchHit. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: double
+                         * @description Higher is better: −bm25 (SQLite) or ts_rank_cd (PostgreSQL) for text, cosine similarity for a vector, reciprocal rank fusion for both.
+                         */
+                        score: number;
+                        entity: components["schemas"]["Entity"];
+                    }[];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetEntityByKey: {
+        parameters: {
+            query?: {
+                asOf?: string;
+            };
+            header?: never;
+            path: {
+                type: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @description A free type such as Service or Person: a letter, then up to 63 letters, digits and _ . : -. */
+                        type: string;
+                        /** @description The entity's identity within its type (1 to 256 characters). */
+                        key: string;
+                        name: string;
+                        namespace: string;
+                        /** @description A JSON object (at most 16 KiB), searched by full-text with the name. */
+                        properties: unknown;
+                        vector: number[] | null;
+                        /** Format: int32 */
+                        dimension: number | null;
+                        /** @description The ids of the memories the entity was extracted from. */
+                        memoryIds: string[];
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        createdAt: string;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-25T19:45:00.000Z
+                         */
+                        updatedAt: string;
+                        /**
+                         * Format: int32
+                         * @description Incremented by every change.
+                         */
+                        version: number;
+                        /** @description Relations valid at asOf (default now); with history, every row of them ever written, oldest first. */
+                        relations: components["schemas"]["Relation"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ExpandGraph: {
+        parameters: {
+            query?: {
+                fromId?: string;
+                fromType?: string;
+                fromKey?: string;
+                /** @description Hops, 1 to 4 (default 2). */
+                depth?: number;
+                /** @description Follow only relations of these types. */
+                relationTypes?: string[];
+                /** @description Reach only entities of these types. */
+                entityTypes?: string[];
+                /** @description Defaults to BOTH. */
+                direction?: components["schemas"]["RelationDirection"];
+                /** @description The graph as it was at this instant; defaults to now. */
+                asOf?: string;
+                /** @description 1 to 1,000 (default 200). */
+                maxNodes?: number;
+                /** @description 0 to 5,000 (default 500). */
+                maxEdges?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A subgraph: the entities reached and the relations among them. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description True when maxNodes or maxEdges cut the result (nearest entities are kept first). */
+                        truncated: boolean;
+                        nodes: {
+                            /** Format: int32 */
+                            depth: number;
+                            entity: components["schemas"]["Entity"];
+                        }[];
+                        edges: components["schemas"]["Relation"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ShortestPath: {
+        parameters: {
+            query?: {
+                fromId?: string;
+                fromType?: string;
+                fromKey?: string;
+                toId?: string;
+                toType?: string;
+                toKey?: string;
+                /** @description At most this many relations, 1 to 6 (default 4). */
+                maxDepth?: number;
+                /** @description Minimise the sum of weights instead of the number of relations (default false). */
+                weighted?: boolean;
+                relationTypes?: string[];
+                /** @description Defaults to OUT (follow relations from source to target). */
+                direction?: components["schemas"]["RelationDirection"];
+                asOf?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A path between two entities. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: int32
+                         * @description Number of relations.
+                         */
+                        length: number;
+                        /**
+                         * Format: double
+                         * @description The sum of the relations' weights (weighted), or the length.
+                         */
+                        cost: number;
+                        /** @description From the start to the end, in order. */
+                        nodes: components["schemas"]["Entity"][];
+                        /** @description The relations between consecutive nodes. */
+                        edges: components["schemas"]["Relation"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
     ListInboundIntegrations: {
         parameters: {
             query?: {
@@ -5296,6 +6134,61 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    UpsertRelations: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header-07): the same key with the same request, by the same caller, within IDEMPOTENCY_KEY_TTL_SECONDS (24 h by default), returns the first answer and creates nothing more; the same key with a different request is refused (422 `/problems/idempotency-key-reused`); a request still in flight with the same key gets 409 (`/problems/idempotency-key-in-flight`). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "inputs": [
+                 *         {
+                 *           "type": "DEPENDS_ON",
+                 *           "source": {
+                 *             "type": "Service",
+                 *             "key": "billing"
+                 *           },
+                 *           "target": {
+                 *             "type": "Service",
+                 *             "key": "postgres"
+                 *           },
+                 *           "weight": 1
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    inputs: components["schemas"]["RelationInput"][];
+                };
+            };
+        };
+        responses: {
+            /**
+             * @description Created. A typed, directed relation between two entities, valid from validFrom until validTo (null: still
+             *     true). A change never overwrites a row: it ends the current one and records a new one.
+             */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Relation"][];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };
