@@ -4,11 +4,11 @@
 // delivery's CONSUMER span.
 import type { Migration } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEventBus, type DomainEvent, type EventBus } from '../../runtime/events.ts';
 import { Outbox, outboxMigration, outboxTraceMigration, type OutboxTables } from '../../runtime/outbox.ts';
 import { currentTraceCarrier, loadTracingConfig, startTracing, withSpan, type Tracing } from '../../runtime/tracing.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import { openTestDatabase, silentLogger, type TestDatabase } from '../support/databases.ts';
+import { recordingBus } from '../support/store-helpers.ts';
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.ts';
 
 type DB = { notes: { id: string } } & OutboxTables;
@@ -25,26 +25,6 @@ const migrations: Record<string, Migration> = {
   '0002_outbox': outboxMigration(),
   '0003_outbox_trace': outboxTraceMigration(),
 };
-
-/** The in-process bus, failing every publish while `failing` is set; keeps what it published. */
-function bus(): EventBus & { published: DomainEvent[]; failing: boolean } {
-  const inner = createEventBus({ channelPrefix: 'trace-test', logger: silentLogger });
-  const b = {
-    kind: 'in-process' as const,
-    published: [] as DomainEvent[],
-    failing: false,
-    async publish(event: DomainEvent, channel?: string) {
-      if (b.failing) throw new Error('bus down');
-      b.published.push(event);
-      await inner.publish(event, channel);
-    },
-    subscribe: inner.subscribe.bind(inner),
-    onReconnect: inner.onReconnect.bind(inner),
-    ping: inner.ping.bind(inner),
-    close: inner.close.bind(inner),
-  };
-  return b;
-}
 
 let receiver: OtlpReceiver;
 let tracing: Tracing;
@@ -63,7 +43,7 @@ afterAll(async () => {
 
 describe('outbox and tracing', () => {
   it('a relayed event continues the trace of the write that stored it', async () => {
-    const events = bus();
+    const events = recordingBus();
     events.failing = true;
     const outbox = new Outbox({
       database: t.database as never,

@@ -6,10 +6,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sql, type Migration } from 'kysely';
 import { openDatabase, type Database } from '../../runtime/db.ts';
-import { createEventBus, type DomainEvent, type EventBus } from '../../runtime/events.ts';
+import type { EventBus } from '../../runtime/events.ts';
 import { Outbox, outboxMigration, outboxTraceMigration, type OutboxOptions, type OutboxTables } from '../../runtime/outbox.ts';
 import { inTransaction } from '../../runtime/unit-of-work.ts';
 import { backends, DATABASE_URL, openTestDatabase, silentLogger, type TestDatabase } from '../support/databases.ts';
+import { recordingBus } from '../support/store-helpers.ts';
 
 interface NotesDB {
   notes: { id: string; tenant_id: string };
@@ -29,26 +30,6 @@ const migrations: Record<string, Migration> = {
   '0002_outbox': outboxMigration(),
   '0003_outbox_trace': outboxTraceMigration(),
 };
-
-/** A bus that records what it was asked to publish, and fails while `failing` is set. */
-function recordingBus(): EventBus & { published: DomainEvent[]; failing: boolean } {
-  const inner = createEventBus({ channelPrefix: 'test', logger: silentLogger });
-  const bus = {
-    kind: 'in-process' as const,
-    published: [] as DomainEvent[],
-    failing: false,
-    async publish(event: DomainEvent, channel?: string) {
-      if (bus.failing) throw new Error('bus down');
-      bus.published.push(event);
-      await inner.publish(event, channel);
-    },
-    subscribe: inner.subscribe.bind(inner),
-    onReconnect: inner.onReconnect.bind(inner),
-    ping: inner.ping.bind(inner),
-    close: inner.close.bind(inner),
-  };
-  return bus;
-}
 
 const schemaOf = (database: { location: string }): string => database.location.split(' schema ')[1] ?? '';
 
