@@ -5,19 +5,30 @@ import { withSpan } from './tracing.ts';
 
 export interface PeriodicJob {
   start(): void;
+  /** Runs as soon as it can: now when idle, or once more right after the run in progress (work was queued). */
+  kick(): void;
   /** Stops scheduling and waits for a run in progress to finish. */
   stop(): Promise<void>;
 }
 
 /** `name` says what the job does in its log lines ("<name> done", "<name> failed"). */
-export function createPeriodicJob(opts: { name: string; intervalMs: number; run: () => Promise<unknown>; logger: Logger }): PeriodicJob {
+export function createPeriodicJob(opts: {
+  name: string;
+  intervalMs: number;
+  run: () => Promise<unknown>;
+  logger: Logger;
+  /** The first run at start() rather than an interval later. */
+  runAtStart?: boolean;
+}): PeriodicJob {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let stopped = true;
+  let again = false;
 
-  const schedule = () => {
+  const schedule = (ms = opts.intervalMs) => {
     if (stopped) return;
-    timer = setTimeout(tick, opts.intervalMs);
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(tick, ms);
     timer.unref();
   };
 
@@ -31,7 +42,9 @@ export function createPeriodicJob(opts: { name: string; intervalMs: number; run:
       )
       .finally(() => {
         running = undefined;
-        schedule();
+        const more = again;
+        again = false;
+        schedule(more ? 0 : opts.intervalMs);
       });
   };
 
@@ -39,7 +52,12 @@ export function createPeriodicJob(opts: { name: string; intervalMs: number; run:
     start() {
       if (!stopped) return;
       stopped = false;
-      schedule();
+      schedule(opts.runAtStart ? 0 : opts.intervalMs);
+    },
+    kick() {
+      if (stopped) return;
+      if (running) again = true;
+      else schedule(0);
     },
     async stop() {
       stopped = true;

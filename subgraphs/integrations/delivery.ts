@@ -5,6 +5,7 @@
 // leaves its deliveries PENDING; they are sent again once their lease passed (at least once).
 import { Webhook } from 'standardwebhooks';
 import type { Logger } from '../../runtime/logger.ts';
+import { createPeriodicJob, type PeriodicJob } from '../../runtime/periodic-job.ts';
 import { nextAttemptDelay, parseRetryAfter } from './domain.ts';
 import type { SafeSender } from './sender.ts';
 import type { IntegrationsStore, WebhookDeliveryRow } from './store.ts';
@@ -54,39 +55,24 @@ class RateGate {
 export class DeliveryWorker {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly gate = new RateGate();
-  private timer: NodeJS.Timeout | undefined;
-  private pumping: Promise<void> | undefined;
-  private again = false;
   private stopped = true;
   private readonly secretCache = new Map<string, { at: number; secrets: string[] }>();
 
-  constructor(private readonly o: DeliveryWorkerOptions) {}
+  // Polls every pollMs, and at once when kicked (something was queued).
+  private readonly job: PeriodicJob;
+
+  constructor(private readonly o: DeliveryWorkerOptions) {
+    this.job = createPeriodicJob({ name: 'webhook deliveries', intervalMs: o.pollMs, run: () => this.pump(), logger: o.logger, runAtStart: true });
+  }
 
   start(): void {
     this.stopped = false;
-    this.schedule(0);
+    this.job.start();
   }
 
   /** Something was queued: look now. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.pumping) this.again = true;
-    else this.schedule(0);
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.pumping ??= this.pump().finally(() => {
-        this.pumping = undefined;
-        const more = this.again;
-        this.again = false;
-        this.schedule(more ? 0 : this.o.pollMs);
-      });
-    }, ms);
-    this.timer.unref?.();
+    this.job.kick();
   }
 
   private async pump(): Promise<void> {
@@ -148,8 +134,7 @@ export class DeliveryWorker {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.pumping;
+    await this.job.stop();
     await Promise.allSettled([...this.inFlight]);
   }
 }

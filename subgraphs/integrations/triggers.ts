@@ -6,6 +6,7 @@
 // to a webhook endpoint.
 import type { ServiceClient } from '../../runtime/service-client.ts';
 import type { Logger } from '../../runtime/logger.ts';
+import { createPeriodicJob, type PeriodicJob } from '../../runtime/periodic-job.ts';
 import { fill, viewOf, type EventView } from './domain.ts';
 import type { SafeSender } from './sender.ts';
 import type { IntegrationsStore, TriggerRow } from './store.ts';
@@ -24,37 +25,23 @@ const SUBMIT_TASK = 'mutation($input: SubmitTaskInput!) { submitTask(input: $inp
 const START_RUN = 'mutation($definitionId: ID!, $input: JSON) { startWorkflowRun(definitionId: $definitionId, input: $input) { id } }';
 
 export class TriggerRunner {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
   private stopped = true;
 
-  constructor(private readonly o: TriggerRunnerOptions) {}
+  // Polls every pollMs, and at once when kicked (something was queued).
+  private readonly job: PeriodicJob;
+
+  constructor(private readonly o: TriggerRunnerOptions) {
+    this.job = createPeriodicJob({ name: 'trigger runs', intervalMs: o.pollMs, run: () => this.runDue(), logger: o.logger, runAtStart: true });
+  }
 
   start(): void {
     this.stopped = false;
-    this.schedule(0);
+    this.job.start();
   }
 
+  /** Something was queued: look now. */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) this.again = true;
-    else this.schedule(0);
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.running ??= this.runDue().finally(() => {
-        this.running = undefined;
-        const more = this.again;
-        this.again = false;
-        this.schedule(more ? 0 : this.o.pollMs);
-      });
-    }, ms);
-    this.timer.unref?.();
+    this.job.kick();
   }
 
   private async runDue(): Promise<void> {
@@ -121,7 +108,6 @@ export class TriggerRunner {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    await this.job.stop();
   }
 }

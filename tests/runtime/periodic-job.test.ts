@@ -69,6 +69,33 @@ describe('periodic job', () => {
     expect(runs).toHaveLength(1);
   });
 
+  it('runs at start when asked, and a kick runs it at once, or once more right after the run in progress', async () => {
+    const { run, runs } = controlledRun();
+    const job = createPeriodicJob({ name: 'test job', intervalMs: 1_000, run, logger: silentLogger, runAtStart: true });
+    job.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(runs).toHaveLength(1);
+    job.kick();
+    job.kick();
+    await vi.advanceTimersByTimeAsync(0);
+    // Never two at once: the kicks wait for the run in progress, and count as one.
+    expect(runs).toHaveLength(1);
+    runs[0]?.resolve();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(runs).toHaveLength(2);
+    runs[1]?.resolve();
+    await vi.advanceTimersByTimeAsync(999);
+    expect(runs).toHaveLength(2);
+    job.kick();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(runs).toHaveLength(3);
+    runs[2]?.resolve();
+    await job.stop();
+    job.kick();
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(runs).toHaveLength(3);
+  });
+
   it('does not keep the process alive on its own', () => {
     const { run } = controlledRun();
     const job = createPeriodicJob({ name: 'test job', intervalMs: 10, run, logger: silentLogger });
