@@ -14,12 +14,14 @@ import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { GATEWAY_NODE_ARGS } from './build-gateway.ts';
+import { subgraphsOfSupergraph } from './deploy-files.ts';
 import { getFreePort } from './free-port.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-/** Subgraphs in the order they start: each is told where the ones before it are. */
-const SUBGRAPHS = ['governance', 'agents', 'orchestration', 'memory', 'discovery'] as const;
-type SubgraphName = (typeof SUBGRAPHS)[number];
+/** Every subgraph the supergraph composes: a subgraph added there is in the fleet too. */
+const SUBGRAPHS = subgraphsOfSupergraph().map((s) => s.name);
+/** Replicas by subgraph name; the checks and the benchmark kill and restart agents replicas. */
+export type FleetReplicas = Record<string, FleetProcess[]> & { agents: FleetProcess[] };
 
 export interface FleetOptions {
   gateways: number;
@@ -54,7 +56,7 @@ export interface Fleet {
   url: string;
   balancerPort: number;
   gateways: FleetProcess[];
-  replicas: Record<SubgraphName, FleetProcess[]>;
+  replicas: FleetReplicas;
   /** A token of the fleet's identity provider stand-in: admin of tenant `fleet`. */
   token: string;
   stop(): Promise<void>;
@@ -198,8 +200,14 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     GATEWAY_SIGNING_SECRET: randomBytes(32).toString('hex'),
   };
   const started: FleetProcess[] = [];
-  const replicas = {} as Record<SubgraphName, FleetProcess[]>;
-  const urls: Record<string, string> = {};
+  const replicas = { agents: [] } as FleetReplicas;
+  // Every replica's port is known before any starts, so each subgraph is told where all the
+  // others are (a subgraph calls its peers lazily, as under `npm start`).
+  const replicaPorts: Record<string, number[]> = {};
+  for (const name of SUBGRAPHS) replicaPorts[name] = await Promise.all(Array.from({ length: options.replicas }, () => port()));
+  const urls = Object.fromEntries(
+    SUBGRAPHS.map((name) => [`SUBGRAPH_${name.toUpperCase()}_URL`, (replicaPorts[name] ?? []).map((p) => `http://127.0.0.1:${p}/graphql`).join(',')]),
+  );
   let balancer: FleetProcess | undefined;
   const stopAll = async () => {
     await balancer?.stop();
@@ -208,25 +216,27 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       await Promise.all(group.map((p) => p.stop()));
   };
   try {
-    for (const name of SUBGRAPHS) {
-      const variable = `SUBGRAPH_${name.toUpperCase()}_URL`;
-      replicas[name] = [];
-      // One at a time: the first migrates its schema while the next waits on its advisory lock.
-      for (let i = 0; i < options.replicas; i++) {
-        const p = await port();
-        const replica = await startProcess(
-          `${name}-${i + 1}`,
-          process.execPath,
-          ['--enable-source-maps', 'dist/subgraph.mjs', name],
-          { ...shared, ...urls, [`${name.toUpperCase()}_PORT`]: String(p) },
-          p,
-          options.workDir,
-        );
-        replicas[name].push(replica);
-        started.push(replica);
-      }
-      urls[variable] = replicas[name].map((r) => r.url).join(',');
-    }
+    // allSettled: when one fails, the others have finished starting before stopAll stops them.
+    const outcomes = await Promise.allSettled(
+      SUBGRAPHS.map(async (name) => {
+        replicas[name] = [];
+        // One replica at a time: the first migrates its schema while the next waits on its advisory lock.
+        for (const [i, p] of (replicaPorts[name] ?? []).entries()) {
+          const replica = await startProcess(
+            `${name}-${i + 1}`,
+            process.execPath,
+            ['--enable-source-maps', 'dist/subgraph.mjs', name],
+            { ...shared, ...urls, [`${name.toUpperCase()}_PORT`]: String(p) },
+            p,
+            options.workDir,
+          );
+          replicas[name].push(replica);
+          started.push(replica);
+        }
+      }),
+    );
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (failed) throw failed.reason;
     const gateways = await Promise.all(
       gatewayPorts.map(async (p, i) => {
         const gateway = await startProcess(
