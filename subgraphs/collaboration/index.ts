@@ -10,7 +10,8 @@ import { createCollaborationContext, TypingThrottle, type CollaborationContext }
 import { migrations } from './migrations.ts';
 import { PresenceTracker } from './presence.ts';
 import { resolvers } from './resolvers.ts';
-import { CollaborationStore, type CollaborationDB } from './store.ts';
+import { CollaborationStore } from './store.ts';
+import type { CollaborationDB } from './store/tables.ts';
 import { createSubjectDirectory } from './subjects.ts';
 
 const AGENTS_CHANNEL = 'agents';

@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../runtime/logger.ts';
 import type { ParticipantKey } from './domain.ts';
-import type { CollaborationStore, PresenceRow } from './store.ts';
+import type { CollaborationStore } from './store.ts';
+import type { PresenceRow } from './store/rows.ts';
 
 export interface PresenceOptions {
   /** How long a subscription's connection row lives without a refresh (a dead replica's expire after this). */

@@ -35,7 +35,7 @@ import {
   type PresenceStatus,
 } from './domain.ts';
 import type { Resolvers } from './generated/resolvers-types.ts';
-import type { ChannelRow, MessageEventPayload, MessageRow, ParticipantEventPayload, PresenceEventPayload, PresenceRow } from './store.ts';
+import type { ChannelRow, MessageEventPayload, MessageRow, ParticipantEventPayload, PresenceEventPayload, PresenceRow } from './store/rows.ts';
 
 export interface MessageAddedEventRow {
   channelId: string;

@@ -2,7 +2,7 @@
 // in one transaction with its outbox events. A message's channel sequence is taken from its
 // channel row inside the transaction that inserts it, so sequences have no gaps and commit in
 // channel order (PostgreSQL: the row is locked until commit; SQLite: one writer).
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database, Dialect } from '../../runtime/db.ts';
 import { nowIso } from '../../runtime/db.ts';
 import { conflict, notFound } from '../../runtime/errors.ts';
@@ -32,181 +32,24 @@ import {
   type ParticipantRole,
   type PresenceStatus,
 } from './domain.ts';
-
-export interface ChannelsTable {
-  id: string;
-  tenant_id: string;
-  kind: ChannelKind;
-  title: string | null;
-  task_id: string | null;
-  workflow_run_id: string | null;
-  subject_key: string | null;
-  last_sequence: number;
-  participant_count: number;
-  created_at: string;
-}
-
-export interface ParticipantsTable {
-  tenant_id: string;
-  channel_id: string;
-  participant: string;
-  role: ParticipantRole;
-  joined_at: string;
-  last_read_sequence: number;
-}
-
-export interface MessagesTable {
-  id: string;
-  tenant_id: string;
-  channel_id: string;
-  sequence: number;
-  sender: string;
-  client_message_id: string | null;
-  parts: string;
-  reply_to_id: string | null;
-  thread_id: string;
-  mentions: string;
-  version: number;
-  edited_at: string | null;
-  deleted_at: string | null;
-  created_at: string;
-}
-
-export interface MessageVersionsTable {
-  tenant_id: string;
-  message_id: string;
-  version: number;
-  parts: string;
-  recorded_at: string;
-}
-
-export interface PresenceConnectionsTable {
-  id: string;
-  tenant_id: string;
-  participant: string;
-  replica_id: string;
-  expires_at: string;
-}
-
-export interface PresenceTable {
-  tenant_id: string;
-  participant: string;
-  chosen_status: PresenceStatus;
-  status: PresenceStatus;
-  connections: number;
-  changed_at: string;
-}
-
-export interface CollaborationDB {
-  channels: ChannelsTable;
-  channel_participants: ParticipantsTable;
-  messages: MessagesTable;
-  message_versions: MessageVersionsTable;
-  presence_connections: PresenceConnectionsTable;
-  presence: PresenceTable;
-}
-
-export interface ChannelRow {
-  id: string;
-  tenantId: string;
-  kind: ChannelKind;
-  title: string | null;
-  taskId: string | null;
-  workflowRunId: string | null;
-  lastSequence: number;
-  participantCount: number;
-  createdAt: string;
-}
-
-export interface ParticipantRow {
-  tenantId: string;
-  channelId: string;
-  key: ParticipantKey;
-  role: ParticipantRole;
-  joinedAt: string;
-  lastReadSequence: number;
-}
-
-export interface MessageRow {
-  id: string;
-  tenantId: string;
-  channelId: string;
-  sequence: number;
-  sender: ParticipantKey;
-  clientMessageId: string | null;
-  parts: MessagePart[];
-  replyToId: string | null;
-  threadId: string;
-  mentions: ParticipantKey[];
-  version: number;
-  editedAt: string | null;
-  deletedAt: string | null;
-  createdAt: string;
-}
-
-export interface MessageVersionRow {
-  version: number;
-  parts: MessagePart[];
-  recordedAt: string;
-}
-
-export interface PresenceRow {
-  tenantId: string;
-  participant: ParticipantKey;
-  status: PresenceStatus;
-  chosenStatus: PresenceStatus;
-  connections: number;
-  changedAt: string | null;
-}
-
-export interface MessageConnection {
-  edges: { cursor: string; node: MessageRow }[];
-  nodes: MessageRow[];
-  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
-}
-
-/** What the events of this subgraph carry (payload). */
-export interface MessageEventPayload extends Record<string, unknown> {
-  channelId: string;
-  message: MessageRow;
-}
-export interface ParticipantEventPayload extends Record<string, unknown> {
-  channelId: string;
-  participant: ParticipantKey;
-  role: ParticipantRole | null;
-}
-export interface PresenceEventPayload extends Record<string, unknown> {
-  presence: PresenceRow;
-  previousStatus: PresenceStatus;
-}
-
-/** An entity of another subgraph joined by its id (Task, WorkflowRun, Agent). */
-export interface EntityRef {
-  id: string;
-}
-
-export interface ChannelDraft {
-  kind: ChannelKind;
-  title: string | null;
-  taskId: string | null;
-  workflowRunId: string | null;
-  /** At most one channel per key and tenant (direct pairs, tasks, runs); null for a group. */
-  subjectKey: string | null;
-  owner: ParticipantKey;
-  others: { key: ParticipantKey; role: ParticipantRole }[];
-}
-
-export interface MessageDraft {
-  channelId: string;
-  sender: ParticipantKey;
-  clientMessageId: string | null;
-  parts: MessagePart[];
-  partsJson: string;
-  replyToId: string | null;
-  mentions: ParticipantKey[];
-  /** TASK and WORKFLOW_RUN channels: a sender who is not a participant joins as MEMBER. */
-  autoJoin: boolean;
-}
+import {
+  type ChannelDraft,
+  type ChannelRow,
+  decodeChannel,
+  decodeMessage,
+  decodeParticipant,
+  decodePresence,
+  type MessageConnection,
+  type MessageDraft,
+  type MessageEventPayload,
+  type MessageRow,
+  type MessageVersionRow,
+  type ParticipantEventPayload,
+  type ParticipantRow,
+  type PresenceEventPayload,
+  type PresenceRow,
+} from './store/rows.ts';
+import type { CollaborationDB } from './store/tables.ts';
 
 type Db = Kysely<CollaborationDB> | Transaction<CollaborationDB>;
 
@@ -858,59 +701,4 @@ function emitMessage(emit: Emit, type: string, message: MessageRow, occurredAt: 
     occurredAt,
     payload: { channelId: message.channelId, message } satisfies MessageEventPayload,
   });
-}
-
-function decodeChannel(r: Selectable<ChannelsTable>): ChannelRow {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    kind: r.kind,
-    title: r.title,
-    taskId: r.task_id,
-    workflowRunId: r.workflow_run_id,
-    lastSequence: Number(r.last_sequence),
-    participantCount: Number(r.participant_count),
-    createdAt: r.created_at,
-  };
-}
-
-function decodeParticipant(r: Selectable<ParticipantsTable>): ParticipantRow {
-  return {
-    tenantId: r.tenant_id,
-    channelId: r.channel_id,
-    key: r.participant,
-    role: r.role,
-    joinedAt: r.joined_at,
-    lastReadSequence: Number(r.last_read_sequence),
-  };
-}
-
-function decodeMessage(r: Selectable<MessagesTable>): MessageRow {
-  return {
-    id: r.id,
-    tenantId: r.tenant_id,
-    channelId: r.channel_id,
-    sequence: Number(r.sequence),
-    sender: r.sender,
-    clientMessageId: r.client_message_id,
-    parts: JSON.parse(r.parts) as MessagePart[],
-    replyToId: r.reply_to_id,
-    threadId: r.thread_id,
-    mentions: JSON.parse(r.mentions) as ParticipantKey[],
-    version: Number(r.version),
-    editedAt: r.edited_at,
-    deletedAt: r.deleted_at,
-    createdAt: r.created_at,
-  };
-}
-
-function decodePresence(r: Selectable<PresenceTable>): PresenceRow {
-  return {
-    tenantId: r.tenant_id,
-    participant: r.participant,
-    status: r.status,
-    chosenStatus: r.chosen_status,
-    connections: Number(r.connections),
-    changedAt: r.changed_at,
-  };
 }

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { historyPage, normaliseParts, type Limits } from '../../subgraphs/collaboration/domain.ts';
 import { migrations } from '../../subgraphs/collaboration/migrations.ts';
-import { CollaborationStore, type CollaborationDB, type MessageDraft } from '../../subgraphs/collaboration/store.ts';
+import { CollaborationStore } from '../../subgraphs/collaboration/store.ts';
+import type { MessageDraft } from '../../subgraphs/collaboration/store/rows.ts';
+import type { CollaborationDB } from '../../subgraphs/collaboration/store/tables.ts';
 import { backends, openTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { manualClock, rejection } from '../support/store-helpers.ts';
 
