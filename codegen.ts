@@ -28,6 +28,7 @@ const mappers: Record<string, Record<string, string>> = {
     MemoryWrittenEvent: '../store.ts#MemoryEventRow',
     Entity: '../graph/store.ts#EntityRow',
     Relation: '../graph/store.ts#RelationRow',
+    EntityVersion: '../graph/versions.ts#EntityVersionRow',
     GraphNode: '../graph/store.ts#GraphNodeRow',
     GraphResult: '../graph/store.ts#GraphResultRow',
     GraphPath: '../graph/store.ts#GraphPathRow',

@@ -401,6 +401,13 @@ describe('every route with valid input', () => {
     expect(await ok('GetEntityByKey', { type: 'Repo', key: `a-${t}` })).toMatchObject({ id: a });
     expect(await ok('ListEntityRelations', { id: a }, { query: { history: 'true' } })).toMatchObject({ relations: [{ sourceId: b }] });
     expect(await ok('ListEntityNeighbours', { id: a })).toMatchObject({ neighbours: [{ id: b }] });
+    await ok('UpsertEntities', {}, { body: { inputs: [{ type: 'Repo', key: `a-${t}`, name: 'renamed repo a' }] } });
+    expect(await ok('ListEntityHistory', { id: a })).toMatchObject({
+      history: [
+        { version: 1, name: 'contract repo a', validTo: expect.any(String) },
+        { version: 2, name: 'renamed repo a', validTo: null },
+      ],
+    });
     expect(await ok('ExpandGraph', {}, { query: { fromId: b, depth: '1' } })).toMatchObject({ truncated: false, edges: [{ sourceId: b }] });
     expect(await ok('ShortestPath', {}, { query: { fromId: b, toId: a } })).toMatchObject({ length: 1 });
     const hits = await ok<{ entity: { id: string } }[]>('SearchEntities', {}, { query: { text: 'contract', types: 'Repo' } });

@@ -209,6 +209,56 @@ describe.each(backends)('knowledge graph store on $backend', ({ backend, skip })
       expect(await store.delete(tenant, lonely!.id, false, allowed)).toBe(true);
     });
 
+    it("keeps an entity's properties, name and namespace in time: reads as of an instant see the state then", async () => {
+      const { store, tenant, upsert, relate, ref, clock, expand } = setup();
+      const [api] = await upsert([{ type: 'Service', key: 'api', name: 'API', properties: { tier: 'gold' } }]);
+      await upsert([{ type: 'Service', key: 'db' }]);
+      await relate([{ type: 'DEPENDS_ON', source: ref('api'), target: ref('db') }]);
+      clock.advance(1000);
+      const v1 = store.nowIso();
+      clock.advance(1000);
+      await upsert([{ type: 'Service', key: 'api', name: 'API gateway', properties: { tier: 'silver' } }]);
+      clock.advance(1000);
+      const v2 = store.nowIso();
+      clock.advance(1000);
+      await upsert([{ type: 'Service', key: 'api', name: 'API gateway', properties: { tier: 'bronze', owner: 'edge' } }]);
+      expect(await store.get(tenant, api!.id)).toMatchObject({ version: 3, properties: { tier: 'bronze', owner: 'edge' } });
+      expect(await store.get(tenant, api!.id, null, v1)).toMatchObject({ version: 1, name: 'API', properties: { tier: 'gold' } });
+      expect(await store.getByKey(tenant, 'Service', 'api', null, v2)).toMatchObject({ version: 2, name: 'API gateway', properties: { tier: 'silver' } });
+      // Expansions, neighbours and searches as of a time show the nodes as they were then.
+      const db = await store.getByKey(tenant, 'Service', 'db');
+      const past = await expand({ from: [{ id: db!.id }], asOf: v1 });
+      expect(past.nodes.find((n) => n.entity.key === 'api')?.entity.properties).toEqual({ tier: 'gold' });
+      const neighbours = await store.neighbours(tenant, db!.id, { type: null, direction: 'BOTH', asOf: v2, history: false, limit: 10 }, null);
+      expect(neighbours.map((e) => e.properties)).toEqual([{ tier: 'silver' }]);
+      const history = await store.history(tenant, api!.id, 20);
+      expect(history.map((h) => [h.version, h.properties, h.validTo === null])).toEqual([
+        [1, { tier: 'gold' }, false],
+        [2, { tier: 'silver' }, false],
+        [3, { tier: 'bronze', owner: 'edge' }, true],
+      ]);
+      expect(history[1]!.validFrom).toBe(history[0]!.validTo);
+      expect((await store.history(tenant, api!.id, 2)).map((h) => h.version)).toEqual([2, 3]);
+      // A delete is a state too: as of then the entity is gone; revived by an upsert, it is back.
+      await relate([{ type: 'DEPENDS_ON', source: ref('api'), target: ref('db'), validTo: store.nowIso() }]);
+      clock.advance(1000);
+      expect(await store.delete(tenant, api!.id, false, allowed)).toBe(true);
+      clock.advance(1000);
+      const deleted = store.nowIso();
+      clock.advance(1000);
+      await upsert([{ type: 'Service', key: 'api', name: 'API', properties: { tier: 'gold' } }]);
+      expect(await store.get(tenant, api!.id, null, deleted)).toBeNull();
+      expect(await store.get(tenant, api!.id)).toMatchObject({ version: 4, properties: { tier: 'gold' } });
+      expect((await store.history(tenant, api!.id, 20)).map((h) => [h.version, h.deleted])).toEqual([
+        [1, false],
+        [2, false],
+        [3, false],
+        [3, true],
+        [4, false],
+      ]);
+      expect(await store.history(`other-${tenant}`, api!.id, 20)).toEqual([]);
+    });
+
     it('expands k hops through cycles with type and direction filters, cut at the bounds', async () => {
       const { store, tenant, expand, graph, ref, upsert, relate } = setup();
       // a → b → c → a (a cycle), c → d → e, and x → a.

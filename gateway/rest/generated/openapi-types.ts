@@ -647,6 +647,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/entities/{id}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List an entity's past states
+         * @description Name, namespace and properties in every state the entity has had, oldest first, ending with the current one (`validTo` null); `first` (1 to 100, default 20) keeps the newest.
+         *
+         *     An entity by id (a merged one answers the entity it was merged into); null once deleted, or, with asOf, when it did not exist then.
+         *
+         *     Runs the GraphQL query `ListEntityHistory` (`Query.entity`).
+         */
+        get: operations["ListEntityHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/entities/{id}/neighbours": {
         parameters: {
             query?: never;
@@ -4837,6 +4861,65 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    ListEntityHistory: {
+        parameters: {
+            query?: {
+                first?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+             *     (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description Every state the entity has had (name, namespace, properties), oldest first, ending with the
+                         *     current one; first is 1 to 100 (the newest ones). Reads with asOf answer the state valid then.
+                         */
+                        history: {
+                            /**
+                             * Format: int32
+                             * @description The entity's version in this state (a delete keeps the version; an upsert after it increments it).
+                             */
+                            version: number;
+                            name: string;
+                            namespace: string;
+                            /** @description Any JSON value. */
+                            properties: unknown;
+                            /** @description True while the entity was deleted. */
+                            deleted: boolean;
+                            /**
+                             * Format: date-time
+                             * @example 2026-11-25T19:45:00.000Z
+                             */
+                            validFrom: string;
+                            /**
+                             * Format: date-time
+                             * @example 2026-11-25T19:45:00.000Z
+                             */
+                            validTo: string | null;
+                        }[];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];
         };

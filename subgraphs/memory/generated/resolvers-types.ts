@@ -2,6 +2,7 @@
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
 import type { MemoryRow, EntityRef, SearchHit, MemoryEventRow } from '../store.ts';
 import type { EntityRow, RelationRow, GraphNodeRow, GraphResultRow, GraphPathRow, EntityHit, GraphEventRow } from '../graph/store.ts';
+import type { EntityVersionRow } from '../graph/versions.ts';
 import type { MemoryContext } from '../context.ts';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -53,6 +54,11 @@ export type Entity = {
   __typename?: 'Entity';
   createdAt: Scalars['DateTime']['output'];
   dimension?: Maybe<Scalars['Int']['output']>;
+  /**
+   * Every state the entity has had (name, namespace, properties), oldest first, ending with the
+   * current one; first is 1 to 100 (the newest ones). Reads with asOf answer the state valid then.
+   */
+  history: Array<EntityVersion>;
   id: Scalars['ID']['output'];
   /** The entity's identity within its type (1 to 256 characters). */
   key: Scalars['String']['output'];
@@ -74,6 +80,15 @@ export type Entity = {
   vector?: Maybe<Array<Scalars['Float']['output']>>;
   /** Incremented by every change. */
   version: Scalars['Int']['output'];
+};
+
+
+/**
+ * Something agents know about (a service, a person, a repository, an incident), unique per tenant by
+ * (type, key). In a namespace like memories: an agent caller writes only under agents/<its id>.
+ */
+export type EntityHistoryArgs = {
+  first?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -140,6 +155,20 @@ export type EntitySearchInput = {
   types?: InputMaybe<Array<Scalars['String']['input']>>;
   /** Nearest entity vectors (cosine). */
   vector?: InputMaybe<Array<Scalars['Float']['input']>>;
+};
+
+/** One state of an entity, valid from validFrom until validTo (null: the current state). */
+export type EntityVersion = {
+  __typename?: 'EntityVersion';
+  /** True while the entity was deleted. */
+  deleted: Scalars['Boolean']['output'];
+  name: Scalars['String']['output'];
+  namespace: Scalars['String']['output'];
+  properties: Scalars['JSON']['output'];
+  validFrom: Scalars['DateTime']['output'];
+  validTo?: Maybe<Scalars['DateTime']['output']>;
+  /** The entity's version in this state (a delete keeps the version; an upsert after it increments it). */
+  version: Scalars['Int']['output'];
 };
 
 /** What forgetMemories deleted. */
@@ -823,6 +852,7 @@ export type ResolversTypes = {
   EntityRefInput: EntityRefInput;
   EntitySearchHit: ResolverTypeWrapper<EntityHit>;
   EntitySearchInput: EntitySearchInput;
+  EntityVersion: ResolverTypeWrapper<EntityVersionRow>;
   ForgetResult: ResolverTypeWrapper<ForgetResult>;
   GraphChange: GraphChange;
   GraphChangedEvent: ResolverTypeWrapper<GraphEventRow>;
@@ -875,6 +905,7 @@ export type ResolversParentTypes = {
   EntityRefInput: EntityRefInput;
   EntitySearchHit: EntityHit;
   EntitySearchInput: EntitySearchInput;
+  EntityVersion: EntityVersionRow;
   ForgetResult: ForgetResult;
   GraphChangedEvent: GraphEventRow;
   GraphExpandInput: GraphExpandInput;
@@ -922,6 +953,7 @@ export type EntityResolvers<ContextType = MemoryContext, ParentType extends Reso
   __resolveReference?: ReferenceResolver<Maybe<ResolversTypes['Entity']> | FederationReferenceType, FederationReferenceType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   dimension?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  history?: Resolver<Array<ResolversTypes['EntityVersion']>, ParentType, ContextType, RequireFields<EntityHistoryArgs, 'first'>>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   key?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   memories?: Resolver<Array<ResolversTypes['Memory']>, ParentType, ContextType>;
@@ -940,6 +972,16 @@ export type EntityResolvers<ContextType = MemoryContext, ParentType extends Reso
 export type EntitySearchHitResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['EntitySearchHit'] = ResolversParentTypes['EntitySearchHit']> = {
   entity?: Resolver<ResolversTypes['Entity'], ParentType, ContextType>;
   score?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+};
+
+export type EntityVersionResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['EntityVersion'] = ResolversParentTypes['EntityVersion']> = {
+  deleted?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  properties?: Resolver<ResolversTypes['JSON'], ParentType, ContextType>;
+  validFrom?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  validTo?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 };
 
 export type ForgetResultResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['ForgetResult'] = ResolversParentTypes['ForgetResult']> = {
@@ -1121,6 +1163,7 @@ export type Resolvers<ContextType = MemoryContext> = {
   DateTime?: GraphQLScalarType;
   Entity?: EntityResolvers<ContextType>;
   EntitySearchHit?: EntitySearchHitResolvers<ContextType>;
+  EntityVersion?: EntityVersionResolvers<ContextType>;
   ForgetResult?: ForgetResultResolvers<ContextType>;
   GraphChangedEvent?: GraphChangedEventResolvers<ContextType>;
   GraphNode?: GraphNodeResolvers<ContextType>;

@@ -307,6 +307,11 @@ export function listLimit(first: number | null | undefined): number {
   return bounded(first, 'first', 100, 1, MAX_NODES);
 }
 
+/** How many states of an entity's history: 1 to 100, default 20. */
+export function historyLimit(first: number | null | undefined): number {
+  return bounded(first, 'first', 20, 1, 100);
+}
+
 /** Words of a full-text query: letters and digits only, never the engine's query syntax. */
 export function searchTerms(text: string): string[] {
   return [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])].slice(0, 32);

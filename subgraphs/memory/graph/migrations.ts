@@ -88,4 +88,26 @@ export const graphMigrations: Record<string, Migration> = {
       await db.schema.dropTable('graph_entities').execute();
     },
   },
+  // An entity's past states (graph/versions.ts): properties, name and namespace kept in time.
+  '0101_graph_entity_versions': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('graph_entity_versions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull())
+        .addColumn('entity_id', 'text', (c) => c.notNull())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('namespace', 'text', (c) => c.notNull())
+        .addColumn('properties', 'text', (c) => c.notNull())
+        .addColumn('deleted_at', 'text')
+        .addColumn('valid_from', 'text', (c) => c.notNull())
+        .addColumn('valid_to', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('graph_entity_versions_entity_idx').on('graph_entity_versions').columns(['entity_id', 'valid_to']).execute();
+    },
+    async down(db: Kysely<unknown>) {
+      await db.schema.dropTable('graph_entity_versions').execute();
+    },
+  },
 };

@@ -14,6 +14,7 @@ import {
   entityType,
   GRAPH_EVENTS,
   instant,
+  historyLimit,
   listLimit,
   normaliseEntities,
   normaliseEntitySearch,
@@ -154,6 +155,7 @@ export function graphResolvers(graph: GraphStore): Resolvers {
     Entity: {
       __resolveReference: (ref, ctx) => graph.get(ctx.tenantId, ref.id, reading(ctx)),
       memoryIds: (entity, _args, ctx) => graph.memoryIds(ctx.tenantId, entity.id),
+      history: (entity, { first }, ctx) => graph.history(ctx.tenantId, entity.id, historyLimit(first)),
       memories: async (entity, _args, ctx) => {
         const ids = await graph.memoryIds(ctx.tenantId, entity.id);
         const rows = await Promise.all(ids.map((id) => ctx.store.get(ctx.tenantId, id)));

@@ -27,6 +27,7 @@ import {
   type RelationDraft,
 } from './domain.ts';
 import { expand, shortestPath } from './traversal.ts';
+import { type EntityVersionRow, type GraphEntityVersionsTable, history, keepVersions, statesAsOf } from './versions.ts';
 
 export interface GraphEntitiesTable {
   id: string;
@@ -78,6 +79,7 @@ export interface GraphDB {
   graph_entity_memories: GraphEntityMemoriesTable;
   graph_relations: GraphRelationsTable;
   graph_entities_fts: GraphEntitiesFtsTable;
+  graph_entity_versions: GraphEntityVersionsTable;
 }
 
 export type GraphDb = Kysely<GraphDB> | Transaction<GraphDB>;
@@ -215,7 +217,7 @@ export class GraphStore {
       tenantId,
       await this.db.selectFrom('graph_entities').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst(),
     );
-    return visible(row, readable, asOf);
+    return this.visible(tenantId, row, readable, asOf);
   }
 
   async getByKey(tenantId: string, type: string, key: string, readable: Readable = null, asOf: string | null = null): Promise<EntityRow | null> {
@@ -226,15 +228,33 @@ export class GraphStore {
       .where('type', '=', type)
       .where('key', '=', key)
       .executeTakeFirst();
-    return visible(await this.follow(this.db, tenantId, found), readable, asOf);
+    return this.visible(tenantId, await this.follow(this.db, tenantId, found), readable, asOf);
   }
 
-  /** Entities by id, as stored (deleted and merged ones included): the ends of relations. */
-  async load(tenantId: string, ids: string[]): Promise<Map<string, EntityRow>> {
+  /** Every state the entity has had, oldest first, ending with the current one (at most `limit`, the newest). */
+  async history(tenantId: string, id: string, limit: number): Promise<EntityVersionRow[]> {
+    const row = await this.db.selectFrom('graph_entities').selectAll().where('tenant_id', '=', tenantId).where('id', '=', id).executeTakeFirst();
+    return row ? history(this.db, tenantId, decodeEntity(row), limit) : [];
+  }
+
+  /** Live now (asOf null), or existing at asOf in the state it had then; and readable. */
+  private async visible(tenantId: string, row: Selectable<GraphEntitiesTable> | undefined, readable: Readable, asOf: string | null): Promise<EntityRow | null> {
+    if (!row) return null;
+    const [entity] = asOf === null ? [decodeEntity(row)] : await statesAsOf(this.db, tenantId, [decodeEntity(row)], asOf);
+    if (!entity || !isReadable(readable, entity.namespace)) return null;
+    return (asOf === null ? entity.deletedAt === null : existed(entity, asOf)) ? entity : null;
+  }
+
+  /**
+   * Entities by id, as stored (deleted and merged ones included): the ends of relations. With
+   * asOf, each in the state it had then.
+   */
+  async load(tenantId: string, ids: string[], asOf: string | null = null): Promise<Map<string, EntityRow>> {
     const out = new Map<string, EntityRow>();
     for (const part of chunks([...new Set(ids)])) {
       const rows = await this.db.selectFrom('graph_entities').selectAll().where('tenant_id', '=', tenantId).where('id', 'in', part).execute();
-      for (const r of rows) out.set(r.id, decodeEntity(r));
+      const decoded = rows.map(decodeEntity);
+      for (const e of asOf === null ? decoded : await statesAsOf(this.db, tenantId, decoded, asOf)) out.set(e.id, e);
     }
     return out;
   }
@@ -332,7 +352,7 @@ export class GraphStore {
   async neighbours(tenantId: string, entityId: string, q: RelationQuery, readable: Readable): Promise<EntityRow[]> {
     const rels = await this.relations(tenantId, entityId, { ...q, history: false });
     const ids = [...new Set(rels.map((r) => (r.sourceId === entityId ? r.targetId : r.sourceId)))];
-    const byId = await this.load(tenantId, ids);
+    const byId = await this.load(tenantId, ids, q.asOf);
     return ids.flatMap((id) => {
       const e = byId.get(id);
       return e && existed(e, q.asOf) && isReadable(readable, e.namespace) ? [e] : [];
@@ -362,7 +382,7 @@ export class GraphStore {
     } else {
       for (const c of [...lexical, ...vector]) scores.set(c.id, c.score);
     }
-    const byId = await this.load(tenantId, [...scores.keys()]);
+    const byId = await this.load(tenantId, [...scores.keys()], req.asOf);
     return [...scores]
       .flatMap(([id, score]) => {
         const entity = byId.get(id);
@@ -499,6 +519,7 @@ export class GraphStore {
         target.properties === d.properties &&
         target.vector === vector;
       if (!same) {
+        await keepVersions(trx, [target], now);
         const updated = await trx
           .updateTable('graph_entities')
           .set({
@@ -773,6 +794,7 @@ export class GraphStore {
       );
       let properties = JSON.parse(survivor.properties) as Record<string, unknown>;
       for (const d of dups) properties = { ...(JSON.parse(d.properties) as Record<string, unknown>), ...properties };
+      await keepVersions(trx, [...dups, survivor], now);
       await trx
         .updateTable('graph_entities')
         .set({ merged_into: into as string, deleted_at: now, updated_at: now })
@@ -827,6 +849,7 @@ export class GraphStore {
           now,
         );
       }
+      await keepVersions(trx, [row], now);
       const deleted = await trx
         .updateTable('graph_entities')
         .set({ deleted_at: now, updated_at: now })
@@ -842,13 +865,6 @@ export class GraphStore {
 function isUniqueViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE';
-}
-
-/** Live now (asOf null), or existing at asOf; and readable. */
-function visible(row: Selectable<GraphEntitiesTable> | undefined, readable: Readable, asOf: string | null): EntityRow | null {
-  if (!row || !isReadable(readable, row.namespace)) return null;
-  const entity = decodeEntity(row);
-  return (asOf === null ? entity.deletedAt === null : existed(entity, asOf)) ? entity : null;
 }
 
 export function existed(e: EntityRow, asOf: string): boolean {

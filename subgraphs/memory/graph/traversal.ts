@@ -62,7 +62,7 @@ export async function expand(store: GraphStore, tenantId: string, req: ExpandReq
   for (const r of result.rows) if (!depthOf.has(r.id)) depthOf.set(r.id, Number(r.depth));
   let truncated = depthOf.size > req.maxNodes || result.rows.length >= rows;
   const ids = [...depthOf.keys()].slice(0, req.maxNodes);
-  const entities = await store.load(tenantId, ids);
+  const entities = await store.load(tenantId, ids, req.asOf);
   const nodes = ids.flatMap((id) => {
     const entity = entities.get(id);
     return entity && existed(entity, req.asOf) && isReadable(readable, entity.namespace) ? [{ entity, depth: depthOf.get(id) as number }] : [];
@@ -166,7 +166,7 @@ export async function shortestPath(store: GraphStore, tenantId: string, req: Pat
         ? await weighted(store, tenantId, from, to, req, readable)
         : await unweighted(store, tenantId, from, to, req, readable);
   if (!found) return null;
-  const entities = await store.load(tenantId, found.nodes);
+  const entities = await store.load(tenantId, found.nodes, req.asOf);
   const relations = await store.relationsById(tenantId, found.edges);
   const nodes = found.nodes.map((id) => entities.get(id) as EntityRow);
   // A path through an entity the caller may not read (or that did not exist then) is no path for it.
