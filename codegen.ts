@@ -29,6 +29,7 @@ const mappers: Record<string, Record<string, string>> = {
     Entity: '../graph/store.ts#EntityRow',
     Relation: '../graph/store.ts#RelationRow',
     EntityVersion: '../graph/versions.ts#EntityVersionRow',
+    WorkingMemoryEntry: '../working/domain.ts#WorkingMemoryEntryRow',
     GraphNode: '../graph/store.ts#GraphNodeRow',
     GraphResult: '../graph/store.ts#GraphResultRow',
     GraphPath: '../graph/store.ts#GraphPathRow',

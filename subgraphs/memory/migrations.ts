@@ -6,6 +6,7 @@ import { idempotencyMigration } from '../../runtime/idempotency.ts';
 import { outboxMigration, outboxTraceMigration } from '../../runtime/outbox.ts';
 import { decodeVector, encodeVector } from './store/vectors.ts';
 import { graphMigrations } from './graph/migrations.ts';
+import { workingMemoryMigrations } from './working/migrations.ts';
 
 const isPostgres = (db: Kysely<unknown>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -139,4 +140,5 @@ export const migrations: Record<string, Migration> = {
   },
   // The knowledge graph (graph/migrations.ts), after everything else.
   ...graphMigrations,
+  ...workingMemoryMigrations,
 };

@@ -387,6 +387,24 @@ describe('every route with valid input', () => {
     );
   });
 
+  it('sets, reads, increments and deletes working memory, with compare-and-set conflicts as 409', async () => {
+    const key = `plan-${randomUUID().slice(0, 8)}`;
+    const where = { query: { namespace: 'shared/scratch', key } };
+    await problemOf('GetWorkingMemory', {}, where, 404, 'NOT_FOUND');
+    const set = await ok('SetWorkingMemory', {}, { body: { namespace: 'shared/scratch', key, value: { step: 1 }, ttlSeconds: 600, ifVersion: 0 } });
+    expect(set).toMatchObject({ key, value: { step: 1 }, version: 1, expiresAt: expect.any(String) });
+    const stale = await problemOf('SetWorkingMemory', {}, { body: { namespace: 'shared/scratch', key, value: 2, ifVersion: 0 } }, 409, 'CONFLICT');
+    expect(stale).toMatchObject({ currentVersion: 1, expectedVersion: 0 });
+    expect(await ok('GetWorkingMemory', {}, where)).toMatchObject({ value: { step: 1 }, version: 1 });
+    const counter = { namespace: 'shared/scratch', key: `${key}-count` };
+    await ok('IncrementWorkingMemory', {}, { body: { ...counter, by: 2 } });
+    expect(await ok('IncrementWorkingMemory', {}, { body: counter })).toMatchObject({ value: 3, version: 2 });
+    await problemOf('IncrementWorkingMemory', {}, { body: { namespace: 'shared/scratch', key, by: 1 } }, 400, 'BAD_USER_INPUT');
+    await problemOf('SetWorkingMemory', {}, { body: { namespace: '../up', key, value: 1 } }, 400, 'BAD_USER_INPUT');
+    expect(await ok('DeleteWorkingMemory', {}, { query: { ...where.query, ifVersion: '1' } })).toBe(true);
+    expect(await ok('DeleteWorkingMemory', {}, where)).toBe(false);
+  });
+
   it('upserts, reads, expands, searches, merges and deletes knowledge-graph entities', async () => {
     const t = randomUUID().slice(0, 8);
     const entities = await ok<{ id: string }[]>(

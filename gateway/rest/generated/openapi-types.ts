@@ -2099,6 +2099,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/working-memory": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a working-memory entry
+         * @description `?namespace=agents/<id>/scratch&key=plan`; 404 when there is none (or it expired).
+         *
+         *     A working-memory entry, or null when there is none (or it expired).
+         *
+         *     Runs the GraphQL query `GetWorkingMemory` (`Query.workingMemory`).
+         */
+        get: operations["GetWorkingMemory"];
+        /**
+         * Set a working-memory entry
+         * @description Any JSON value, with `ttlSeconds` to expire it; `ifVersion` writes only over that version (0: only if there is none): 409 otherwise, with `currentVersion` in the problem.
+         *
+         *     Writes a working-memory entry; with ifVersion, only over that version (compare-and-set).
+         *
+         *     Runs the GraphQL mutation `SetWorkingMemory` (`Mutation.setWorkingMemory`).
+         */
+        put: operations["SetWorkingMemory"];
+        post?: never;
+        /**
+         * Delete a working-memory entry
+         * @description `true` when it was removed, `false` when there was none; `ifVersion` deletes only that version.
+         *
+         *     Deletes an entry: false when there was none; with ifVersion, only at that version (CONFLICT otherwise).
+         *
+         *     Runs the GraphQL mutation `DeleteWorkingMemory` (`Mutation.deleteWorkingMemory`).
+         */
+        delete: operations["DeleteWorkingMemory"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/working-memory/increment": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Increment a working-memory counter
+         * @description Adds `by` (default 1, may be negative) to an integer entry atomically; absent counts as 0. A retried request adds again: use the PUT with `ifVersion` where a retry must not count twice.
+         *
+         *     Adds by (default 1, may be negative) to an integer entry, atomically; an absent entry counts as 0.
+         *     The expiry stays unless ttlSeconds is given. Not idempotent: a retried call adds again (use
+         *     setWorkingMemory with ifVersion where a retry must not count twice).
+         *
+         *     Runs the GraphQL mutation `IncrementWorkingMemory` (`Mutation.incrementWorkingMemory`).
+         */
+        post: operations["IncrementWorkingMemory"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -3052,6 +3118,24 @@ export interface components {
         ServiceKind: "MCP_SERVER" | "HTTP_TOOL" | "MODEL_ENDPOINT";
         /** @enum {string} */
         ServiceStatus: "UNKNOWN" | "UP" | "DOWN";
+        SetWorkingMemoryInput: {
+            /** @description Who may write it is decided as for memories: an agent its own namespaces, shared ones with memory:shared. */
+            namespace: string;
+            /** @description 1 to 256 characters, no control characters. */
+            key: string;
+            /** @description Any JSON, at most MEMORY_WORKING_MAX_VALUE_BYTES (64 KiB) as JSON. */
+            value: unknown;
+            /**
+             * Format: int32
+             * @description Seconds until it expires (1 to MEMORY_WORKING_MAX_TTL_SECONDS); omitted: never. A set replaces the expiry.
+             */
+            ttlSeconds?: number | null;
+            /**
+             * Format: int32
+             * @description Compare-and-set: write only if the entry is at this version (0: only if it does not exist); CONFLICT otherwise.
+             */
+            ifVersion?: number | null;
+        };
         /**
          * @description A step's phase within a run (after Argo's node phases): PENDING until its dependencies succeed,
          *     RUNNING while its task is open, then SUCCEEDED, FAILED, SKIPPED (an upstream step failed) or CANCELED.
@@ -3532,6 +3616,32 @@ export interface components {
             retryPolicy?: components["schemas"]["RetryPolicyInput"] | null;
             /** Format: int32 */
             timeoutSeconds?: number | null;
+        };
+        /**
+         * @description A working-memory entry: an agent's scratchpad value (any JSON) under a key in a memory namespace,
+         *     with an optional expiry. Kept in the subgraph's database, or in Redis when REDIS_URL is set.
+         */
+        WorkingMemoryEntry: {
+            namespace: string;
+            key: string;
+            /** @description Any JSON value. */
+            value: unknown;
+            /**
+             * Format: int32
+             * @description 1 when written first (or again after it expired), then one more per write: what ifVersion names.
+             */
+            version: number;
+            /**
+             * Format: date-time
+             * @description When the entry disappears by itself; null: never.
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            expiresAt: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-11-25T19:45:00.000Z
+             */
+            updatedAt: string;
         };
         /** @description An error (RFC 9457 problem details). */
         Problem: {
@@ -7865,6 +7975,159 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    GetWorkingMemory: {
+        parameters: {
+            query: {
+                /** @example shared/scratch */
+                namespace: string;
+                /** @example plan */
+                key: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description A working-memory entry: an agent's scratchpad value (any JSON) under a key in a memory namespace,
+             *     with an optional expiry. Kept in the subgraph's database, or in Redis when REDIS_URL is set.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkingMemoryEntry"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    SetWorkingMemory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "namespace": "shared/scratch",
+                 *       "key": "plan",
+                 *       "value": {
+                 *         "step": 1,
+                 *         "todo": [
+                 *           "fetch",
+                 *           "summarise"
+                 *         ]
+                 *       },
+                 *       "ttlSeconds": 3600
+                 *     }
+                 */
+                "application/json": components["schemas"]["SetWorkingMemoryInput"];
+            };
+        };
+        responses: {
+            /**
+             * @description A working-memory entry: an agent's scratchpad value (any JSON) under a key in a memory namespace,
+             *     with an optional expiry. Kept in the subgraph's database, or in Redis when REDIS_URL is set.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkingMemoryEntry"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    DeleteWorkingMemory: {
+        parameters: {
+            query: {
+                namespace: string;
+                key: string;
+                ifVersion?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `Boolean` scalar type represents `true` or `false`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": boolean;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["ServiceUnavailable"];
+            default: components["responses"]["Error"];
+        };
+    };
+    IncrementWorkingMemory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "namespace": "shared/scratch",
+                 *       "key": "attempts",
+                 *       "by": 1
+                 *     }
+                 */
+                "application/json": {
+                    namespace: string;
+                    key: string;
+                    /**
+                     * Format: int32
+                     * @default 1
+                     */
+                    by?: number | null;
+                    /** Format: int32 */
+                    ttlSeconds?: number | null;
+                };
+            };
+        };
+        responses: {
+            /**
+             * @description A working-memory entry: an agent's scratchpad value (any JSON) under a key in a memory namespace,
+             *     with an optional expiry. Kept in the subgraph's database, or in Redis when REDIS_URL is set.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkingMemoryEntry"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
             409: components["responses"]["Conflict"];
             503: components["responses"]["ServiceUnavailable"];
             default: components["responses"]["Error"];

@@ -3,6 +3,7 @@ import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } f
 import type { MemoryRow, EntityRef, SearchHit, MemoryEventRow } from '../store.ts';
 import type { EntityRow, RelationRow, GraphNodeRow, GraphResultRow, GraphPathRow, EntityHit, GraphEventRow } from '../graph/store.ts';
 import type { EntityVersionRow } from '../graph/versions.ts';
+import type { WorkingMemoryEntryRow } from '../working/domain.ts';
 import type { MemoryContext } from '../context.ts';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -463,16 +464,26 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** Deletes an entity (kept for reads as of before); CONFLICT while relations are valid, unless cascade ends them. */
   deleteEntity: Scalars['Boolean']['output'];
+  /** Deletes an entry: false when there was none; with ifVersion, only at that version (CONFLICT otherwise). */
+  deleteWorkingMemory: Scalars['Boolean']['output'];
   /** Deletes a memory and its history; false when there was none. */
   forget: Scalars['Boolean']['output'];
   /** Deletes every memory matching the filter, which must name a namespacePrefix. */
   forgetMemories: ForgetResult;
+  /**
+   * Adds by (default 1, may be negative) to an integer entry, atomically; an absent entry counts as 0.
+   * The expiry stays unless ttlSeconds is given. Not idempotent: a retried call adds again (use
+   * setWorkingMemory with ifVersion where a retry must not count twice).
+   */
+  incrementWorkingMemory: WorkingMemoryEntry;
   /** Merges entities into intoId: their relations (history included) move to it, their keys answer it. */
   mergeEntities: Entity;
   /** Stores a memory. With an Idempotency-Key header a repeat answers the memory stored the first time. */
   remember: Memory;
   /** Stores 1 to 100 memories in one transaction: all or none. Idempotent like remember. */
   rememberBatch: Array<Memory>;
+  /** Writes a working-memory entry; with ifVersion, only over that version (compare-and-set). */
+  setWorkingMemory: WorkingMemoryEntry;
   /** Changes a memory, keeping the previous version; with expectedVersion, CONFLICT if it changed since. */
   updateMemory: Memory;
   /** Creates or updates 1 to 500 entities by (type, key) in one transaction; repeating it changes nothing. */
@@ -488,6 +499,13 @@ export type MutationDeleteEntityArgs = {
 };
 
 
+export type MutationDeleteWorkingMemoryArgs = {
+  ifVersion?: InputMaybe<Scalars['Int']['input']>;
+  key: Scalars['String']['input'];
+  namespace: Scalars['String']['input'];
+};
+
+
 export type MutationForgetArgs = {
   id: Scalars['ID']['input'];
 };
@@ -495,6 +513,14 @@ export type MutationForgetArgs = {
 
 export type MutationForgetMemoriesArgs = {
   filter: MemoryFilter;
+};
+
+
+export type MutationIncrementWorkingMemoryArgs = {
+  by?: InputMaybe<Scalars['Int']['input']>;
+  key: Scalars['String']['input'];
+  namespace: Scalars['String']['input'];
+  ttlSeconds?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -511,6 +537,11 @@ export type MutationRememberArgs = {
 
 export type MutationRememberBatchArgs = {
   inputs: Array<RememberInput>;
+};
+
+
+export type MutationSetWorkingMemoryArgs = {
+  input: SetWorkingMemoryInput;
 };
 
 
@@ -561,6 +592,8 @@ export type Query = {
   searchMemories: Array<MemorySearchHit>;
   /** A shortest path, or null when there is none within maxDepth. */
   shortestPath?: Maybe<GraphPath>;
+  /** A working-memory entry, or null when there is none (or it expired). */
+  workingMemory?: Maybe<WorkingMemoryEntry>;
 };
 
 
@@ -611,6 +644,12 @@ export type QuerySearchMemoriesArgs = {
 
 export type QueryShortestPathArgs = {
   input: GraphPathInput;
+};
+
+
+export type QueryWorkingMemoryArgs = {
+  key: Scalars['String']['input'];
+  namespace: Scalars['String']['input'];
 };
 
 /**
@@ -681,6 +720,19 @@ export type RememberInput = {
   vector?: InputMaybe<Array<Scalars['Float']['input']>>;
 };
 
+export type SetWorkingMemoryInput = {
+  /** Compare-and-set: write only if the entry is at this version (0: only if it does not exist); CONFLICT otherwise. */
+  ifVersion?: InputMaybe<Scalars['Int']['input']>;
+  /** 1 to 256 characters, no control characters. */
+  key: Scalars['String']['input'];
+  /** Who may write it is decided as for memories: an agent its own namespaces, shared ones with memory:shared. */
+  namespace: Scalars['String']['input'];
+  /** Seconds until it expires (1 to MEMORY_WORKING_MAX_TTL_SECONDS); omitted: never. A set replaces the expiry. */
+  ttlSeconds?: InputMaybe<Scalars['Int']['input']>;
+  /** Any JSON, at most MEMORY_WORKING_MAX_VALUE_BYTES (64 KiB) as JSON. */
+  value: Scalars['JSON']['input'];
+};
+
 export type Subscription = {
   __typename?: 'Subscription';
   /** Changes of entities of this type, or of relations touching one (every change when omitted). */
@@ -733,6 +785,22 @@ export type VectorMetric =
   | 'DOT'
   /** Euclidean (L2) distance; the score is 1 / (1 + distance). */
   | 'EUCLIDEAN';
+
+/**
+ * A working-memory entry: an agent's scratchpad value (any JSON) under a key in a memory namespace,
+ * with an optional expiry. Kept in the subgraph's database, or in Redis when REDIS_URL is set.
+ */
+export type WorkingMemoryEntry = {
+  __typename?: 'WorkingMemoryEntry';
+  /** When the entry disappears by itself; null: never. */
+  expiresAt?: Maybe<Scalars['DateTime']['output']>;
+  key: Scalars['String']['output'];
+  namespace: Scalars['String']['output'];
+  updatedAt: Scalars['DateTime']['output'];
+  value: Scalars['JSON']['output'];
+  /** 1 when written first (or again after it expired), then one more per write: what ifVersion names. */
+  version: Scalars['Int']['output'];
+};
 
 
 
@@ -885,10 +953,12 @@ export type ResolversTypes = {
   RelationInput: RelationInput;
   RememberInput: RememberInput;
   SafeInt: ResolverTypeWrapper<Scalars['SafeInt']['output']>;
+  SetWorkingMemoryInput: SetWorkingMemoryInput;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Task: ResolverTypeWrapper<EntityRef>;
   UpdateMemoryInput: UpdateMemoryInput;
   VectorMetric: VectorMetric;
+  WorkingMemoryEntry: ResolverTypeWrapper<WorkingMemoryEntryRow>;
 };
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -933,9 +1003,11 @@ export type ResolversParentTypes = {
   RelationInput: RelationInput;
   RememberInput: RememberInput;
   SafeInt: Scalars['SafeInt']['output'];
+  SetWorkingMemoryInput: SetWorkingMemoryInput;
   Subscription: Record<PropertyKey, never>;
   Task: EntityRef;
   UpdateMemoryInput: UpdateMemoryInput;
+  WorkingMemoryEntry: WorkingMemoryEntryRow;
 };
 
 export type AgentResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['Agent'] = ResolversParentTypes['Agent'], FederationReferenceType extends FederationReferenceTypes['Agent'] = FederationReferenceTypes['Agent']> = {
@@ -1098,11 +1170,14 @@ export type MemoryWrittenEventResolvers<ContextType = MemoryContext, ParentType 
 
 export type MutationResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = {
   deleteEntity?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationDeleteEntityArgs, 'cascade' | 'id'>>;
+  deleteWorkingMemory?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationDeleteWorkingMemoryArgs, 'key' | 'namespace'>>;
   forget?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationForgetArgs, 'id'>>;
   forgetMemories?: Resolver<ResolversTypes['ForgetResult'], ParentType, ContextType, RequireFields<MutationForgetMemoriesArgs, 'filter'>>;
+  incrementWorkingMemory?: Resolver<ResolversTypes['WorkingMemoryEntry'], ParentType, ContextType, RequireFields<MutationIncrementWorkingMemoryArgs, 'by' | 'key' | 'namespace'>>;
   mergeEntities?: Resolver<ResolversTypes['Entity'], ParentType, ContextType, RequireFields<MutationMergeEntitiesArgs, 'ids' | 'intoId'>>;
   remember?: Resolver<ResolversTypes['Memory'], ParentType, ContextType, RequireFields<MutationRememberArgs, 'input'>>;
   rememberBatch?: Resolver<Array<ResolversTypes['Memory']>, ParentType, ContextType, RequireFields<MutationRememberBatchArgs, 'inputs'>>;
+  setWorkingMemory?: Resolver<ResolversTypes['WorkingMemoryEntry'], ParentType, ContextType, RequireFields<MutationSetWorkingMemoryArgs, 'input'>>;
   updateMemory?: Resolver<ResolversTypes['Memory'], ParentType, ContextType, RequireFields<MutationUpdateMemoryArgs, 'id' | 'input'>>;
   upsertEntities?: Resolver<Array<ResolversTypes['Entity']>, ParentType, ContextType, RequireFields<MutationUpsertEntitiesArgs, 'inputs'>>;
   upsertRelations?: Resolver<Array<ResolversTypes['Relation']>, ParentType, ContextType, RequireFields<MutationUpsertRelationsArgs, 'inputs'>>;
@@ -1126,6 +1201,7 @@ export type QueryResolvers<ContextType = MemoryContext, ParentType extends Resol
   searchEntities?: Resolver<Array<ResolversTypes['EntitySearchHit']>, ParentType, ContextType, RequireFields<QuerySearchEntitiesArgs, 'input'>>;
   searchMemories?: Resolver<Array<ResolversTypes['MemorySearchHit']>, ParentType, ContextType, RequireFields<QuerySearchMemoriesArgs, 'input'>>;
   shortestPath?: Resolver<Maybe<ResolversTypes['GraphPath']>, ParentType, ContextType, RequireFields<QueryShortestPathArgs, 'input'>>;
+  workingMemory?: Resolver<Maybe<ResolversTypes['WorkingMemoryEntry']>, ParentType, ContextType, RequireFields<QueryWorkingMemoryArgs, 'key' | 'namespace'>>;
 };
 
 export type RelationResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['Relation'] = ResolversParentTypes['Relation']> = {
@@ -1158,6 +1234,15 @@ export type TaskResolvers<ContextType = MemoryContext, ParentType extends Resolv
   memories?: Resolver<ResolversTypes['MemoryConnection'], ParentType, ContextType, RequireFields<TaskMemoriesArgs, 'first'>>;
 };
 
+export type WorkingMemoryEntryResolvers<ContextType = MemoryContext, ParentType extends ResolversParentTypes['WorkingMemoryEntry'] = ResolversParentTypes['WorkingMemoryEntry']> = {
+  expiresAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  key?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  namespace?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  value?: Resolver<ResolversTypes['JSON'], ParentType, ContextType>;
+  version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+};
+
 export type Resolvers<ContextType = MemoryContext> = {
   Agent?: AgentResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
@@ -1185,5 +1270,6 @@ export type Resolvers<ContextType = MemoryContext> = {
   SafeInt?: GraphQLScalarType;
   Subscription?: SubscriptionResolvers<ContextType>;
   Task?: TaskResolvers<ContextType>;
+  WorkingMemoryEntry?: WorkingMemoryEntryResolvers<ContextType>;
 };
 

@@ -1,5 +1,5 @@
 // Thin GraphQL layer of the knowledge graph: check scopes and namespaces, validate arguments,
-// call the graph store. Merged into the memory subgraph's resolvers by withGraph (index.ts).
+// call the graph store. Merged into the memory subgraph's resolvers by withParts (index.ts).
 import type { DomainEvent } from '../../../runtime/events.ts';
 import { eventStreamsOf } from '../../../runtime/event-streams.ts';
 import { idempotentRequest } from '../../../runtime/idempotency.ts';
@@ -202,11 +202,14 @@ export function graphResolvers(graph: GraphStore): Resolvers {
 }
 
 /** The memory subgraph's resolvers with the graph's merged in, type by type. */
-export function withGraph(base: Resolvers, graph: GraphStore): Resolvers {
+/** The memory subgraph's resolvers with the knowledge graph's and other parts' merged in, type by type. */
+export function withParts(base: Resolvers, graph: GraphStore, ...parts: Resolvers[]): Resolvers {
   const merged: Record<string, unknown> = { ...base };
-  for (const [type, fields] of Object.entries(graphResolvers(graph))) {
-    const existing = merged[type] as Record<string, unknown> | undefined;
-    merged[type] = existing ? { ...existing, ...(fields as Record<string, unknown>) } : fields;
+  for (const part of [graphResolvers(graph), ...parts]) {
+    for (const [type, fields] of Object.entries(part)) {
+      const existing = merged[type] as Record<string, unknown> | undefined;
+      merged[type] = existing ? { ...existing, ...(fields as Record<string, unknown>) } : fields;
+    }
   }
   return merged as Resolvers;
 }
