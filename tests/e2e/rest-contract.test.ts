@@ -394,7 +394,7 @@ describe('every route with valid input', () => {
     const set = await ok('SetWorkingMemory', {}, { body: { namespace: 'shared/scratch', key, value: { step: 1 }, ttlSeconds: 600, ifVersion: 0 } });
     expect(set).toMatchObject({ key, value: { step: 1 }, version: 1, expiresAt: expect.any(String) });
     const stale = await problemOf('SetWorkingMemory', {}, { body: { namespace: 'shared/scratch', key, value: 2, ifVersion: 0 } }, 409, 'CONFLICT');
-    expect(stale).toMatchObject({ currentVersion: 1, expectedVersion: 0 });
+    expect(stale.detail).toContain('already exists (version 1)');
     expect(await ok('GetWorkingMemory', {}, where)).toMatchObject({ value: { step: 1 }, version: 1 });
     const counter = { namespace: 'shared/scratch', key: `${key}-count` };
     await ok('IncrementWorkingMemory', {}, { body: { ...counter, by: 2 } });

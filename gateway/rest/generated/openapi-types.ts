@@ -2117,7 +2117,7 @@ export interface paths {
         get: operations["GetWorkingMemory"];
         /**
          * Set a working-memory entry
-         * @description Any JSON value, with `ttlSeconds` to expire it; `ifVersion` writes only over that version (0: only if there is none): 409 otherwise, with `currentVersion` in the problem.
+         * @description Any JSON value, with `ttlSeconds` to expire it; `ifVersion` writes only over that version (0: only if there is none): 409 otherwise, its `detail` naming the current version.
          *
          *     Writes a working-memory entry; with ifVersion, only over that version (compare-and-set).
          *
