@@ -11,9 +11,20 @@ npm run --silent build
 
 WORK=$(mktemp -d /tmp/production-check.XXXXXX)
 SERVER_PID=
+# With DATABASE_URL (CI): schemas and channels of this run only, so another version's run on the
+# same server (newer migrations in the default schemas) cannot get in its way; dropped at the end.
+PREFIX="prodcheck$(basename "$WORK" | tr -dc 'a-zA-Z0-9' | tr 'A-Z' 'a-z')_"
+export DATABASE_SCHEMA_PREFIX="$PREFIX" EVENT_CHANNEL_PREFIX="$PREFIX" RATE_LIMIT_PREFIX="${PREFIX}ratelimit"
 cleanup() {
   # Its own process group (setsid): npm, the shell and node all go.
   if [ -n "$SERVER_PID" ]; then kill -KILL -- "-$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "${DATABASE_URL:-}" ]; then
+    (cd "$ROOT" && node -e "
+const pg = require('pg'); const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+c.connect().then(() => c.query(\"select nspname from pg_namespace where nspname like '$PREFIX%'\"))
+  .then((r) => Promise.all(r.rows.map((x) => c.query('drop schema if exists \"' + x.nspname + '\" cascade'))))
+  .finally(() => c.end());") || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
