@@ -41,6 +41,9 @@ describe('gateway with access control', () => {
       AGENTS_PORT: '0',
       GOVERNANCE_PORT: '0',
       ALLOW_UNSIGNED_DEV: 'true',
+      // No periodic outbox relay or key pruning while a test counts governance's statements.
+      OUTBOX_RELAY_INTERVAL_MS: '3600000',
+      IDEMPOTENCY_PRUNE_INTERVAL_MS: '3600000',
     };
     [agentsSubgraph, governanceSubgraph] = await Promise.all([startSubgraph(agents, env), startSubgraph(governance, env)]);
     const urls: Record<string, string> = { agents: agentsSubgraph.url, governance: governanceSubgraph.url };
