@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../runtime/logger.ts';
 import { ConfigError } from '../runtime/config.ts';
 import { createIdentityService, loadIdentityConfig } from '../runtime/identity.ts';
 import { loadTracingConfig, startTracing } from '../runtime/tracing.ts';
+import { createAdmission, loadAdmissionConfig } from './admission/index.ts';
 import { graphqlTracingPlugins } from '../runtime/graphql-tracing.ts';
 import { createApiKeyVerifier } from './auth/api-keys.ts';
 import { loadAuthConfig } from './auth/config.ts';
@@ -36,7 +37,7 @@ import { withVariableCoercion } from './variable-coercion.ts';
 import { withNulCharacterRefusal } from './nul-character-refusal.ts';
 import { createPreparedOperations, type PreparedOperations } from './prepared-operations.ts';
 import { readSupergraph, watchedSupergraph } from './supergraph.ts';
-import { createServiceMetrics, loadMetricsConfig, metricsAccess, metricsRoute, startMetricsListener } from '../runtime/metrics.ts';
+import { createServiceMetrics, loadMetricsConfig, METRICS_PATH, metricsAccess, metricsRoute, startMetricsListener } from '../runtime/metrics.ts';
 import { adminMetricsAccess, createGatewayMetrics, operationNamesOf } from './metrics.ts';
 import { subscriptionsOverHttpRejected } from '../runtime/subscriptions.ts';
 import { createGatewaySubscriptions, loadSubscriptionConfig, SSE_PATH, type GatewaySubscriptions } from './subscriptions/index.ts';
@@ -46,6 +47,8 @@ import { loadTrustedDocuments, resolveTrustedDocument, subscriptionDocumentGate,
 export interface RunningGateway {
   url: string;
   port: number;
+  /** The probes' own port (HEALTH_PORT), when set. */
+  healthPort?: number;
   /** For transports added later (WebSocket upgrades, SSE) that share the port. */
   server: Server;
   /** The execution core: later transports (subscriptions, REST) run operations through it. */
@@ -83,9 +86,10 @@ function loadAll(source: Record<string, string | undefined>) {
   // The REST routes' documents are always trusted: the facade only ever sends those texts.
   const trustedDocuments = attempt(() => loadTrustedDocuments(source, () => loadOperations().routes.map((route) => route.document)));
   const tracingConfig = attempt(() => loadTracingConfig(source));
-  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments || !metrics || !tracingConfig)
+  const admission = attempt(() => loadAdmissionConfig(source));
+  if (problems.length > 0 || !config || !subscriptionConfig || !auth || !identity || !limits || !trustedDocuments || !metrics || !tracingConfig || !admission)
     throw new ConfigError([...new Set(problems)]);
-  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments, metrics, tracingConfig };
+  return { config, subscriptionConfig, auth, identity, limits, trustedDocuments, metrics, tracingConfig, admission };
 }
 
 /**
@@ -103,6 +107,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     trustedDocuments,
     metrics: metricsConfig,
     tracingConfig,
+    admission: admissionConfig,
   } = loadAll(source);
   const production = config.NODE_ENV === 'production';
   const identity = createIdentityService(identityConfig);
@@ -303,6 +308,15 @@ export async function startGateway(source: Record<string, string | undefined> = 
     }),
     rest.route,
   );
+  // Admission control (gateway/admission): short requests take a slot or are refused at once;
+  // new streams are refused while slots are short. Metrics scrapes are never gated.
+  const admission = createAdmission({
+    config: admissionConfig,
+    agentClaim: authConfig.agentClaim,
+    exempt: (pathname) => pathname === METRICS_PATH,
+    streams: (pathname) => pathname === SSE_PATH,
+    metrics,
+  });
   const subscriptions = createGatewaySubscriptions({
     gateway,
     execute: executeOperation,
@@ -313,6 +327,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
     policy: () => policy,
     admitDocument: subscriptionDocumentGate(trustedDocuments.registry, logger),
     trustProxy: config.TRUST_PROXY,
+    overloaded: () => admission.overloaded(),
     config,
     subscriptionConfig,
     validationRules: limitRules(limits.query),
@@ -334,6 +349,9 @@ export async function startGateway(source: Record<string, string | undefined> = 
         routes,
         trustProxy: config.TRUST_PROXY,
         context: requestContext,
+        admit: admission.admit,
+        ...(admissionConfig.HEALTH_PORT === 0 ? {} : { healthPort: admissionConfig.HEALTH_PORT }),
+        maxConnections: admissionConfig.MAX_CONNECTIONS,
         execute: (request, context) => prepared.execute(apollo, request, context),
         // Requests Node's parser refuses (too long, malformed): problem+json on REST paths.
         formatClientError: ({ status, code, message, path, requestId }) =>
@@ -365,6 +383,7 @@ export async function startGateway(source: Record<string, string | undefined> = 
   return {
     url: http.url,
     port: http.port,
+    ...(http.healthPort === undefined ? {} : { healthPort: http.healthPort }),
     server: http.server,
     apollo,
     gateway,

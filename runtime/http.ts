@@ -55,6 +55,26 @@ export interface HttpServerOptions<C extends BaseContext> {
   formatClientError?: (failure: ClientFailure) => { contentType: string; body: string } | undefined;
   /** Records every request's duration by route and status (runtime/metrics.ts). */
   metrics?: Pick<ServiceMetrics, 'observeRequest' | 'routeOf'>;
+  /**
+   * Admission control (the gateway's), asked before the routes for every request but the probes:
+   * a permit (released when the answer is finished or the client gone), a refusal (answered at
+   * once: 503 with Retry-After, in the format formatClientError gives the path), or undefined for
+   * a request it does not gate.
+   */
+  admit?: (req: IncomingMessage, pathname: string) => Admitted | Refused | undefined | Promise<Admitted | Refused | undefined>;
+  /** Also serve /healthz and /readyz on a listener of their own, which API traffic never queues behind. */
+  healthPort?: number;
+  /** Most open connections of the API port; more are dropped by Node as they arrive. */
+  maxConnections?: number;
+}
+
+/** A request admitted: release() once it has finished (sample false: it says nothing of latency). */
+export interface Admitted {
+  release(sample?: boolean): void;
+}
+
+export interface Refused {
+  refused: { status: number; code: string; message: string; retryAfterSeconds: number };
 }
 
 /** A request refused before it reached a handler: what the client is told. */
@@ -71,6 +91,8 @@ export interface RunningHttpServer {
   server: Server;
   port: number;
   url: string;
+  /** The port of the probes' own listener (healthPort), when there is one. */
+  healthPort?: number;
   /** Stops accepting, waits for in-flight requests up to timeoutMs, then drops what is left. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -227,6 +249,36 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
     res.end();
   }
 
+  /** /healthz and /readyz, on the API port and on the probes' own one. */
+  async function probe(pathname: string, res: ServerResponse): Promise<boolean> {
+    if (pathname === '/healthz') {
+      sendJson(res, 200, { status: 'ok' });
+      return true;
+    }
+    if (pathname !== '/readyz') return false;
+    if (draining) {
+      sendJson(res, 503, { status: 'draining' });
+      return true;
+    }
+    try {
+      const checks = await opts.readiness();
+      sendJson(res, 200, checks ? { status: 'ready', checks } : { status: 'ready' });
+    } catch (err) {
+      sendJson(res, 503, { status: 'unavailable', reason: (err as Error).message });
+    }
+    return true;
+  }
+
+  function refuse(res: ServerResponse, refusal: Refused['refused'], path: string, requestId: string): void {
+    const { status, code, message, retryAfterSeconds } = refusal;
+    const formatted = opts.formatClientError?.({ status, code, message, path, requestId });
+    res.setHeader('retry-after', String(retryAfterSeconds));
+    if (formatted) {
+      res.writeHead(status, { 'content-type': formatted.contentType, 'content-length': Buffer.byteLength(formatted.body) });
+      res.end(formatted.body);
+    } else graphqlError(res, status, message, code);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const incomingId = req.headers['x-request-id'];
@@ -255,15 +307,12 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
       );
     });
     try {
-      if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (pathname === '/readyz') {
-        if (draining) return sendJson(res, 503, { status: 'draining' });
-        try {
-          const checks = await opts.readiness();
-          return sendJson(res, 200, checks ? { status: 'ready', checks } : { status: 'ready' });
-        } catch (err) {
-          return sendJson(res, 503, { status: 'unavailable', reason: (err as Error).message });
-        }
+      if (await probe(pathname, res)) return;
+      if (opts.admit) {
+        const admitted = await opts.admit(req, pathname);
+        if (admitted && 'refused' in admitted) return refuse(res, admitted.refused, pathname, requestId);
+        // 'close' comes after 'finish', or alone when the client left first: then no latency sample.
+        if (admitted) res.once('close', () => admitted.release(res.writableFinished));
       }
       for (const route of opts.routes ?? []) {
         if (await route(req, res, info)) return;
@@ -306,20 +355,31 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
   // Keep-alive longer than typical client pools' idle timeouts, so clients do not race a close.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  if (opts.maxConnections) server.maxConnections = opts.maxConnections;
+  await listenOn(server, listen.port, listen.host);
   const port = (server.address() as AddressInfo).port;
+  // The probes' own listener: no routes, no admission, nothing to wait behind.
+  let healthServer: Server | undefined;
+  if (opts.healthPort !== undefined) {
+    healthServer = createServer((req, res) => {
+      void probe(splitTarget(req.url ?? '/').pathname, res).then((served) => {
+        if (!served) sendJson(res, 404, { error: 'not found: this port serves /healthz and /readyz only' });
+      });
+    });
+    try {
+      await listenOn(healthServer, opts.healthPort, listen.host);
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
   const host = listen.host === '0.0.0.0' || listen.host === '::' ? 'localhost' : listen.host;
 
   return {
     server,
     port,
     url: `http://${host}:${port}${graphqlPath}`,
+    ...(healthServer ? { healthPort: (healthServer.address() as AddressInfo).port } : {}),
     async close(timeoutMs: number) {
       draining = true;
       // A keep-alive client whose request is in flight learns from its answer that this
@@ -338,6 +398,23 @@ export async function startHttpServer<C extends BaseContext>(opts: HttpServerOpt
       await closed;
       clearInterval(sweep);
       clearTimeout(timer);
+      // Probes answer 503 draining until the API port is closed, then the probes' port goes too.
+      if (healthServer) {
+        const probes = healthServer;
+        const closedProbes = new Promise<void>((resolve) => probes.close(() => resolve()));
+        probes.closeAllConnections();
+        await closedProbes;
+      }
     },
   };
+}
+
+function listenOn(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

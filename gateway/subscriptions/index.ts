@@ -64,6 +64,8 @@ export interface GatewaySubscriptionOptions {
   identity: IdentityService;
   /** Client addresses from X-Forwarded-For (TRUST_PROXY). */
   trustProxy?: boolean;
+  /** Admission control's state: while true, new graphql-ws connections and operations are refused. */
+  overloaded?: () => boolean;
   logger: Logger;
 }
 
@@ -97,6 +99,7 @@ export function createGatewaySubscriptions(options: GatewaySubscriptionOptions):
     maxPayloadBytes: config.MAX_BODY_BYTES,
     authenticator: options.authenticator,
     trustProxy: options.trustProxy ?? false,
+    overloaded: options.overloaded ?? (() => false),
     logger,
   });
   const sse = createSseTransport(core, {

@@ -31,6 +31,8 @@ export interface WebSocketTransportOptions {
   authenticator: Authenticator;
   /** Client addresses from X-Forwarded-For. */
   trustProxy: boolean;
+  /** Admission control: while true, new connections are closed with 1013 and new operations refused (OVERLOADED). */
+  overloaded: () => boolean;
   logger: Logger;
 }
 
@@ -94,6 +96,10 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
       onConnect: async (ctx) => {
         const socket = ctx.extra.socket;
         const requestId = randomUUID();
+        if (options.overloaded()) {
+          socket.close(TRY_AGAIN_CLOSE_CODE, 'Overloaded: try again later');
+          return false;
+        }
         try {
           const credentials = credentialsOf(ctx.connectionParams, ctx.extra.request);
           if (credentials.kind === 'none') {
@@ -118,6 +124,8 @@ export function createWebSocketTransport(core: GatewayOperations, options: WebSo
           socket.close(UNAUTHORIZED_CLOSE_CODE, 'Unauthorized: the token expired');
           return [new GraphQLError('The credentials of this connection expired', { extensions: { code: 'UNAUTHENTICATED', reason: 'expired' } })];
         }
+        if (options.overloaded())
+          return [new GraphQLError('The gateway is overloaded: try again later', { extensions: { code: 'OVERLOADED', retryAfterSeconds: 1 } })];
         const prepared = core.prepare(payload);
         if (Array.isArray(prepared)) return prepared;
         const request = ctx.extra.request;

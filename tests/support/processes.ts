@@ -13,6 +13,9 @@ import { defaultAuthorization, TEST_SECURITY_ENV } from './auth.ts';
 import { dropSchema } from './databases.ts';
 import { getFreePort } from '../../scripts/free-port.ts';
 
+/** How long a started process may take to answer /readyz: TEST_READY_TIMEOUT_MS on a crowded machine. */
+const READY_TIMEOUT_MS = Number(process.env.TEST_READY_TIMEOUT_MS ?? 45_000);
+
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export { getFreePort };
@@ -110,7 +113,7 @@ export async function startProcess(options: ProcessOptions): Promise<ServiceProc
   }
 
   async function waitReady(): Promise<void> {
-    const deadline = Date.now() + (options.readyTimeoutMs ?? 45_000);
+    const deadline = Date.now() + (options.readyTimeoutMs ?? READY_TIMEOUT_MS);
     while (Date.now() < deadline) {
       if (exitStatus) throw new Error(`${options.name} exited before it was ready:\n${lines.join('\n')}`);
       try {
